@@ -1,1 +1,151 @@
+//! Shared harness for the GPU tests: one context per process (the software driver is slow and
+//! single-queue, so GPU tests run one at a time), comparisons that name the worst element, and
+//! random inputs.
 
+use nst_gpu::{Context, ContextOptions, View};
+use nst_kernels::Kernels;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// A context with every kernel compiled.
+pub struct Gpu {
+    /// The device.
+    pub ctx: Context,
+    /// Every kernel.
+    pub k: Kernels,
+}
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn open(opts: ContextOptions) -> Option<Gpu> {
+    match Context::with_options(opts) {
+        Ok(ctx) => {
+            let k = Kernels::new(&ctx).unwrap_or_else(|e| panic!("building kernels: {e}"));
+            eprintln!(
+                "GPU tests on {} ({})",
+                ctx.summary.name, ctx.summary.backend
+            );
+            Some(Gpu { ctx, k })
+        }
+        // In CI a missing adapter is a failure: the software driver must be installed.
+        Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set and {e}"),
+        Err(e) => {
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}
+
+/// Runs `f` with the shared default context, serialized with every other GPU test. Skips
+/// (returns) when there is no adapter, unless `CI` is set, where it fails.
+pub fn with_gpu(f: impl FnOnce(&Gpu)) {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    let _guard = lock();
+    if let Some(gpu) = GPU.get_or_init(|| open(ContextOptions::default())) {
+        f(gpu);
+    }
+}
+
+/// Like [`with_gpu`], but the context launches at most 16 workgroups per grid dimension, so
+/// every kernel takes its 2-D grid path on small shapes.
+pub fn with_small_grid_gpu(f: impl FnOnce(&Gpu)) {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    let _guard = lock();
+    let opts = ContextOptions {
+        max_workgroups_per_dim: Some(16),
+        ..Default::default()
+    };
+    if let Some(gpu) = GPU.get_or_init(|| open(opts)) {
+        f(gpu);
+    }
+}
+
+fn lock() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Gpu {
+    /// Uploads f64 values as f32.
+    pub fn upload(&self, label: &str, data: &[f64]) -> wgpu::Buffer {
+        let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+        self.ctx.tensor_from(label, &v).expect("upload")
+    }
+
+    /// Uploads f32 values.
+    pub fn upload_f32(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        self.ctx.tensor_from(label, data).expect("upload")
+    }
+
+    /// A zeroed tensor of `len` elements.
+    pub fn zeros(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.ctx.tensor(label, len as u64).expect("alloc")
+    }
+
+    /// Reads a whole buffer back as f32.
+    pub fn read(&self, b: &wgpu::Buffer) -> Vec<f32> {
+        self.ctx.read(View::whole(b)).expect("readback")
+    }
+
+    /// Reads a whole buffer back as u32.
+    pub fn read_u32(&self, b: &wgpu::Buffer) -> Vec<u32> {
+        self.ctx.read(View::whole(b)).expect("readback")
+    }
+
+    /// Records the launches into one pass, submits and waits.
+    pub fn run(&self, launches: &[&dyn nst_gpu::Record]) {
+        nst_gpu::run(&self.ctx, launches).expect("run");
+    }
+}
+
+/// Asserts `|got − want| ≤ atol + rtol·|want|` everywhere; the failure names the worst element.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst: Option<(usize, f64)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        let allowed = atol + rtol * w.abs();
+        if err <= allowed {
+            continue;
+        }
+        // NaN compares false above and lands here; rank it first.
+        let excess = if err.is_nan() {
+            f64::INFINITY
+        } else {
+            err / allowed
+        };
+        if worst.is_none_or(|(_, e)| excess > e) {
+            worst = Some((i, excess));
+        }
+    }
+    if let Some((i, _)) = worst {
+        panic!(
+            "{what}: element {i} of {} is {} but the reference is {} (|err| = {:e}, allowed {:e})",
+            got.len(),
+            got[i],
+            want[i],
+            (got[i] as f64 - want[i]).abs(),
+            atol + rtol * want[i].abs()
+        );
+    }
+}
+
+/// Deterministic random values in `[lo, hi)`.
+pub fn random(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Random values away from zero (|x| ≥ 0.05), so ReLU's kink and sign flips under f32
+/// rounding do not matter.
+pub fn random_away_from_zero(seed: u64, n: usize) -> Vec<f64> {
+    random(seed, n, 0.05, 1.0)
+        .into_iter()
+        .zip(random(seed ^ 0x9e37, n, 0.0, 1.0))
+        .map(|(m, s)| if s < 0.5 { -m } else { m })
+        .collect()
+}
+
+/// f32 values rounded from f64 and back, so a reference sees exactly what the GPU sees.
+pub fn as_f32_exact(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|&x| x as f32 as f64).collect()
+}

@@ -1,1 +1,19 @@
-//! placeholder
+//! GPU runtime for nst: opens an adapter (honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`),
+//! asks only for the limits it needs, turns wgpu's validation and out-of-memory errors into
+//! `Result`s, creates and reads back buffers, spreads launches over 2-D grids, and times
+//! passes with GPU timestamps.
+
+mod buffer;
+mod context;
+mod error;
+mod grid;
+mod kernel;
+mod timer;
+
+pub use buffer::{View, TENSOR_USAGE};
+pub use context::{list_adapters, AdapterSummary, Context, ContextOptions};
+pub use error::{human_bytes, GpuError, Result};
+pub use grid::grid;
+pub use kernel::{layout, pipeline, run, shader, Bind, Dispatch, Record, Slot};
+pub use timer::GpuTimer;
+pub use wgpu;

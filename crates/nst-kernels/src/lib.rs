@@ -1,1 +1,198 @@
-//! placeholder
+//! Hand-written WGSL kernels for neural style transfer, forward and backward.
+//!
+//! One module per op family; each op is found by one name in three places:
+//! `shaders/<op>.wgsl`, `nst_kernels::<op>` and `nst_reference::<op>`. Every op type owns its
+//! pipelines and explicit bind-group layouts, is built once per [`Context`], and prepares
+//! [`Dispatch`]es (bind groups and uniforms made once) that callers record into their own
+//! compute passes: nothing here submits work by itself.
+
+pub mod adam;
+pub mod conv2d;
+pub mod gram;
+pub mod loss;
+pub mod pixel;
+pub mod pool;
+pub mod reduce;
+pub mod relu;
+pub mod vector;
+
+pub use adam::{Adam, AdamParams, AdamStep};
+pub use conv2d::{Conv2d, ConvShape};
+pub use gram::Gram;
+pub use loss::{Mse, TotalVariation};
+pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View};
+pub use pixel::{PixelTransform, PixelTransformKernel};
+pub use pool::{AvgPool2d, MaxPool2d, PoolShape};
+pub use reduce::{Reduce, Reduction};
+pub use relu::Relu;
+pub use vector::{Coef, VectorOps};
+
+use nst_gpu::{Bind, Slot};
+
+/// Every shader's source, as compiled (files that use the workgroup reduction have it
+/// prepended, since WGSL has no includes). Tests validate each with naga.
+pub const SOURCES: &[(&str, &str)] = &[
+    ("conv2d.wgsl", CONV2D_WGSL),
+    ("relu.wgsl", RELU_WGSL),
+    ("pool.wgsl", POOL_WGSL),
+    ("gram.wgsl", GRAM_WGSL),
+    ("loss.wgsl", LOSS_WGSL),
+    ("reduce.wgsl", REDUCE_WGSL),
+    ("pixel.wgsl", PIXEL_WGSL),
+    ("adam.wgsl", ADAM_WGSL),
+    ("vector.wgsl", VECTOR_WGSL),
+];
+
+macro_rules! shader_file {
+    ($f:literal) => {
+        include_str!(concat!("../../../shaders/", $f))
+    };
+}
+macro_rules! with_workgroup_sum {
+    ($f:literal) => {
+        concat!(
+            include_str!("../../../shaders/workgroup_sum.wgsl"),
+            include_str!(concat!("../../../shaders/", $f))
+        )
+    };
+}
+
+const CONV2D_WGSL: &str = shader_file!("conv2d.wgsl");
+const RELU_WGSL: &str = shader_file!("relu.wgsl");
+const POOL_WGSL: &str = shader_file!("pool.wgsl");
+const GRAM_WGSL: &str = shader_file!("gram.wgsl");
+const PIXEL_WGSL: &str = shader_file!("pixel.wgsl");
+const ADAM_WGSL: &str = shader_file!("adam.wgsl");
+const LOSS_WGSL: &str = with_workgroup_sum!("loss.wgsl");
+const REDUCE_WGSL: &str = with_workgroup_sum!("reduce.wgsl");
+const VECTOR_WGSL: &str = with_workgroup_sum!("vector.wgsl");
+
+/// Every kernel, compiled once for a context.
+pub struct Kernels {
+    /// 3×3 convolution.
+    pub conv2d: Conv2d,
+    /// ReLU.
+    pub relu: Relu,
+    /// 2×2 max pooling.
+    pub max_pool2d: MaxPool2d,
+    /// 2×2 average pooling.
+    pub avg_pool2d: AvgPool2d,
+    /// Gram matrix.
+    pub gram: Gram,
+    /// Mean-squared error.
+    pub mse: Mse,
+    /// Total variation.
+    pub tv: TotalVariation,
+    /// RGB → network input convention.
+    pub pixel: PixelTransformKernel,
+    /// Adam update.
+    pub adam: Adam,
+    /// dot, axpy, scale.
+    pub vector: VectorOps,
+}
+
+impl Kernels {
+    /// Compiles every shader and builds every pipeline.
+    pub fn new(ctx: &Context) -> Result<Self> {
+        Ok(Kernels {
+            conv2d: Conv2d::new(ctx)?,
+            relu: Relu::new(ctx)?,
+            max_pool2d: MaxPool2d::new(ctx)?,
+            avg_pool2d: AvgPool2d::new(ctx)?,
+            gram: Gram::new(ctx)?,
+            mse: Mse::new(ctx)?,
+            tv: TotalVariation::new(ctx)?,
+            pixel: PixelTransformKernel::new(ctx)?,
+            adam: Adam::new(ctx)?,
+            vector: VectorOps::new(ctx)?,
+        })
+    }
+}
+
+/// Threads per workgroup of the element-wise entry points (the `WG` override constant).
+pub const WORKGROUP_SIZE: u32 = 256;
+
+/// One entry point: its explicit layout and pipeline.
+pub(crate) struct Entry {
+    layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+    name: &'static str,
+}
+
+impl Entry {
+    /// An entry point of a file with the `WG` override constant.
+    pub(crate) fn new(
+        ctx: &Context,
+        module: &wgpu::ShaderModule,
+        name: &'static str,
+        slots: &[Slot],
+    ) -> Result<Self> {
+        Self::with_constants(ctx, module, name, slots, &[("WG", WORKGROUP_SIZE as f64)])
+    }
+
+    /// An entry point with the given override constants.
+    pub(crate) fn with_constants(
+        ctx: &Context,
+        module: &wgpu::ShaderModule,
+        name: &'static str,
+        slots: &[Slot],
+        constants: &[(&str, f64)],
+    ) -> Result<Self> {
+        let layout = nst_gpu::layout(ctx, name, slots);
+        let pipeline = nst_gpu::pipeline(ctx, module, name, &layout, constants)?;
+        Ok(Entry {
+            layout,
+            pipeline,
+            name,
+        })
+    }
+
+    /// A launch over `invocations` threads (one per element written).
+    pub(crate) fn dispatch(
+        &self,
+        ctx: &Context,
+        binds: &[Bind<'_>],
+        invocations: u64,
+    ) -> Result<Dispatch> {
+        Dispatch::new(
+            ctx,
+            self.name,
+            &self.pipeline,
+            &self.layout,
+            binds,
+            invocations,
+            WORKGROUP_SIZE,
+        )
+    }
+
+    /// A launch with explicit workgroup counts.
+    pub(crate) fn dispatch_groups(
+        &self,
+        ctx: &Context,
+        binds: &[Bind<'_>],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
+        Dispatch::with_workgroups(ctx, self.name, &self.pipeline, &self.layout, binds, groups)
+    }
+}
+
+/// Checks that `view` holds exactly `len` elements.
+pub(crate) fn expect_len(what: &str, view: &View<'_>, len: u64) -> Result<()> {
+    if view.len != len {
+        return Err(GpuError::BadShape(format!(
+            "`{what}` has {} elements, the shape needs {len}",
+            view.len
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that a shape has no zero dimension.
+pub(crate) fn expect_nonzero(what: &str, dims: &[u32]) -> Result<()> {
+    if dims.contains(&0) {
+        return Err(GpuError::BadShape(format!(
+            "{what} has a zero dimension: {dims:?}"
+        )));
+    }
+    Ok(())
+}

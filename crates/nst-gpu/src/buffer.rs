@@ -1,0 +1,177 @@
+//! Buffers: creation with size checks, views for binding, readback.
+
+use crate::context::Context;
+use crate::error::{GpuError, Result};
+use wgpu::util::DeviceExt;
+
+/// A range of f32/u32 elements inside a storage buffer, as bound by a kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    /// The buffer.
+    pub buffer: &'a wgpu::Buffer,
+    /// First element (4-byte units).
+    pub offset: u64,
+    /// Number of elements (4-byte units).
+    pub len: u64,
+}
+
+impl<'a> View<'a> {
+    /// The whole buffer.
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        View {
+            buffer,
+            offset: 0,
+            len: buffer.size() / 4,
+        }
+    }
+
+    /// `len` elements starting at element `offset`.
+    pub fn range(buffer: &'a wgpu::Buffer, offset: u64, len: u64) -> Self {
+        View {
+            buffer,
+            offset,
+            len,
+        }
+    }
+
+    /// This view as a binding resource, checked against the adapter's binding limit.
+    pub fn binding(&self, ctx: &Context, what: &str) -> Result<wgpu::BindingResource<'a>> {
+        let bytes = self.len * 4;
+        if bytes > ctx.max_binding_bytes {
+            return Err(GpuError::TooLarge {
+                what: format!("storage binding `{what}`"),
+                bytes,
+                limit: ctx.max_binding_bytes,
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        if self.len == 0 {
+            return Err(GpuError::BadShape(format!("`{what}` is empty")));
+        }
+        if (self.offset + self.len) * 4 > self.buffer.size() {
+            return Err(GpuError::BadShape(format!(
+                "`{what}`: elements {}..{} lie outside a buffer of {} elements",
+                self.offset,
+                self.offset + self.len,
+                self.buffer.size() / 4
+            )));
+        }
+        Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset * 4,
+            size: wgpu::BufferSize::new(bytes),
+        }))
+    }
+}
+
+impl<'a> From<&'a wgpu::Buffer> for View<'a> {
+    fn from(b: &'a wgpu::Buffer) -> Self {
+        View::whole(b)
+    }
+}
+
+/// Usage for tensors: bound as storage, filled by the queue, read back by copy.
+pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+impl Context {
+    fn check_buffer_size(&self, label: &str, bytes: u64) -> Result<()> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(GpuError::TooLarge {
+                what: format!("buffer `{label}`"),
+                bytes,
+                limit: self.limits.max_buffer_size,
+                limit_name: "max_buffer_size",
+            });
+        }
+        Ok(())
+    }
+
+    /// A zero-filled storage buffer of `len` 4-byte elements.
+    pub fn tensor(&self, label: &str, len: u64) -> Result<wgpu::Buffer> {
+        let bytes = len.max(1) * 4;
+        self.check_buffer_size(label, bytes)?;
+        self.scoped(|| {
+            Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage: TENSOR_USAGE,
+                mapped_at_creation: false,
+            }))
+        })
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn tensor_from<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
+        let bytes = std::mem::size_of_val(data) as u64;
+        if bytes == 0 {
+            return self.tensor(label, 1);
+        }
+        self.check_buffer_size(label, bytes)?;
+        self.scoped(|| {
+            Ok(self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(data),
+                    usage: TENSOR_USAGE,
+                }))
+        })
+    }
+
+    /// A uniform buffer holding one value (shapes and scalars for a kernel).
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// Overwrites the start of `buffer` with `data` (queued; takes effect at the next submit).
+    pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset_elems: u64, data: &[T]) {
+        self.queue
+            .write_buffer(buffer, offset_elems * 4, bytemuck::cast_slice(data));
+    }
+
+    /// Copies `view` back to the CPU. Waits for all submitted work.
+    pub fn read<T: bytemuck::Pod>(&self, view: View<'_>) -> Result<Vec<T>> {
+        assert_eq!(std::mem::size_of::<T>(), 4, "read() is for 4-byte elements");
+        let bytes = view.len * 4;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("nst readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("nst readback"),
+            });
+        enc.copy_buffer_to_buffer(view.buffer, view.offset * 4, &staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| GpuError::Readback(e.to_string()))?
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let out = {
+            let mapped = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+            bytemuck::cast_slice(&mapped).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+}

@@ -1,0 +1,248 @@
+//! The device context: adapter selection, limits, error scopes.
+
+use crate::error::{GpuError, Result};
+
+/// The limits every nst kernel relies on. Anything below these is refused at start-up.
+const NEED_INVOCATIONS: u32 = 256;
+const NEED_WORKGROUP_STORAGE: u32 = 16 * 1024;
+const NEED_STORAGE_BUFFERS: u32 = 8;
+
+/// Options for opening a [`Context`].
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Substring of the adapter name to pick; defaults to `WGPU_ADAPTER_NAME`.
+    pub adapter_name: Option<String>,
+    /// Cap on storage-binding size, below the adapter's: tests use it to force chunked paths.
+    pub max_binding_bytes: Option<u64>,
+    /// Cap on workgroups per grid dimension, below the adapter's: tests use it to send small
+    /// launches through the 2-D grid path.
+    pub max_workgroups_per_dim: Option<u32>,
+}
+
+/// What the kernels need to know about the adapter, read once.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// The adapter's name, e.g. "NVIDIA H100" or "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// Vulkan, Metal, Dx12 or Gl.
+    pub backend: String,
+    /// Discrete, integrated, CPU…
+    pub device_type: String,
+    /// Driver name and version as the driver reports them.
+    pub driver: String,
+}
+
+/// One GPU device and queue, with the limits it was opened with.
+pub struct Context {
+    /// The adapter in use.
+    pub adapter: wgpu::Adapter,
+    /// The logical device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The limits the device was opened with (never above the adapter's).
+    pub limits: wgpu::Limits,
+    /// Largest storage binding we allow ourselves: the device limit, or a smaller test cap.
+    pub max_binding_bytes: u64,
+    /// Most workgroups per grid dimension we launch: the device limit, or a smaller test cap.
+    pub max_workgroups_per_dim: u32,
+    /// Whether GPU timestamps inside compute passes are available.
+    pub timestamps: bool,
+    /// Adapter name, backend, type and driver.
+    pub summary: AdapterSummary,
+}
+
+impl Context {
+    /// Opens the adapter chosen by `WGPU_BACKEND` / `WGPU_ADAPTER_NAME` (or the best one).
+    pub fn new() -> Result<Self> {
+        Self::with_options(ContextOptions::default())
+    }
+
+    /// Opens an adapter with explicit options.
+    pub fn with_options(opts: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::open(opts))
+    }
+
+    async fn open(opts: ContextOptions) -> Result<Self> {
+        let (instance, backends) = instance();
+        let adapter = select_adapter(&instance, backends, opts.adapter_name).await?;
+        let have = adapter.limits();
+
+        if have.max_compute_invocations_per_workgroup < NEED_INVOCATIONS
+            || have.max_compute_workgroup_size_x < NEED_INVOCATIONS
+            || have.max_compute_workgroup_storage_size < NEED_WORKGROUP_STORAGE
+            || have.max_storage_buffers_per_shader_stage < NEED_STORAGE_BUFFERS
+        {
+            return Err(GpuError::Unsupported(format!(
+                "nst needs {NEED_INVOCATIONS} invocations per workgroup, \
+                 {NEED_WORKGROUP_STORAGE} bytes of workgroup storage and \
+                 {NEED_STORAGE_BUFFERS} storage buffers per stage; this adapter offers {}, {} \
+                 and {}. Pick another adapter with WGPU_ADAPTER_NAME",
+                have.max_compute_invocations_per_workgroup,
+                have.max_compute_workgroup_storage_size,
+                have.max_storage_buffers_per_shader_stage
+            )));
+        }
+
+        // Ask for what we use, at most what the adapter has. Big buffers matter: take the
+        // adapter's full buffer and binding sizes.
+        let mut limits = wgpu::Limits::downlevel_defaults();
+        limits.max_storage_buffers_per_shader_stage = NEED_STORAGE_BUFFERS;
+        limits.max_compute_invocations_per_workgroup = NEED_INVOCATIONS;
+        limits.max_compute_workgroup_size_x = NEED_INVOCATIONS;
+        limits.max_compute_workgroup_size_y = have.max_compute_workgroup_size_y.min(256);
+        limits.max_compute_workgroup_storage_size =
+            have.max_compute_workgroup_storage_size.min(32 * 1024);
+        limits.max_compute_workgroups_per_dimension = have.max_compute_workgroups_per_dimension;
+        limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
+        limits.max_buffer_size = have.max_buffer_size;
+        limits.max_bind_groups = have.max_bind_groups.min(4);
+        let mut short = Vec::new();
+        limits.check_limits_with_fail_fn(&have, false, |name, want, got| {
+            short.push(format!("{name} (nst needs {want}, the adapter has {got})"))
+        });
+        if !short.is_empty() {
+            return Err(GpuError::Unsupported(format!(
+                "{}. Pick another adapter with WGPU_ADAPTER_NAME",
+                short.join(", ")
+            )));
+        }
+
+        let timestamps = adapter.features().contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+        );
+        let mut features = wgpu::Features::empty();
+        if timestamps {
+            features |=
+                wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        }
+
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("nst"),
+                required_features: features,
+                required_limits: limits.clone(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+
+        let info = adapter.get_info();
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+        };
+        let max_binding_bytes = match opts.max_binding_bytes {
+            Some(cap) => cap.min(limits.max_storage_buffer_binding_size),
+            None => limits.max_storage_buffer_binding_size,
+        };
+        let max_workgroups_per_dim = opts
+            .max_workgroups_per_dim
+            .unwrap_or(u32::MAX)
+            .clamp(1, limits.max_compute_workgroups_per_dimension);
+        Ok(Context {
+            adapter,
+            device,
+            queue,
+            limits,
+            max_binding_bytes,
+            max_workgroups_per_dim,
+            timestamps,
+            summary,
+        })
+    }
+
+    /// Runs `f` inside out-of-memory and validation error scopes, returning what they caught
+    /// as an error instead of letting wgpu panic in its default handler.
+    pub fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = oom {
+            return Err(GpuError::OutOfMemory(e.to_string()));
+        }
+        if let Some(e) = validation {
+            return Err(GpuError::Validation(e.to_string()));
+        }
+        out
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::Readback(e.to_string()))
+    }
+
+    /// True when this is a CPU implementation such as Mesa's lavapipe.
+    pub fn is_software(&self) -> bool {
+        self.adapter.get_info().device_type == wgpu::DeviceType::Cpu
+    }
+}
+
+/// Lists every adapter on the backends the environment allows, as `name (backend, type)`.
+pub fn list_adapters() -> Vec<String> {
+    let (instance, backends) = instance();
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(describe)
+        .collect()
+}
+
+/// An instance on the backends `WGPU_BACKEND` names, or else the primary ones (Vulkan, Metal,
+/// DX12): OpenGL's compute support is too limited for these kernels.
+fn instance() -> (wgpu::Instance, wgpu::Backends) {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+    let backends = desc.backends;
+    (wgpu::Instance::new(desc), backends)
+}
+
+fn describe(a: &wgpu::Adapter) -> String {
+    let i = a.get_info();
+    format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+}
+
+async fn select_adapter(
+    instance: &wgpu::Instance,
+    backends: wgpu::Backends,
+    wanted: Option<String>,
+) -> Result<wgpu::Adapter> {
+    let wanted = wanted.or_else(|| {
+        std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    if let Some(wanted) = wanted {
+        let adapters = instance.enumerate_adapters(backends).await;
+        let needle = wanted.to_lowercase();
+        let available: Vec<String> = adapters.iter().map(describe).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+            .ok_or(GpuError::AdapterNotFound { wanted, available });
+    }
+    let power_preference =
+        wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
+    match instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference,
+            force_fallback_adapter: false,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(a) => Ok(a),
+        Err(_) => Err(GpuError::NoAdapter {
+            backends: format!("{backends:?}"),
+        }),
+    }
+}

@@ -1,0 +1,110 @@
+//! GPU reductions in two stages: a first-stage kernel (a loss or a dot product) writes one
+//! partial sum per workgroup with a grid-stride loop over at most [`MAX_PARTIALS`] workgroups;
+//! `reduce_finish` (`shaders/reduce.wgsl`) adds them in a fixed order and stores
+//! `scale · Σ` into one slot of a scalar buffer.
+
+use crate::Entry;
+use nst_gpu::{Bind, Context, Dispatch, Record, Result, Slot, View};
+
+/// Most workgroups a first-stage pass uses; the finishing workgroup sums this many values.
+pub const MAX_PARTIALS: u32 = 256;
+
+/// Workgroups of a first-stage pass over `n` elements.
+pub fn partial_count(n: u64) -> u32 {
+    n.div_ceil(256).clamp(1, MAX_PARTIALS as u64) as u32
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Uniform {
+    count: u32,
+    out_index: u32,
+    accumulate: u32,
+    _pad: u32,
+    scale: f32,
+    _pad1: [f32; 3],
+}
+
+/// The finishing kernel.
+pub struct Reduce {
+    finish: Entry,
+}
+
+/// A prepared reduction: the first stage, the finish, and the partial-sum buffer they share.
+pub struct Reduction {
+    partial: Dispatch,
+    finish: Dispatch,
+    _partials: wgpu::Buffer,
+}
+
+impl Record for Reduction {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.partial.record(pass);
+        self.finish.record(pass);
+    }
+}
+
+impl Reduce {
+    /// Compiles `shaders/reduce.wgsl`.
+    pub fn new(ctx: &Context) -> Result<Self> {
+        let module = nst_gpu::shader(ctx, "reduce.wgsl", crate::REDUCE_WGSL)?;
+        Ok(Reduce {
+            finish: Entry::with_constants(
+                ctx,
+                &module,
+                "reduce_finish",
+                &[Slot::Uniform, Slot::Read, Slot::Write],
+                &[],
+            )?,
+        })
+    }
+
+    /// Builds a reduction over `n` elements: `first_stage(partials, count)` prepares the
+    /// first-stage dispatch writing `count` partial sums into `partials`; the result,
+    /// `scale · Σ`, goes to `out[index]` (added to it when `accumulate`).
+    pub(crate) fn build(
+        &self,
+        ctx: &Context,
+        n: u64,
+        out: View<'_>,
+        index: u32,
+        scale: f32,
+        accumulate: bool,
+        first_stage: impl FnOnce(View<'_>, u32) -> Result<Dispatch>,
+    ) -> Result<Reduction> {
+        if index as u64 >= out.len {
+            return Err(nst_gpu::GpuError::BadShape(format!(
+                "scalar slot {index} is outside a buffer of {} scalars",
+                out.len
+            )));
+        }
+        let count = partial_count(n);
+        let partials = ctx.tensor("partial sums", MAX_PARTIALS as u64)?;
+        let partial = first_stage(View::range(&partials, 0, count as u64), count)?;
+        let u = ctx.uniform(
+            "reduce_finish",
+            &Uniform {
+                count,
+                out_index: index,
+                accumulate: accumulate as u32,
+                _pad: 0,
+                scale,
+                _pad1: [0.0; 3],
+            },
+        );
+        let finish = self.finish.dispatch_groups(
+            ctx,
+            &[
+                Bind::Uniform(&u),
+                Bind::Storage("partial sums", View::range(&partials, 0, count as u64)),
+                Bind::Storage("scalars", out),
+            ],
+            [1, 1, 1],
+        )?;
+        Ok(Reduction {
+            partial,
+            finish: finish.owning(u),
+            _partials: partials,
+        })
+    }
+}

@@ -1,0 +1,55 @@
+// The pixel transform from RGB in [0, 1] (3 × H × W) to a weight set's input convention:
+//   out[c] = scale[c] · x[perm[c]] + offset[c]
+// (original VGG: perm = BGR, scale 255, offset −mean pixel; torchvision: RGB, 1/std, −mean/std).
+// Backward: gx[k] = scale[c] · gy[c] with perm[c] = k.
+
+struct Params {
+    perm: vec4<u32>,
+    inv_perm: vec4<u32>,
+    scale: vec4<f32>,
+    offset: vec4<f32>,
+    plane: u32,      // H·W
+    accumulate: u32, // backward: add into gx
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+override WG: u32 = 256;
+
+fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+@compute @workgroup_size(WG)
+fn pixel_forward(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = linear(gid, nwg);
+    if (idx >= 3u * params.plane) {
+        return;
+    }
+    let c = idx / params.plane;
+    let p = idx % params.plane;
+    dst[idx] = params.scale[c] * src[params.perm[c] * params.plane + p] + params.offset[c];
+}
+
+@compute @workgroup_size(WG)
+fn pixel_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = linear(gid, nwg);
+    if (idx >= 3u * params.plane) {
+        return;
+    }
+    let k = idx / params.plane;
+    let p = idx % params.plane;
+    let c = params.inv_perm[k];
+    let g = params.scale[c] * src[c * params.plane + p];
+    if (params.accumulate != 0u) {
+        dst[idx] += g;
+    } else {
+        dst[idx] = g;
+    }
+}

@@ -1,0 +1,578 @@
+//! Layer 2: every GPU kernel against the f64 CPU reference, on tiny (1×1), odd and
+//! non-multiple-of-4 shapes, shapes spanning many workgroups, and (through a context capped at
+//! 16 workgroups per dimension) the 2-D grid path.
+
+use nst_gpu::View;
+use nst_kernels::{AdamParams, Coef, ConvShape, PixelTransform, PoolShape};
+use nst_reference as r;
+use nst_tests::{
+    as_f32_exact, assert_close, random, random_away_from_zero, with_gpu, with_small_grid_gpu, Gpu,
+};
+
+const CONV_SHAPES: &[(u32, u32, u32, u32)] = &[
+    (1, 1, 1, 1),
+    (3, 5, 7, 9),
+    (5, 6, 1, 13),
+    (7, 3, 13, 1),
+    (3, 8, 24, 31), // 5,952 outputs: many workgroups
+];
+
+fn conv_case(g: &Gpu, (c_in, c_out, h, w): (u32, u32, u32, u32), seed: u64) {
+    let s = ConvShape { c_in, c_out, h, w };
+    let plane = (h * w) as usize;
+    let x = as_f32_exact(&random(seed, c_in as usize * plane, -1.0, 1.0));
+    let wt = as_f32_exact(&random(seed + 1, (c_out * c_in * 9) as usize, -0.5, 0.5));
+    let b = as_f32_exact(&random(seed + 2, c_out as usize, -0.5, 0.5));
+    let gy = as_f32_exact(&random(seed + 3, c_out as usize * plane, -1.0, 1.0));
+    let (bx, bw, bb, bgy) = (
+        g.upload("x", &x),
+        g.upload("w", &wt),
+        g.upload("b", &b),
+        g.upload("gy", &gy),
+    );
+    let (by, byr, bgx) = (
+        g.zeros("y", c_out as usize * plane),
+        g.zeros("y relu", c_out as usize * plane),
+        g.zeros("gx", c_in as usize * plane),
+    );
+    let k = &g.k.conv2d;
+    let fwd = k
+        .forward(
+            &g.ctx,
+            s,
+            (&bx).into(),
+            (&bw).into(),
+            (&bb).into(),
+            (&by).into(),
+            false,
+        )
+        .unwrap();
+    let fwd_relu = k
+        .forward(
+            &g.ctx,
+            s,
+            (&bx).into(),
+            (&bw).into(),
+            (&bb).into(),
+            (&byr).into(),
+            true,
+        )
+        .unwrap();
+    let bwd = k
+        .backward_input(&g.ctx, s, (&bgy).into(), (&bw).into(), (&bgx).into())
+        .unwrap();
+    g.run(&[&fwd, &fwd_relu, &bwd]);
+    let (ci, co, hh, ww) = (c_in as usize, c_out as usize, h as usize, w as usize);
+    let tag = format!("conv2d {c_in}→{c_out} {h}×{w}");
+    assert_close(
+        &format!("{tag} forward"),
+        &g.read(&by),
+        &r::conv2d::conv2d_forward(&x, ci, hh, ww, &wt, &b, co, false),
+        1e-5,
+        1e-5,
+    );
+    assert_close(
+        &format!("{tag} forward+relu"),
+        &g.read(&byr),
+        &r::conv2d::conv2d_forward(&x, ci, hh, ww, &wt, &b, co, true),
+        1e-5,
+        1e-5,
+    );
+    assert_close(
+        &format!("{tag} backward"),
+        &g.read(&bgx),
+        &r::conv2d::conv2d_backward_input(&gy, co, hh, ww, &wt, ci),
+        1e-5,
+        1e-5,
+    );
+}
+
+#[test]
+fn conv2d_matches_reference() {
+    with_gpu(|g| {
+        for (i, &shape) in CONV_SHAPES.iter().enumerate() {
+            conv_case(g, shape, 10 + i as u64);
+        }
+    });
+}
+
+#[test]
+fn conv2d_matches_reference_on_2d_grid() {
+    with_small_grid_gpu(|g| conv_case(g, (3, 8, 24, 31), 99));
+}
+
+fn relu_case(g: &Gpu, n: usize, seed: u64) {
+    let x = as_f32_exact(&random_away_from_zero(seed, n));
+    let gy = as_f32_exact(&random(seed + 1, n, -1.0, 1.0));
+    let (bx, bgy, by, bgx) = (
+        g.upload("x", &x),
+        g.upload("gy", &gy),
+        g.zeros("y", n),
+        g.zeros("gx", n),
+    );
+    let f =
+        g.k.relu
+            .forward(&g.ctx, (&bx).into(), (&by).into())
+            .unwrap();
+    let b =
+        g.k.relu
+            .backward(&g.ctx, (&by).into(), (&bgy).into(), (&bgx).into())
+            .unwrap();
+    g.run(&[&f, &b]);
+    let y = r::relu::relu_forward(&x);
+    assert_close(&format!("relu forward n={n}"), &g.read(&by), &y, 0.0, 0.0);
+    assert_close(
+        &format!("relu backward n={n}"),
+        &g.read(&bgx),
+        &r::relu::relu_backward(&y, &gy),
+        0.0,
+        0.0,
+    );
+}
+
+#[test]
+fn relu_matches_reference() {
+    with_gpu(|g| {
+        for (i, n) in [1usize, 255, 256, 257, 4 * 7 * 9, 70_001]
+            .into_iter()
+            .enumerate()
+        {
+            relu_case(g, n, 20 + i as u64);
+        }
+    });
+    with_small_grid_gpu(|g| relu_case(g, 60_001, 29));
+}
+
+#[test]
+fn relu_over_conv1_at_512_uses_the_2d_grid() {
+    // 64 × 512 × 512 elements = 65,536 workgroups of 256: one more than a dimension holds.
+    with_gpu(|g| {
+        let n = 64 * 512 * 512;
+        let groups = nst_gpu::grid(n as u64, 256, g.ctx.max_workgroups_per_dim).unwrap();
+        assert!(groups[1] > 1, "expected a 2-D grid, got {groups:?}");
+        relu_case(g, n, 30);
+    });
+}
+
+fn pool_case(g: &Gpu, c: u32, h: u32, w: u32, seed: u64) {
+    let s = PoolShape { c, h, w };
+    let n_in = s.input_len() as usize;
+    let n_out = s.output_len() as usize;
+    // Distinct, spread values so no window has a near-tie; then force a few exact ties.
+    let mut x = as_f32_exact(&random(seed, n_in, -1.0, 1.0));
+    for i in (0..n_in.saturating_sub(1)).step_by(5) {
+        x[i + 1] = x[i];
+    }
+    let gy = as_f32_exact(&random(seed + 1, n_out, -1.0, 1.0));
+    let (bx, bgy) = (g.upload("x", &x), g.upload("gy", &gy));
+    let (by, barg, bgx, bya, bgxa) = (
+        g.zeros("y", n_out),
+        g.zeros("argmax", n_out),
+        g.zeros("gx", n_in),
+        g.zeros("y avg", n_out),
+        g.zeros("gx avg", n_in),
+    );
+    let ctx = &g.ctx;
+    let mf =
+        g.k.max_pool2d
+            .forward(ctx, s, (&bx).into(), (&by).into(), (&barg).into())
+            .unwrap();
+    let mb =
+        g.k.max_pool2d
+            .backward(ctx, s, (&bgy).into(), (&barg).into(), (&bgx).into())
+            .unwrap();
+    let af =
+        g.k.avg_pool2d
+            .forward(ctx, s, (&bx).into(), (&bya).into())
+            .unwrap();
+    let ab =
+        g.k.avg_pool2d
+            .backward(ctx, s, (&bgy).into(), (&bgxa).into())
+            .unwrap();
+    g.run(&[&mf, &mb, &af, &ab]);
+    let (cc, hh, ww) = (c as usize, h as usize, w as usize);
+    let tag = format!("pool {c}×{h}×{w}");
+    let (y, arg) = r::pool::max_pool2d_forward(&x, cc, hh, ww);
+    assert_close(&format!("{tag} max forward"), &g.read(&by), &y, 0.0, 0.0);
+    assert_eq!(g.read_u32(&barg), arg, "{tag} max arg-max");
+    assert_close(
+        &format!("{tag} max backward"),
+        &g.read(&bgx),
+        &r::pool::max_pool2d_backward(&gy, &arg, cc, hh, ww),
+        0.0,
+        0.0,
+    );
+    assert_close(
+        &format!("{tag} avg forward"),
+        &g.read(&bya),
+        &r::pool::avg_pool2d_forward(&x, cc, hh, ww),
+        1e-6,
+        1e-6,
+    );
+    assert_close(
+        &format!("{tag} avg backward"),
+        &g.read(&bgxa),
+        &r::pool::avg_pool2d_backward(&gy, cc, hh, ww),
+        1e-7,
+        1e-6,
+    );
+}
+
+#[test]
+fn pooling_matches_reference() {
+    with_gpu(|g| {
+        for (i, &(c, h, w)) in [(1, 2, 2), (1, 3, 3), (3, 7, 9), (5, 2, 17), (6, 64, 65)]
+            .iter()
+            .enumerate()
+        {
+            pool_case(g, c, h, w, 40 + i as u64);
+        }
+    });
+    with_small_grid_gpu(|g| pool_case(g, 5, 64, 65, 49));
+}
+
+#[test]
+fn pooling_rejects_a_1x1_input() {
+    with_gpu(|g| {
+        let (x, y, a) = (g.zeros("x", 3), g.zeros("y", 1), g.zeros("a", 1));
+        let s = PoolShape { c: 3, h: 1, w: 1 };
+        let err =
+            g.k.max_pool2d
+                .forward(&g.ctx, s, (&x).into(), (&y).into(), (&a).into())
+                .err()
+                .unwrap();
+        assert!(err.to_string().contains("zero dimension"), "{err}");
+    });
+}
+
+fn gram_case(g: &Gpu, c: u32, n: u32, seed: u64, accumulate: bool) {
+    let f = as_f32_exact(&random(seed, (c * n) as usize, -1.0, 1.0));
+    let gg = as_f32_exact(&random(seed + 1, (c * c) as usize, -1.0, 1.0));
+    let prior = as_f32_exact(&random(seed + 2, (c * n) as usize, -1.0, 1.0));
+    let (bf, bgg, bg) = (
+        g.upload("f", &f),
+        g.upload("gg", &gg),
+        g.zeros("g", (c * c) as usize),
+    );
+    let bgf = g.upload("gf", &prior);
+    let fw =
+        g.k.gram
+            .forward(&g.ctx, c, n, (&bf).into(), (&bg).into())
+            .unwrap();
+    let bw =
+        g.k.gram
+            .backward(
+                &g.ctx,
+                c,
+                n,
+                (&bf).into(),
+                (&bgg).into(),
+                (&bgf).into(),
+                accumulate,
+            )
+            .unwrap();
+    g.run(&[&fw, &bw]);
+    let (cc, nn) = (c as usize, n as usize);
+    assert_close(
+        &format!("gram {c}×{n} forward"),
+        &g.read(&bg),
+        &r::gram::gram_forward(&f, cc, nn),
+        1e-6,
+        1e-5,
+    );
+    let mut want = r::gram::gram_backward(&f, &gg, cc, nn);
+    if accumulate {
+        want.iter_mut().zip(&prior).for_each(|(w, p)| *w += p);
+    }
+    assert_close(
+        &format!("gram {c}×{n} backward"),
+        &g.read(&bgf),
+        &want,
+        1e-6,
+        1e-5,
+    );
+}
+
+#[test]
+fn gram_matches_reference() {
+    with_gpu(|g| {
+        gram_case(g, 1, 1, 50, false);
+        gram_case(g, 5, 63, 51, false);
+        gram_case(g, 7, 1000, 52, true);
+        gram_case(g, 67, 130, 53, true);
+    });
+    with_small_grid_gpu(|g| gram_case(g, 9, 600, 59, false));
+}
+
+fn loss_case(g: &Gpu, c: u32, h: u32, w: u32, seed: u64) {
+    let n = (c * h * w) as usize;
+    let a = as_f32_exact(&random(seed, n, -1.0, 1.0));
+    let b = as_f32_exact(&random(seed + 1, n, -1.0, 1.0));
+    let prior = as_f32_exact(&random(seed + 2, n, -1.0, 1.0));
+    let (ba, bb) = (g.upload("a", &a), g.upload("b", &b));
+    let (bga, bgt) = (g.zeros("ga", n), g.upload("gt", &prior));
+    let scalars = g.upload_f32("scalars", &[7.0; 4]);
+    let ctx = &g.ctx;
+    let s = View::whole(&scalars);
+    let mse =
+        g.k.mse
+            .forward(ctx, (&ba).into(), (&bb).into(), s, 1)
+            .unwrap();
+    let mse_b =
+        g.k.mse
+            .backward(ctx, (&ba).into(), (&bb).into(), (&bga).into(), 0.75, false)
+            .unwrap();
+    let tv = g.k.tv.forward(ctx, c, h, w, (&ba).into(), s, 3).unwrap();
+    let tv_b =
+        g.k.tv
+            .backward(ctx, c, h, w, (&ba).into(), (&bgt).into(), 1.5, true)
+            .unwrap();
+    g.run(&[&mse, &mse_b, &tv, &tv_b]);
+    let tag = format!("loss {c}×{h}×{w}");
+    let (cc, hh, ww) = (c as usize, h as usize, w as usize);
+    let got = g.read(&scalars);
+    let want = [
+        7.0,
+        r::loss::mse_forward(&a, &b),
+        7.0,
+        r::loss::tv_forward(&a, cc, hh, ww),
+    ];
+    assert_close(&format!("{tag} mse and tv values"), &got, &want, 1e-6, 1e-5);
+    assert_close(
+        &format!("{tag} mse backward"),
+        &g.read(&bga),
+        &r::loss::mse_backward(&a, &b, 0.75),
+        1e-7,
+        1e-5,
+    );
+    let mut want_tv = r::loss::tv_backward(&a, cc, hh, ww, 1.5);
+    want_tv.iter_mut().zip(&prior).for_each(|(w, p)| *w += p);
+    assert_close(
+        &format!("{tag} tv backward"),
+        &g.read(&bgt),
+        &want_tv,
+        1e-6,
+        1e-5,
+    );
+}
+
+#[test]
+fn losses_match_reference() {
+    with_gpu(|g| {
+        for (i, &(c, h, w)) in [
+            (1, 1, 1),
+            (3, 1, 9),
+            (3, 7, 1),
+            (3, 7, 9),
+            (5, 33, 47),
+            (3, 300, 301),
+        ]
+        .iter()
+        .enumerate()
+        {
+            loss_case(g, c, h, w, 60 + i as u64);
+        }
+    });
+    with_small_grid_gpu(|g| loss_case(g, 5, 33, 47, 69));
+}
+
+fn pixel_case(g: &Gpu, t: PixelTransform, rt: r::pixel::PixelTransform, h: u32, w: u32, seed: u64) {
+    let n = (3 * h * w) as usize;
+    let x = as_f32_exact(&random(seed, n, 0.0, 1.0));
+    let gy = as_f32_exact(&random(seed + 1, n, -1.0, 1.0));
+    let (bx, bgy, by, bgx) = (
+        g.upload("x", &x),
+        g.upload("gy", &gy),
+        g.zeros("y", n),
+        g.zeros("gx", n),
+    );
+    let f =
+        g.k.pixel
+            .forward(&g.ctx, &t, h, w, (&bx).into(), (&by).into())
+            .unwrap();
+    let b =
+        g.k.pixel
+            .backward(&g.ctx, &t, h, w, (&bgy).into(), (&bgx).into(), false)
+            .unwrap();
+    g.run(&[&f, &b]);
+    let (hh, ww) = (h as usize, w as usize);
+    assert_close(
+        &format!("pixel {t:?} forward"),
+        &g.read(&by),
+        &rt.forward(&x, hh, ww),
+        1e-4,
+        1e-6,
+    );
+    assert_close(
+        &format!("pixel {t:?} backward"),
+        &g.read(&bgx),
+        &rt.backward(&gy, hh, ww),
+        1e-5,
+        1e-6,
+    );
+}
+
+#[test]
+fn pixel_transform_matches_reference() {
+    with_gpu(|g| {
+        for (i, &(h, w)) in [(1, 1), (5, 6), (40, 37)].iter().enumerate() {
+            pixel_case(
+                g,
+                PixelTransform::CAFFE,
+                r::pixel::PixelTransform::CAFFE,
+                h,
+                w,
+                70 + i as u64,
+            );
+            pixel_case(
+                g,
+                PixelTransform::TORCHVISION,
+                r::pixel::PixelTransform::TORCHVISION,
+                h,
+                w,
+                75 + i as u64,
+            );
+        }
+    });
+}
+
+#[test]
+fn adam_matches_reference_over_several_steps() {
+    with_gpu(|g| {
+        let n = 1001;
+        let p = AdamParams::new(0.05);
+        let x0 = as_f32_exact(&random(80, n, -1.0, 1.0));
+        let (bx, bm, bv, bg) = (
+            g.upload("x", &x0),
+            g.zeros("m", n),
+            g.zeros("v", n),
+            g.zeros("g", n),
+        );
+        let step =
+            g.k.adam
+                .prepare(
+                    &g.ctx,
+                    p,
+                    (&bg).into(),
+                    (&bx).into(),
+                    (&bm).into(),
+                    (&bv).into(),
+                )
+                .unwrap();
+        let rp = r::adam::AdamParams {
+            lr: p.lr,
+            beta1: p.beta1,
+            beta2: p.beta2,
+            eps: p.eps,
+        };
+        let mut state = r::adam::AdamState::new(n);
+        let mut x = x0.clone();
+        for t in 1..=6u32 {
+            let grad = as_f32_exact(&random(80 + t as u64, n, -1.0, 1.0));
+            let gf: Vec<f32> = grad.iter().map(|&v| v as f32).collect();
+            g.ctx.write(&bg, 0, &gf);
+            step.set_step(&g.ctx, t);
+            g.run(&[&step]);
+            r::adam::adam_step(&mut x, &grad, &mut state, &rp);
+        }
+        assert_close("adam after 6 steps", &g.read(&bx), &x, 1e-5, 1e-5);
+    });
+}
+
+#[test]
+fn vector_ops_match_reference() {
+    with_gpu(|g| {
+        let n = 70_001;
+        let a = as_f32_exact(&random(90, n, -1.0, 1.0));
+        let b = as_f32_exact(&random(91, n, -1.0, 1.0));
+        let (ba, bb) = (g.upload("a", &a), g.upload("b", &b));
+        let scalars = g.upload_f32("scalars", &[0.0, 0.0, 0.0, 4.0]);
+        let s = View::whole(&scalars);
+        let v = &g.k.vector;
+        let dot_ab = v.dot(&g.ctx, (&ba).into(), (&bb).into(), s, 0).unwrap();
+        let dot_aa = v.dot(&g.ctx, (&ba).into(), (&ba).into(), s, 1).unwrap();
+        // b ← b + (−0.5 · (a·b) / (a·a)) · a, then b ← (2 · s[3]) · b
+        let axpy = v
+            .axpy(
+                &g.ctx,
+                Coef::ratio(-0.5, Some(0), Some(1)),
+                (&ba).into(),
+                (&bb).into(),
+                s,
+            )
+            .unwrap();
+        let scale = v
+            .scale(&g.ctx, Coef::ratio(2.0, Some(3), None), (&bb).into(), s)
+            .unwrap();
+        let dot_after = v.dot(&g.ctx, (&ba).into(), (&bb).into(), s, 2).unwrap();
+        g.run(&[&dot_ab, &dot_aa, &axpy, &scale, &dot_after]);
+        let (ab, aa) = (r::vector::dot(&a, &b), r::vector::dot(&a, &a));
+        let mut want = b.clone();
+        r::vector::axpy(-0.5 * ab / aa, &a, &mut want);
+        r::vector::scale(8.0, &mut want);
+        assert_close("b after axpy and scale", &g.read(&bb), &want, 1e-5, 1e-5);
+        let after = r::vector::dot(&a, &want);
+        assert_close(
+            "dot products",
+            &g.read(&scalars),
+            &[ab, aa, after, 4.0],
+            1e-3,
+            1e-5,
+        );
+    });
+}
+
+#[test]
+fn shape_mismatches_are_errors_not_panics() {
+    with_gpu(|g| {
+        let (x, w, b, y) = (
+            g.zeros("x", 10),
+            g.zeros("w", 9),
+            g.zeros("b", 1),
+            g.zeros("y", 11),
+        );
+        let s = ConvShape {
+            c_in: 1,
+            c_out: 1,
+            h: 2,
+            w: 5,
+        };
+        let err =
+            g.k.conv2d
+                .forward(
+                    &g.ctx,
+                    s,
+                    (&x).into(),
+                    (&w).into(),
+                    (&b).into(),
+                    (&y).into(),
+                    false,
+                )
+                .err()
+                .unwrap();
+        assert!(err.to_string().contains("conv2d output"), "{err}");
+        let scalars = g.zeros("s", 2);
+        let err =
+            g.k.mse
+                .forward(&g.ctx, (&x).into(), (&x).into(), View::whole(&scalars), 5)
+                .err()
+                .unwrap();
+        assert!(err.to_string().contains("scalar slot 5"), "{err}");
+    });
+}
+
+#[test]
+fn a_binding_over_the_limit_is_a_clear_error() {
+    with_gpu(|g| {
+        let limit = g.ctx.max_binding_bytes;
+        // A view one element larger than the limit (the buffer itself is never bound).
+        let big = g.zeros("small", 4);
+        let view = View::range(&big, 0, limit / 4 + 1);
+        let err = g.k.relu.forward(&g.ctx, view, view).err().unwrap();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("max_storage_buffer_binding_size") && msg.contains("smaller image"),
+            "{msg}"
+        );
+    });
+}
