@@ -1,1 +1,1 @@
-
+//! Benchmarks only: see `benches/kernels.rs` (run with `cargo bench`).

@@ -79,7 +79,6 @@ impl Gram {
 
     /// `gf` (c × n) = gradient through the Gram matrix of `gg` (c × c); adds into `gf` when
     /// `accumulate`.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         ctx: &Context,

