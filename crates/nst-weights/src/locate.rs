@@ -154,8 +154,51 @@ pub fn default_fetch_destination() -> PathBuf {
     user_cache_path().unwrap_or_else(|| PathBuf::from(FILE_NAME))
 }
 
+/// What the main command calls: the weights [`locate`] finds, or, when there are none anywhere,
+/// a fresh download to [`default_fetch_destination`], announced through `progress`. A path
+/// named by `--weights` or `NST_WEIGHTS` that does not exist is an error, never a download.
+/// When fetching is impossible, the error names `nst weights fetch` and what to fix first.
+pub fn locate_or_fetch(
+    explicit: Option<&Path>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, WeightsError> {
+    match locate(explicit) {
+        Located::NotFound { searched } => {
+            let dest = default_fetch_destination();
+            let looked: Vec<String> = searched
+                .iter()
+                .map(|c| c.path.display().to_string())
+                .collect();
+            progress(&format!(
+                "no VGG-19 weights found (looked in {}); fetching them to {}",
+                looked.join(", "),
+                dest.display()
+            ));
+            crate::fetch(&dest, progress)?;
+            Ok(dest)
+        }
+        other => other.into_result(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn locate_or_fetch_never_downloads_for_a_missing_named_path() {
+        let mut said = Vec::new();
+        let err = super::locate_or_fetch(
+            Some(std::path::Path::new("/nonexistent/nst/vgg19.safetensors")),
+            &mut |m: &str| said.push(m.to_string()),
+        )
+        .unwrap_err();
+        assert!(said.is_empty(), "it started fetching: {said:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/nonexistent/nst/vgg19.safetensors") && msg.contains("nst weights fetch"),
+            "{msg}"
+        );
+    }
+
     use super::*;
 
     #[test]
