@@ -25,19 +25,39 @@ fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 fn out_h() -> u32 { return shape.h / 2u; }
 fn out_w() -> u32 { return shape.w / 2u; }
 
-@compute @workgroup_size(WG)
-fn max_pool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>) {
+// Input index of the top-left element of output `idx`'s window.
+fn window_base(idx: u32) -> u32 {
     let ho = out_h();
     let wo = out_w();
-    let idx = linear(gid, nwg);
-    if (idx >= shape.c * ho * wo) {
-        return;
-    }
     let c = idx / (ho * wo);
     let oy = (idx / wo) % ho;
     let ox = idx % wo;
-    let base = c * shape.h * shape.w + 2u * oy * shape.w + 2u * ox;
+    return c * shape.h * shape.w + 2u * oy * shape.w + 2u * ox;
+}
+
+// For input element `idx`: the output whose window holds it (x) and its place in that window,
+// dy·2+dx (y); x = 0xffffffff in a dropped last row or column.
+fn window_of(idx: u32) -> vec2<u32> {
+    let plane = shape.h * shape.w;
+    let c = idx / plane;
+    let y = (idx % plane) / shape.w;
+    let x = idx % shape.w;
+    let ho = out_h();
+    let wo = out_w();
+    if (y / 2u >= ho || x / 2u >= wo) {
+        return vec2<u32>(0xffffffffu, 0u);
+    }
+    return vec2<u32>(c * ho * wo + (y / 2u) * wo + x / 2u, (y % 2u) * 2u + (x % 2u));
+}
+
+@compute @workgroup_size(WG)
+fn max_pool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = linear(gid, nwg);
+    if (idx >= shape.c * out_h() * out_w()) {
+        return;
+    }
+    let base = window_base(idx);
     var best = src[base];
     var arg = 0u;
     for (var k = 1u; k < 4u; k++) {
@@ -58,18 +78,10 @@ fn max_pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     if (idx >= shape.c * shape.h * shape.w) {
         return;
     }
-    let plane = shape.h * shape.w;
-    let c = idx / plane;
-    let y = (idx % plane) / shape.w;
-    let x = idx % shape.w;
-    let ho = out_h();
-    let wo = out_w();
+    let win = window_of(idx);
     var g = 0.0;
-    if (y / 2u < ho && x / 2u < wo) {
-        let o = c * ho * wo + (y / 2u) * wo + x / 2u;
-        if (argmax[o] == (y % 2u) * 2u + (x % 2u)) {
-            g = src[o];
-        }
+    if (win.x != 0xffffffffu && argmax[win.x] == win.y) {
+        g = src[win.x];
     }
     dst[idx] = g;
 }
@@ -77,16 +89,11 @@ fn max_pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(WG)
 fn avg_pool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
-    let ho = out_h();
-    let wo = out_w();
     let idx = linear(gid, nwg);
-    if (idx >= shape.c * ho * wo) {
+    if (idx >= shape.c * out_h() * out_w()) {
         return;
     }
-    let c = idx / (ho * wo);
-    let oy = (idx / wo) % ho;
-    let ox = idx % wo;
-    let base = c * shape.h * shape.w + 2u * oy * shape.w + 2u * ox;
+    let base = window_base(idx);
     dst[idx] = 0.25 * (src[base] + src[base + 1u] + src[base + shape.w] + src[base + shape.w + 1u]);
 }
 
@@ -97,15 +104,10 @@ fn avg_pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     if (idx >= shape.c * shape.h * shape.w) {
         return;
     }
-    let plane = shape.h * shape.w;
-    let c = idx / plane;
-    let y = (idx % plane) / shape.w;
-    let x = idx % shape.w;
-    let ho = out_h();
-    let wo = out_w();
+    let win = window_of(idx);
     var g = 0.0;
-    if (y / 2u < ho && x / 2u < wo) {
-        g = 0.25 * src[c * ho * wo + (y / 2u) * wo + x / 2u];
+    if (win.x != 0xffffffffu) {
+        g = 0.25 * src[win.x];
     }
     dst[idx] = g;
 }
