@@ -6,17 +6,25 @@
 // gather with the kernel flipped and the channels swapped:
 //   gx[i, p] = Σ_o Σ_{ky,kx} w[o, i, 2-ky, 2-kx] · gy[o, p + (ky-1, kx-1)].
 // Only input gradients exist: the network is fixed, only the image is optimized.
+//
+// A tensor too large for one storage binding is split into chunks of whole channels. One
+// dispatch handles one (source chunk, destination chunk) pair: `src_off`/`dst_off` place the
+// chunks in the whole tensors (for the weight and bias indices), and the destination either
+// starts from the bias (forward) or zero (backward), or adds to what earlier pairs wrote.
 
 struct Shape {
-    c_in: u32,   // channels read (x for forward, gy for backward)
-    c_out: u32,  // channels written
+    c_src: u32,     // channels in the source chunk (x forward, gy backward)
+    c_dst: u32,     // channels in the destination chunk
     h: u32,
     w: u32,
-    relu: u32,   // forward only: apply max(0, ·) after the bias
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    src_off: u32,   // first channel of the source chunk in its tensor
+    dst_off: u32,   // first channel of the destination chunk in its tensor
+    w_cin: u32,     // input channels of the whole forward weight (its row stride)
+    flags: u32,     // FLAG_ACCUMULATE | FLAG_RELU
 }
+
+const FLAG_ACCUMULATE: u32 = 1u; // dst += result (else forward: dst = bias + result; backward: dst = result)
+const FLAG_RELU: u32 = 2u;       // forward only: dst = max(dst, 0) after adding
 
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
@@ -30,14 +38,21 @@ fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// Σ over input channels and taps for output element (o, y, x); `flip` selects the backward
-// weight indexing.
+// Σ over the source chunk's channels and taps for destination element (o, y, x); `flip`
+// selects the backward weight indexing.
 fn accumulate(o: u32, y: u32, x: u32, flip: bool) -> f32 {
     let h = shape.h;
     let w = shape.w;
     let plane = h * w;
     var acc = 0.0;
-    for (var i = 0u; i < shape.c_in; i++) {
+    for (var i = 0u; i < shape.c_src; i++) {
+        var wbase: u32;
+        if (flip) {
+            // forward weight (o_fwd = source channel, i_fwd = destination channel)
+            wbase = ((shape.src_off + i) * shape.w_cin + shape.dst_off + o) * 9u;
+        } else {
+            wbase = ((shape.dst_off + o) * shape.w_cin + shape.src_off + i) * 9u;
+        }
         for (var ky = 0u; ky < 3u; ky++) {
             let sy = i32(y) + i32(ky) - 1;
             if (sy < 0 || sy >= i32(h)) {
@@ -48,14 +63,11 @@ fn accumulate(o: u32, y: u32, x: u32, flip: bool) -> f32 {
                 if (sx < 0 || sx >= i32(w)) {
                     continue;
                 }
-                var wi: u32;
+                var tap = ky * 3u + kx;
                 if (flip) {
-                    // forward weight (o_fwd = i, i_fwd = o), taps rotated 180°
-                    wi = ((i * shape.c_out + o) * 3u + (2u - ky)) * 3u + (2u - kx);
-                } else {
-                    wi = ((o * shape.c_in + i) * 3u + ky) * 3u + kx;
+                    tap = 8u - tap; // taps rotated 180°
                 }
-                acc += weight[wi] * src[i * plane + u32(sy) * w + u32(sx)];
+                acc += weight[wbase + tap] * src[i * plane + u32(sy) * w + u32(sx)];
             }
         }
     }
@@ -65,7 +77,7 @@ fn accumulate(o: u32, y: u32, x: u32, flip: bool) -> f32 {
 @compute @workgroup_size(WG)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = shape.c_out * shape.h * shape.w;
+    let n = shape.c_dst * shape.h * shape.w;
     let idx = linear(gid, nwg);
     if (idx >= n) {
         return;
@@ -73,8 +85,13 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let plane = shape.h * shape.w;
     let o = idx / plane;
     let p = idx % plane;
-    var v = bias[o] + accumulate(o, p / shape.w, p % shape.w, false);
-    if (shape.relu != 0u) {
+    var v = accumulate(o, p / shape.w, p % shape.w, false);
+    if ((shape.flags & FLAG_ACCUMULATE) != 0u) {
+        v += dst[idx];
+    } else {
+        v += bias[shape.dst_off + o];
+    }
+    if ((shape.flags & FLAG_RELU) != 0u) {
         v = max(v, 0.0);
     }
     dst[idx] = v;
@@ -83,7 +100,7 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = shape.c_out * shape.h * shape.w;
+    let n = shape.c_dst * shape.h * shape.w;
     let idx = linear(gid, nwg);
     if (idx >= n) {
         return;
@@ -91,5 +108,9 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     let plane = shape.h * shape.w;
     let o = idx / plane;
     let p = idx % plane;
-    dst[idx] = accumulate(o, p / shape.w, p % shape.w, true);
+    var v = accumulate(o, p / shape.w, p % shape.w, true);
+    if ((shape.flags & FLAG_ACCUMULATE) != 0u) {
+        v += dst[idx];
+    }
+    dst[idx] = v;
 }

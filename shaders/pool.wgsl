@@ -8,7 +8,7 @@ struct Shape {
     c: u32,
     h: u32,   // input height
     w: u32,   // input width
-    _pad: u32,
+    accumulate: u32, // backward: add into gx
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
@@ -50,6 +50,14 @@ fn window_of(idx: u32) -> vec2<u32> {
     return vec2<u32>(c * ho * wo + (y / 2u) * wo + x / 2u, (y % 2u) * 2u + (x % 2u));
 }
 
+fn store_gradient(idx: u32, g: f32) {
+    if (shape.accumulate != 0u) {
+        dst[idx] += g;
+    } else {
+        dst[idx] = g;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn max_pool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -83,7 +91,7 @@ fn max_pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     if (win.x != 0xffffffffu && argmax[win.x] == win.y) {
         g = src[win.x];
     }
-    dst[idx] = g;
+    store_gradient(idx, g);
 }
 
 @compute @workgroup_size(WG)
@@ -109,5 +117,5 @@ fn avg_pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     if (win.x != 0xffffffffu) {
         g = 0.25 * src[win.x];
     }
-    dst[idx] = g;
+    store_gradient(idx, g);
 }

@@ -1,8 +1,8 @@
-// ReLU: y = max(x, 0); backward gx = gy where y > 0, else 0 (PyTorch's convention at 0).
+// ReLU: y = max(x, 0); backward gx (+)= gy where y > 0, else 0 (PyTorch's convention at 0).
 
 struct Shape {
     n: u32,
-    _pad0: u32,
+    accumulate: u32, // backward: add into gx (a tapped layer's gradient already holds its losses')
     _pad1: u32,
     _pad2: u32,
 }
@@ -35,5 +35,10 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     if (i >= shape.n) {
         return;
     }
-    dst[i] = select(0.0, grad_out[i], src[i] > 0.0);
+    let g = select(0.0, grad_out[i], src[i] > 0.0);
+    if (shape.accumulate != 0u) {
+        dst[i] += g;
+    } else {
+        dst[i] = g;
+    }
 }

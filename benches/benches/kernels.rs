@@ -332,7 +332,7 @@ fn bench_elementwise(c: &mut Criterion, b: &Bench) {
     let relu_f = b.k.relu.forward(ctx, (&bx).into(), (&by).into()).unwrap();
     let relu_b =
         b.k.relu
-            .backward(ctx, (&bx).into(), (&bx2).into(), (&bg).into())
+            .backward(ctx, (&bx).into(), (&bx2).into(), (&bg).into(), false)
             .unwrap();
     let pool_f =
         b.k.max_pool2d
@@ -340,7 +340,7 @@ fn bench_elementwise(c: &mut Criterion, b: &Bench) {
             .unwrap();
     let pool_b =
         b.k.max_pool2d
-            .backward(ctx, pool, (&bp).into(), (&barg).into(), (&bg).into())
+            .backward(ctx, pool, (&bp).into(), (&barg).into(), (&bg).into(), false)
             .unwrap();
     let mse_f =
         b.k.mse

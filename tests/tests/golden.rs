@@ -282,7 +282,7 @@ fn gpu_conv2d_relu_pool_gram() {
         let d4 = g.k.relu.forward(ctx, (&rx).into(), (&ry).into()).unwrap();
         let d5 =
             g.k.relu
-                .backward(ctx, (&ry).into(), (&rgy).into(), (&rgx).into())
+                .backward(ctx, (&ry).into(), (&rgy).into(), (&rgx).into(), false)
                 .unwrap();
 
         let ps = t("max_pool.x").1;
@@ -303,7 +303,14 @@ fn gpu_conv2d_relu_pool_gram() {
                 .unwrap();
         let d7 =
             g.k.max_pool2d
-                .backward(ctx, pshape, (&pgy).into(), (&parg).into(), (&pgx).into())
+                .backward(
+                    ctx,
+                    pshape,
+                    (&pgy).into(),
+                    (&parg).into(),
+                    (&pgx).into(),
+                    false,
+                )
                 .unwrap();
         let (ax, agy) = (buf(g, "avg_pool.x"), buf(g, "avg_pool.gy"));
         let (ay, agx) = (
@@ -316,7 +323,7 @@ fn gpu_conv2d_relu_pool_gram() {
                 .unwrap();
         let d9 =
             g.k.avg_pool2d
-                .backward(ctx, pshape, (&agy).into(), (&agx).into())
+                .backward(ctx, pshape, (&agy).into(), (&agx).into(), false)
                 .unwrap();
 
         let gs = t("gram.f").1;

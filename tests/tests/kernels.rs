@@ -3,7 +3,7 @@
 //! 16 workgroups per dimension) the 2-D grid path.
 
 use nst_gpu::View;
-use nst_kernels::{AdamParams, Coef, ConvShape, PixelTransform, PoolShape};
+use nst_kernels::{AdamParams, Channels, Coef, ConvPart, ConvShape, PixelTransform, PoolShape};
 use nst_reference as r;
 use nst_tests::{
     as_f32_exact, assert_close, random, random_away_from_zero, with_gpu, with_small_grid_gpu, Gpu,
@@ -101,6 +101,133 @@ fn conv2d_matches_reference_on_2d_grid() {
     with_small_grid_gpu(|g| conv_case(g, (3, 8, 24, 31), 99));
 }
 
+/// A convolution over tensors split into channel chunks, as the graph records it for tensors
+/// above the binding limit: every (source chunk, destination chunk) pair is one part.
+#[test]
+fn conv2d_in_channel_chunks_matches_reference() {
+    with_gpu(|g| {
+        let (c_in, c_out, h, w) = (5u32, 7u32, 6u32, 7u32);
+        let s = ConvShape { c_in, c_out, h, w };
+        let plane = (h * w) as usize;
+        let in_chunks = [
+            Channels {
+                offset: 0,
+                count: 2,
+            },
+            Channels {
+                offset: 2,
+                count: 3,
+            },
+        ];
+        let out_chunks = [
+            Channels {
+                offset: 0,
+                count: 4,
+            },
+            Channels {
+                offset: 4,
+                count: 3,
+            },
+        ];
+        let x = as_f32_exact(&random(70, c_in as usize * plane, -1.0, 1.0));
+        let wt = as_f32_exact(&random(71, (c_out * c_in * 9) as usize, -0.5, 0.5));
+        let b = as_f32_exact(&random(72, c_out as usize, -0.5, 0.5));
+        let gy = as_f32_exact(&random(73, c_out as usize * plane, -1.0, 1.0));
+        let prior = as_f32_exact(&random(74, c_in as usize * plane, -1.0, 1.0));
+        let chunk = |v: &[f64], c: Channels| {
+            v[c.offset as usize * plane..][..c.count as usize * plane].to_vec()
+        };
+        let (bw, bb) = (g.upload("w", &wt), g.upload("b", &b));
+        let bx: Vec<_> = in_chunks
+            .iter()
+            .map(|&c| g.upload("x", &chunk(&x, c)))
+            .collect();
+        let bgx: Vec<_> = in_chunks
+            .iter()
+            .map(|&c| g.upload("gx", &chunk(&prior, c)))
+            .collect();
+        let bgy: Vec<_> = out_chunks
+            .iter()
+            .map(|&c| g.upload("gy", &chunk(&gy, c)))
+            .collect();
+        let by: Vec<_> = out_chunks
+            .iter()
+            .map(|&c| g.zeros("y", c.count as usize * plane))
+            .collect();
+        let mut parts = Vec::new();
+        for (o, &dst) in out_chunks.iter().enumerate() {
+            for (i, &src) in in_chunks.iter().enumerate() {
+                let part = ConvPart {
+                    src,
+                    dst,
+                    accumulate: i > 0,
+                };
+                let relu = i + 1 == in_chunks.len();
+                parts.push(
+                    g.k.conv2d
+                        .forward_part(
+                            &g.ctx,
+                            s,
+                            part,
+                            (&bx[i]).into(),
+                            (&bw).into(),
+                            (&bb).into(),
+                            (&by[o]).into(),
+                            relu,
+                        )
+                        .unwrap(),
+                );
+            }
+        }
+        for (i, &dst) in in_chunks.iter().enumerate() {
+            for (o, &src) in out_chunks.iter().enumerate() {
+                // Every part accumulates: the gradient already holds the prior value.
+                let part = ConvPart {
+                    src,
+                    dst,
+                    accumulate: true,
+                };
+                parts.push(
+                    g.k.conv2d
+                        .backward_input_part(
+                            &g.ctx,
+                            s,
+                            part,
+                            (&bgy[o]).into(),
+                            (&bw).into(),
+                            (&bgx[i]).into(),
+                        )
+                        .unwrap(),
+                );
+            }
+        }
+        let launches: Vec<&dyn nst_gpu::Record> = parts.iter().map(|d| d as _).collect();
+        g.run(&launches);
+        let (ci, co, hh, ww) = (c_in as usize, c_out as usize, h as usize, w as usize);
+        let y: Vec<f32> = by.iter().flat_map(|b| g.read(b)).collect();
+        let gx: Vec<f32> = bgx.iter().flat_map(|b| g.read(b)).collect();
+        assert_close(
+            "chunked conv2d forward+relu",
+            &y,
+            &r::conv2d::conv2d_forward(&x, ci, hh, ww, &wt, &b, co, true),
+            1e-5,
+            1e-5,
+        );
+        let want: Vec<f64> = r::conv2d::conv2d_backward_input(&gy, co, hh, ww, &wt, ci)
+            .iter()
+            .zip(&prior)
+            .map(|(a, b)| a + b)
+            .collect();
+        assert_close(
+            "chunked conv2d backward, accumulating",
+            &gx,
+            &want,
+            1e-5,
+            1e-5,
+        );
+    });
+}
+
 fn relu_case(g: &Gpu, n: usize, seed: u64) {
     let x = as_f32_exact(&random_away_from_zero(seed, n));
     let gy = as_f32_exact(&random(seed + 1, n, -1.0, 1.0));
@@ -116,10 +243,29 @@ fn relu_case(g: &Gpu, n: usize, seed: u64) {
             .unwrap();
     let b =
         g.k.relu
-            .backward(&g.ctx, (&by).into(), (&bgy).into(), (&bgx).into())
+            .backward(&g.ctx, (&by).into(), (&bgy).into(), (&bgx).into(), false)
             .unwrap();
-    g.run(&[&f, &b]);
+    // The same backward added onto a gradient that already holds something.
+    let prior = as_f32_exact(&random(seed + 2, n, -1.0, 1.0));
+    let bgx_acc = g.upload("gx prior", &prior);
+    let b_acc =
+        g.k.relu
+            .backward(&g.ctx, (&by).into(), (&bgy).into(), (&bgx_acc).into(), true)
+            .unwrap();
+    g.run(&[&f, &b, &b_acc]);
     let y = r::relu::relu_forward(&x);
+    let want_acc: Vec<f64> = r::relu::relu_backward(&y, &gy)
+        .iter()
+        .zip(&prior)
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_close(
+        &format!("relu backward accumulating n={n}"),
+        &g.read(&bgx_acc),
+        &want_acc,
+        1e-6,
+        1e-6,
+    );
     assert_close(&format!("relu forward n={n}"), &g.read(&by), &y, 0.0, 0.0);
     assert_close(
         &format!("relu backward n={n}"),
@@ -179,15 +325,22 @@ fn pool_case(g: &Gpu, c: u32, h: u32, w: u32, seed: u64) {
             .unwrap();
     let mb =
         g.k.max_pool2d
-            .backward(ctx, s, (&bgy).into(), (&barg).into(), (&bgx).into())
+            .backward(ctx, s, (&bgy).into(), (&barg).into(), (&bgx).into(), false)
             .unwrap();
     let af =
         g.k.avg_pool2d
             .forward(ctx, s, (&bx).into(), (&bya).into())
             .unwrap();
+    // The average backward adds onto a gradient that already holds something.
+    let prior = as_f32_exact(&random(seed + 2, n_in, -1.0, 1.0));
+    g.ctx.write(
+        &bgxa,
+        0,
+        &prior.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    );
     let ab =
         g.k.avg_pool2d
-            .backward(ctx, s, (&bgy).into(), (&bgxa).into())
+            .backward(ctx, s, (&bgy).into(), (&bgxa).into(), true)
             .unwrap();
     g.run(&[&mf, &mb, &af, &ab]);
     let (cc, hh, ww) = (c as usize, h as usize, w as usize);
@@ -209,11 +362,16 @@ fn pool_case(g: &Gpu, c: u32, h: u32, w: u32, seed: u64) {
         1e-6,
         1e-6,
     );
+    let want_avg: Vec<f64> = r::pool::avg_pool2d_backward(&gy, cc, hh, ww)
+        .iter()
+        .zip(&prior)
+        .map(|(a, b)| a + b)
+        .collect();
     assert_close(
-        &format!("{tag} avg backward"),
+        &format!("{tag} avg backward, accumulating"),
         &g.read(&bgxa),
-        &r::pool::avg_pool2d_backward(&gy, cc, hh, ww),
-        1e-7,
+        &want_avg,
+        1e-6,
         1e-6,
     );
 }

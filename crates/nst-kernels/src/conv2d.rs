@@ -24,16 +24,52 @@ impl ConvShape {
     }
 }
 
+/// A range of whole channels: one chunk of a tensor split for the binding-size limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Channels {
+    /// First channel of the chunk in the whole tensor.
+    pub offset: u32,
+    /// Channels in the chunk.
+    pub count: u32,
+}
+
+impl Channels {
+    /// All `count` channels of a tensor.
+    pub fn all(count: u32) -> Self {
+        Channels { offset: 0, count }
+    }
+}
+
+/// One dispatch's share of a convolution over chunked tensors: the source chunk it reads
+/// (`x` forward, `gy` backward), the destination chunk it writes, and whether it adds to
+/// what earlier parts wrote there. The parts of one destination chunk are recorded in order;
+/// the first starts from the bias (forward) or zero (backward), unless the destination
+/// already holds a gradient to add to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvPart {
+    /// Source channels.
+    pub src: Channels,
+    /// Destination channels.
+    pub dst: Channels,
+    /// Add to the destination instead of overwriting it.
+    pub accumulate: bool,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Uniform {
-    c_in: u32,
-    c_out: u32,
+    c_src: u32,
+    c_dst: u32,
     h: u32,
     w: u32,
-    relu: u32,
-    _pad: [u32; 3],
+    src_off: u32,
+    dst_off: u32,
+    w_cin: u32,
+    flags: u32,
 }
+
+const FLAG_ACCUMULATE: u32 = 1;
+const FLAG_RELU: u32 = 2;
 
 /// The conv2d kernels.
 pub struct Conv2d {
@@ -74,20 +110,35 @@ impl Conv2d {
         y: View<'_>,
         relu: bool,
     ) -> Result<Dispatch> {
-        check(s, &x, &weight, &y)?;
+        let part = ConvPart {
+            src: Channels::all(s.c_in),
+            dst: Channels::all(s.c_out),
+            accumulate: false,
+        };
+        self.forward_part(ctx, s, part, x, weight, bias, y, relu)
+    }
+
+    /// One part of a chunked forward: `y` (the `part.dst` chunk) `= bias + conv(x)` over the
+    /// `part.src` chunk `x`, or `+= conv(x)` when `part.accumulate`; then `max(·, 0)` when
+    /// `relu` (pass it only with the last part of a destination chunk). `s` is the whole
+    /// layer's shape and `weight`/`bias` are the whole layer's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_part(
+        &self,
+        ctx: &Context,
+        s: ConvShape,
+        part: ConvPart,
+        x: View<'_>,
+        weight: View<'_>,
+        bias: View<'_>,
+        y: View<'_>,
+        relu: bool,
+    ) -> Result<Dispatch> {
+        check(s, part, false, &x, &weight, &y)?;
         expect_len("conv2d bias", &bias, s.c_out as u64)?;
-        let u = ctx.uniform(
-            "conv2d_forward",
-            &Uniform {
-                c_in: s.c_in,
-                c_out: s.c_out,
-                h: s.h,
-                w: s.w,
-                relu: relu as u32,
-                _pad: [0; 3],
-            },
-        );
-        let n = s.c_out as u64 * s.h as u64 * s.w as u64;
+        let flags = relu as u32 * FLAG_RELU + part.accumulate as u32 * FLAG_ACCUMULATE;
+        let u = ctx.uniform("conv2d_forward", &uniform(s, part, flags));
+        let n = part.dst.count as u64 * s.h as u64 * s.w as u64;
         let d = self.forward.dispatch(
             ctx,
             &[
@@ -112,20 +163,30 @@ impl Conv2d {
         weight: View<'_>,
         gx: View<'_>,
     ) -> Result<Dispatch> {
-        check(s, &gx, &weight, &gy)?;
-        // The backward is the forward gather with the roles of the channels swapped.
-        let u = ctx.uniform(
-            "conv2d_backward_input",
-            &Uniform {
-                c_in: s.c_out,
-                c_out: s.c_in,
-                h: s.h,
-                w: s.w,
-                relu: 0,
-                _pad: [0; 3],
-            },
-        );
-        let n = s.c_in as u64 * s.h as u64 * s.w as u64;
+        let part = ConvPart {
+            src: Channels::all(s.c_out),
+            dst: Channels::all(s.c_in),
+            accumulate: false,
+        };
+        self.backward_input_part(ctx, s, part, gy, weight, gx)
+    }
+
+    /// One part of a chunked input gradient: `gx` (the `part.dst` chunk of the input
+    /// channels) `=` or `+=` (with `part.accumulate`) the contribution of the `part.src`
+    /// chunk `gy` of the output gradient.
+    pub fn backward_input_part(
+        &self,
+        ctx: &Context,
+        s: ConvShape,
+        part: ConvPart,
+        gy: View<'_>,
+        weight: View<'_>,
+        gx: View<'_>,
+    ) -> Result<Dispatch> {
+        check(s, part, true, &gy, &weight, &gx)?;
+        let flags = part.accumulate as u32 * FLAG_ACCUMULATE;
+        let u = ctx.uniform("conv2d_backward_input", &uniform(s, part, flags));
+        let n = part.dst.count as u64 * s.h as u64 * s.w as u64;
         let d = self.backward.dispatch(
             ctx,
             &[
@@ -141,10 +202,49 @@ impl Conv2d {
     }
 }
 
-fn check(s: ConvShape, x: &View<'_>, weight: &View<'_>, y: &View<'_>) -> Result<()> {
+fn uniform(s: ConvShape, part: ConvPart, flags: u32) -> Uniform {
+    Uniform {
+        c_src: part.src.count,
+        c_dst: part.dst.count,
+        h: s.h,
+        w: s.w,
+        src_off: part.src.offset,
+        dst_off: part.dst.offset,
+        w_cin: s.c_in,
+        flags,
+    }
+}
+
+/// Checks a part against the whole shape: the source and destination are the forward's input
+/// and output, or the backward's output and input gradients.
+fn check(
+    s: ConvShape,
+    part: ConvPart,
+    backward: bool,
+    src: &View<'_>,
+    weight: &View<'_>,
+    dst: &View<'_>,
+) -> Result<()> {
     expect_nonzero("conv2d shape", &[s.c_in, s.c_out, s.h, s.w])?;
+    let (names, totals) = if backward {
+        (
+            ["conv2d output gradient", "conv2d input gradient"],
+            [s.c_out, s.c_in],
+        )
+    } else {
+        (["conv2d input", "conv2d output"], [s.c_in, s.c_out])
+    };
     let plane = s.h as u64 * s.w as u64;
-    expect_len("conv2d input", x, s.c_in as u64 * plane)?;
+    for ((name, ch), total) in names.iter().zip([part.src, part.dst]).zip(totals) {
+        if ch.count == 0 || ch.offset as u64 + ch.count as u64 > total as u64 {
+            return Err(nst_gpu::GpuError::BadShape(format!(
+                "`{name}` chunk: channels {}..{} are empty or lie outside {total} channels",
+                ch.offset,
+                ch.offset + ch.count
+            )));
+        }
+    }
+    expect_len(names[0], src, part.src.count as u64 * plane)?;
     expect_len("conv2d weight", weight, s.c_out as u64 * s.c_in as u64 * 9)?;
-    expect_len("conv2d output", y, s.c_out as u64 * plane)
+    expect_len(names[1], dst, part.dst.count as u64 * plane)
 }

@@ -17,7 +17,7 @@ pub mod relu;
 pub mod vector;
 
 pub use adam::{Adam, AdamParams, AdamStep};
-pub use conv2d::{Conv2d, ConvShape};
+pub use conv2d::{Channels, Conv2d, ConvPart, ConvShape};
 pub use gram::Gram;
 pub use loss::{Mse, TotalVariation};
 pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View};

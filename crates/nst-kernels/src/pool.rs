@@ -35,17 +35,17 @@ struct Uniform {
     c: u32,
     h: u32,
     w: u32,
-    _pad: u32,
+    accumulate: u32,
 }
 
-fn uniform(ctx: &Context, label: &str, s: PoolShape) -> wgpu::Buffer {
+fn uniform(ctx: &Context, label: &str, s: PoolShape, accumulate: bool) -> wgpu::Buffer {
     ctx.uniform(
         label,
         &Uniform {
             c: s.c,
             h: s.h,
             w: s.w,
-            _pad: 0,
+            accumulate: accumulate as u32,
         },
     )
 }
@@ -90,7 +90,7 @@ impl MaxPool2d {
         expect_len("max pool input", &x, s.input_len())?;
         expect_len("max pool output", &y, s.output_len())?;
         expect_len("max pool arg-max", &argmax, s.output_len())?;
-        let u = uniform(ctx, "max_pool2d_forward", s);
+        let u = uniform(ctx, "max_pool2d_forward", s, false);
         let d = self.forward.dispatch(
             ctx,
             &[
@@ -104,7 +104,8 @@ impl MaxPool2d {
         Ok(d.owning(u))
     }
 
-    /// `gx`: each window's `gy` at its arg-max, zero elsewhere.
+    /// `gx`: each window's `gy` at its arg-max, zero elsewhere; added into `gx` when
+    /// `accumulate`.
     pub fn backward(
         &self,
         ctx: &Context,
@@ -112,12 +113,13 @@ impl MaxPool2d {
         gy: View<'_>,
         argmax: View<'_>,
         gx: View<'_>,
+        accumulate: bool,
     ) -> Result<Dispatch> {
         s.check()?;
         expect_len("max pool output gradient", &gy, s.output_len())?;
         expect_len("max pool arg-max", &argmax, s.output_len())?;
         expect_len("max pool input gradient", &gx, s.input_len())?;
-        let u = uniform(ctx, "max_pool2d_backward", s);
+        let u = uniform(ctx, "max_pool2d_backward", s, accumulate);
         let d = self.backward.dispatch(
             ctx,
             &[
@@ -160,7 +162,7 @@ impl AvgPool2d {
         s.check()?;
         expect_len("avg pool input", &x, s.input_len())?;
         expect_len("avg pool output", &y, s.output_len())?;
-        let u = uniform(ctx, "avg_pool2d_forward", s);
+        let u = uniform(ctx, "avg_pool2d_forward", s, false);
         let d = self.forward.dispatch(
             ctx,
             &[
@@ -173,18 +175,20 @@ impl AvgPool2d {
         Ok(d.owning(u))
     }
 
-    /// `gx` = `gy / 4` spread over each window, zero in a dropped last row/column.
+    /// `gx` = `gy / 4` spread over each window, zero in a dropped last row/column; added
+    /// into `gx` when `accumulate`.
     pub fn backward(
         &self,
         ctx: &Context,
         s: PoolShape,
         gy: View<'_>,
         gx: View<'_>,
+        accumulate: bool,
     ) -> Result<Dispatch> {
         s.check()?;
         expect_len("avg pool output gradient", &gy, s.output_len())?;
         expect_len("avg pool input gradient", &gx, s.input_len())?;
-        let u = uniform(ctx, "avg_pool2d_backward", s);
+        let u = uniform(ctx, "avg_pool2d_backward", s, accumulate);
         let d = self.backward.dispatch(
             ctx,
             &[

@@ -7,7 +7,8 @@ use nst_gpu::{Bind, Context, Dispatch, Result, Slot, View};
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Uniform {
     n: u32,
-    _pad: [u32; 3],
+    accumulate: u32,
+    _pad: [u32; 2],
 }
 
 /// The ReLU kernels.
@@ -34,7 +35,8 @@ impl Relu {
             "relu_forward",
             &Uniform {
                 n: x.len as u32,
-                _pad: [0; 3],
+                accumulate: 0,
+                _pad: [0; 2],
             },
         );
         let d = self.forward.dispatch(
@@ -49,13 +51,15 @@ impl Relu {
         Ok(d.owning(u))
     }
 
-    /// `gx = gy · [y > 0]`, where `y` is the forward output (or input: same sign).
+    /// `gx = gy · [y > 0]`, where `y` is the forward output (or input: same sign); adds into
+    /// `gx` when `accumulate`.
     pub fn backward(
         &self,
         ctx: &Context,
         y: View<'_>,
         gy: View<'_>,
         gx: View<'_>,
+        accumulate: bool,
     ) -> Result<Dispatch> {
         expect_len("relu output gradient", &gy, y.len)?;
         expect_len("relu input gradient", &gx, y.len)?;
@@ -63,7 +67,8 @@ impl Relu {
             "relu_backward",
             &Uniform {
                 n: y.len as u32,
-                _pad: [0; 3],
+                accumulate: accumulate as u32,
+                _pad: [0; 2],
             },
         );
         let d = self.backward.dispatch(
