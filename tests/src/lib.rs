@@ -149,3 +149,71 @@ pub fn random_away_from_zero(seed: u64, n: usize) -> Vec<f64> {
 pub fn as_f32_exact(v: &[f64]) -> Vec<f64> {
     v.iter().map(|&x| x as f32 as f64).collect()
 }
+
+/// A safetensors fixture file from `tests/fixtures/`, read once.
+pub struct Fixture {
+    name: &'static str,
+    bytes: Vec<u8>,
+}
+
+impl Fixture {
+    /// Reads `tests/fixtures/<name>`, or `None` when it does not exist.
+    pub fn open(name: &'static str) -> Option<Fixture> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name);
+        let bytes = std::fs::read(path).ok()?;
+        safetensors::SafeTensors::deserialize(&bytes)
+            .unwrap_or_else(|e| panic!("{name} is not valid safetensors: {e}"));
+        Some(Fixture { name, bytes })
+    }
+
+    /// Reads `tests/fixtures/<name>`, which must exist.
+    pub fn load(name: &'static str) -> Fixture {
+        Self::open(name).unwrap_or_else(|| {
+            panic!("tests/fixtures/{name} is missing (see tests/fixtures/README.md)")
+        })
+    }
+
+    fn view(&self, tensor: &str) -> safetensors::tensor::TensorView<'_> {
+        safetensors::SafeTensors::deserialize(&self.bytes)
+            .expect("checked when opened")
+            .tensor(tensor)
+            .unwrap_or_else(|_| panic!("{}: tensor {tensor} missing", self.name))
+    }
+
+    /// Whether the file holds `tensor`.
+    pub fn has(&self, tensor: &str) -> bool {
+        safetensors::SafeTensors::deserialize(&self.bytes)
+            .expect("checked when opened")
+            .tensor(tensor)
+            .is_ok()
+    }
+
+    /// A float32 tensor as f64, with its shape.
+    pub fn f64s(&self, tensor: &str) -> (Vec<f64>, Vec<usize>) {
+        let v = self.view(tensor);
+        assert_eq!(v.dtype(), safetensors::Dtype::F32, "{tensor}");
+        let data = v
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect();
+        (data, v.shape().to_vec())
+    }
+
+    /// A float32 tensor.
+    pub fn f32s(&self, tensor: &str) -> Vec<f32> {
+        self.f64s(tensor).0.into_iter().map(|v| v as f32).collect()
+    }
+
+    /// A uint32 tensor.
+    pub fn u32s(&self, tensor: &str) -> Vec<u32> {
+        let v = self.view(tensor);
+        assert_eq!(v.dtype(), safetensors::Dtype::U32, "{tensor}");
+        v.data()
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    }
+}

@@ -5,39 +5,17 @@
 use nst_gpu::View;
 use nst_kernels::{AdamParams, ConvShape, PixelTransform, PoolShape};
 use nst_reference as r;
-use nst_tests::{assert_close, with_gpu, Gpu};
-use safetensors::{Dtype, SafeTensors};
+use nst_tests::{assert_close, with_gpu, Fixture, Gpu};
 use std::sync::OnceLock;
 
-fn fixtures() -> &'static SafeTensors<'static> {
-    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
-    static TENSORS: OnceLock<SafeTensors<'static>> = OnceLock::new();
-    TENSORS.get_or_init(|| {
-        let bytes = BYTES.get_or_init(|| {
-            std::fs::read(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/fixtures/golden.safetensors"
-            ))
-            .expect(
-                "tests/fixtures/golden.safetensors (regenerate with tests/fixtures/generate.py)",
-            )
-        });
-        SafeTensors::deserialize(bytes).expect("golden.safetensors is not valid safetensors")
-    })
+fn fixtures() -> &'static Fixture {
+    static GOLDEN: OnceLock<Fixture> = OnceLock::new();
+    GOLDEN.get_or_init(|| Fixture::load("golden.safetensors"))
 }
 
 /// A float32 tensor as f64, with its shape.
 fn t(name: &str) -> (Vec<f64>, Vec<usize>) {
-    let v = fixtures()
-        .tensor(name)
-        .unwrap_or_else(|_| panic!("fixture {name} missing"));
-    assert_eq!(v.dtype(), Dtype::F32, "{name}");
-    let data = v
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-        .collect();
-    (data, v.shape().to_vec())
+    fixtures().f64s(name)
 }
 
 fn f(name: &str) -> Vec<f64> {
@@ -45,12 +23,7 @@ fn f(name: &str) -> Vec<f64> {
 }
 
 fn u32s(name: &str) -> Vec<u32> {
-    let v = fixtures().tensor(name).unwrap();
-    assert_eq!(v.dtype(), Dtype::U32, "{name}");
-    v.data()
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-        .collect()
+    fixtures().u32s(name)
 }
 
 fn close64(what: &str, got: &[f64], want: &[f64], tol: f64) {

@@ -1,0 +1,24 @@
+//! The VGG-19 graph of neural style transfer, without autodiff: the layer table, the weights
+//! on the GPU, a forward pass that stops at the deepest layer any loss reads, and a backward
+//! pass written by hand from the tapped layers' gradients to the RGB pixels.
+//!
+//! ```text
+//! RGB [0,1] ─ pixel transform ─ conv1_1 ─ relu1_1 ─ … ─ deepest tap
+//!                                  taps: activations out, gradients in
+//! RGB gradient ─ pixel backward ─ … (ReLU masks, pool arg-max, flipped convolutions)
+//! ```
+//!
+//! Tensors larger than the adapter's storage-binding limit are split into chunks of whole
+//! channels ([`Tensor`]); every kernel launch works on one chunk or one pair of chunks.
+
+pub mod error;
+pub mod graph;
+pub mod layers;
+pub mod tensor;
+pub mod weights;
+
+pub use error::{largest_fitting, VggError};
+pub use graph::{Graph, GraphConfig, Limits, Plan, Pooling};
+pub use layers::{layers, output_shape, valid_names, Layer, LayerId, LayerKind};
+pub use tensor::{ChunkLayout, Tensor};
+pub use weights::{transform_for, ConvWeights, VggWeights};
