@@ -53,3 +53,14 @@ fn pixel_backward(@builtin(global_invocation_id) gid: vec3<u32>,
         dst[idx] = g;
     }
 }
+
+// Keeps an image a valid picture after an optimizer step: x ← clamp(x, 0, 1) in place (dst).
+@compute @workgroup_size(WG)
+fn pixel_clamp(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = linear(gid, nwg);
+    if (idx >= 3u * params.plane) {
+        return;
+    }
+    dst[idx] = clamp(dst[idx], 0.0, 1.0);
+}

@@ -734,3 +734,105 @@ fn a_binding_over_the_limit_is_a_clear_error() {
         );
     });
 }
+
+/// The Gram matrix and its backward over a feature map split into channel chunks: one launch
+/// per pair of chunks, as the engine records it for tensors above the binding limit.
+#[test]
+fn gram_in_channel_chunks_matches_reference() {
+    with_gpu(|g| {
+        let (c, n) = (7u32, 30u32);
+        let chunks = [
+            Channels {
+                offset: 0,
+                count: 3,
+            },
+            Channels {
+                offset: 3,
+                count: 4,
+            },
+        ];
+        let f = as_f32_exact(&random(80, (c * n) as usize, -1.0, 1.0));
+        let gg = as_f32_exact(&random(81, (c * c) as usize, -1.0, 1.0));
+        let part = |v: &[f64], ch: Channels| {
+            v[(ch.offset * n) as usize..][..(ch.count * n) as usize].to_vec()
+        };
+        let bf: Vec<_> = chunks
+            .iter()
+            .map(|&ch| g.upload("f", &part(&f, ch)))
+            .collect();
+        let bgf: Vec<_> = chunks
+            .iter()
+            .map(|&ch| g.zeros("gf", (ch.count * n) as usize))
+            .collect();
+        let (bgg, bg) = (g.upload("gg", &gg), g.zeros("g", (c * c) as usize));
+        let mut launches = Vec::new();
+        for (i, &a) in chunks.iter().enumerate() {
+            for (j, &b) in chunks.iter().enumerate() {
+                launches.push(
+                    g.k.gram
+                        .forward_part(
+                            &g.ctx,
+                            c,
+                            n,
+                            (a, (&bf[i]).into()),
+                            (b, (&bf[j]).into()),
+                            (&bg).into(),
+                        )
+                        .unwrap(),
+                );
+            }
+        }
+        for (i, &a) in chunks.iter().enumerate() {
+            for (j, &b) in chunks.iter().enumerate() {
+                launches.push(
+                    g.k.gram
+                        .backward_part(
+                            &g.ctx,
+                            c,
+                            n,
+                            (a, (&bgf[i]).into()),
+                            (b, (&bf[j]).into()),
+                            (&bgg).into(),
+                            j > 0,
+                        )
+                        .unwrap(),
+                );
+            }
+        }
+        let refs: Vec<&dyn nst_gpu::Record> = launches.iter().map(|d| d as _).collect();
+        g.run(&refs);
+        assert_close(
+            "chunked gram forward",
+            &g.read(&bg),
+            &r::gram::gram_forward(&f, c as usize, n as usize),
+            1e-6,
+            1e-5,
+        );
+        let gf: Vec<f32> = bgf.iter().flat_map(|b| g.read(b)).collect();
+        assert_close(
+            "chunked gram backward",
+            &gf,
+            &r::gram::gram_backward(&f, &gg, c as usize, n as usize),
+            1e-6,
+            1e-5,
+        );
+    });
+}
+
+#[test]
+fn pixel_clamp_matches_reference() {
+    with_gpu(|g| {
+        let (h, w) = (5u32, 7u32);
+        let x = as_f32_exact(&random(90, (3 * h * w) as usize, -0.5, 1.5));
+        let bx = g.upload("x", &x);
+        let d = g.k.pixel.clamp(&g.ctx, h, w, (&bx).into()).unwrap();
+        g.run(&[&d]);
+        assert_close(
+            "pixel clamp",
+            &g.read(&bx),
+            &r::pixel::clamp01(&x),
+            0.0,
+            0.0,
+        );
+    });
+}

@@ -50,16 +50,26 @@ impl Mse {
         out: View<'_>,
         index: u32,
     ) -> Result<Reduction> {
+        self.forward_scaled(ctx, a, b, out, index, 1.0 / a.len as f32, false)
+    }
+
+    /// `out[index] (+)= scale · Σ (a − b)²`: with `scale = 1/N` and `accumulate` on every
+    /// chunk after the first, the mean over a tensor stored in chunks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_scaled(
+        &self,
+        ctx: &Context,
+        a: View<'_>,
+        b: View<'_>,
+        out: View<'_>,
+        index: u32,
+        scale: f32,
+        accumulate: bool,
+    ) -> Result<Reduction> {
         expect_len("mse target", &b, a.len)?;
         let n = a.len;
-        self.reduce.build(
-            ctx,
-            n,
-            out,
-            index,
-            1.0 / n as f32,
-            false,
-            |partials, count| {
+        self.reduce
+            .build(ctx, n, out, index, scale, accumulate, |partials, count| {
                 let u = ctx.uniform(
                     "mse_partial",
                     &Uniform {
@@ -79,8 +89,7 @@ impl Mse {
                     [count, 1, 1],
                 )?;
                 Ok(d.owning(u))
-            },
-        )
+            })
     }
 
     /// `ga (+)= scale · ∂mse/∂a = scale · 2(a − b)/n`.

@@ -48,6 +48,7 @@ struct Uniform {
 pub struct PixelTransformKernel {
     forward: Entry,
     backward: Entry,
+    clamp: Entry,
 }
 
 impl PixelTransformKernel {
@@ -58,6 +59,7 @@ impl PixelTransformKernel {
         Ok(PixelTransformKernel {
             forward: Entry::new(ctx, &module, "pixel_forward", &[Uniform, Read, Write])?,
             backward: Entry::new(ctx, &module, "pixel_backward", &[Uniform, Read, Write])?,
+            clamp: Entry::new(ctx, &module, "pixel_clamp", &[Uniform, Unused, Write])?,
         })
     }
 
@@ -143,6 +145,21 @@ impl PixelTransformKernel {
                 Bind::Storage("network input gradient", gy),
                 Bind::Storage("RGB image gradient", gx),
             ],
+            n,
+        )?;
+        Ok(d.owning(u))
+    }
+
+    /// `x ← clamp(x, 0, 1)` in place over an RGB image (3 × h × w): after each optimizer
+    /// step, so the image stays a picture (as crowsonkb/style-transfer does).
+    pub fn clamp(&self, ctx: &Context, h: u32, w: u32, x: View<'_>) -> Result<Dispatch> {
+        expect_nonzero("image", &[h, w])?;
+        let n = 3 * h as u64 * w as u64;
+        expect_len("RGB image", &x, n)?;
+        let u = Self::uniform(ctx, "pixel_clamp", &PixelTransform::CAFFE, h * w, false)?;
+        let d = self.clamp.dispatch(
+            ctx,
+            &[Bind::Uniform(&u), Bind::None, Bind::Storage("RGB image", x)],
             n,
         )?;
         Ok(d.owning(u))

@@ -136,3 +136,8 @@ mod tests {
         }
     }
 }
+
+/// `clamp(x, 0, 1)`: the image after an optimizer step (`pixel_clamp`).
+pub fn clamp01(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|v| v.clamp(0.0, 1.0)).collect()
+}
