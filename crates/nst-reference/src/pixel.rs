@@ -62,6 +62,11 @@ impl PixelTransform {
     }
 }
 
+/// `clamp(x, 0, 1)`: the image after an optimizer step (`pixel_clamp`).
+pub fn clamp01(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|v| v.clamp(0.0, 1.0)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,9 +140,4 @@ mod tests {
             .unwrap();
         }
     }
-}
-
-/// `clamp(x, 0, 1)`: the image after an optimizer step (`pixel_clamp`).
-pub fn clamp01(x: &[f64]) -> Vec<f64> {
-    x.iter().map(|v| v.clamp(0.0, 1.0)).collect()
 }
