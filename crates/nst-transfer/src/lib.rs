@@ -20,3 +20,15 @@ pub fn default_taps() -> Vec<LayerId> {
     taps.dedup();
     taps
 }
+
+pub mod colour;
+pub mod defaults;
+pub mod image;
+pub mod objective;
+pub use objective::{LayerWeight, LossConfig, LossValues, Objective, StyleTarget, Term, TermValue};
+
+pub mod engine;
+pub use engine::{
+    plan_scales, Bench, Engine, Event, Flow, Init, Outcome, PreserveColors, Score, Settings, Style,
+    TransferError, MULTISCALE_ABOVE,
+};

@@ -1,0 +1,262 @@
+//! The `nst` binary end to end: bad input gives a clear error and exit code 2 (and loses
+//! nothing), and a short real run writes its output, log and a score that agrees with it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nst(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nst"))
+        .args(args)
+        .env(
+            "WGPU_BACKEND",
+            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
+        )
+        .output()
+        .expect("running nst")
+}
+
+/// A fresh folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nst-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes a small colourful RGB PNG.
+fn png(path: &Path, w: u32, h: u32) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 7) as u8, (y * 11) as u8, ((x + y) * 5) as u8])
+    });
+    img.save(path).unwrap();
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts exit code 2 with every one of `needles` in the message.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let o = nst(args);
+    let e = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{args:?}: expected exit 2, got {:?}: {e}",
+        o.status
+    );
+    for n in needles {
+        assert!(e.contains(n), "{args:?}: `{n}` missing from: {e}");
+    }
+    assert!(!e.contains("panicked"), "{args:?} panicked: {e}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let d = scratch("bad");
+    let (c, s) = (d.join("c.png"), d.join("s.png"));
+    png(&c, 20, 16);
+    png(&s, 16, 16);
+    let text = d.join("notes.png");
+    std::fs::write(&text, "not an image").unwrap();
+    let out = d.join("out.png");
+    let (c, s, o) = (
+        c.to_str().unwrap(),
+        s.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["stylize", "--content", c, "--style", s, "-o", o]
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    let run = |extra: &[&str], needles: &[&str]| {
+        let v = base(extra);
+        let args: Vec<&str> = v.iter().map(|x| x.as_str()).collect();
+        fails_with(&args, needles);
+    };
+    let missing = d.join("missing.png");
+    fails_with(
+        &[
+            "stylize",
+            "--content",
+            missing.to_str().unwrap(),
+            "--style",
+            s,
+            "-o",
+            o,
+        ],
+        &["missing.png"],
+    );
+    fails_with(
+        &[
+            "stylize",
+            "--content",
+            text.to_str().unwrap(),
+            "--style",
+            s,
+            "-o",
+            o,
+        ],
+        &["notes.png"],
+    );
+    // The output may not be an input: the content image survives.
+    let before = std::fs::read(c).unwrap();
+    fails_with(
+        &["stylize", "--content", c, "--style", s, "-o", c],
+        &["c.png"],
+    );
+    assert_eq!(std::fs::read(c).unwrap(), before);
+    run(&["--style-layers", "relu9_1"], &["relu9_1", "relu5_4"]);
+    run(&["--content-weight", "-1"], &["--content-weight"]);
+    run(&["--style-weight", "nan"], &["--style-weight"]);
+    run(
+        &["--style-weights", "0.5,0.5"],
+        &["--style-weights", "2 values for 1"],
+    );
+    run(
+        &["--style-layer-weights", "1,2"],
+        &["--style-layer-weights"],
+    );
+    run(&["--size", "0"], &["--size"]);
+    run(&["--style-weights", "-1"], &["--style-weights", "≥ 0"]);
+    run(&["--lr", "-0.5"], &["--lr"]);
+    run(&["--preserve-colors", "sepia"], &["sepia"]);
+    let jpg = d.join("o.jpg");
+    let jpg = jpg.to_str().unwrap();
+    fails_with(
+        &[
+            "stylize",
+            "--content",
+            c,
+            "--style",
+            s,
+            "-o",
+            jpg,
+            "--bit-depth",
+            "16",
+        ],
+        &["16-bit"],
+    );
+    fails_with(
+        &[
+            "stylize",
+            "--content",
+            c,
+            "--style",
+            s,
+            "-o",
+            d.join("no/such/dir/o.png").to_str().unwrap(),
+        ],
+        &["no/such/dir"],
+    );
+    fails_with(
+        &[
+            "stylize",
+            "--content",
+            c,
+            "--style",
+            s,
+            "-o",
+            d.join("o.gif").to_str().unwrap(),
+        ],
+        &[".gif"],
+    );
+    run(
+        &["--log", d.join("log.txt").to_str().unwrap()],
+        &[".csv or .json"],
+    );
+    run(&["--save-every", "5"], &["--save-dir"]);
+    assert!(!out.exists(), "no output may be written by a failed run");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A real run with the real weights, at 32 px for 4 iterations: the output exists at the
+/// right size, the log has its rows, and `nst score` of the 16-bit output reports the loss
+/// the run reported for it.
+#[test]
+fn stylize_then_score_agree() {
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/vgg19.safetensors");
+    if !weights.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and the weights are missing"
+        );
+        eprintln!("skipping: no weights (nst weights fetch)");
+        return;
+    }
+    let d = scratch("run");
+    let (c, s) = (d.join("c.png"), d.join("s.png"));
+    png(&c, 40, 30);
+    png(&s, 32, 32);
+    let out = d.join("out.png");
+    let log = d.join("log.csv");
+    let (c, s, o, l) = (
+        c.to_str().unwrap(),
+        s.to_str().unwrap(),
+        out.to_str().unwrap(),
+        log.to_str().unwrap(),
+    );
+    let run = nst(&[
+        "stylize",
+        "--content",
+        c,
+        "--style",
+        s,
+        "-o",
+        o,
+        "--size",
+        "32",
+        "--iterations",
+        "4",
+        "--report-every",
+        "2",
+        "--bit-depth",
+        "16",
+        "--log",
+        l,
+        "--json",
+        "--seed",
+        "3",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["final"], true, "{last}");
+    let first = lines[0]["total"].as_f64().unwrap();
+    let end = last["total"].as_f64().unwrap();
+    assert!(end < first, "the loss did not fall: {first} → {end}");
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (32, 24));
+    assert_eq!(img.color(), image::ColorType::Rgb16);
+    let csv = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 3, "{csv}"); // header, iterations 1, 2, 4
+    let grad = d.join("g.safetensors");
+    let score = nst(&[
+        "score",
+        "--content",
+        c,
+        "--style",
+        s,
+        "--image",
+        o,
+        "--json",
+        "--grad",
+        grad.to_str().unwrap(),
+    ]);
+    assert!(score.status.success(), "{}", stderr(&score));
+    let v: serde_json::Value = serde_json::from_slice(&score.stdout).unwrap();
+    let total = v["total"].as_f64().unwrap();
+    assert!(
+        ((total - end) / end).abs() < 1e-3,
+        "score {total} vs stylize {end}"
+    );
+    assert!(std::fs::metadata(&grad).unwrap().len() > 3 * 24 * 32 * 4);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -1,0 +1,245 @@
+//! The engine: `score` against JAX's loss terms and gradients with the real weights, and a short
+//! run on a tiny network where the loss must fall and `score` must agree with what the run
+//! reported.
+
+use nst_tests::{assert_close, Fixture};
+use nst_transfer::image::Image;
+use nst_transfer::{
+    Engine, Event, Flow, Init, LayerWeight, LossConfig, PreserveColors, Settings, Style, Term,
+};
+use nst_vgg::{LayerId, Pooling};
+use nst_weights::{ConvLayer, InputConvention, Layout, Vgg19Weights, VGG19_LAYERS};
+use std::sync::{Mutex, OnceLock};
+
+const STYLE: &[&str] = &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
+
+fn layers(names: &[&str]) -> Vec<LayerWeight> {
+    names
+        .iter()
+        .map(|n| LayerWeight {
+            layer: LayerId::parse(n).unwrap(),
+            weight: 1.0,
+        })
+        .collect()
+}
+
+fn loss(content: f64, style: f64, tv: f64) -> LossConfig {
+    LossConfig {
+        content_weight: content,
+        style_weight: style,
+        tv_weight: tv,
+        content_layers: layers(&["relu4_2"]),
+        style_layers: layers(STYLE),
+    }
+}
+
+/// One engine per weight set, shared by the tests (building one compiles every kernel).
+fn engine(
+    weights: &Vgg19Weights,
+    slot: &'static OnceLock<Option<Mutex<Engine>>>,
+) -> Option<std::sync::MutexGuard<'static, Engine>> {
+    let e = slot.get_or_init(|| match nst_gpu::Context::new() {
+        Ok(ctx) => Some(Mutex::new(Engine::new(ctx, weights).unwrap())),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set and {e}"),
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            None
+        }
+    });
+    e.as_ref()
+        .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn image(f: &Fixture, name: &str) -> Image {
+    let (data, shape) = f.f64s(name);
+    Image::new(
+        shape[2] as u32,
+        shape[1] as u32,
+        data.into_iter().map(|v| v as f32).collect(),
+    )
+}
+
+/// `nst score`'s numbers against JAX's for a 32×24 photo pair with the real weights: every
+/// term's value, and the gradient of the content part, the style part and the total variation.
+#[test]
+fn score_matches_jax_with_real_weights() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights/vgg19.safetensors");
+    if !path.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and {} is missing",
+            path.display()
+        );
+        eprintln!(
+            "skipping: {} is missing (run `nst weights fetch`)",
+            path.display()
+        );
+        return;
+    }
+    let real = nst_weights::load(&path).unwrap();
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&real, &E) else {
+        return;
+    };
+    let f = Fixture::load("vgg_real.safetensors");
+    let (content, style, x) = (image(&f, "content"), image(&f, "style"), image(&f, "image"));
+    let styles = [Style {
+        image: style,
+        weight: 1.0,
+    }];
+    let parts: [(&str, LossConfig, Vec<&str>); 3] = [
+        ("content", loss(1.0, 0.0, 0.0), vec!["grad.content.relu4_2"]),
+        (
+            "style",
+            loss(0.0, 1.0, 0.0),
+            STYLE
+                .iter()
+                .map(|l| match *l {
+                    "relu1_1" => "grad.style.relu1_1",
+                    "relu2_1" => "grad.style.relu2_1",
+                    "relu3_1" => "grad.style.relu3_1",
+                    "relu4_1" => "grad.style.relu4_1",
+                    _ => "grad.style.relu5_1",
+                })
+                .collect(),
+        ),
+        ("tv", loss(0.0, 0.0, 1.0), vec!["grad.tv"]),
+    ];
+    for (what, cfg, grads) in parts {
+        let s = engine
+            .score(&content, &styles, &x, 1.0, &cfg, Pooling::Max)
+            .unwrap();
+        for t in &s.values.terms {
+            let name = match t.term {
+                Term::Content(l) => format!("loss.content.{l}"),
+                Term::Style(l, _) => format!("loss.style.{l}"),
+                Term::Tv => "loss.tv".into(),
+            };
+            let want = f.f64s(&name).0[0];
+            assert_close(
+                &format!("{name} (scoring {what})"),
+                &[t.raw as f32],
+                &[want],
+                0.0,
+                2e-4,
+            );
+        }
+        let mut want = vec![0.0f64; s.grad.len()];
+        for g in grads {
+            for (w, v) in want.iter_mut().zip(f.f64s(g).0) {
+                *w += v;
+            }
+        }
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert_close(
+            &format!("{what} gradient"),
+            &s.grad,
+            &want,
+            1e-3 * scale,
+            1e-3,
+        );
+    }
+}
+
+fn tiny_weights() -> Vgg19Weights {
+    let f = Fixture::load("vgg_tiny.safetensors");
+    let layers = VGG19_LAYERS
+        .iter()
+        .map(|spec| {
+            let (weight, shape) = f.f64s(&format!("weight.{}", spec.name));
+            ConvLayer {
+                name: spec.name.to_string(),
+                c_out: shape[0],
+                c_in: shape[1],
+                weight: weight.into_iter().map(|v| v as f32).collect(),
+                bias: f.f32s(&format!("bias.{}", spec.name)),
+            }
+        })
+        .collect();
+    Vgg19Weights {
+        convention: InputConvention::CaffeBgr,
+        layout: Layout::Nst,
+        layers,
+        metadata: Default::default(),
+    }
+}
+
+fn smooth(w: u32, h: u32, phase: f32) -> Image {
+    let mut data = Vec::new();
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                let v = 0.5
+                    + 0.4
+                        * ((x as f32 * 0.3 + phase * c as f32).sin()
+                            * (y as f32 * 0.2 + phase).cos());
+                data.push(v);
+            }
+        }
+    }
+    Image::new(w, h, data)
+}
+
+/// A short run on VGG-tiny: the loss falls, the output has the requested size, and `score`
+/// of the output gives the loss the run reported for it.
+#[test]
+fn stylize_lowers_the_loss_and_score_agrees() {
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&tiny_weights(), &E) else {
+        return;
+    };
+    let content = smooth(40, 32, 0.0);
+    let styles = [
+        Style {
+            image: smooth(36, 36, 1.3),
+            weight: 2.0,
+        },
+        Style {
+            image: smooth(48, 32, 2.1),
+            weight: 1.0,
+        },
+    ];
+    let cfg = loss(1.0, 1e-3, 10.0);
+    let settings = Settings {
+        size: 40,
+        style_scale: 1.0,
+        iterations: 30,
+        lr: 0.02,
+        loss: cfg.clone(),
+        pooling: Pooling::Avg,
+        init: Init::Random,
+        seed: 7,
+        preserve_colors: PreserveColors::None,
+        scales: vec![40],
+        report_every: 10,
+        snapshot_every: 0,
+    };
+    let mut totals = Vec::new();
+    let mut last = None;
+    let out = engine
+        .stylize(&content, &styles, &settings, &mut |e| {
+            match e {
+                Event::Iteration { values, .. } => totals.push(values.total()),
+                Event::Final { values } => last = Some(values.total()),
+                _ => {}
+            }
+            Flow::Continue
+        })
+        .unwrap();
+    assert_eq!((out.image.width, out.image.height), (40, 32));
+    assert!(totals.len() >= 3, "{totals:?}");
+    let (first, end) = (totals[0], last.unwrap());
+    assert!(
+        end < 0.5 * first,
+        "the loss did not fall: {totals:?}, final {end}"
+    );
+    let s = engine
+        .score(&content, &styles, &out.image, 1.0, &cfg, Pooling::Avg)
+        .unwrap();
+    assert!(
+        ((s.values.total() - end) / end).abs() < 1e-5,
+        "score {} vs run {end}",
+        s.values.total()
+    );
+}
