@@ -243,3 +243,52 @@ fn stylize_lowers_the_loss_and_score_agrees() {
         s.values.total()
     );
 }
+
+/// Several losses at one layer: a content and a style term both at relu4_2 (and a style term
+/// at relu3_1, whose gradient flows through relu4_2's). The gradient of the sum is the sum of
+/// the gradients, so the second term at a tap adds to the first instead of replacing it.
+#[test]
+fn losses_sharing_a_layer_add_their_gradients() {
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&tiny_weights(), &E) else {
+        return;
+    };
+    let content = smooth(40, 32, 0.0);
+    let styles = [Style {
+        image: smooth(40, 32, 1.3),
+        weight: 1.0,
+    }];
+    let x = smooth(40, 32, 0.7);
+    let cfg = |cw: f64, sw: f64| LossConfig {
+        content_weight: cw,
+        style_weight: sw,
+        tv_weight: 0.0,
+        content_layers: layers(&["relu4_2"]),
+        style_layers: layers(&["relu3_1", "relu4_2"]),
+    };
+    let grad = |c: LossConfig| {
+        engine
+            .score(&content, &styles, &x, 1.0, &c, Pooling::Max)
+            .unwrap()
+            .grad
+    };
+    let (both, content_only, style_only) = (
+        grad(cfg(1.0, 1e-3)),
+        grad(cfg(1.0, 0.0)),
+        grad(cfg(0.0, 1e-3)),
+    );
+    let sum: Vec<f64> = content_only
+        .iter()
+        .zip(&style_only)
+        .map(|(a, b)| *a as f64 + *b as f64)
+        .collect();
+    let scale = sum.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(content_only.iter().any(|v| *v != 0.0) && style_only.iter().any(|v| *v != 0.0));
+    assert_close(
+        "content + style at relu4_2",
+        &both,
+        &sum,
+        1e-5 * scale,
+        1e-4,
+    );
+}
