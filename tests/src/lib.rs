@@ -217,3 +217,28 @@ impl Fixture {
             .collect()
     }
 }
+
+/// The "VGG-tiny" of `tests/fixtures/vgg_tiny.safetensors`: VGG-19's topology with channels
+/// divided by 8 and random weights, in the Caffe input convention.
+pub fn vgg_tiny_weights() -> nst_weights::Vgg19Weights {
+    let f = Fixture::load("vgg_tiny.safetensors");
+    let layers = nst_weights::VGG19_LAYERS
+        .iter()
+        .map(|spec| {
+            let (weight, shape) = f.f64s(&format!("weight.{}", spec.name));
+            nst_weights::ConvLayer {
+                name: spec.name.to_string(),
+                c_out: shape[0],
+                c_in: shape[1],
+                weight: weight.into_iter().map(|v| v as f32).collect(),
+                bias: f.f32s(&format!("bias.{}", spec.name)),
+            }
+        })
+        .collect();
+    nst_weights::Vgg19Weights {
+        convention: nst_weights::InputConvention::CaffeBgr,
+        layout: nst_weights::Layout::Nst,
+        layers,
+        metadata: Default::default(),
+    }
+}

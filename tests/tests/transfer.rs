@@ -2,13 +2,13 @@
 //! run on a tiny network where the loss must fall and `score` must agree with what the run
 //! reported.
 
-use nst_tests::{assert_close, Fixture};
+use nst_tests::{assert_close, vgg_tiny_weights, Fixture};
 use nst_transfer::image::Image;
 use nst_transfer::{
     Engine, Event, Flow, Init, LayerWeight, LossConfig, PreserveColors, Settings, Style, Term,
 };
 use nst_vgg::{LayerId, Pooling};
-use nst_weights::{ConvLayer, InputConvention, Layout, Vgg19Weights, VGG19_LAYERS};
+use nst_weights::Vgg19Weights;
 use std::sync::{Mutex, OnceLock};
 
 const STYLE: &[&str] = &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
@@ -142,29 +142,6 @@ fn score_matches_jax_with_real_weights() {
     }
 }
 
-fn tiny_weights() -> Vgg19Weights {
-    let f = Fixture::load("vgg_tiny.safetensors");
-    let layers = VGG19_LAYERS
-        .iter()
-        .map(|spec| {
-            let (weight, shape) = f.f64s(&format!("weight.{}", spec.name));
-            ConvLayer {
-                name: spec.name.to_string(),
-                c_out: shape[0],
-                c_in: shape[1],
-                weight: weight.into_iter().map(|v| v as f32).collect(),
-                bias: f.f32s(&format!("bias.{}", spec.name)),
-            }
-        })
-        .collect();
-    Vgg19Weights {
-        convention: InputConvention::CaffeBgr,
-        layout: Layout::Nst,
-        layers,
-        metadata: Default::default(),
-    }
-}
-
 fn smooth(w: u32, h: u32, phase: f32) -> Image {
     let mut data = Vec::new();
     for c in 0..3 {
@@ -186,7 +163,7 @@ fn smooth(w: u32, h: u32, phase: f32) -> Image {
 #[test]
 fn stylize_lowers_the_loss_and_score_agrees() {
     static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&tiny_weights(), &E) else {
+    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
         return;
     };
     let content = smooth(40, 32, 0.0);
@@ -250,7 +227,7 @@ fn stylize_lowers_the_loss_and_score_agrees() {
 #[test]
 fn losses_sharing_a_layer_add_their_gradients() {
     static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&tiny_weights(), &E) else {
+    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
         return;
     };
     let content = smooth(40, 32, 0.0);

@@ -3,9 +3,8 @@
 //! unchunked; a finite-difference check of the composed backward; and, when the real weights
 //! are present, the activations of a small real image against JAX's with the same weights.
 
-use nst_tests::{assert_close, with_gpu, Fixture, Gpu};
+use nst_tests::{assert_close, vgg_tiny_weights, with_gpu, Fixture, Gpu};
 use nst_vgg::{Graph, GraphConfig, LayerId, Pooling, VggWeights};
-use nst_weights::{ConvLayer, InputConvention, Layout, Vgg19Weights, VGG19_LAYERS};
 use std::sync::OnceLock;
 
 const TINY_TAPS: &[&str] = &[
@@ -15,29 +14,6 @@ const TINY_TAPS: &[&str] = &[
 fn tiny() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| Fixture::load("vgg_tiny.safetensors"))
-}
-
-fn tiny_weights() -> Vgg19Weights {
-    let f = tiny();
-    let layers = VGG19_LAYERS
-        .iter()
-        .map(|spec| {
-            let (weight, shape) = f.f64s(&format!("weight.{}", spec.name));
-            ConvLayer {
-                name: spec.name.to_string(),
-                c_out: shape[0],
-                c_in: shape[1],
-                weight: weight.into_iter().map(|v| v as f32).collect(),
-                bias: f.f32s(&format!("bias.{}", spec.name)),
-            }
-        })
-        .collect();
-    Vgg19Weights {
-        convention: InputConvention::CaffeBgr,
-        layout: Layout::Nst,
-        layers,
-        metadata: Default::default(),
-    }
 }
 
 fn taps(names: &[&str]) -> Vec<LayerId> {
@@ -104,7 +80,7 @@ fn tiny_config(pooling: Pooling, max_chunk_bytes: Option<u64>) -> GraphConfig {
 
 fn tiny_case(g: &Gpu, pooling: Pooling, max_chunk_bytes: Option<u64>) -> Run {
     let f = tiny();
-    let weights = VggWeights::upload(&g.ctx, &tiny_weights()).unwrap();
+    let weights = VggWeights::upload(&g.ctx, &vgg_tiny_weights()).unwrap();
     let config = tiny_config(pooling, max_chunk_bytes);
     let cot: Vec<Vec<f32>> = TINY_TAPS
         .iter()
@@ -190,7 +166,7 @@ fn chunked_graph_matches_unchunked() {
 #[test]
 fn graph_gradient_matches_finite_differences() {
     with_gpu(|g| {
-        let weights = VggWeights::upload(&g.ctx, &tiny_weights()).unwrap();
+        let weights = VggWeights::upload(&g.ctx, &vgg_tiny_weights()).unwrap();
         let names = ["relu1_2", "pool2", "conv3_1", "relu3_1"];
         for pooling in [Pooling::Max, Pooling::Avg] {
             let config = GraphConfig {
