@@ -269,3 +269,52 @@ fn losses_sharing_a_layer_add_their_gradients() {
         1e-4,
     );
 }
+
+/// A loss that overflows stops the run with the term named, and hands back the last image
+/// whose loss was finite: here the start, since the very first loss is already infinite.
+#[test]
+fn a_non_finite_loss_stops_with_the_last_good_image() {
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
+        return;
+    };
+    let content = smooth(40, 32, 0.0);
+    let styles = [Style {
+        image: smooth(40, 32, 1.3),
+        weight: 1.0,
+    }];
+    let settings = Settings {
+        size: 40,
+        style_scale: 1.0,
+        iterations: 5,
+        lr: 0.02,
+        loss: loss(1.0, f64::MAX, 0.0),
+        pooling: Pooling::Max,
+        init: Init::Content,
+        seed: 0,
+        preserve_colors: PreserveColors::None,
+        scales: vec![40],
+        report_every: 1,
+        snapshot_every: 0,
+    };
+    let err = engine
+        .stylize(&content, &styles, &settings, &mut |_| Flow::Continue)
+        .err()
+        .expect("an infinite loss must stop the run");
+    let message = err.to_string();
+    let nst_transfer::TransferError::NonFinite {
+        term,
+        iteration,
+        last_good,
+    } = err
+    else {
+        panic!("expected NonFinite, got {message}");
+    };
+    assert!(matches!(term, Term::Style(..)), "{term}");
+    assert_eq!(iteration, 1);
+    assert_eq!(
+        last_good.data, content.data,
+        "the last good image is the start"
+    );
+    assert!(message.contains("--lr"), "{message}");
+}

@@ -402,11 +402,7 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
     };
     settings.validate()?;
     if let Some(w) = &a.style_weights {
-        if w.iter().any(|v| !v.is_finite() || *v < 0.0) || w.iter().sum::<f64>() <= 0.0 {
-            return Err(format!(
-                "--style-weights {w:?}: style weights must be finite numbers ≥ 0, not all 0"
-            ));
-        }
+        nst_transfer::normalized_style_weights(w)?;
     }
     let engine = open_engine(a.loss.weights.as_deref(), quiet)?;
 

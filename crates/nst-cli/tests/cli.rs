@@ -260,3 +260,80 @@ fn stylize_then_score_agree() {
     assert!(std::fs::metadata(&grad).unwrap().len() > 3 * 24 * 32 * 4);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `nst layers | head` closes the pipe early: that is not an error, and never a panic.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nst"))
+        .args(["layers", "--size", "1024"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before nst writes
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+/// Sizes the device cannot run are refused before any work: too large to bind names the
+/// largest size that fits; too small to reach relu5_1 names the smallest.
+#[test]
+fn sizes_the_device_cannot_run_are_refused() {
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/vgg19.safetensors");
+    if !weights.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and the weights are missing"
+        );
+        eprintln!("skipping: no weights (nst weights fetch)");
+        return;
+    }
+    let d = scratch("sizes");
+    let (c, s) = (d.join("c.png"), d.join("s.png"));
+    png(&c, 40, 30);
+    png(&s, 32, 32);
+    let out = d.join("out.png");
+    let (c, s, o) = (
+        c.to_str().unwrap(),
+        s.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let start = std::time::Instant::now();
+    fails_with(
+        &[
+            "stylize",
+            "--content",
+            c,
+            "--style",
+            s,
+            "-o",
+            o,
+            "--size",
+            "16384",
+        ],
+        &["16384×12288", "largest size"],
+    );
+    assert!(
+        start.elapsed().as_secs() < 60,
+        "refused only after {:?}",
+        start.elapsed()
+    );
+    fails_with(
+        &[
+            "stylize",
+            "--content",
+            c,
+            "--style",
+            s,
+            "-o",
+            o,
+            "--size",
+            "8",
+        ],
+        &["too small", "16 pixels"],
+    );
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -257,6 +257,44 @@ impl Engine {
         Ok(Graph::new(&self.ctx, &self.k, &self.weights, &config)?)
     }
 
+    /// Checks, without allocating, that graphs for an output of `side` (longest side, the
+    /// content's aspect) and for the styles at `style_scale` times it fit this device.
+    fn check_fits(
+        &self,
+        content: &Image,
+        styles: &[Image],
+        side: u32,
+        style_scale: f64,
+        cfg: &LossConfig,
+        pooling: Pooling,
+    ) -> Result<()> {
+        let plan = |w: u32, h: u32, taps: Vec<LayerId>| {
+            let config = GraphConfig {
+                height: h,
+                width: w,
+                taps,
+                pooling,
+                max_chunk_bytes: None,
+            };
+            nst_vgg::Plan::new(
+                &self.weights.c_out(),
+                &config,
+                nst_vgg::Limits::of(&self.ctx),
+            )
+            .map(drop)
+        };
+        let (w, h) = fit_longest(content.width, content.height, side);
+        plan(w, h, cfg.taps())?;
+        let style_taps: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
+        if !style_taps.is_empty() {
+            for s in styles {
+                let (sw, sh) = style_size(s, side, style_scale);
+                plan(sw, sh, style_taps.clone())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Records `f` into one compute pass of one command buffer and submits it.
     fn submit(&self, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<()> {
         self.ctx.scoped(|| {
@@ -404,7 +442,7 @@ impl Engine {
         settings: &Settings,
         on_event: &mut dyn FnMut(Event<'_>) -> Flow,
     ) -> Result<Outcome> {
-        check_settings(settings)?;
+        settings.validate().map_err(TransferError::Invalid)?;
         let blend = normalized_blend(styles)?;
         let (content_in, style_in) = match settings.preserve_colors {
             PreserveColors::None => (
@@ -426,6 +464,20 @@ impl Engine {
                     .collect(),
             ),
         };
+        let largest = settings
+            .scales
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(settings.size);
+        self.check_fits(
+            &content_in,
+            &style_in,
+            largest,
+            settings.style_scale,
+            &settings.loss,
+            settings.pooling,
+        )?;
         let mut current: Option<Image> = None;
         let mut stopped = false;
         let mut final_values = None;
@@ -496,7 +548,10 @@ impl Engine {
         ctx.write(graph.input().buffer, 0, &start.data);
         let m = ctx.tensor("adam m", n)?;
         let v = ctx.tensor("adam v", n)?;
-        let last_good = ctx.tensor("last good image", n)?;
+        // `evaluated`: the image a reporting iteration computes its loss on (copied before its
+        // step); `good`: the last such image whose loss was finite (the start until then).
+        let evaluated = ctx.tensor("evaluated image", n)?;
+        let good = ctx.tensor_from("last good image", &start.data)?;
         let adam = self.k.adam.prepare(
             ctx,
             AdamParams::new(settings.lr),
@@ -511,10 +566,12 @@ impl Engine {
         let mut since_iter = 0;
         for t in 1..=iterations {
             adam.set_step(ctx, t);
+            let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
             self.ctx.scoped(|| {
                 let mut enc = ctx.device.create_command_encoder(&Default::default());
-                // Keep the image this iteration's loss is computed on, in case it is NaN.
-                enc.copy_buffer_to_buffer(graph.input().buffer, 0, &last_good, 0, n * 4);
+                if report {
+                    enc.copy_buffer_to_buffer(graph.input().buffer, 0, &evaluated, 0, n * 4);
+                }
                 {
                     let mut pass = enc.begin_compute_pass(&Default::default());
                     graph.record_forward(&mut pass);
@@ -528,17 +585,19 @@ impl Engine {
                 ctx.queue.submit([enc.finish()]);
                 Ok(())
             })?;
-            let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
             if report {
                 let values = objective.read(ctx)?;
                 if let Some(bad) = values.first_non_finite() {
-                    let data = ctx.read::<f32>(View::whole(&last_good))?;
+                    let data = ctx.read::<f32>(View::whole(&good))?;
                     return Err(TransferError::NonFinite {
                         term: bad.term,
                         iteration: t,
                         last_good: Box::new(Image::new(w, h, data)),
                     });
                 }
+                let mut enc = ctx.device.create_command_encoder(&Default::default());
+                enc.copy_buffer_to_buffer(&evaluated, 0, &good, 0, n * 4);
+                ctx.queue.submit([enc.finish()]);
                 let per = since.elapsed() / (t - since_iter).max(1);
                 since = Instant::now();
                 since_iter = t;
@@ -687,79 +746,75 @@ impl Engine {
     }
 }
 
-/// Style images resized so their longest side is `style_scale` times `longest`.
+/// The size of a style image whose longest side is `style_scale` times `longest`.
+fn style_size(s: &Image, longest: u32, style_scale: f64) -> (u32, u32) {
+    let long = (longest as f64 * style_scale).round().max(1.0) as u32;
+    fit_longest(s.width, s.height, long)
+}
+
+/// Style images resized by [`style_size`].
 fn scaled_styles<'a>(
     styles: impl Iterator<Item = &'a Image>,
     longest: u32,
     style_scale: f64,
 ) -> Vec<Image> {
-    let long = (longest as f64 * style_scale).round().max(1.0) as u32;
     styles
         .map(|s| {
-            let (sw, sh) = fit_longest(s.width, s.height, long);
+            let (sw, sh) = style_size(s, longest, style_scale);
             resize(s, sw, sh)
         })
         .collect()
 }
 
-/// The style weights normalized to sum to 1.
-fn normalized_blend(styles: &[Style]) -> Result<Vec<f64>> {
-    if styles.is_empty() {
-        return Err(TransferError::Invalid(
-            "no style image is given: pass --style PATH".into(),
+/// Style blend weights normalized to sum to 1, or what is wrong with them (none, negative,
+/// not finite, all zero).
+pub fn normalized_style_weights(weights: &[f64]) -> std::result::Result<Vec<f64>, String> {
+    if weights.is_empty() {
+        return Err("no style image is given: pass --style PATH".into());
+    }
+    if let Some(w) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
+        return Err(format!(
+            "--style-weights must be finite numbers ≥ 0, got {w}"
         ));
     }
-    if let Some(s) = styles
-        .iter()
-        .find(|s| !s.weight.is_finite() || s.weight < 0.0)
-    {
-        return Err(TransferError::Invalid(format!(
-            "style weights must be finite numbers ≥ 0, got {}",
-            s.weight
-        )));
-    }
-    let sum: f64 = styles.iter().map(|s| s.weight).sum();
+    let sum: f64 = weights.iter().sum();
     if sum <= 0.0 {
-        return Err(TransferError::Invalid(
-            "the style weights add up to 0: give at least one a positive weight".into(),
-        ));
+        return Err("--style-weights add up to 0: give at least one a positive weight".into());
     }
-    Ok(styles.iter().map(|s| s.weight / sum).collect())
+    Ok(weights.iter().map(|w| w / sum).collect())
 }
 
-fn check_settings(s: &Settings) -> Result<()> {
-    s.validate().map_err(TransferError::Invalid)
+fn normalized_blend(styles: &[Style]) -> Result<Vec<f64>> {
+    let weights: Vec<f64> = styles.iter().map(|s| s.weight).collect();
+    normalized_style_weights(&weights).map_err(TransferError::Invalid)
 }
 
 impl Settings {
     /// Checks every setting, naming the flag to change: call it before any work.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        check(self)
+        let s = self;
+        s.loss.validate()?;
+        let bad = |m: String| Err(m);
+        if s.iterations == 0 {
+            return bad("--iterations must be at least 1".into());
+        }
+        if !(s.lr.is_finite() && s.lr > 0.0 && s.lr <= 1.0) {
+            return bad(format!(
+                "--lr must lie in (0, 1] (pixel units), got {}",
+                s.lr
+            ));
+        }
+        if !(s.style_scale.is_finite() && s.style_scale > 0.0 && s.style_scale <= 8.0) {
+            return bad(format!(
+                "--style-scale must lie in (0, 8], got {}",
+                s.style_scale
+            ));
+        }
+        if s.scales.is_empty() || s.scales.contains(&0) {
+            return bad("there must be at least one scale, each of at least 1 pixel".into());
+        }
+        Ok(())
     }
-}
-
-fn check(s: &Settings) -> std::result::Result<(), String> {
-    s.loss.validate()?;
-    let bad = |m: String| Err(m);
-    if s.iterations == 0 {
-        return bad("--iterations must be at least 1".into());
-    }
-    if !(s.lr.is_finite() && s.lr > 0.0 && s.lr <= 1.0) {
-        return bad(format!(
-            "--lr must lie in (0, 1] (pixel units), got {}",
-            s.lr
-        ));
-    }
-    if !(s.style_scale.is_finite() && s.style_scale > 0.0 && s.style_scale <= 8.0) {
-        return bad(format!(
-            "--style-scale must lie in (0, 8], got {}",
-            s.style_scale
-        ));
-    }
-    if s.scales.is_empty() || s.scales.contains(&0) {
-        return bad("there must be at least one scale, each of at least 1 pixel".into());
-    }
-    Ok(())
 }
 
 /// The image's luminance in all three channels.

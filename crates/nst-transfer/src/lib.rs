@@ -29,6 +29,6 @@ pub use objective::{LayerWeight, LossConfig, LossValues, Objective, StyleTarget,
 
 pub mod engine;
 pub use engine::{
-    plan_scales, Bench, Engine, Event, Flow, Init, Outcome, PreserveColors, Score, Settings, Style,
-    TransferError, MULTISCALE_ABOVE,
+    normalized_style_weights, plan_scales, Bench, Engine, Event, Flow, Init, Outcome,
+    PreserveColors, Score, Settings, Style, TransferError, MULTISCALE_ABOVE,
 };
