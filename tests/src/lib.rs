@@ -17,22 +17,49 @@ pub struct Gpu {
 static LOCK: Mutex<()> = Mutex::new(());
 
 fn open(opts: ContextOptions) -> Option<Gpu> {
+    let ctx = context(opts)?;
+    let k = Kernels::new(&ctx).unwrap_or_else(|e| panic!("building kernels: {e}"));
+    Some(Gpu { ctx, k })
+}
+
+/// A GPU context for a test, or `None` (with a note) when there is no adapter; under `CI` a
+/// missing adapter is a failure, since the software driver must be installed there.
+pub fn context(opts: ContextOptions) -> Option<Context> {
     match Context::with_options(opts) {
         Ok(ctx) => {
-            let k = Kernels::new(&ctx).unwrap_or_else(|e| panic!("building kernels: {e}"));
             eprintln!(
                 "GPU tests on {} ({})",
                 ctx.summary.name, ctx.summary.backend
             );
-            Some(Gpu { ctx, k })
+            Some(ctx)
         }
-        // In CI a missing adapter is a failure: the software driver must be installed.
         Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set and {e}"),
         Err(e) => {
             eprintln!("skipping GPU test: {e}");
             None
         }
     }
+}
+
+/// The real VGG-19 weights from `weights/vgg19.safetensors`, or `None` (with a note) when
+/// they have not been fetched; under `CI` missing weights are a failure (`.ci/run` fetches
+/// them first).
+pub fn real_weights() -> Option<nst_weights::Vgg19Weights> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights/vgg19.safetensors");
+    if !path.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and {} is missing",
+            path.display()
+        );
+        eprintln!(
+            "skipping: {} is missing (run `nst weights fetch`)",
+            path.display()
+        );
+        return None;
+    }
+    Some(nst_weights::load(&path).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// Runs `f` with the shared default context, serialized with every other GPU test. Skips
@@ -180,14 +207,6 @@ impl Fixture {
             .expect("checked when opened")
             .tensor(tensor)
             .unwrap_or_else(|_| panic!("{}: tensor {tensor} missing", self.name))
-    }
-
-    /// Whether the file holds `tensor`.
-    pub fn has(&self, tensor: &str) -> bool {
-        safetensors::SafeTensors::deserialize(&self.bytes)
-            .expect("checked when opened")
-            .tensor(tensor)
-            .is_ok()
     }
 
     /// A float32 tensor as f64, with its shape.

@@ -38,13 +38,9 @@ fn engine(
     weights: &Vgg19Weights,
     slot: &'static OnceLock<Option<Mutex<Engine>>>,
 ) -> Option<std::sync::MutexGuard<'static, Engine>> {
-    let e = slot.get_or_init(|| match nst_gpu::Context::new() {
-        Ok(ctx) => Some(Mutex::new(Engine::new(ctx, weights).unwrap())),
-        Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set and {e}"),
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            None
-        }
+    let e = slot.get_or_init(|| {
+        let ctx = nst_tests::context(Default::default())?;
+        Some(Mutex::new(Engine::new(ctx, weights).unwrap()))
     });
     e.as_ref()
         .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
@@ -63,21 +59,9 @@ fn image(f: &Fixture, name: &str) -> Image {
 /// term's value, and the gradient of the content part, the style part and the total variation.
 #[test]
 fn score_matches_jax_with_real_weights() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights/vgg19.safetensors");
-    if !path.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set and {} is missing",
-            path.display()
-        );
-        eprintln!(
-            "skipping: {} is missing (run `nst weights fetch`)",
-            path.display()
-        );
+    let Some(real) = nst_tests::real_weights() else {
         return;
-    }
-    let real = nst_weights::load(&path).unwrap();
+    };
     static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
     let Some(engine) = engine(&real, &E) else {
         return;

@@ -253,21 +253,9 @@ fn graph_gradient_matches_finite_differences() {
 /// JAX's. Skipped when the weights are absent (`nst weights fetch`), except under CI.
 #[test]
 fn real_weights_match_jax() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights/vgg19.safetensors");
-    if !path.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set and {} is missing",
-            path.display()
-        );
-        eprintln!(
-            "skipping: {} is missing (run `nst weights fetch`)",
-            path.display()
-        );
+    let Some(real) = nst_tests::real_weights() else {
         return;
-    }
-    let real = nst_weights::load(&path).unwrap();
+    };
     let f = Fixture::load("vgg_real.safetensors");
     with_gpu(|g| {
         let weights = VggWeights::upload(&g.ctx, &real).unwrap();

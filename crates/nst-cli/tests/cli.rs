@@ -31,6 +31,19 @@ fn png(path: &Path, w: u32, h: u32) {
     img.save(path).unwrap();
 }
 
+/// Whether the real weights are there (the runs need them); under `CI` they must be.
+fn have_weights() -> bool {
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/vgg19.safetensors");
+    if !weights.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and the weights are missing"
+        );
+        eprintln!("skipping: no weights (nst weights fetch)");
+    }
+    weights.exists()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -179,13 +192,7 @@ fn bad_input_gives_clear_errors() {
 /// the run reported for it.
 #[test]
 fn stylize_then_score_agree() {
-    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/vgg19.safetensors");
-    if !weights.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set and the weights are missing"
-        );
-        eprintln!("skipping: no weights (nst weights fetch)");
+    if !have_weights() {
         return;
     }
     let d = scratch("run");
@@ -281,13 +288,7 @@ fn a_closed_pipe_is_not_an_error() {
 /// largest size that fits; too small to reach relu5_1 names the smallest.
 #[test]
 fn sizes_the_device_cannot_run_are_refused() {
-    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/vgg19.safetensors");
-    if !weights.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set and the weights are missing"
-        );
-        eprintln!("skipping: no weights (nst weights fetch)");
+    if !have_weights() {
         return;
     }
     let d = scratch("sizes");

@@ -230,10 +230,10 @@ impl Objective {
         let mut keep = Vec::new();
         // The first term at a tap overwrites its gradient, the others add.
         let mut written: Vec<LayerId> = Vec::new();
-        let mut first_write = |l: LayerId| {
-            let first = !written.contains(&l);
+        let mut accumulate_at = |l: LayerId| {
+            let seen = written.contains(&l);
             written.push(l);
-            !first
+            seen
         };
 
         let mut content_targets = Vec::new();
@@ -252,7 +252,7 @@ impl Objective {
             };
             let n = act.layout.len() as f64;
             let w = cfg.content_weight * lw.weight;
-            let accumulate = first_write(lw.layer);
+            let accumulate = accumulate_at(lw.layer);
             for i in 0..act.chunk_count() {
                 forward.push(Box::new(k.mse.forward_scaled(
                     ctx,
@@ -338,7 +338,7 @@ impl Objective {
                 (cfg.style_weight * lw.weight) as f32,
                 false,
             )?);
-            let accumulate = first_write(lw.layer);
+            let accumulate = accumulate_at(lw.layer);
             let grads: Vec<(Channels, View<'_>)> = grad
                 .layout
                 .chunks

@@ -1,6 +1,6 @@
 //! Errors of the graph: each names the problem and what to change.
 
-use nst_gpu::{human_bytes, GpuError};
+use nst_gpu::GpuError;
 use std::fmt;
 
 /// What can go wrong building or running the graph.
@@ -96,11 +96,6 @@ impl From<GpuError> for VggError {
     fn from(e: GpuError) -> Self {
         VggError::Gpu(e)
     }
-}
-
-/// `bytes` as a short human-readable string, re-exported for messages.
-pub(crate) fn bytes(n: u64) -> String {
-    human_bytes(n)
 }
 
 impl VggError {

@@ -10,10 +10,11 @@
 //! only its weights. Gradients that no caller reads live in two scratch sets that alternate
 //! layer by layer; gradients at tapped layers have their own buffers.
 
-use crate::error::{bytes, VggError};
+use crate::error::VggError;
 use crate::layers::{layers, output_shape, LayerId, LayerKind};
 use crate::tensor::{ChunkLayout, Tensor};
 use crate::weights::VggWeights;
+use nst_gpu::human_bytes as bytes;
 use nst_gpu::{Context, Dispatch, GpuError, View};
 use nst_kernels::{Channels, ConvPart, ConvShape, Kernels, PoolShape};
 use std::collections::BTreeSet;
@@ -381,16 +382,11 @@ impl Graph {
             match layer.kind {
                 LayerKind::Conv => {
                     let cw = &weights.convs[layer.conv];
-                    let (_, lh, lw) = (
-                        plan.outputs[idx].c,
-                        plan.outputs[idx].h,
-                        plan.outputs[idx].w,
-                    );
                     let shape = ConvShape {
                         c_in: cw.c_in,
                         c_out: cw.c_out,
-                        h: lh,
-                        w: lw,
+                        h: plan.outputs[idx].h,
+                        w: plan.outputs[idx].w,
                     };
                     let relu_built = idx + 1 < n;
                     let (dst, fused) = match &activations[idx] {
