@@ -1,7 +1,9 @@
 // Vector ops for L-BFGS, all on the GPU so the two-loop recursion needs no readback:
 //   dot:   scalars[out] = Σ x·x2      (dot_partial here, then reduce_finish)
+//   asum:  scalars[out] = Σ |x|       (asum_partial here, then reduce_finish)
 //   axpy:  y ← y + coef · x
 //   scale: y ← coef · y
+//   copy:  y ← coef · x              (scaled_copy)
 // coef = c · scalars[num] / scalars[den], where an index of 0xffffffff stands for 1, so the
 // coefficients of the recursion (α = ρ·sᵀq, γ = sᵀy / yᵀy …) come straight from earlier dots.
 
@@ -50,6 +52,19 @@ fn dot_partial(@builtin(local_invocation_index) lid: u32,
     }
 }
 
+@compute @workgroup_size(256)
+fn asum_partial(@builtin(local_invocation_index) lid: u32,
+                @builtin(workgroup_id) wid: vec3<u32>) {
+    var s = 0.0;
+    for (var i = wid.x * 256u + lid; i < params.n; i += params.partials * 256u) {
+        s += abs(x[i]);
+    }
+    let total = workgroup_sum(s, lid);
+    if (lid == 0u) {
+        scalars[wid.x] = total;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn axpy(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -68,4 +83,14 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     y[i] *= coef();
+}
+
+@compute @workgroup_size(WG)
+fn scaled_copy(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= params.n) {
+        return;
+    }
+    y[i] = coef() * x[i];
 }

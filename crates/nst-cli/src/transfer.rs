@@ -4,8 +4,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use nst_transfer::image::{self as img, Image};
 use nst_transfer::{
-    plan_scales, Engine, Event, Flow, Init, LayerWeight, LossConfig, LossValues, PreserveColors,
-    Settings, Style, Term, TransferError,
+    plan_scales, Engine, Event, Flow, Init, LayerWeight, LossConfig, LossValues, Optimizer,
+    PreserveColors, Settings, Style, Term, TransferError,
 };
 use nst_vgg::{LayerId, Pooling};
 use std::io::{IsTerminal, Write};
@@ -140,9 +140,15 @@ pub struct StylizeArgs {
     /// Iterations (at each scale).
     #[arg(long, default_value_t = nst_transfer::defaults::ITERATIONS)]
     iterations: u32,
-    /// Adam's step size, in [0, 1] pixel units.
-    #[arg(long, allow_negative_numbers = true, default_value_t = nst_transfer::defaults::LR)]
-    lr: f64,
+    /// The optimizer: adam or lbfgs.
+    #[arg(long, default_value = "adam", value_parser = parse_optimizer)]
+    optimizer: OptimizerKind,
+    /// Adam's step size in [0, 1] pixel units (default 0.02); L-BFGS's step length (default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Pairs L-BFGS keeps (each costs two image-sized vectors on the GPU).
+    #[arg(long, default_value_t = nst_transfer::defaults::LBFGS_HISTORY)]
+    lbfgs_history: u32,
     /// Starting image: content, random, or a file.
     #[arg(long, default_value = "content")]
     init: String,
@@ -179,6 +185,21 @@ pub struct StylizeArgs {
     json: bool,
     #[command(flatten)]
     loss: LossArgs,
+}
+
+/// The `--optimizer` choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OptimizerKind {
+    Adam,
+    Lbfgs,
+}
+
+fn parse_optimizer(s: &str) -> Result<OptimizerKind, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "adam" => Ok(OptimizerKind::Adam),
+        "lbfgs" | "l-bfgs" => Ok(OptimizerKind::Lbfgs),
+        _ => Err(format!("`{s}` is not an optimizer: use adam or lbfgs")),
+    }
 }
 
 fn parse_bit_depth(s: &str) -> Result<u8, String> {
@@ -386,11 +407,18 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
         None => Init::Content,
         Some(p) => Init::Image(load(p, "--init image", quiet)?),
     };
+    let optimizer = match a.optimizer {
+        OptimizerKind::Adam => Optimizer::Adam,
+        OptimizerKind::Lbfgs => Optimizer::Lbfgs {
+            history: a.lbfgs_history,
+        },
+    };
     let settings = Settings {
         size: a.size,
         style_scale: a.style_scale,
         iterations: a.iterations,
-        lr: a.lr,
+        optimizer,
+        lr: a.lr.unwrap_or(optimizer.default_lr()),
         loss: cfg,
         pooling: a.loss.pooling,
         init,

@@ -137,6 +137,11 @@ fn bad_input_gives_clear_errors() {
     run(&["--size", "0"], &["--size"]);
     run(&["--style-weights", "-1"], &["--style-weights", "≥ 0"]);
     run(&["--lr", "-0.5"], &["--lr"]);
+    run(&["--optimizer", "sgd"], &["sgd", "adam or lbfgs"]);
+    run(
+        &["--optimizer", "lbfgs", "--lbfgs-history", "0"],
+        &["--lbfgs-history"],
+    );
     run(&["--preserve-colors", "sepia"], &["sepia"]);
     let jpg = d.join("o.jpg");
     let jpg = jpg.to_str().unwrap();

@@ -9,6 +9,7 @@
 pub mod adam;
 pub mod conv2d;
 pub mod gram;
+pub mod lbfgs;
 pub mod loss;
 pub mod pixel;
 pub mod pool;
@@ -19,6 +20,7 @@ pub mod vector;
 pub use adam::{Adam, AdamParams, AdamStep};
 pub use conv2d::{Channels, Conv2d, ConvPart, ConvShape};
 pub use gram::Gram;
+pub use lbfgs::{Lbfgs, LbfgsParams, LbfgsRun};
 pub use loss::{Mse, TotalVariation};
 pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View};
 pub use pixel::{PixelTransform, PixelTransformKernel};
@@ -41,6 +43,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("pixel.wgsl", PIXEL_WGSL),
     ("adam.wgsl", ADAM_WGSL),
     ("vector.wgsl", VECTOR_WGSL),
+    ("lbfgs.wgsl", LBFGS_WGSL),
 ];
 
 macro_rules! shader_file {
@@ -63,6 +66,7 @@ const POOL_WGSL: &str = shader_file!("pool.wgsl");
 const GRAM_WGSL: &str = shader_file!("gram.wgsl");
 const PIXEL_WGSL: &str = shader_file!("pixel.wgsl");
 const ADAM_WGSL: &str = shader_file!("adam.wgsl");
+const LBFGS_WGSL: &str = shader_file!("lbfgs.wgsl");
 const LOSS_WGSL: &str = with_workgroup_sum!("loss.wgsl");
 const REDUCE_WGSL: &str = with_workgroup_sum!("reduce.wgsl");
 const VECTOR_WGSL: &str = with_workgroup_sum!("vector.wgsl");
@@ -87,7 +91,9 @@ pub struct Kernels {
     pub pixel: PixelTransformKernel,
     /// Adam update.
     pub adam: Adam,
-    /// dot, axpy, scale.
+    /// L-BFGS's scalar steps.
+    pub lbfgs: Lbfgs,
+    /// dot, asum, axpy, scale, copy.
     pub vector: VectorOps,
 }
 
@@ -104,6 +110,7 @@ impl Kernels {
             tv: TotalVariation::new(ctx)?,
             pixel: PixelTransformKernel::new(ctx)?,
             adam: Adam::new(ctx)?,
+            lbfgs: Lbfgs::new(ctx)?,
             vector: VectorOps::new(ctx)?,
         })
     }

@@ -1,4 +1,4 @@
-//! The vector ops L-BFGS needs (dot, axpy, scale), all on the GPU: coefficients can come from
+//! The vector ops L-BFGS needs (dot, asum, axpy, scale, copy), all on the GPU: coefficients can come from
 //! earlier dot products in a scalar buffer, so the two-loop recursion runs without readback.
 //! See `shaders/vector.wgsl`.
 
@@ -58,11 +58,13 @@ impl Uniform {
     }
 }
 
-/// dot, axpy and scale.
+/// dot, asum, axpy, scale and copy.
 pub struct VectorOps {
     dot: Entry,
+    asum: Entry,
     axpy: Entry,
     scale: Entry,
+    copy: Entry,
     reduce: Reduce,
 }
 
@@ -90,8 +92,15 @@ impl VectorOps {
                 "dot_partial",
                 &[Uniform, Read, Unused, Write, Read],
             )?,
+            asum: Entry::new(
+                ctx,
+                &module,
+                "asum_partial",
+                &[Uniform, Read, Unused, Write, Unused],
+            )?,
             axpy: Entry::new(ctx, &module, "axpy", &[Uniform, Read, Write, Write])?,
             scale: Entry::new(ctx, &module, "scale", &[Uniform, Unused, Write, Write])?,
+            copy: Entry::new(ctx, &module, "scaled_copy", &[Uniform, Read, Write, Write])?,
             reduce: Reduce::new(ctx)?,
         })
     }
@@ -127,6 +136,35 @@ impl VectorOps {
             })
     }
 
+    /// `scalars[index] = Σ |x|`.
+    pub fn asum(
+        &self,
+        ctx: &Context,
+        x: View<'_>,
+        scalars: View<'_>,
+        index: u32,
+    ) -> Result<Reduction> {
+        self.reduce
+            .build(ctx, x.len, scalars, index, 1.0, false, |partials, count| {
+                let u = ctx.uniform(
+                    "asum_partial",
+                    &Uniform::new(x.len, count, Coef::constant(1.0)),
+                );
+                let d = self.asum.dispatch_groups(
+                    ctx,
+                    &[
+                        Bind::Uniform(&u),
+                        Bind::Storage("asum x", x),
+                        Bind::None,
+                        Bind::Storage("partial sums", partials),
+                        Bind::None,
+                    ],
+                    [count, 1, 1],
+                )?;
+                Ok(d.owning(u))
+            })
+    }
+
     /// `y ← y + coef · x`.
     pub fn axpy(
         &self,
@@ -136,15 +174,40 @@ impl VectorOps {
         y: View<'_>,
         scalars: View<'_>,
     ) -> Result<Dispatch> {
-        expect_len("axpy y", &y, x.len)?;
+        self.elementwise(ctx, &self.axpy, coef, x, y, scalars)
+    }
+
+    /// `y ← coef · x`.
+    pub fn copy(
+        &self,
+        ctx: &Context,
+        coef: Coef,
+        x: View<'_>,
+        y: View<'_>,
+        scalars: View<'_>,
+    ) -> Result<Dispatch> {
+        self.elementwise(ctx, &self.copy, coef, x, y, scalars)
+    }
+
+    /// A launch of `axpy` or `scaled_copy`, which bind alike.
+    fn elementwise(
+        &self,
+        ctx: &Context,
+        entry: &Entry,
+        coef: Coef,
+        x: View<'_>,
+        y: View<'_>,
+        scalars: View<'_>,
+    ) -> Result<Dispatch> {
+        expect_len("vector op y", &y, x.len)?;
         check_slots(&coef, &scalars)?;
-        let u = ctx.uniform("axpy", &Uniform::new(x.len, 0, coef));
-        let d = self.axpy.dispatch(
+        let u = ctx.uniform("vector op", &Uniform::new(x.len, 0, coef));
+        let d = entry.dispatch(
             ctx,
             &[
                 Bind::Uniform(&u),
-                Bind::Storage("axpy x", x),
-                Bind::Storage("axpy y", y),
+                Bind::Storage("vector op x", x),
+                Bind::Storage("vector op y", y),
                 Bind::Storage("scalars", scalars),
             ],
             x.len,

@@ -6,6 +6,19 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| a * b).sum()
 }
 
+/// `Σ |aᵢ|`.
+pub fn asum(a: &[f64]) -> f64 {
+    a.iter().map(|v| v.abs()).sum()
+}
+
+/// `y = a·x` elementwise.
+pub fn copy(a: f64, x: &[f64], y: &mut [f64]) {
+    assert_eq!(x.len(), y.len(), "copy: shape");
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = a * x;
+    }
+}
+
 /// `y += a·x` elementwise.
 pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     assert_eq!(x.len(), y.len(), "axpy: shape");
@@ -34,5 +47,8 @@ mod tests {
         assert_eq!(y, [3.0, -3.0, 2.0]);
         scale(-0.5, &mut y);
         assert_eq!(y, [-1.5, 1.5, -1.0]);
+        assert_eq!(asum(&y), 4.0);
+        copy(2.0, &[1.0, -1.0, 0.0], &mut y);
+        assert_eq!(y, [2.0, -2.0, 0.0]);
     }
 }

@@ -16,6 +16,10 @@ pub const STYLE_WEIGHT: f64 = 1.0;
 pub const TV_WEIGHT: f64 = 30.0;
 /// Adam's step size in [0, 1] pixel units.
 pub const LR: f64 = 0.02;
+/// L-BFGS's step length after its first step (torch's and jcjohnson/neural-style's 1).
+pub const LBFGS_LR: f64 = 1.0;
+/// Pairs L-BFGS keeps: 2·20 + 2 image-sized vectors, 126 MiB at 512 × 512.
+pub const LBFGS_HISTORY: u32 = 20;
 /// Iterations per scale.
 pub const ITERATIONS: u32 = 500;
 

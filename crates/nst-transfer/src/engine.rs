@@ -5,7 +5,7 @@ use crate::colour;
 use crate::image::{fit_longest, resize, Image};
 use crate::objective::{LayerWeight, LossConfig, LossValues, Objective, StyleTarget, Term};
 use nst_gpu::{Context, GpuError, View};
-use nst_kernels::{AdamParams, Kernels};
+use nst_kernels::{AdamParams, Kernels, LbfgsParams};
 use nst_vgg::{Graph, GraphConfig, LayerId, Pooling, VggError, VggWeights};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -87,6 +87,29 @@ pub enum PreserveColors {
     Histogram,
 }
 
+/// How the image is updated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    /// Adam (PyTorch's), the image clamped to [0, 1] after each step.
+    Adam,
+    /// L-BFGS without a line search, keeping `history` pairs; the image is clamped to [0, 1]
+    /// at the end of each scale only, since clamping between steps would corrupt the pairs.
+    Lbfgs {
+        /// Pairs kept (each costs two image-sized vectors).
+        history: u32,
+    },
+}
+
+impl Optimizer {
+    /// The step size used when none is given: Adam's in pixel units, L-BFGS's step length.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            Optimizer::Adam => crate::defaults::LR,
+            Optimizer::Lbfgs { .. } => crate::defaults::LBFGS_LR,
+        }
+    }
+}
+
 /// One style image and its blend weight.
 #[derive(Clone, Debug)]
 pub struct Style {
@@ -105,7 +128,9 @@ pub struct Settings {
     pub style_scale: f64,
     /// Iterations at each scale.
     pub iterations: u32,
-    /// Adam's step size, in [0, 1] pixel units.
+    /// The optimizer.
+    pub optimizer: Optimizer,
+    /// Adam's step size in [0, 1] pixel units, or L-BFGS's step length.
     pub lr: f64,
     /// The loss.
     pub loss: LossConfig,
@@ -146,6 +171,9 @@ pub fn plan_scales(size: u32, min_size: u32, count: Option<u32>) -> Vec<u32> {
     out.dedup();
     out
 }
+
+/// The most pairs L-BFGS may keep (each is two image-sized vectors).
+pub const MAX_LBFGS_HISTORY: u32 = 1000;
 
 /// Outputs above this longest side are made coarse to fine by default.
 pub const MULTISCALE_ABOVE: u32 = 700;
@@ -530,7 +558,7 @@ impl Engine {
         })
     }
 
-    /// Adam on one scale: one submission per iteration.
+    /// One scale's optimization: one submission per iteration.
     #[allow(clippy::too_many_arguments)]
     fn optimize(
         &self,
@@ -546,26 +574,17 @@ impl Engine {
         let (h, w) = graph.size();
         let n = 3 * h as u64 * w as u64;
         ctx.write(graph.input().buffer, 0, &start.data);
-        let m = ctx.tensor("adam m", n)?;
-        let v = ctx.tensor("adam v", n)?;
         // `evaluated`: the image a reporting iteration computes its loss on (copied before its
         // step); `good`: the last such image whose loss was finite (the start until then).
         let evaluated = ctx.tensor("evaluated image", n)?;
         let good = ctx.tensor_from("last good image", &start.data)?;
-        let adam = self.k.adam.prepare(
-            ctx,
-            AdamParams::new(settings.lr),
-            graph.input_grad(),
-            graph.input(),
-            View::whole(&m),
-            View::whole(&v),
-        )?;
         let clamp = self.k.pixel.clamp(ctx, h, w, graph.input())?;
+        let stepper = Stepper::new(self, settings.optimizer, settings.lr, graph)?;
         let iterations = settings.iterations;
         let mut since = Instant::now();
         let mut since_iter = 0;
         for t in 1..=iterations {
-            adam.set_step(ctx, t);
+            stepper.set_step(ctx, t);
             let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
             self.ctx.scoped(|| {
                 let mut enc = ctx.device.create_command_encoder(&Default::default());
@@ -579,8 +598,10 @@ impl Engine {
                     objective.record_tap_gradients(&mut pass);
                     graph.record_backward(&mut pass);
                     objective.record_image_gradients(&mut pass);
-                    nst_gpu::Record::record(&adam, &mut pass);
-                    clamp.record(&mut pass);
+                    stepper.record(&mut pass, t);
+                    if stepper.clamps_each_step() {
+                        clamp.record(&mut pass);
+                    }
                 }
                 ctx.queue.submit([enc.finish()]);
                 Ok(())
@@ -626,6 +647,9 @@ impl Engine {
                 }
             }
         }
+        if !stepper.clamps_each_step() {
+            self.submit(|pass| clamp.record(pass))?;
+        }
         let data = ctx.read::<f32>(graph.input())?;
         let image = Image::new(w, h, data);
         let mut values = None;
@@ -640,6 +664,66 @@ impl Engine {
             values = Some(v);
         }
         Ok((image, values, false))
+    }
+}
+
+/// The update step of one scale.
+enum Stepper {
+    Adam {
+        step: nst_kernels::AdamStep,
+        /// Its moment buffers, kept with it.
+        _moments: [wgpu::Buffer; 2],
+    },
+    Lbfgs(Box<nst_kernels::LbfgsRun>),
+}
+
+impl Stepper {
+    fn new(engine: &Engine, optimizer: Optimizer, lr: f64, graph: &Graph) -> Result<Stepper> {
+        let (ctx, k) = (&engine.ctx, &engine.k);
+        let n = graph.input().len;
+        Ok(match optimizer {
+            Optimizer::Adam => {
+                let m = ctx.tensor("adam m", n)?;
+                let v = ctx.tensor("adam v", n)?;
+                let step = k.adam.prepare(
+                    ctx,
+                    AdamParams::new(lr),
+                    graph.input_grad(),
+                    graph.input(),
+                    View::whole(&m),
+                    View::whole(&v),
+                )?;
+                Stepper::Adam {
+                    step,
+                    _moments: [m, v],
+                }
+            }
+            Optimizer::Lbfgs { history } => Stepper::Lbfgs(Box::new(k.lbfgs.prepare(
+                ctx,
+                &k.vector,
+                LbfgsParams { history, lr },
+                graph.input(),
+                graph.input_grad(),
+            )?)),
+        })
+    }
+
+    /// Before recording iteration `t`.
+    fn set_step(&self, ctx: &Context, t: u32) {
+        if let Stepper::Adam { step, .. } = self {
+            step.set_step(ctx, t);
+        }
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
+        match self {
+            Stepper::Adam { step, .. } => nst_gpu::Record::record(step, pass),
+            Stepper::Lbfgs(run) => run.record(pass, t),
+        }
+    }
+
+    fn clamps_each_step(&self) -> bool {
+        matches!(self, Stepper::Adam { .. })
     }
 }
 
@@ -693,24 +777,14 @@ impl Engine {
         let content = noise(width, height, 1);
         let style = noise(width, height, 2);
         let (graph, objective) = self.prepare(&content, &[style], &[1.0], cfg, pooling)?;
-        let n = 3 * width as u64 * height as u64;
-        let m = self.ctx.tensor("adam m", n)?;
-        let v = self.ctx.tensor("adam v", n)?;
-        let adam = self.k.adam.prepare(
-            &self.ctx,
-            AdamParams::new(0.02),
-            graph.input_grad(),
-            graph.input(),
-            View::whole(&m),
-            View::whole(&v),
-        )?;
+        let adam = Stepper::new(self, Optimizer::Adam, crate::defaults::LR, &graph)?;
         let iteration = |pass: &mut wgpu::ComputePass<'_>| {
             graph.record_forward(pass);
             objective.record_forward(pass);
             objective.record_tap_gradients(pass);
             graph.record_backward(pass);
             objective.record_image_gradients(pass);
-            nst_gpu::Record::record(&adam, pass);
+            adam.record(pass, 1);
         };
         self.submit(iteration)?;
         self.ctx.wait()?;
@@ -800,9 +874,17 @@ impl Settings {
         }
         if !(s.lr.is_finite() && s.lr > 0.0 && s.lr <= 1.0) {
             return bad(format!(
-                "--lr must lie in (0, 1] (pixel units), got {}",
+                "--lr must lie in (0, 1] (Adam: pixel units; L-BFGS: the step length, 1 by \
+                 default), got {}",
                 s.lr
             ));
+        }
+        if let Optimizer::Lbfgs { history } = s.optimizer {
+            if !(1..=MAX_LBFGS_HISTORY).contains(&history) {
+                return bad(format!(
+                    "--lbfgs-history must lie in 1..={MAX_LBFGS_HISTORY}, got {history}"
+                ));
+            }
         }
         if !(s.style_scale.is_finite() && s.style_scale > 0.0 && s.style_scale <= 8.0) {
             return bad(format!(

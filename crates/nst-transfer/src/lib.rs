@@ -29,6 +29,6 @@ pub use objective::{LayerWeight, LossConfig, LossValues, Objective, StyleTarget,
 
 pub mod engine;
 pub use engine::{
-    normalized_style_weights, plan_scales, Bench, Engine, Event, Flow, Init, Outcome,
-    PreserveColors, Score, Settings, Style, TransferError, MULTISCALE_ABOVE,
+    normalized_style_weights, plan_scales, Bench, Engine, Event, Flow, Init, Optimizer, Outcome,
+    PreserveColors, Score, Settings, Style, TransferError, MAX_LBFGS_HISTORY, MULTISCALE_ABOVE,
 };

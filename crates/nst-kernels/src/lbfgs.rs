@@ -1,0 +1,277 @@
+//! L-BFGS without a line search, entirely on the GPU: the two-loop recursion is a fixed
+//! sequence of [`VectorOps`] whose coefficients come from earlier dot products in a scalar
+//! buffer, and the two scalar decisions (the first step's length, whether a pair has positive
+//! curvature) are one-invocation kernels, so an iteration needs no readback. The semantics,
+//! including how a pair without positive curvature is handled, are
+//! `nst_reference::lbfgs`'s. See `shaders/lbfgs.wgsl`.
+
+use crate::reduce::Reduction;
+use crate::vector::{Coef, VectorOps};
+use crate::{expect_len, Entry};
+use nst_gpu::{Bind, Context, Dispatch, GpuError, Record, Result, Slot, View};
+
+/// L-BFGS's settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LbfgsParams {
+    /// Pairs (s, y) kept.
+    pub history: u32,
+    /// Step length after the first iteration (1 is the classic choice).
+    pub lr: f64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Uniform {
+    ys: u32,
+    yy: u32,
+    gamma: u32,
+    t: u32,
+    asum: u32,
+    slot_ys: u32,
+    slot_mask: u32,
+    _pad: u32,
+    lr: f32,
+    _pad1: [f32; 3],
+}
+
+/// The scalar kernels.
+pub struct Lbfgs {
+    first_step: Entry,
+    accept: Entry,
+}
+
+/// Where each scalar lives: per pair i its kept sᵀy, the two-loop's α and β, and its mask;
+/// then the newest pair's raw sᵀy and yᵀy, γ, t and ‖g‖₁.
+struct Slots {
+    m: u32,
+}
+
+impl Slots {
+    fn ys(&self, i: u32) -> u32 {
+        i
+    }
+    fn alpha(&self, i: u32) -> u32 {
+        self.m + i
+    }
+    fn beta(&self, i: u32) -> u32 {
+        2 * self.m + i
+    }
+    fn mask(&self, i: u32) -> u32 {
+        3 * self.m + i
+    }
+    fn raw_ys(&self) -> u32 {
+        4 * self.m
+    }
+    fn yy(&self) -> u32 {
+        4 * self.m + 1
+    }
+    fn gamma(&self) -> u32 {
+        4 * self.m + 2
+    }
+    fn t(&self) -> u32 {
+        4 * self.m + 3
+    }
+    fn asum(&self) -> u32 {
+        4 * self.m + 4
+    }
+    fn count(&self) -> u32 {
+        4 * self.m + 5
+    }
+}
+
+/// The dispatches that touch pair slot i.
+struct Pair {
+    // The new pair entering slot i: y = g − g_prev, its curvature, accept or zero.
+    y_from_grad: Dispatch,
+    y_minus_prev: Dispatch,
+    ys_dot: Reduction,
+    yy_dot: Reduction,
+    accept: Dispatch,
+    mask_s: Dispatch,
+    mask_y: Dispatch,
+    // First loop: α = sᵀq / sᵀy, q −= α·y.
+    alpha_dot: Reduction,
+    q_update: Dispatch,
+    // Second loop: β = yᵀr / sᵀy, r += (α − β)·s.
+    beta_dot: Reduction,
+    r_plus_alpha: Dispatch,
+    r_minus_beta: Dispatch,
+    // The step taken from here, kept as this slot's next s: s = t·d, x += s.
+    s_from_d: Dispatch,
+    x_plus_s: Dispatch,
+}
+
+/// A prepared L-BFGS optimizer of one parameter vector: its history, scratch vectors and
+/// every dispatch of an iteration.
+pub struct LbfgsRun {
+    m: u32,
+    pairs: Vec<Pair>,
+    asum: Reduction,
+    first_step: Dispatch,
+    save_grad: Dispatch,
+    d_from_grad: Dispatch,
+    scale_gamma: Dispatch,
+    bytes: u64,
+    _buffers: Vec<wgpu::Buffer>,
+}
+
+impl Lbfgs {
+    /// Compiles `shaders/lbfgs.wgsl`.
+    pub fn new(ctx: &Context) -> Result<Self> {
+        let module = nst_gpu::shader(ctx, "lbfgs.wgsl", crate::LBFGS_WGSL)?;
+        let slots = &[Slot::Uniform, Slot::Write];
+        Ok(Lbfgs {
+            first_step: Entry::with_constants(ctx, &module, "lbfgs_first_step", slots, &[])?,
+            accept: Entry::with_constants(ctx, &module, "lbfgs_accept", slots, &[])?,
+        })
+    }
+
+    /// Prepares L-BFGS over `x` with its gradient in `grad`: allocates 2·history + 2 vectors
+    /// the size of `x`.
+    pub fn prepare(
+        &self,
+        ctx: &Context,
+        vector: &VectorOps,
+        params: LbfgsParams,
+        x: View<'_>,
+        grad: View<'_>,
+    ) -> Result<LbfgsRun> {
+        if params.history == 0 {
+            return Err(GpuError::BadShape(
+                "L-BFGS needs a history of at least 1 pair".into(),
+            ));
+        }
+        if !(params.lr.is_finite() && params.lr > 0.0) {
+            return Err(GpuError::BadShape(format!(
+                "L-BFGS step length must be finite and > 0, got {}",
+                params.lr
+            )));
+        }
+        expect_len("L-BFGS gradient", &grad, x.len)?;
+        let m = params.history;
+        let n = x.len;
+        let at = Slots { m };
+        let mut init = vec![0.0f32; at.count() as usize];
+        for i in 0..m {
+            init[at.ys(i) as usize] = 1.0;
+        }
+        init[at.gamma() as usize] = 1.0;
+        let scalars = ctx.tensor_from("lbfgs scalars", &init)?;
+        let sv = View::whole(&scalars);
+        let g_prev = ctx.tensor("lbfgs previous gradient", n)?;
+        let d = ctx.tensor("lbfgs direction", n)?;
+        let (gp, dv) = (View::whole(&g_prev), View::whole(&d));
+        let mut s = Vec::with_capacity(m as usize);
+        let mut y = Vec::with_capacity(m as usize);
+        for _ in 0..m {
+            s.push(ctx.tensor("lbfgs s", n)?);
+            y.push(ctx.tensor("lbfgs y", n)?);
+        }
+        let scalar = |entry: &Entry, slot_ys: u32, slot_mask: u32| -> Result<Dispatch> {
+            let u = ctx.uniform(
+                entry.name,
+                &Uniform {
+                    ys: at.raw_ys(),
+                    yy: at.yy(),
+                    gamma: at.gamma(),
+                    t: at.t(),
+                    asum: at.asum(),
+                    slot_ys,
+                    slot_mask,
+                    _pad: 0,
+                    lr: params.lr as f32,
+                    _pad1: [0.0; 3],
+                },
+            );
+            let d = entry.dispatch_groups(
+                ctx,
+                &[Bind::Uniform(&u), Bind::Storage("lbfgs scalars", sv)],
+                [1, 1, 1],
+            )?;
+            Ok(d.owning(u))
+        };
+        let c = Coef::constant;
+        let mut pairs = Vec::with_capacity(m as usize);
+        for i in 0..m {
+            let (si, yi) = (View::whole(&s[i as usize]), View::whole(&y[i as usize]));
+            let r = |c: f32, num: u32| Coef::ratio(c, Some(num), Some(at.ys(i)));
+            let mask = Coef::ratio(1.0, Some(at.mask(i)), None);
+            pairs.push(Pair {
+                y_from_grad: vector.copy(ctx, c(1.0), grad, yi, sv)?,
+                y_minus_prev: vector.axpy(ctx, c(-1.0), gp, yi, sv)?,
+                ys_dot: vector.dot(ctx, yi, si, sv, at.raw_ys())?,
+                yy_dot: vector.dot(ctx, yi, yi, sv, at.yy())?,
+                accept: scalar(&self.accept, at.ys(i), at.mask(i))?,
+                mask_s: vector.scale(ctx, mask, si, sv)?,
+                mask_y: vector.scale(ctx, mask, yi, sv)?,
+                alpha_dot: vector.dot(ctx, si, dv, sv, at.alpha(i))?,
+                q_update: vector.axpy(ctx, r(-1.0, at.alpha(i)), yi, dv, sv)?,
+                beta_dot: vector.dot(ctx, yi, dv, sv, at.beta(i))?,
+                r_plus_alpha: vector.axpy(ctx, r(1.0, at.alpha(i)), si, dv, sv)?,
+                r_minus_beta: vector.axpy(ctx, r(-1.0, at.beta(i)), si, dv, sv)?,
+                s_from_d: vector.copy(ctx, Coef::ratio(1.0, Some(at.t()), None), dv, si, sv)?,
+                x_plus_s: vector.axpy(ctx, c(1.0), si, x, sv)?,
+            });
+        }
+        let run = LbfgsRun {
+            m,
+            asum: vector.asum(ctx, grad, sv, at.asum())?,
+            first_step: scalar(&self.first_step, at.ys(0), at.mask(0))?,
+            save_grad: vector.copy(ctx, c(1.0), grad, gp, sv)?,
+            d_from_grad: vector.copy(ctx, c(-1.0), grad, dv, sv)?,
+            scale_gamma: vector.scale(ctx, Coef::ratio(1.0, Some(at.gamma()), None), dv, sv)?,
+            pairs,
+            bytes: (2 * m as u64 + 2) * n * 4 + at.count() as u64 * 4,
+            _buffers: [scalars, g_prev, d].into_iter().chain(s).chain(y).collect(),
+        };
+        Ok(run)
+    }
+}
+
+impl LbfgsRun {
+    /// Records iteration `k` (1-based; one call per k, in order): the gradient at the current
+    /// `x` must be in `grad` by then; `x` takes the step.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, k: u32) {
+        let k = k.max(1);
+        let m = self.m;
+        if k == 1 {
+            self.asum.record(pass);
+            self.first_step.record(pass);
+        } else {
+            let p = &self.pairs[((k - 2) % m) as usize];
+            for d in [&p.y_from_grad, &p.y_minus_prev] {
+                d.record(pass);
+            }
+            p.ys_dot.record(pass);
+            p.yy_dot.record(pass);
+            for d in [&p.accept, &p.mask_s, &p.mask_y] {
+                d.record(pass);
+            }
+        }
+        self.save_grad.record(pass);
+        self.d_from_grad.record(pass);
+        // The pairs present, newest first.
+        let present = (k - 1).min(m);
+        let order: Vec<&Pair> = (0..present)
+            .map(|i| &self.pairs[((k + 2 * m - 2 - i) % m) as usize])
+            .collect();
+        for p in &order {
+            p.alpha_dot.record(pass);
+            p.q_update.record(pass);
+        }
+        self.scale_gamma.record(pass);
+        for p in order.iter().rev() {
+            p.beta_dot.record(pass);
+            p.r_plus_alpha.record(pass);
+            p.r_minus_beta.record(pass);
+        }
+        let next = &self.pairs[((k - 1) % m) as usize];
+        next.s_from_d.record(pass);
+        next.x_plus_s.record(pass);
+    }
+
+    /// Bytes of GPU memory the history and scratch vectors take.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
