@@ -1,6 +1,7 @@
 //! `nst`: neural style transfer on any GPU. A thin front end: the work lives in the library
 //! crates.
 
+mod plot;
 mod transfer;
 
 use clap::{Parser, Subcommand};

@@ -1,5 +1,6 @@
 //! `nst stylize` and `nst score`: flags in, engine calls, files out.
 
+use crate::plot;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use nst_transfer::image::{self as img, Image};
@@ -174,6 +175,9 @@ pub struct StylizeArgs {
     /// Write per-iteration losses and times to a .csv or .json file.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Draw the loss curves into this PNG file when the run ends.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Report (and log) every N iterations.
     #[arg(long, default_value_t = 10)]
     report_every: u32,
@@ -362,6 +366,22 @@ fn check_log_path(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+fn check_plot_path(
+    path: &Path,
+    inputs: &[&Path],
+    output: &Path,
+    log: Option<&Path>,
+) -> Result<(), String> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !ext.eq_ignore_ascii_case("png") {
+        return Err(format!("--plot {}: use a .png file name", path.display()));
+    }
+    let mut taken: Vec<&Path> = inputs.to_vec();
+    taken.push(output);
+    taken.extend(log);
+    img::check_output_path(path, &taken, false).map_err(|e| format!("--plot: {e}"))
+}
+
 /// Runs `nst stylize`.
 pub fn stylize(a: StylizeArgs) -> Result<(), String> {
     let cfg = a.loss.config()?;
@@ -386,6 +406,9 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
     img::check_output_path(&a.output, &inputs, sixteen).map_err(|e| e.to_string())?;
     if let Some(log) = &a.log {
         check_log_path(log)?;
+    }
+    if let Some(plot) = &a.plot {
+        check_plot_path(plot, &inputs, &a.output, a.log.as_deref())?;
     }
     if a.save_every > 0 {
         match &a.save_dir {
@@ -563,6 +586,24 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
     }
     if let Some(log) = &a.log {
         write_log(log, &rows)?;
+    }
+    if let Some(path) = &a.plot {
+        let per_scale = settings.iterations as u64;
+        let points: Vec<plot::Point> = rows
+            .iter()
+            .map(|r| plot::Point {
+                iteration: r.scale as u64 * per_scale + r.iteration as u64,
+                values: [
+                    r.values.total(),
+                    r.values.content(),
+                    r.values.style(),
+                    r.values.tv(),
+                ],
+            })
+            .collect();
+        let scales_run = rows.last().map_or(0, |r| r.scale as u64);
+        let starts: Vec<u64> = (1..=scales_run).map(|s| s * per_scale).collect();
+        plot::write(path, &points, &starts)?;
     }
     if let Some(e) = save_error {
         return Err(format!("saving an intermediate image: {e}"));

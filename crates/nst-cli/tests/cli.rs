@@ -188,6 +188,8 @@ fn bad_input_gives_clear_errors() {
         &[".csv or .json"],
     );
     run(&["--save-every", "5"], &["--save-dir"]);
+    run(&["--plot", "curves.svg"], &["--plot", ".png"]);
+    run(&["--plot", c], &["--plot", "c.png"]);
     assert!(!out.exists(), "no output may be written by a failed run");
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -206,6 +208,7 @@ fn stylize_then_score_agree() {
     png(&s, 32, 32);
     let out = d.join("out.png");
     let log = d.join("log.csv");
+    let plot = d.join("loss.png");
     let (c, s, o, l) = (
         c.to_str().unwrap(),
         s.to_str().unwrap(),
@@ -233,8 +236,14 @@ fn stylize_then_score_agree() {
         "--json",
         "--seed",
         "3",
+        "--plot",
+        plot.to_str().unwrap(),
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
+    let drawn = image::open(&plot).unwrap().to_rgb8();
+    assert_eq!(drawn.dimensions(), (960, 600));
+    // Something besides the white background and grey mesh: the coloured curves.
+    assert!(drawn.pixels().any(|p| p[0] > 150 && p[1] < 80 && p[2] < 80));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -341,5 +350,61 @@ fn sizes_the_device_cannot_run_are_refused() {
         &["too small", "16 pixels"],
     );
     assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Ctrl-C (SIGINT) during a run stops it cleanly: exit 0, the current image written whole.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_writes_the_current_image() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    if !have_weights() {
+        return;
+    }
+    let d = scratch("sigint");
+    let (c, s) = (d.join("c.png"), d.join("s.png"));
+    png(&c, 40, 30);
+    png(&s, 32, 32);
+    let out = d.join("out.png");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nst"))
+        .args(["stylize", "--content", c.to_str().unwrap()])
+        .args(["--style", s.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args([
+            "--size",
+            "32",
+            "--iterations",
+            "100000",
+            "--report-every",
+            "1",
+        ])
+        .env(
+            "WGPU_BACKEND",
+            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running nst");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    // Wait for the second reported iteration, so the run is well under way.
+    while !seen.contains("iteration 2/") {
+        match lines.next() {
+            Some(Ok(l)) => seen += &(l + "\n"),
+            _ => panic!("nst ended before iterating: {seen}"),
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let rest = rest.join("\n");
+    assert!(status.success(), "{status:?}: {seen}{rest}");
+    assert!(rest.contains("stopped early"), "{rest}");
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (32, 24));
     let _ = std::fs::remove_dir_all(&d);
 }

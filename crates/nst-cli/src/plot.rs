@@ -1,0 +1,109 @@
+//! `--plot FILE.png`: the loss curves of a run (total and each weighted part, log scale,
+//! against the iteration counted across scales), drawn with plotters.
+
+use nst_transfer::image::{self as img, Image};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// One reported iteration: its position across scales and the weighted losses.
+pub struct Point {
+    /// Iterations done so far, all scales counted.
+    pub iteration: u64,
+    /// Total, content, style, total variation.
+    pub values: [f64; 4],
+}
+
+const NAMES: [&str; 4] = ["total", "content", "style", "total variation"];
+const COLOURS: [RGBColor; 4] = [BLACK, BLUE, RED, RGBColor(0, 140, 0)];
+const SIZE: (u32, u32) = (960, 600);
+
+/// Draws `points` (with a vertical line where each later scale begins) and writes the PNG
+/// through a temporary file.
+pub fn write(path: &Path, points: &[Point], scale_starts: &[u64]) -> Result<(), String> {
+    plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+        .map_err(|_| "the embedded plot font could not be read".to_string())?;
+    let (w, h) = SIZE;
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    draw(&mut rgb, points, scale_starts).map_err(|e| format!("drawing the plot: {e}"))?;
+    // Interleaved RGB8 to the planar [0, 1] image the saver takes.
+    let plane = (w * h) as usize;
+    let mut data = vec![0.0f32; 3 * plane];
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            data[c * plane + i] = px[c] as f32 / 255.0;
+        }
+    }
+    img::save(&Image::new(w, h, data), path, false).map_err(|e| e.to_string())
+}
+
+fn draw(
+    rgb: &mut [u8],
+    points: &[Point],
+    scale_starts: &[u64],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::with_buffer(rgb, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let positive = || {
+        points
+            .iter()
+            .flat_map(|p| p.values)
+            .filter(|v| v.is_finite() && *v > 0.0)
+    };
+    let lo = positive().fold(f64::INFINITY, f64::min);
+    let hi = positive().fold(0.0f64, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi > 0.0 {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        (1e-3, 1.0)
+    };
+    let last = points.last().map_or(1, |p| p.iteration.max(1));
+    let mut chart = ChartBuilder::on(&root)
+        .caption("loss at each reported iteration", ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0u64..last, (lo..hi).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("iteration (all scales)")
+        .y_desc("weighted loss")
+        .label_style(("sans-serif", 15))
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .draw()?;
+    let boundary = RGBColor(230, 140, 0);
+    for (i, &x) in scale_starts.iter().enumerate() {
+        let line = chart.draw_series(LineSeries::new(
+            [(x, lo), (x, hi)],
+            boundary.stroke_width(2),
+        ))?;
+        if i == 0 {
+            line.label("next scale").legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 20, y)], boundary.stroke_width(2))
+            });
+        }
+    }
+    for (k, name) in NAMES.iter().enumerate() {
+        let series: Vec<(u64, f64)> = points
+            .iter()
+            .map(|p| (p.iteration, p.values[k]))
+            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .collect();
+        if series.is_empty() {
+            continue; // a term with weight 0
+        }
+        let colour = COLOURS[k];
+        chart
+            .draw_series(LineSeries::new(series, colour.stroke_width(2)))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
