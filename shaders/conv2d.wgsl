@@ -11,6 +11,20 @@
 // dispatch handles one (source chunk, destination chunk) pair: `src_off`/`dst_off` place the
 // chunks in the whole tensors (for the weight and bias indices), and the destination either
 // starts from the bias (forward) or zero (backward), or adds to what earlier pairs wrote.
+//
+// Both are one implicit GEMM, dst[m][n] = Σ_k A[m][k]·B[k][n], with no im2col buffer:
+//   M = c_dst, N = H·W, K = 9·c_src, k = i·9 + tap (tap = ky·3 + kx);
+//   B[k][n] = src[i, n + (ky-1, kx-1)], or 0 in the padding: gathered while staging;
+//   A[m][k] = w[dst_off+m, src_off+i, tap] forward,
+//             w[src_off+i, dst_off+m, 8-tap] backward (`flip`).
+// Each workgroup computes a TM×TN tile of dst, staging TK-deep slices of A and B in
+// workgroup memory; each invocation accumulates an RM×4 block (RM channels × one vec4 of
+// pixels) in registers. Out-of-range m, n and k stage zeros, so any shape works; only the
+// stores are masked. Per output the sum runs over k in order, as the naive loop did.
+//
+// Launch (see conv2d.rs): pixel tiles along x, folded into y past the per-dimension limit
+// (tile = wid.x + wid.y·nwg.x; whole workgroups past the end return before any barrier),
+// channel tiles along z.
 
 struct Shape {
     c_src: u32,     // channels in the source chunk (x forward, gy backward)
@@ -32,85 +46,165 @@ const FLAG_RELU: u32 = 2u;       // forward only: dst = max(dst, 0) after adding
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
-override WG: u32 = 256;
+// Tile sizes, set from Rust (`ConvTiles`, which checks these constraints):
+//   RM ∈ {4, 8} (A is read as vec4s, the accumulators are MAX_RM long), TM % RM == 0,
+//   TN % 4 == 0; WG = (TM / RM)·(TN / 4) ≤ the adapter's invocations per workgroup;
+//   staging divides evenly: WG % TK == 0, TM·TK % WG == 0, WG % TN == 0, TK·TN % WG == 0
+//   (so each invocation loads a fixed k column of A and a fixed pixel of B every step);
+//   4·TK·(TM + TN) bytes of workgroup memory.
+override TM: u32 = 64u; // destination channels per tile
+override TN: u32 = 64u; // pixels per tile
+override TK: u32 = 16u; // K per staging step
+override RM: u32 = 4u;  // destination channels per invocation (× 4 pixels)
+override WG: u32 = (TM / RM) * (TN / 4u);
+const MAX_RM: u32 = 8u;
 
-fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
+var<workgroup> a_tile: array<vec4<f32>, TK * TM / 4u>; // A[k][m]: 4 consecutive m per vec4
+var<workgroup> b_tile: array<vec4<f32>, TK * TN / 4u>; // B[k][n]: 4 consecutive n per vec4
+
+// Index of A[m][k] in the forward weight.
+fn weight_index(m: u32, k: u32, flip: bool) -> u32 {
+    if (flip) {
+        let i = k / 9u;
+        return ((shape.src_off + i) * shape.w_cin + shape.dst_off + m) * 9u + 8u - k % 9u;
+    }
+    // The weight row of output channel m holds the chunk's (i, tap) pairs contiguously.
+    return ((shape.dst_off + m) * shape.w_cin + shape.src_off) * 9u + k;
 }
 
-// Σ over the source chunk's channels and taps for destination element (o, y, x); `flip`
-// selects the backward weight indexing.
-fn accumulate(o: u32, y: u32, x: u32, flip: bool) -> f32 {
-    let h = shape.h;
-    let w = shape.w;
-    let plane = h * w;
-    var acc = 0.0;
-    for (var i = 0u; i < shape.c_src; i++) {
-        var wbase: u32;
-        if (flip) {
-            // forward weight (o_fwd = source channel, i_fwd = destination channel)
-            wbase = ((shape.src_off + i) * shape.w_cin + shape.dst_off + o) * 9u;
-        } else {
-            wbase = ((shape.dst_off + o) * shape.w_cin + shape.src_off + i) * 9u;
-        }
-        for (var ky = 0u; ky < 3u; ky++) {
-            let sy = i32(y) + i32(ky) - 1;
-            if (sy < 0 || sy >= i32(h)) {
-                continue;
+// This invocation's RM×4 block of the tile at (m0, n0): acc[r][c] = Σ_k A[m0+tm·RM+r][k]·
+// B[k][n0+tn·4+c]. Every invocation of the workgroup must call it (it has barriers).
+fn gemm(m0: u32, n0: u32, lid: u32, flip: bool) -> array<vec4<f32>, MAX_RM> {
+    let hw = shape.h * shape.w;
+    let k_total = 9u * shape.c_src;
+    // Staging: A along k (contiguous in the forward weight), B along n (contiguous pixels).
+    let a_k = lid % TK;
+    let a_m = lid / TK;
+    let b_n = lid % TN;
+    let b_k = lid / TN;
+    let n = n0 + b_n;
+    let y = i32(n / shape.w);
+    let x = i32(n % shape.w);
+    // Compute: this invocation's rows and vec4 column within the tile.
+    let tm = lid / (TN / 4u);
+    let tn = lid % (TN / 4u);
+
+    var acc: array<vec4<f32>, MAX_RM>;
+    for (var k0 = 0u; k0 < k_total; k0 += TK) {
+        for (var j = 0u; j < TM * TK / WG; j++) {
+            let ml = a_m + j * (WG / TK);
+            let m = m0 + ml;
+            let k = k0 + a_k;
+            var v = 0.0;
+            if (m < shape.c_dst && k < k_total) {
+                v = weight[weight_index(m, k, flip)];
             }
-            for (var kx = 0u; kx < 3u; kx++) {
-                let sx = i32(x) + i32(kx) - 1;
-                if (sx < 0 || sx >= i32(w)) {
-                    continue;
+            a_tile[a_k * (TM / 4u) + ml / 4u][ml % 4u] = v;
+        }
+        for (var j = 0u; j < TK * TN / WG; j++) {
+            let kl = b_k + j * (WG / TN);
+            let k = k0 + kl;
+            var v = 0.0;
+            if (n < hw && k < k_total) {
+                let tap = k % 9u;
+                let sy = y + i32(tap / 3u) - 1;
+                let sx = x + i32(tap % 3u) - 1;
+                if (sy >= 0 && sy < i32(shape.h) && sx >= 0 && sx < i32(shape.w)) {
+                    v = src[(k / 9u) * hw + u32(sy) * shape.w + u32(sx)];
                 }
-                var tap = ky * 3u + kx;
-                if (flip) {
-                    tap = 8u - tap; // taps rotated 180°
-                }
-                acc += weight[wbase + tap] * src[i * plane + u32(sy) * w + u32(sx)];
+            }
+            b_tile[kl * (TN / 4u) + b_n / 4u][b_n % 4u] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let b = b_tile[kk * (TN / 4u) + tn];
+            for (var q = 0u; q < RM / 4u; q++) {
+                let a = a_tile[kk * (TM / 4u) + tm * (RM / 4u) + q];
+                acc[4u * q] += a.x * b;
+                acc[4u * q + 1u] += a.y * b;
+                acc[4u * q + 2u] += a.z * b;
+                acc[4u * q + 3u] += a.w * b;
             }
         }
+        workgroupBarrier();
     }
     return acc;
 }
 
-@compute @workgroup_size(WG)
-fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = shape.c_dst * shape.h * shape.w;
-    let idx = linear(gid, nwg);
-    if (idx >= n) {
-        return;
+// First pixel of this workgroup's tile (≥ H·W past the end of a folded grid).
+fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.x + wid.y * nwg.x) * TN;
+}
+
+// First destination channel of this invocation's block.
+fn block_row(wid: vec3<u32>, lid: u32) -> u32 {
+    return wid.z * TM + (lid / (TN / 4u)) * RM;
+}
+
+// First pixel of this invocation's block.
+fn block_col(n0: u32, lid: u32) -> u32 {
+    return n0 + (lid % (TN / 4u)) * 4u;
+}
+
+// Writes the block's in-range elements: acc + base[r], plus dst when accumulating, then
+// max(·, 0) when `relu`.
+fn store(row: u32, col: u32, acc: array<vec4<f32>, MAX_RM>, base: array<f32, MAX_RM>,
+         relu: bool) {
+    let hw = shape.h * shape.w;
+    let accumulate = (shape.flags & FLAG_ACCUMULATE) != 0u;
+    for (var r = 0u; r < RM; r++) {
+        let m = row + r;
+        if (m >= shape.c_dst) {
+            break;
+        }
+        for (var c = 0u; c < 4u; c++) {
+            let n = col + c;
+            if (n >= hw) {
+                break;
+            }
+            let idx = m * hw + n;
+            var v = acc[r][c] + base[r];
+            if (accumulate) {
+                v += dst[idx];
+            }
+            if (relu) {
+                v = max(v, 0.0);
+            }
+            dst[idx] = v;
+        }
     }
-    let plane = shape.h * shape.w;
-    let o = idx / plane;
-    let p = idx % plane;
-    var v = accumulate(o, p / shape.w, p % shape.w, false);
-    if ((shape.flags & FLAG_ACCUMULATE) != 0u) {
-        v += dst[idx];
-    } else {
-        v += bias[shape.dst_off + o];
-    }
-    if ((shape.flags & FLAG_RELU) != 0u) {
-        v = max(v, 0.0);
-    }
-    dst[idx] = v;
 }
 
 @compute @workgroup_size(WG)
-fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
-                         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n = shape.c_dst * shape.h * shape.w;
-    let idx = linear(gid, nwg);
-    if (idx >= n) {
+fn conv2d_forward(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let n0 = tile_n0(wid, nwg);
+    if (n0 >= shape.h * shape.w) {
+        return; // uniform across the workgroup
+    }
+    let acc = gemm(wid.z * TM, n0, lid, false);
+    let row = block_row(wid, lid);
+    var base: array<f32, MAX_RM>; // the bias, unless adding to earlier parts
+    if ((shape.flags & FLAG_ACCUMULATE) == 0u) {
+        for (var r = 0u; r < RM; r++) {
+            // Rows past the chunk are not stored; clamp them to stay inside `bias`.
+            base[r] = bias[shape.dst_off + min(row + r, shape.c_dst - 1u)];
+        }
+    }
+    store(row, block_col(n0, lid), acc, base, (shape.flags & FLAG_RELU) != 0u);
+}
+
+// Must not touch `bias`: its binding is left out of this entry point's layout.
+@compute @workgroup_size(WG)
+fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let n0 = tile_n0(wid, nwg);
+    if (n0 >= shape.h * shape.w) {
         return;
     }
-    let plane = shape.h * shape.w;
-    let o = idx / plane;
-    let p = idx % plane;
-    var v = accumulate(o, p / shape.w, p % shape.w, true);
-    if ((shape.flags & FLAG_ACCUMULATE) != 0u) {
-        v += dst[idx];
-    }
-    dst[idx] = v;
+    let acc = gemm(wid.z * TM, n0, lid, true);
+    var zero: array<f32, MAX_RM>;
+    store(block_row(wid, lid), block_col(n0, lid), acc, zero, false);
 }

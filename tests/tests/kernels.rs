@@ -4,23 +4,33 @@
 
 use nst_gpu::View;
 use nst_kernels::{
-    AdamParams, Channels, Coef, ConvPart, ConvShape, LbfgsParams, LbfgsRun, PixelTransform,
-    PoolShape,
+    AdamParams, Channels, Coef, Conv2d, ConvPart, ConvShape, ConvTiles, GpuError, LbfgsParams,
+    LbfgsRun, PixelTransform, PoolShape,
 };
 use nst_reference as r;
 use nst_tests::{
     as_f32_exact, assert_close, random, random_away_from_zero, with_gpu, with_small_grid_gpu, Gpu,
 };
 
+/// (c_in, c_out, h, w). With the default 64×64 tiles and K steps of 16 (K = 9·c_src), the
+/// later shapes end in partial tiles in M, N and K, forward and backward, over several steps.
 const CONV_SHAPES: &[(u32, u32, u32, u32)] = &[
     (1, 1, 1, 1),
     (3, 5, 7, 9),
     (5, 6, 1, 13),
     (7, 3, 13, 1),
-    (3, 8, 24, 31), // 5,952 outputs: many workgroups
+    (3, 8, 24, 31),  // 12 pixel tiles
+    (3, 64, 17, 19), // M exactly one tile forward; K = 27: a partial second step
+    (64, 3, 9, 70),  // 10 pixel tiles, the last partial; K = 576: 36 whole steps
+    (130, 65, 5, 7), // M = 65: a second tile of one row; K = 1170 ends in a partial step
+    (9, 70, 12, 13), // 2 channel tiles × 3 pixel tiles at once
 ];
 
 fn conv_case(g: &Gpu, (c_in, c_out, h, w): (u32, u32, u32, u32), seed: u64) {
+    conv_case_with(g, &g.k.conv2d, (c_in, c_out, h, w), seed)
+}
+
+fn conv_case_with(g: &Gpu, k: &Conv2d, (c_in, c_out, h, w): (u32, u32, u32, u32), seed: u64) {
     let s = ConvShape { c_in, c_out, h, w };
     let plane = (h * w) as usize;
     let x = as_f32_exact(&random(seed, c_in as usize * plane, -1.0, 1.0));
@@ -38,7 +48,6 @@ fn conv_case(g: &Gpu, (c_in, c_out, h, w): (u32, u32, u32, u32), seed: u64) {
         g.zeros("y relu", c_out as usize * plane),
         g.zeros("gx", c_in as usize * plane),
     );
-    let k = &g.k.conv2d;
     let fwd = k
         .forward(
             &g.ctx,
@@ -66,7 +75,7 @@ fn conv_case(g: &Gpu, (c_in, c_out, h, w): (u32, u32, u32, u32), seed: u64) {
         .unwrap();
     g.run(&[&fwd, &fwd_relu, &bwd]);
     let (ci, co, hh, ww) = (c_in as usize, c_out as usize, h as usize, w as usize);
-    let tag = format!("conv2d {c_in}→{c_out} {h}×{w}");
+    let tag = format!("conv2d {c_in}→{c_out} {h}×{w} {:?}", k.tiles());
     assert_close(
         &format!("{tag} forward"),
         &g.read(&by),
@@ -101,7 +110,125 @@ fn conv2d_matches_reference() {
 
 #[test]
 fn conv2d_matches_reference_on_2d_grid() {
-    with_small_grid_gpu(|g| conv_case(g, (3, 8, 24, 31), 99));
+    with_small_grid_gpu(|g| {
+        // 12 pixel tiles fit in one row of 16; 1,155 pixels make 19 tiles: a 10×2 grid whose
+        // last workgroup lies past the end, with 2 channel tiles along z forward.
+        conv_case(g, (3, 8, 24, 31), 99);
+        conv_case(g, (3, 70, 33, 35), 98);
+    });
+}
+
+#[test]
+fn conv2d_with_too_many_channel_tiles_is_a_grid_error() {
+    with_small_grid_gpu(|g| {
+        // 16 channel tiles along z are the cap here: 1,025 channels need 17.
+        let tm = g.k.conv2d.tiles().tm;
+        let c_out = 16 * tm + 1;
+        let (x, w, b, y) = (
+            g.zeros("x", 1),
+            g.zeros("w", 9 * c_out as usize),
+            g.zeros("b", c_out as usize),
+            g.zeros("y", c_out as usize),
+        );
+        let s = ConvShape {
+            c_in: 1,
+            c_out,
+            h: 1,
+            w: 1,
+        };
+        let err =
+            g.k.conv2d
+                .forward(
+                    &g.ctx,
+                    s,
+                    (&x).into(),
+                    (&w).into(),
+                    (&b).into(),
+                    (&y).into(),
+                    false,
+                )
+                .err()
+                .unwrap();
+        assert!(matches!(err, GpuError::GridTooLarge { .. }), "{err}");
+        let ok = ConvShape {
+            c_out: 16 * tm,
+            ..s
+        };
+        let y = g.zeros("y", ok.c_out as usize);
+        let w = g.zeros("w", 9 * ok.c_out as usize);
+        let b = g.zeros("b", ok.c_out as usize);
+        g.k.conv2d
+            .forward(
+                &g.ctx,
+                ok,
+                (&x).into(),
+                (&w).into(),
+                (&b).into(),
+                (&y).into(),
+                false,
+            )
+            .unwrap();
+    });
+}
+
+/// Other valid tile sizes (8-row register blocks, smaller and taller tiles, K steps of 8) give
+/// the same results: the shader holds for any sizes `ConvTiles::check` accepts.
+#[test]
+fn conv2d_with_other_tiles_matches_reference() {
+    with_gpu(|g| {
+        for (t, tiles) in [
+            ConvTiles {
+                tm: 32,
+                tn: 32,
+                tk: 8,
+                rm: 8,
+            },
+            ConvTiles {
+                tm: 128,
+                tn: 32,
+                tk: 16,
+                rm: 8,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let k = Conv2d::with_tiles(&g.ctx, tiles).unwrap();
+            for (i, &shape) in [(1, 1, 1, 1), (3, 5, 7, 9), (130, 65, 5, 7), (9, 70, 12, 13)]
+                .iter()
+                .enumerate()
+            {
+                conv_case_with(g, &k, shape, 200 + 10 * t as u64 + i as u64);
+            }
+        }
+    });
+}
+
+#[test]
+fn conv2d_rejects_tiles_the_shader_cannot_run() {
+    with_gpu(|g| {
+        let d = ConvTiles::default();
+        for (tiles, what) in [
+            (ConvTiles { rm: 2, ..d }, "rm must be"),
+            (ConvTiles { tm: 66, ..d }, "multiple of rm"),
+            (ConvTiles { tn: 62, ..d }, "multiple of rm"),
+            (ConvTiles { tk: 0, ..d }, "multiple of rm"),
+            (
+                ConvTiles {
+                    tm: 128,
+                    tn: 128,
+                    ..d
+                },
+                "invocations",
+            ),
+            (ConvTiles { tk: 12, ..d }, "divide evenly"),
+            (ConvTiles { tm: 8, rm: 8, ..d }, "divide evenly"),
+            (ConvTiles { tk: 128, ..d }, "workgroup memory"),
+        ] {
+            let err = Conv2d::with_tiles(&g.ctx, tiles).err().unwrap();
+            assert!(err.to_string().contains(what), "{tiles:?}: {err}");
+        }
+    });
 }
 
 /// A convolution over tensors split into channel chunks, as the graph records it for tensors
@@ -109,126 +236,142 @@ fn conv2d_matches_reference_on_2d_grid() {
 #[test]
 fn conv2d_in_channel_chunks_matches_reference() {
     with_gpu(|g| {
-        let (c_in, c_out, h, w) = (5u32, 7u32, 6u32, 7u32);
-        let s = ConvShape { c_in, c_out, h, w };
-        let plane = (h * w) as usize;
-        let in_chunks = [
-            Channels {
-                offset: 0,
-                count: 2,
-            },
-            Channels {
-                offset: 2,
-                count: 3,
-            },
-        ];
-        let out_chunks = [
-            Channels {
-                offset: 0,
-                count: 4,
-            },
-            Channels {
-                offset: 4,
-                count: 3,
-            },
-        ];
-        let x = as_f32_exact(&random(70, c_in as usize * plane, -1.0, 1.0));
-        let wt = as_f32_exact(&random(71, (c_out * c_in * 9) as usize, -0.5, 0.5));
-        let b = as_f32_exact(&random(72, c_out as usize, -0.5, 0.5));
-        let gy = as_f32_exact(&random(73, c_out as usize * plane, -1.0, 1.0));
-        let prior = as_f32_exact(&random(74, c_in as usize * plane, -1.0, 1.0));
-        let chunk = |v: &[f64], c: Channels| {
-            v[c.offset as usize * plane..][..c.count as usize * plane].to_vec()
-        };
-        let (bw, bb) = (g.upload("w", &wt), g.upload("b", &b));
-        let bx: Vec<_> = in_chunks
-            .iter()
-            .map(|&c| g.upload("x", &chunk(&x, c)))
-            .collect();
-        let bgx: Vec<_> = in_chunks
-            .iter()
-            .map(|&c| g.upload("gx", &chunk(&prior, c)))
-            .collect();
-        let bgy: Vec<_> = out_chunks
-            .iter()
-            .map(|&c| g.upload("gy", &chunk(&gy, c)))
-            .collect();
-        let by: Vec<_> = out_chunks
-            .iter()
-            .map(|&c| g.zeros("y", c.count as usize * plane))
-            .collect();
-        let mut parts = Vec::new();
-        for (o, &dst) in out_chunks.iter().enumerate() {
-            for (i, &src) in in_chunks.iter().enumerate() {
-                let part = ConvPart {
-                    src,
-                    dst,
-                    accumulate: i > 0,
-                };
-                let relu = i + 1 == in_chunks.len();
-                parts.push(
-                    g.k.conv2d
-                        .forward_part(
-                            &g.ctx,
-                            s,
-                            part,
-                            (&bx[i]).into(),
-                            (&bw).into(),
-                            (&bb).into(),
-                            (&by[o]).into(),
-                            relu,
-                        )
-                        .unwrap(),
-                );
-            }
-        }
-        for (i, &dst) in in_chunks.iter().enumerate() {
-            for (o, &src) in out_chunks.iter().enumerate() {
-                // Every part accumulates: the gradient already holds the prior value.
-                let part = ConvPart {
-                    src,
-                    dst,
-                    accumulate: true,
-                };
-                parts.push(
-                    g.k.conv2d
-                        .backward_input_part(
-                            &g.ctx,
-                            s,
-                            part,
-                            (&bgy[o]).into(),
-                            (&bw).into(),
-                            (&bgx[i]).into(),
-                        )
-                        .unwrap(),
-                );
-            }
-        }
-        let launches: Vec<&dyn nst_gpu::Record> = parts.iter().map(|d| d as _).collect();
-        g.run(&launches);
-        let (ci, co, hh, ww) = (c_in as usize, c_out as usize, h as usize, w as usize);
-        let y: Vec<f32> = by.iter().flat_map(|b| g.read(b)).collect();
-        let gx: Vec<f32> = bgx.iter().flat_map(|b| g.read(b)).collect();
-        assert_close(
-            "chunked conv2d forward+relu",
-            &y,
-            &r::conv2d::conv2d_forward(&x, ci, hh, ww, &wt, &b, co, true),
-            1e-5,
-            1e-5,
-        );
-        let want: Vec<f64> = r::conv2d::conv2d_backward_input(&gy, co, hh, ww, &wt, ci)
-            .iter()
-            .zip(&prior)
-            .map(|(a, b)| a + b)
-            .collect();
-        assert_close(
-            "chunked conv2d backward, accumulating",
-            &gx,
-            &want,
-            1e-5,
-            1e-5,
-        );
+        conv_chunks_case(g, (5, 7, 6, 7), &[2, 3], &[4, 3], 70);
+        // Chunks that span tiles: a 65-channel chunk is two channel tiles (the second of one
+        // row) forward, K = 9·33 and 9·37 end in partial steps, 99 pixels are two tiles.
+        conv_chunks_case(g, (70, 67, 9, 11), &[33, 37], &[65, 2], 80);
     });
+}
+
+#[test]
+fn conv2d_in_channel_chunks_matches_reference_on_2d_grid() {
+    // 1,120 pixels: 18 pixel tiles, folded into a 9×2 grid.
+    with_small_grid_gpu(|g| conv_chunks_case(g, (6, 66, 32, 35), &[2, 4], &[1, 65], 90));
+}
+
+/// Splits the input channels into chunks of `in_counts` and the output channels into
+/// `out_counts`; the forward adds ReLU on each destination chunk's last part, the backward
+/// accumulates every part onto a prior gradient.
+fn conv_chunks_case(
+    g: &Gpu,
+    (c_in, c_out, h, w): (u32, u32, u32, u32),
+    in_counts: &[u32],
+    out_counts: &[u32],
+    seed: u64,
+) {
+    let s = ConvShape { c_in, c_out, h, w };
+    let plane = (h * w) as usize;
+    let chunks = |counts: &[u32], total: u32| {
+        let mut offset = 0;
+        let v: Vec<Channels> = counts
+            .iter()
+            .map(|&count| {
+                let c = Channels { offset, count };
+                offset += count;
+                c
+            })
+            .collect();
+        assert_eq!(offset, total, "chunks must cover the channels");
+        v
+    };
+    let in_chunks = chunks(in_counts, c_in);
+    let out_chunks = chunks(out_counts, c_out);
+    let x = as_f32_exact(&random(seed, c_in as usize * plane, -1.0, 1.0));
+    let wt = as_f32_exact(&random(seed + 1, (c_out * c_in * 9) as usize, -0.5, 0.5));
+    let b = as_f32_exact(&random(seed + 2, c_out as usize, -0.5, 0.5));
+    let gy = as_f32_exact(&random(seed + 3, c_out as usize * plane, -1.0, 1.0));
+    let prior = as_f32_exact(&random(seed + 4, c_in as usize * plane, -1.0, 1.0));
+    let chunk = |v: &[f64], c: Channels| {
+        v[c.offset as usize * plane..][..c.count as usize * plane].to_vec()
+    };
+    let (bw, bb) = (g.upload("w", &wt), g.upload("b", &b));
+    let bx: Vec<_> = in_chunks
+        .iter()
+        .map(|&c| g.upload("x", &chunk(&x, c)))
+        .collect();
+    let bgx: Vec<_> = in_chunks
+        .iter()
+        .map(|&c| g.upload("gx", &chunk(&prior, c)))
+        .collect();
+    let bgy: Vec<_> = out_chunks
+        .iter()
+        .map(|&c| g.upload("gy", &chunk(&gy, c)))
+        .collect();
+    let by: Vec<_> = out_chunks
+        .iter()
+        .map(|&c| g.zeros("y", c.count as usize * plane))
+        .collect();
+    let mut parts = Vec::new();
+    for (o, &dst) in out_chunks.iter().enumerate() {
+        for (i, &src) in in_chunks.iter().enumerate() {
+            let part = ConvPart {
+                src,
+                dst,
+                accumulate: i > 0,
+            };
+            let relu = i + 1 == in_chunks.len();
+            parts.push(
+                g.k.conv2d
+                    .forward_part(
+                        &g.ctx,
+                        s,
+                        part,
+                        (&bx[i]).into(),
+                        (&bw).into(),
+                        (&bb).into(),
+                        (&by[o]).into(),
+                        relu,
+                    )
+                    .unwrap(),
+            );
+        }
+    }
+    for (i, &dst) in in_chunks.iter().enumerate() {
+        for (o, &src) in out_chunks.iter().enumerate() {
+            // Every part accumulates: the gradient already holds the prior value.
+            let part = ConvPart {
+                src,
+                dst,
+                accumulate: true,
+            };
+            parts.push(
+                g.k.conv2d
+                    .backward_input_part(
+                        &g.ctx,
+                        s,
+                        part,
+                        (&bgy[o]).into(),
+                        (&bw).into(),
+                        (&bgx[i]).into(),
+                    )
+                    .unwrap(),
+            );
+        }
+    }
+    let launches: Vec<&dyn nst_gpu::Record> = parts.iter().map(|d| d as _).collect();
+    g.run(&launches);
+    let (ci, co, hh, ww) = (c_in as usize, c_out as usize, h as usize, w as usize);
+    let y: Vec<f32> = by.iter().flat_map(|b| g.read(b)).collect();
+    let gx: Vec<f32> = bgx.iter().flat_map(|b| g.read(b)).collect();
+    assert_close(
+        &format!("chunked conv2d {c_in}→{c_out} {h}×{w} forward+relu"),
+        &y,
+        &r::conv2d::conv2d_forward(&x, ci, hh, ww, &wt, &b, co, true),
+        1e-5,
+        1e-5,
+    );
+    let want: Vec<f64> = r::conv2d::conv2d_backward_input(&gy, co, hh, ww, &wt, ci)
+        .iter()
+        .zip(&prior)
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_close(
+        &format!("chunked conv2d {c_in}→{c_out} {h}×{w} backward, accumulating"),
+        &gx,
+        &want,
+        1e-5,
+        1e-5,
+    );
 }
 
 fn relu_case(g: &Gpu, n: usize, seed: u64) {

@@ -1,8 +1,8 @@
 //! 3×3 convolution (stride 1, zero padding 1) with bias and optional fused ReLU, and its
-//! gradient with respect to the input. See `shaders/conv2d.wgsl`.
+//! gradient with respect to the input, as a tiled implicit GEMM. See `shaders/conv2d.wgsl`.
 
 use crate::{expect_len, expect_nonzero, Entry};
-use nst_gpu::{Bind, Context, Dispatch, Result, Slot, View};
+use nst_gpu::{Bind, Context, Dispatch, GpuError, Result, Slot, View};
 
 /// Shape of a convolution: `c_in` → `c_out` channels over an `h × w` image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,31 +71,142 @@ struct Uniform {
 const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_RELU: u32 = 2;
 
+/// Tile sizes of the implicit GEMM (the shader's override constants): each workgroup computes
+/// `tm` destination channels × `tn` pixels, staging `tk` of the K = 9·C_src products at a
+/// time; each invocation computes `rm` channels × 4 pixels, so a workgroup has
+/// `(tm / rm)·(tn / 4)` invocations. [`ConvTiles::check`] states the constraints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTiles {
+    /// Destination channels per workgroup tile (GEMM M).
+    pub tm: u32,
+    /// Pixels per workgroup tile (GEMM N).
+    pub tn: u32,
+    /// Depth of one staging step (GEMM K).
+    pub tk: u32,
+    /// Destination channels per invocation: 4 or 8.
+    pub rm: u32,
+}
+
+impl Default for ConvTiles {
+    /// Common fp32 SGEMM practice on desktop GPUs, not tuned for any adapter: a 64×64 tile,
+    /// 256 invocations of 4×4 outputs, K steps of 16 (8 KiB of workgroup memory).
+    fn default() -> Self {
+        ConvTiles {
+            tm: 64,
+            tn: 64,
+            tk: 16,
+            rm: 4,
+        }
+    }
+}
+
+impl ConvTiles {
+    /// Invocations per workgroup: `(tm / rm)·(tn / 4)`.
+    pub fn workgroup_size(&self) -> u64 {
+        (self.tm / self.rm.max(1)) as u64 * (self.tn / 4) as u64
+    }
+
+    /// Checks the constraints the shader relies on, and the context's limits.
+    pub fn check(&self, ctx: &Context) -> Result<()> {
+        let ConvTiles { tm, tn, tk, rm } = *self;
+        let (tm, tn, tk, rm) = (tm as u64, tn as u64, tk as u64, rm as u64);
+        let wg = self.workgroup_size();
+        let storage = 4 * tk * (tm + tn);
+        let limits = &ctx.limits;
+        let max_wg = limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x) as u64;
+        let even = [(wg, tk), (tm * tk, wg), (wg, tn), (tk * tn, wg)];
+        let problem = if !(rm == 4 || rm == 8) {
+            "rm must be 4 or 8 (A is read as vec4s; the accumulators hold 8 rows)".to_string()
+        } else if tm == 0 || tn == 0 || tk == 0 || !tm.is_multiple_of(rm) || !tn.is_multiple_of(4) {
+            "tm must be a multiple of rm and tn a multiple of 4, all nonzero".to_string()
+        } else if wg > max_wg {
+            format!("(tm / rm)·(tn / 4) = {wg} invocations, over the limit of {max_wg}")
+        } else if !even.iter().all(|&(a, b)| a.is_multiple_of(b)) {
+            format!(
+                "staging must divide evenly among the {wg} invocations: \
+                 wg % tk, tm·tk % wg, wg % tn and tk·tn % wg must be 0"
+            )
+        } else if storage > limits.max_compute_workgroup_storage_size as u64 {
+            format!(
+                "4·tk·(tm + tn) = {storage} bytes of workgroup memory, over the limit of {}",
+                limits.max_compute_workgroup_storage_size
+            )
+        } else {
+            return Ok(());
+        };
+        Err(GpuError::BadShape(format!(
+            "conv2d tiles {self:?}: {problem}"
+        )))
+    }
+
+    fn constants(&self) -> [(&'static str, f64); 4] {
+        [
+            ("TM", self.tm as f64),
+            ("TN", self.tn as f64),
+            ("TK", self.tk as f64),
+            ("RM", self.rm as f64),
+        ]
+    }
+}
+
 /// The conv2d kernels.
 pub struct Conv2d {
     forward: Entry,
     backward: Entry,
+    tiles: ConvTiles,
 }
 
 impl Conv2d {
-    /// Compiles `shaders/conv2d.wgsl`.
+    /// Compiles `shaders/conv2d.wgsl` with the default tiles.
     pub fn new(ctx: &Context) -> Result<Self> {
+        Self::with_tiles(ctx, ConvTiles::default())
+    }
+
+    /// Compiles `shaders/conv2d.wgsl` with the given tiles (for tuning per adapter).
+    pub fn with_tiles(ctx: &Context, tiles: ConvTiles) -> Result<Self> {
+        tiles.check(ctx)?;
         let module = nst_gpu::shader(ctx, "conv2d.wgsl", crate::CONV2D_WGSL)?;
+        let constants = tiles.constants();
         use Slot::*;
         Ok(Conv2d {
-            forward: Entry::new(
+            forward: Entry::with_constants(
                 ctx,
                 &module,
                 "conv2d_forward",
                 &[Uniform, Read, Read, Read, Write],
+                &constants,
             )?,
-            backward: Entry::new(
+            backward: Entry::with_constants(
                 ctx,
                 &module,
                 "conv2d_backward_input",
                 &[Uniform, Read, Read, Unused, Write],
+                &constants,
             )?,
+            tiles,
         })
+    }
+
+    /// The tile sizes the kernels were compiled with.
+    pub fn tiles(&self) -> ConvTiles {
+        self.tiles
+    }
+
+    /// Workgroup counts for one part: pixel tiles along x (folded into y past the
+    /// per-dimension limit), destination-channel tiles along z.
+    fn groups(&self, ctx: &Context, s: ConvShape, part: ConvPart) -> Result<[u32; 3]> {
+        let pixel_tiles = (s.h as u64 * s.w as u64).div_ceil(self.tiles.tn as u64);
+        let [x, y, _] = nst_gpu::grid(pixel_tiles, 1, ctx.max_workgroups_per_dim)?;
+        let channel_tiles = part.dst.count.div_ceil(self.tiles.tm);
+        if channel_tiles > ctx.max_workgroups_per_dim {
+            return Err(GpuError::GridTooLarge {
+                groups: channel_tiles as u64,
+                max: ctx.max_workgroups_per_dim as u64,
+            });
+        }
+        Ok([x, y, channel_tiles])
     }
 
     /// `y = conv(x, weight) + bias`, then `max(·, 0)` when `relu`.
@@ -137,9 +248,9 @@ impl Conv2d {
         check(s, part, false, &x, &weight, &y)?;
         expect_len("conv2d bias", &bias, s.c_out as u64)?;
         let flags = relu as u32 * FLAG_RELU + part.accumulate as u32 * FLAG_ACCUMULATE;
+        let groups = self.groups(ctx, s, part)?;
         let u = ctx.uniform("conv2d_forward", &uniform(s, part, flags));
-        let n = part.dst.count as u64 * s.h as u64 * s.w as u64;
-        let d = self.forward.dispatch(
+        let d = self.forward.dispatch_groups(
             ctx,
             &[
                 Bind::Uniform(&u),
@@ -148,7 +259,7 @@ impl Conv2d {
                 Bind::Storage("conv2d bias", bias),
                 Bind::Storage("conv2d output", y),
             ],
-            n,
+            groups,
         )?;
         Ok(d.owning(u))
     }
@@ -185,9 +296,9 @@ impl Conv2d {
     ) -> Result<Dispatch> {
         check(s, part, true, &gy, &weight, &gx)?;
         let flags = part.accumulate as u32 * FLAG_ACCUMULATE;
+        let groups = self.groups(ctx, s, part)?;
         let u = ctx.uniform("conv2d_backward_input", &uniform(s, part, flags));
-        let n = part.dst.count as u64 * s.h as u64 * s.w as u64;
-        let d = self.backward.dispatch(
+        let d = self.backward.dispatch_groups(
             ctx,
             &[
                 Bind::Uniform(&u),
@@ -196,7 +307,7 @@ impl Conv2d {
                 Bind::None,
                 Bind::Storage("conv2d input gradient", gx),
             ],
-            n,
+            groups,
         )?;
         Ok(d.owning(u))
     }
@@ -237,7 +348,7 @@ fn check(
     let plane = s.h as u64 * s.w as u64;
     for ((name, ch), total) in names.iter().zip([part.src, part.dst]).zip(totals) {
         if ch.count == 0 || ch.offset as u64 + ch.count as u64 > total as u64 {
-            return Err(nst_gpu::GpuError::BadShape(format!(
+            return Err(GpuError::BadShape(format!(
                 "`{name}` chunk: channels {}..{} are empty or lie outside {total} channels",
                 ch.offset,
                 ch.offset + ch.count

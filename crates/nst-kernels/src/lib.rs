@@ -18,7 +18,7 @@ pub mod relu;
 pub mod vector;
 
 pub use adam::{Adam, AdamParams, AdamStep};
-pub use conv2d::{Channels, Conv2d, ConvPart, ConvShape};
+pub use conv2d::{Channels, Conv2d, ConvPart, ConvShape, ConvTiles};
 pub use gram::Gram;
 pub use lbfgs::{Lbfgs, LbfgsParams, LbfgsRun};
 pub use loss::{Mse, TotalVariation};
