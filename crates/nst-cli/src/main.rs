@@ -142,6 +142,10 @@ fn devices() -> Result<(), String> {
         ctx.limits.max_compute_workgroups_per_dimension,
         if ctx.timestamps { "yes" } else { "no" }
     );
+    println!(
+        "  shader bounds checks: {} (on in debug builds, off in release builds)",
+        if nst_gpu::BOUNDS_CHECKS { "on" } else { "off" }
+    );
     Ok(())
 }
 

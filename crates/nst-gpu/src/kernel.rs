@@ -52,15 +52,25 @@ pub fn layout(ctx: &Context, label: &str, slots: &[Slot]) -> wgpu::BindGroupLayo
 
 /// A WGSL module compiled from source (one file per op family).
 pub fn shader(ctx: &Context, label: &str, source: &str) -> Result<wgpu::ShaderModule> {
-    ctx.scoped(|| {
-        Ok(ctx
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            }))
-    })
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    let checks = wgpu::ShaderRuntimeChecks {
+        bounds_checks: BOUNDS_CHECKS,
+        ..wgpu::ShaderRuntimeChecks::checked()
+    };
+    // SAFETY: without bounds checks an out-of-range index is undefined behaviour on the GPU.
+    // Every kernel indexes only inside the shapes its Rust wrapper validated against the bound
+    // views' lengths before building the dispatch, and the tests, which run with the checks
+    // on, compare every kernel against the CPU reference at edge shapes. Loop bounding and
+    // integer-division guards stay on.
+    ctx.scoped(|| Ok(unsafe { ctx.device.create_shader_module_trusted(desc, checks) }))
 }
+
+/// Whether wgpu adds bounds checks to the shaders: in debug builds (which the tests use), not in
+/// release builds, where they cost time in every inner loop.
+pub const BOUNDS_CHECKS: bool = cfg!(debug_assertions);
 
 /// A compute pipeline for `entry` in `module`, with one explicit bind-group layout and
 /// override constants.

@@ -14,6 +14,6 @@ pub use buffer::{View, TENSOR_USAGE};
 pub use context::{list_adapters, AdapterSummary, Context, ContextOptions};
 pub use error::{human_bytes, GpuError, Result};
 pub use grid::grid;
-pub use kernel::{layout, pipeline, run, shader, Bind, Dispatch, Record, Slot};
+pub use kernel::{layout, pipeline, run, shader, Bind, Dispatch, Record, Slot, BOUNDS_CHECKS};
 pub use timer::GpuTimer;
 pub use wgpu;
