@@ -115,25 +115,7 @@ impl VectorOps {
         index: u32,
     ) -> Result<Reduction> {
         expect_len("dot operand", &y, x.len)?;
-        self.reduce
-            .build(ctx, x.len, scalars, index, 1.0, false, |partials, count| {
-                let u = ctx.uniform(
-                    "dot_partial",
-                    &Uniform::new(x.len, count, Coef::constant(1.0)),
-                );
-                let d = self.dot.dispatch_groups(
-                    ctx,
-                    &[
-                        Bind::Uniform(&u),
-                        Bind::Storage("dot x", x),
-                        Bind::None,
-                        Bind::Storage("partial sums", partials),
-                        Bind::Storage("dot y", y),
-                    ],
-                    [count, 1, 1],
-                )?;
-                Ok(d.owning(u))
-            })
+        self.sum(ctx, &self.dot, x, Some(y), scalars, index)
     }
 
     /// `scalars[index] = Σ |x|`.
@@ -144,20 +126,30 @@ impl VectorOps {
         scalars: View<'_>,
         index: u32,
     ) -> Result<Reduction> {
+        self.sum(ctx, &self.asum, x, None, scalars, index)
+    }
+
+    /// A reduction whose first stage is `entry` over `x` (and `y`, binding 4, for the dot).
+    fn sum(
+        &self,
+        ctx: &Context,
+        entry: &Entry,
+        x: View<'_>,
+        y: Option<View<'_>>,
+        scalars: View<'_>,
+        index: u32,
+    ) -> Result<Reduction> {
         self.reduce
             .build(ctx, x.len, scalars, index, 1.0, false, |partials, count| {
-                let u = ctx.uniform(
-                    "asum_partial",
-                    &Uniform::new(x.len, count, Coef::constant(1.0)),
-                );
-                let d = self.asum.dispatch_groups(
+                let u = ctx.uniform(entry.name, &Uniform::new(x.len, count, Coef::constant(1.0)));
+                let d = entry.dispatch_groups(
                     ctx,
                     &[
                         Bind::Uniform(&u),
-                        Bind::Storage("asum x", x),
+                        Bind::Storage("reduced vector", x),
                         Bind::None,
                         Bind::Storage("partial sums", partials),
-                        Bind::None,
+                        y.map_or(Bind::None, |y| Bind::Storage("dot y", y)),
                     ],
                     [count, 1, 1],
                 )?;
