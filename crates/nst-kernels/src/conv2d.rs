@@ -109,36 +109,12 @@ impl ConvTiles {
     /// Checks the constraints the shader relies on, and the context's limits.
     pub fn check(&self, ctx: &Context) -> Result<()> {
         let ConvTiles { tm, tn, tk, rm } = *self;
-        let (tm, tn, tk, rm) = (tm as u64, tn as u64, tk as u64, rm as u64);
-        let wg = self.workgroup_size();
-        let storage = 4 * tk * (tm + tn);
-        let limits = &ctx.limits;
-        let max_wg = limits
-            .max_compute_invocations_per_workgroup
-            .min(limits.max_compute_workgroup_size_x) as u64;
-        let even = [(wg, tk), (tm * tk, wg), (wg, tn), (tk * tn, wg)];
-        let problem = if !(rm == 4 || rm == 8) {
-            "rm must be 4 or 8 (A is read as vec4s; the accumulators hold 8 rows)".to_string()
-        } else if tm == 0 || tn == 0 || tk == 0 || !tm.is_multiple_of(rm) || !tn.is_multiple_of(4) {
-            "tm must be a multiple of rm and tn a multiple of 4, all nonzero".to_string()
-        } else if wg > max_wg {
-            format!("(tm / rm)·(tn / 4) = {wg} invocations, over the limit of {max_wg}")
-        } else if !even.iter().all(|&(a, b)| a.is_multiple_of(b)) {
-            format!(
-                "staging must divide evenly among the {wg} invocations: \
-                 wg % tk, tm·tk % wg, wg % tn and tk·tn % wg must be 0"
-            )
-        } else if storage > limits.max_compute_workgroup_storage_size as u64 {
-            format!(
-                "4·tk·(tm + tn) = {storage} bytes of workgroup memory, over the limit of {}",
-                limits.max_compute_workgroup_storage_size
-            )
-        } else {
-            return Ok(());
-        };
-        Err(GpuError::BadShape(format!(
-            "conv2d tiles {self:?}: {problem}"
-        )))
+        match crate::tile_problem(ctx, tm, tn, tk, rm) {
+            None => Ok(()),
+            Some(problem) => Err(GpuError::BadShape(format!(
+                "conv2d tiles {self:?}: {problem}"
+            ))),
+        }
     }
 
     fn constants(&self) -> [(&'static str, f64); 4] {

@@ -1,9 +1,10 @@
 //! Gram matrix `G = F·Fᵀ / N` of a `C × N` feature map, and its backward
-//! `dF = (dG + dGᵀ)·F / N`, whole or over channel chunks. See `shaders/gram.wgsl`.
+//! `dF = (dG + dGᵀ)·F / N`, whole or over channel chunks, as tiled GEMMs: the forward split
+//! along K = N, symmetric when both operands are the same chunk. See `shaders/gram.wgsl`.
 
 use crate::conv2d::Channels;
 use crate::{expect_len, expect_nonzero, Entry};
-use nst_gpu::{Bind, Context, Dispatch, GpuError, Result, Slot, View};
+use nst_gpu::{Bind, Context, Dispatch, GpuError, Record, Result, Slot, View};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -14,48 +15,222 @@ struct Uniform {
     cb: u32,
     a_off: u32,
     b_off: u32,
-    accumulate: u32,
-    _pad: u32,
+    flags: u32,
+    splits: u32,
+    k_slice: u32,
+    tiles: u32,
     inv_n: f32,
-    _pad1: [f32; 3],
+    _pad: u32,
+}
+
+const FLAG_ACCUMULATE: u32 = 1;
+const FLAG_SYMMETRIC: u32 = 2;
+
+/// Workgroups the forward's split-K aims for in all: enough to fill a large GPU (several per
+/// multiprocessor on ~100–150 of them). Common practice, not tuned for any adapter.
+pub const TARGET_WORKGROUPS: u64 = 1024;
+
+/// Fewest staging steps (of `tk`) in one K-slice, so that a workgroup's products outweigh its
+/// tile of partial sums written and read back.
+pub const MIN_SLICE_STEPS: u64 = 8;
+
+/// Most bytes of split-K partial sums one forward launch allocates (fewer splits beyond this),
+/// unless a single split needs more.
+pub const MAX_PARTIALS_BYTES: u64 = 16 << 20;
+
+/// Tile sizes of the Gram GEMMs (the shader's override constants), with the same constraints
+/// as [`crate::ConvTiles`]. Forward: each workgroup computes `tm` rows (channels of chunk a)
+/// × `tn` columns (channels of chunk b) of G over one K-slice; backward: `tm` channels × `tn`
+/// pixels of dF. Both stage `tk` of K at a time and give each invocation `rm × 4` outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GramTiles {
+    /// Rows per workgroup tile (GEMM M: channels of chunk a).
+    pub tm: u32,
+    /// Columns per workgroup tile (GEMM N: channels of chunk b forward, pixels backward).
+    pub tn: u32,
+    /// Depth of one staging step (GEMM K: pixels forward, channels of chunk b backward).
+    pub tk: u32,
+    /// Rows per invocation: 4 or 8.
+    pub rm: u32,
+}
+
+impl Default for GramTiles {
+    /// Common fp32 SGEMM practice, as [`crate::ConvTiles::default`]: 64×64 tiles, 256
+    /// invocations of 4×4 outputs, K steps of 16.
+    fn default() -> Self {
+        GramTiles {
+            tm: 64,
+            tn: 64,
+            tk: 16,
+            rm: 4,
+        }
+    }
+}
+
+impl GramTiles {
+    /// Checks the constraints the shader relies on, and the context's limits.
+    pub fn check(&self, ctx: &Context) -> Result<()> {
+        let GramTiles { tm, tn, tk, rm } = *self;
+        match crate::tile_problem(ctx, tm, tn, tk, rm) {
+            None => Ok(()),
+            Some(problem) => Err(GpuError::BadShape(format!(
+                "gram tiles {self:?}: {problem}"
+            ))),
+        }
+    }
+
+    fn constants(&self) -> [(&'static str, f64); 4] {
+        [
+            ("TM", self.tm as f64),
+            ("TN", self.tn as f64),
+            ("TK", self.tk as f64),
+            ("RM", self.rm as f64),
+        ]
+    }
+
+    /// Tiles of one K-slice of an `ca × cb` block: all of them, or when `symmetric` (ca = cb)
+    /// those whose first row is at most their last column (tile row r starts at column tile
+    /// `r·tm / tn`), as the shader enumerates them.
+    fn forward_tiles(&self, ca: u32, cb: u32, symmetric: bool) -> u64 {
+        let rows = ca.div_ceil(self.tm) as u64;
+        let cols = cb.div_ceil(self.tn) as u64;
+        if !symmetric {
+            return rows * cols;
+        }
+        (0..rows)
+            .map(|r| cols - r * self.tm as u64 / self.tn as u64)
+            .sum()
+    }
+}
+
+/// How a forward launch splits K: `splits` slices of `k_slice` (the last one may be shorter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SplitK {
+    splits: u32,
+    k_slice: u32,
+}
+
+/// The split for `tiles` tiles of an `ca × cb` block over K = `n`: about
+/// [`TARGET_WORKGROUPS`] workgroups in all (at most `max_groups`), at least
+/// [`MIN_SLICE_STEPS`] steps of `tk` per slice, at most [`MAX_PARTIALS_BYTES`] (and one
+/// binding) of partial sums; no slice is empty.
+fn split_k(
+    tiles: u64,
+    (ca, cb, n): (u32, u32, u32),
+    tk: u32,
+    max_binding: u64,
+    max_groups: u64,
+) -> Result<SplitK> {
+    let block = ca as u64 * cb as u64 * 4;
+    if block > max_binding {
+        return Err(GpuError::TooLarge {
+            what: "storage binding `gram partial sums`".into(),
+            bytes: block,
+            limit: max_binding,
+            limit_name: "max_storage_buffer_binding_size",
+        });
+    }
+    let steps = (n as u64).div_ceil(tk as u64);
+    let fit = (MAX_PARTIALS_BYTES.min(max_binding) / block).max(1);
+    let tiles = tiles.max(1);
+    let wanted = TARGET_WORKGROUPS.div_ceil(tiles);
+    let splits = wanted
+        .min(steps / MIN_SLICE_STEPS)
+        .min(fit)
+        .min(max_groups / tiles)
+        .max(1);
+    let per_slice = steps.div_ceil(splits);
+    Ok(SplitK {
+        splits: steps.div_ceil(per_slice) as u32,
+        k_slice: (per_slice * tk as u64) as u32,
+    })
 }
 
 /// The Gram kernels.
 pub struct Gram {
     forward: Entry,
+    finish: Entry,
     backward: Entry,
+    tiles: GramTiles,
+}
+
+/// A prepared forward launch (one block of G): the split-K products, the pass that adds the
+/// splits into G, and the buffer of partial sums they share.
+pub struct GramForward {
+    partial: Dispatch,
+    finish: Dispatch,
+    split: SplitK,
+    _partials: wgpu::Buffer,
+}
+
+impl Record for GramForward {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.partial.record(pass);
+        self.finish.record(pass);
+    }
+}
+
+impl GramForward {
+    /// Slices K = H·W is split into.
+    pub fn splits(&self) -> u32 {
+        self.split.splits
+    }
+
+    /// Pixels per K-slice (the last slice may hold fewer).
+    pub fn k_slice(&self) -> u32 {
+        self.split.k_slice
+    }
+
+    /// Workgroup counts of the split-K pass.
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.partial.workgroups()
+    }
 }
 
 impl Gram {
-    /// Compiles `shaders/gram.wgsl`.
+    /// Compiles `shaders/gram.wgsl` with the default tiles.
     pub fn new(ctx: &Context) -> Result<Self> {
+        Self::with_tiles(ctx, GramTiles::default())
+    }
+
+    /// Compiles `shaders/gram.wgsl` with the given tiles (for tuning per adapter).
+    pub fn with_tiles(ctx: &Context, tiles: GramTiles) -> Result<Self> {
+        tiles.check(ctx)?;
         let module = nst_gpu::shader(ctx, "gram.wgsl", crate::GRAM_WGSL)?;
+        let constants = tiles.constants();
         use Slot::*;
         Ok(Gram {
-            forward: Entry::new(
+            forward: Entry::with_constants(
                 ctx,
                 &module,
                 "gram_forward",
-                &[Uniform, Read, Write, Unused, Read],
+                &[Uniform, Read, Write, Unused, Read, Unused],
+                &constants,
             )?,
-            backward: Entry::new(
+            finish: Entry::with_constants(
+                ctx,
+                &module,
+                "gram_forward_finish",
+                &[Uniform, Unused, Write, Unused, Unused, Read],
+                &constants,
+            )?,
+            backward: Entry::with_constants(
                 ctx,
                 &module,
                 "gram_backward",
-                &[Uniform, Unused, Write, Read, Read],
+                &[Uniform, Unused, Write, Read, Read, Unused],
+                &constants,
             )?,
+            tiles,
         })
     }
 
-    fn uniform(
-        ctx: &Context,
-        label: &str,
-        c: u32,
-        n: u32,
-        a: Channels,
-        b: Channels,
-        accumulate: bool,
-    ) -> Result<wgpu::Buffer> {
+    /// The tile sizes the kernels were compiled with.
+    pub fn tiles(&self) -> GramTiles {
+        self.tiles
+    }
+
+    fn check(c: u32, n: u32, a: Channels, b: Channels) -> Result<()> {
         expect_nonzero("gram shape", &[c, n, a.count, b.count])?;
         for ch in [a, b] {
             if ch.offset as u64 + ch.count as u64 > c as u64 {
@@ -66,21 +241,7 @@ impl Gram {
                 )));
             }
         }
-        Ok(ctx.uniform(
-            label,
-            &Uniform {
-                c,
-                n,
-                ca: a.count,
-                cb: b.count,
-                a_off: a.offset,
-                b_off: b.offset,
-                accumulate: accumulate as u32,
-                _pad: 0,
-                inv_n: 1.0 / n as f32,
-                _pad1: [0.0; 3],
-            },
-        ))
+        Ok(())
     }
 
     /// `g` (c × c) = Gram matrix of `f` (c × n).
@@ -91,14 +252,14 @@ impl Gram {
         n: u32,
         f: View<'_>,
         g: View<'_>,
-    ) -> Result<Dispatch> {
+    ) -> Result<GramForward> {
         let all = Channels::all(c);
         self.forward_part(ctx, c, n, (all, f), (all, f), g)
     }
 
     /// One block of a chunked Gram matrix: `g[a rows, b columns] = fa·fbᵀ / n`, where `fa`
     /// and `fb` are chunks `a` and `b` (channel ranges) of a `c × n` feature map and `g` is
-    /// the whole `c × c` matrix.
+    /// the whole `c × c` matrix. Every block is computed whole: record (a, b) and (b, a) both.
     pub fn forward_part(
         &self,
         ctx: &Context,
@@ -107,23 +268,73 @@ impl Gram {
         (a, fa): (Channels, View<'_>),
         (b, fb): (Channels, View<'_>),
         g: View<'_>,
-    ) -> Result<Dispatch> {
-        let u = Self::uniform(ctx, "gram_forward", c, n, a, b, false)?;
+    ) -> Result<GramForward> {
+        Self::check(c, n, a, b)?;
         expect_len("gram features", &fa, a.count as u64 * n as u64)?;
         expect_len("gram features", &fb, b.count as u64 * n as u64)?;
         expect_len("gram matrix", &g, c as u64 * c as u64)?;
-        let d = self.forward.dispatch(
+        // The same channels of the same map: a symmetric block.
+        let symmetric =
+            a == b && fa.buffer == fb.buffer && fa.offset == fb.offset && fa.len == fb.len;
+        let tiles = self.tiles.forward_tiles(a.count, b.count, symmetric);
+        let max_per_dim = ctx.max_workgroups_per_dim as u64;
+        let split = split_k(
+            tiles,
+            (a.count, b.count, n),
+            self.tiles.tk,
+            ctx.max_binding_bytes,
+            max_per_dim * max_per_dim,
+        )?;
+        let groups = nst_gpu::grid(tiles * split.splits as u64, 1, ctx.max_workgroups_per_dim)?;
+        let block = a.count as u64 * b.count as u64;
+        let partials = ctx.tensor("gram partial sums", split.splits as u64 * block)?;
+        let u = ctx.uniform(
+            "gram_forward",
+            &Uniform {
+                c,
+                n,
+                ca: a.count,
+                cb: b.count,
+                a_off: a.offset,
+                b_off: b.offset,
+                flags: symmetric as u32 * FLAG_SYMMETRIC,
+                splits: split.splits,
+                k_slice: split.k_slice,
+                tiles: tiles as u32,
+                inv_n: 1.0 / n as f32,
+                _pad: 0,
+            },
+        );
+        let partial = self.forward.dispatch_groups(
             ctx,
             &[
                 Bind::Uniform(&u),
                 Bind::Storage("gram features", fa),
-                Bind::Storage("gram matrix", g),
+                Bind::Storage("gram partial sums", View::whole(&partials)),
                 Bind::None,
                 Bind::Storage("gram features", fb),
+                Bind::None,
             ],
-            a.count as u64 * b.count as u64,
+            groups,
         )?;
-        Ok(d.owning(u))
+        let finish = self.finish.dispatch(
+            ctx,
+            &[
+                Bind::Uniform(&u),
+                Bind::None,
+                Bind::Storage("gram matrix", g),
+                Bind::None,
+                Bind::None,
+                Bind::Storage("gram partial sums", View::whole(&partials)),
+            ],
+            block,
+        )?;
+        Ok(GramForward {
+            partial,
+            finish: finish.owning(u),
+            split,
+            _partials: partials,
+        })
     }
 
     /// `gf` (c × n) = gradient through the Gram matrix of `gg` (c × c); adds into `gf` when
@@ -158,11 +369,38 @@ impl Gram {
         gg: View<'_>,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        let u = Self::uniform(ctx, "gram_backward", c, n, a, b, accumulate)?;
+        Self::check(c, n, a, b)?;
         expect_len("gram features gradient", &gfa, a.count as u64 * n as u64)?;
         expect_len("gram features", &fb, b.count as u64 * n as u64)?;
         expect_len("gram matrix gradient", &gg, c as u64 * c as u64)?;
-        let d = self.backward.dispatch(
+        // Pixel tiles along x (folded into y past the limit), channel tiles along z.
+        let pixel_tiles = (n as u64).div_ceil(self.tiles.tn as u64);
+        let [x, y, _] = nst_gpu::grid(pixel_tiles, 1, ctx.max_workgroups_per_dim)?;
+        let channel_tiles = a.count.div_ceil(self.tiles.tm);
+        if channel_tiles > ctx.max_workgroups_per_dim {
+            return Err(GpuError::GridTooLarge {
+                groups: channel_tiles as u64,
+                max: ctx.max_workgroups_per_dim as u64,
+            });
+        }
+        let u = ctx.uniform(
+            "gram_backward",
+            &Uniform {
+                c,
+                n,
+                ca: a.count,
+                cb: b.count,
+                a_off: a.offset,
+                b_off: b.offset,
+                flags: accumulate as u32 * FLAG_ACCUMULATE,
+                splits: 0,
+                k_slice: 0,
+                tiles: 0,
+                inv_n: 1.0 / n as f32,
+                _pad: 0,
+            },
+        );
+        let d = self.backward.dispatch_groups(
             ctx,
             &[
                 Bind::Uniform(&u),
@@ -170,9 +408,88 @@ impl Gram {
                 Bind::Storage("gram features gradient", gfa),
                 Bind::Storage("gram matrix gradient", gg),
                 Bind::Storage("gram features", fb),
+                Bind::None,
             ],
-            a.count as u64 * n as u64,
+            [x, y, channel_tiles],
         )?;
         Ok(d.owning(u))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BIG: u64 = 1 << 30;
+
+    #[test]
+    fn symmetric_tiles_are_those_reaching_the_upper_triangle() {
+        let t = GramTiles::default();
+        assert_eq!(t.forward_tiles(64, 64, true), 1);
+        assert_eq!(t.forward_tiles(70, 70, true), 3);
+        assert_eq!(t.forward_tiles(130, 130, true), 6);
+        assert_eq!(t.forward_tiles(512, 512, true), 36);
+        assert_eq!(t.forward_tiles(130, 70, false), 6);
+        // Tall tiles: row tiles 0..3 of 32 rows start at column tiles 0, 0, 1, 1 of 64.
+        let tall = GramTiles { tm: 32, ..t };
+        assert_eq!(tall.forward_tiles(128, 128, true), 2 + 2 + 1 + 1);
+        // By brute force over elements: a tile is listed iff it holds some (i, j) with i ≤ j.
+        for (tm, tn, c) in [
+            (32, 64, 100u32),
+            (64, 32, 100),
+            (64, 64, 130),
+            (128, 32, 257),
+        ] {
+            let t = GramTiles { tm, tn, ..t };
+            let (rows, cols) = (c.div_ceil(tm), c.div_ceil(tn));
+            let brute = (0..rows)
+                .flat_map(|r| (0..cols).map(move |q| (r, q)))
+                .filter(|&(r, q)| r * tm < ((q + 1) * tn).min(c))
+                .count() as u64;
+            assert_eq!(t.forward_tiles(c, c, true), brute, "{tm}×{tn}, c = {c}");
+        }
+    }
+
+    #[test]
+    fn split_k_fills_the_gpu_within_its_caps() {
+        // relu1_1 at 512²: one tile, 16,384 steps, 16 KiB per split: 1,024 splits of 16 steps.
+        let s = split_k(1, (64, 64, 512 * 512), 16, BIG, BIG).unwrap();
+        assert_eq!((s.splits, s.k_slice), (1024, 256));
+        // relu4_1 at 512²: 36 tiles want 29 splits; 1 MiB per split caps them at 16.
+        let s = split_k(36, (512, 512, 64 * 64), 16, BIG, BIG).unwrap();
+        assert_eq!((s.splits, s.k_slice), (16, 256));
+        // relu5_1 at 512²: 64 steps allow 8 slices of at least 8 steps.
+        let s = split_k(36, (512, 512, 32 * 32), 16, BIG, BIG).unwrap();
+        assert_eq!((s.splits, s.k_slice), (8, 128));
+        // Few steps: one slice.
+        let s = split_k(1, (5, 5, 63), 16, BIG, BIG).unwrap();
+        assert_eq!((s.splits, s.k_slice), (1, 64));
+        // A small binding limit caps the splits: 10 blocks of 8×8 fit in 2,560 bytes.
+        let s = split_k(1, (8, 8, 70_000), 16, 2_560, BIG).unwrap();
+        assert_eq!(s.splits, 10);
+        // A grid capped at 16 × 16 workgroups: 3 tiles allow 85 splits.
+        let s = split_k(3, (70, 70, 70_000), 16, BIG, 256).unwrap();
+        assert_eq!(s.splits, 85);
+        // Even one block over the binding limit is an error.
+        let err = split_k(1, (8, 8, 70_000), 16, 255, BIG).unwrap_err();
+        assert!(matches!(err, GpuError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn split_k_covers_k_without_empty_slices() {
+        for n in [
+            1, 15, 16, 17, 127, 128, 129, 1000, 4097, 70_000, 262_144, 1_000_003,
+        ] {
+            for tiles in [1, 3, 36, 2000] {
+                let s = split_k(tiles, (64, 64, n), 16, BIG, BIG).unwrap();
+                let (splits, k) = (s.splits as u64, s.k_slice as u64);
+                assert!(splits >= 1 && k.is_multiple_of(16), "n = {n}: {s:?}");
+                assert!(
+                    (splits - 1) * k < n as u64 && splits * k >= n as u64,
+                    "n = {n}: {s:?}"
+                );
+                assert!(splits * 64 * 64 * 4 <= MAX_PARTIALS_BYTES, "n = {n}: {s:?}");
+            }
+        }
     }
 }

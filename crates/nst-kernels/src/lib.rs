@@ -19,7 +19,7 @@ pub mod vector;
 
 pub use adam::{Adam, AdamParams, AdamStep};
 pub use conv2d::{Channels, Conv2d, ConvPart, ConvShape, ConvTiles};
-pub use gram::Gram;
+pub use gram::{Gram, GramForward, GramTiles};
 pub use lbfgs::{Lbfgs, LbfgsParams, LbfgsRun};
 pub use loss::{Mse, TotalVariation};
 pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View};
@@ -181,6 +181,39 @@ impl Entry {
     ) -> Result<Dispatch> {
         Dispatch::with_workgroups(ctx, self.name, &self.pipeline, &self.layout, binds, groups)
     }
+}
+
+/// What is wrong with GEMM tile sizes (`ConvTiles`, `GramTiles`: a `tm × tn` tile per
+/// workgroup, K staged `tk` at a time, `rm × 4` outputs per invocation) for the shaders' staging
+/// and the context's limits, or `None`.
+pub(crate) fn tile_problem(ctx: &Context, tm: u32, tn: u32, tk: u32, rm: u32) -> Option<String> {
+    let (tm, tn, tk, rm) = (tm as u64, tn as u64, tk as u64, rm as u64);
+    let wg = (tm / rm.max(1)) * (tn / 4);
+    let storage = 4 * tk * (tm + tn);
+    let limits = &ctx.limits;
+    let max_wg = limits
+        .max_compute_invocations_per_workgroup
+        .min(limits.max_compute_workgroup_size_x) as u64;
+    let even = [(wg, tk), (tm * tk, wg), (wg, tn), (tk * tn, wg)];
+    Some(if !(rm == 4 || rm == 8) {
+        "rm must be 4 or 8 (A is read as vec4s; the accumulators hold 8 rows)".to_string()
+    } else if tm == 0 || tn == 0 || tk == 0 || !tm.is_multiple_of(rm) || !tn.is_multiple_of(4) {
+        "tm must be a multiple of rm and tn a multiple of 4, all nonzero".to_string()
+    } else if wg > max_wg {
+        format!("(tm / rm)·(tn / 4) = {wg} invocations, over the limit of {max_wg}")
+    } else if !even.iter().all(|&(a, b)| a.is_multiple_of(b)) {
+        format!(
+            "staging must divide evenly among the {wg} invocations: \
+             wg % tk, tm·tk % wg, wg % tn and tk·tn % wg must be 0"
+        )
+    } else if storage > limits.max_compute_workgroup_storage_size as u64 {
+        format!(
+            "4·tk·(tm + tn) = {storage} bytes of workgroup memory, over the limit of {}",
+            limits.max_compute_workgroup_storage_size
+        )
+    } else {
+        return None;
+    })
 }
 
 /// Checks that `view` holds exactly `len` elements.

@@ -4,7 +4,7 @@
 use crate::colour;
 use crate::image::{fit_longest, resize, Image};
 use crate::objective::{LayerWeight, LossConfig, LossValues, Objective, StyleTarget, Term};
-use nst_gpu::{Context, GpuError, View};
+use nst_gpu::{Context, GpuError, Record, View};
 use nst_kernels::{AdamParams, Kernels, LbfgsParams};
 use nst_vgg::{Graph, GraphConfig, LayerId, Pooling, VggError, VggWeights};
 use std::fmt;
