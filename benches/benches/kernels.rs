@@ -5,6 +5,10 @@
 //! Throughput: for compute-bound kernels criterion's "elem/s" counts FLOPs (so Gelem/s reads
 //! as GFLOP/s); for memory-bound kernels it reports bytes moved per second.
 //!
+//! After criterion's report, a summary gives each compute-bound kernel's GFLOP/s over all the
+//! launches criterion timed and, when `NST_PEAK_GFLOPS` gives the adapter's fp32 peak (wgpu
+//! cannot query it; an H100 SXM's is about 67,000), the fraction of that peak.
+//!
 //! On a software adapter (Mesa's lavapipe) the image side is 64 instead of 512 so the run
 //! finishes in minutes: `NST_BENCH_SIZE=N` overrides the side either way. Those timings say
 //! nothing about a GPU.
@@ -14,6 +18,7 @@ use nst_gpu::{Context, GpuTimer, Record, View};
 use nst_kernels::{AdamParams, ConvShape, Kernels, PixelTransform, PoolShape};
 use nst_reference as r;
 use rand::{Rng, SeedableRng};
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 struct Bench {
@@ -21,6 +26,8 @@ struct Bench {
     k: Kernels,
     timer: Option<GpuTimer>,
     side: u32,
+    /// Per compute-bound kernel: its name, FLOPs per launch, and the launches and time timed.
+    totals: RefCell<Vec<(String, f64, u64, Duration)>>,
 }
 
 fn random(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
@@ -60,6 +67,42 @@ impl Bench {
             k,
             timer,
             side,
+            totals: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// [`Bench::time`], adding the launches to `name`'s totals for the summary.
+    fn time_flops(&self, name: &str, flops: f64, work: &dyn Record, iters: u64) -> Duration {
+        let t = self.time(work, iters);
+        let mut totals = self.totals.borrow_mut();
+        match totals.iter_mut().find(|e| e.0 == name) {
+            Some(e) => {
+                e.2 += iters;
+                e.3 += t;
+            }
+            None => totals.push((name.to_string(), flops, iters, t)),
+        }
+        t
+    }
+
+    /// Prints GFLOP/s per kernel and, given `NST_PEAK_GFLOPS`, the fraction of the peak.
+    fn summary(&self) {
+        let peak: Option<f64> = std::env::var("NST_PEAK_GFLOPS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|p: &f64| *p > 0.0);
+        println!(
+            "\nsummary: GFLOP/s over every launch timed (side {})",
+            self.side
+        );
+        match peak {
+            Some(p) => println!("fractions of NST_PEAK_GFLOPS = {p}"),
+            None => println!("set NST_PEAK_GFLOPS to the adapter's fp32 peak for fractions"),
+        }
+        for (name, flops, iters, t) in self.totals.borrow().iter() {
+            let gflops = flops * *iters as f64 / t.as_secs_f64() / 1e9;
+            let frac = peak.map_or(String::new(), |p| format!("  {:5.1}%", 100.0 * gflops / p));
+            println!("  {name:<32} {gflops:>10.1} GFLOP/s{frac}");
         }
     }
 
@@ -219,11 +262,15 @@ fn bench_conv(c: &mut Criterion, b: &Bench) {
             );
         }
         group.throughput(Throughput::Elements(s.flops() as u64));
+        let (ff, fb) = (
+            format!("conv2d forward_relu {name}"),
+            format!("conv2d backward_input {name}"),
+        );
         group.bench_function(BenchmarkId::new("forward_relu", name), |bn| {
-            bn.iter_custom(|n| b.time(&fwd, n))
+            bn.iter_custom(|n| b.time_flops(&ff, s.flops(), &fwd, n))
         });
         group.bench_function(BenchmarkId::new("backward_input", name), |bn| {
-            bn.iter_custom(|n| b.time(&bwd, n))
+            bn.iter_custom(|n| b.time_flops(&fb, s.flops(), &bwd, n))
         });
     }
     group.finish();
@@ -293,12 +340,18 @@ fn bench_gram(c: &mut Criterion, b: &Bench) {
                 want,
             );
         }
-        group.throughput(Throughput::Elements(2 * (ch as u64).pow(2) * n as u64));
+        // The full product's FLOPs, although the symmetric forward computes about half.
+        let flops = 2.0 * (ch as f64).powi(2) * n as f64;
+        group.throughput(Throughput::Elements(flops as u64));
+        let (ff, fb) = (
+            format!("gram forward {name}"),
+            format!("gram backward {name}"),
+        );
         group.bench_function(BenchmarkId::new("forward", name), |bn| {
-            bn.iter_custom(|k| b.time(&fwd, k))
+            bn.iter_custom(|k| b.time_flops(&ff, flops, &fwd, k))
         });
         group.bench_function(BenchmarkId::new("backward", name), |bn| {
-            bn.iter_custom(|k| b.time(&bwd, k))
+            bn.iter_custom(|k| b.time_flops(&fb, flops, &bwd, k))
         });
     }
     group.finish();
@@ -471,6 +524,7 @@ fn all(c: &mut Criterion) {
     bench_conv(c, &b);
     bench_gram(c, &b);
     bench_elementwise(c, &b);
+    b.summary();
 }
 
 criterion_group!(benches, all);
