@@ -49,12 +49,14 @@ fn draw(
             .flat_map(|p| p.values)
             .filter(|v| v.is_finite() && *v > 0.0)
     };
+    // The axis is log10 of the loss, linear, spanning whole decades: plotters' own log axis
+    // leaves values below 1 unlabelled.
     let lo = positive().fold(f64::INFINITY, f64::min);
     let hi = positive().fold(0.0f64, f64::max);
     let (lo, hi) = if lo.is_finite() && hi > 0.0 {
-        (lo / 1.5, hi * 1.5)
+        (lo.log10().floor(), (hi * 1.01).log10().ceil())
     } else {
-        (1e-3, 1.0)
+        (-3.0, 0.0)
     };
     let last = points.last().map_or(1, |p| p.iteration.max(1));
     let mut chart = ChartBuilder::on(&root)
@@ -62,13 +64,13 @@ fn draw(
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(80)
-        .build_cartesian_2d(0u64..last, (lo..hi).log_scale())?;
+        .build_cartesian_2d(0u64..last, lo..hi)?;
     chart
         .configure_mesh()
         .x_desc("iteration (all scales)")
-        .y_desc("weighted loss")
+        .y_desc("weighted loss (log scale)")
         .label_style(("sans-serif", 15))
-        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .y_label_formatter(&|v| format!("{:.1e}", 10f64.powf(*v)))
         .draw()?;
     let boundary = RGBColor(230, 140, 0);
     for (i, &x) in scale_starts.iter().enumerate() {
@@ -85,8 +87,8 @@ fn draw(
     for (k, name) in NAMES.iter().enumerate() {
         let series: Vec<(u64, f64)> = points
             .iter()
-            .map(|p| (p.iteration, p.values[k]))
-            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .filter(|p| p.values[k].is_finite() && p.values[k] > 0.0)
+            .map(|p| (p.iteration, p.values[k].log10()))
             .collect();
         if series.is_empty() {
             continue; // a term with weight 0
