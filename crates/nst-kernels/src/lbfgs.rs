@@ -250,17 +250,15 @@ impl LbfgsRun {
         }
         self.save_grad.record(pass);
         self.d_from_grad.record(pass);
-        // The pairs present, newest first.
+        // The pairs present: the i-th newest is in slot (k − 2 − i) mod m.
         let present = (k - 1).min(m);
-        let order: Vec<&Pair> = (0..present)
-            .map(|i| &self.pairs[((k + 2 * m - 2 - i) % m) as usize])
-            .collect();
-        for p in &order {
+        let nth_newest = |i: u32| &self.pairs[((k + 2 * m - 2 - i) % m) as usize];
+        for p in (0..present).map(nth_newest) {
             p.alpha_dot.record(pass);
             p.q_update.record(pass);
         }
         self.scale_gamma.record(pass);
-        for p in order.iter().rev() {
+        for p in (0..present).rev().map(nth_newest) {
             p.beta_dot.record(pass);
             p.r_plus_alpha.record(pass);
             p.r_minus_beta.record(pass);

@@ -100,18 +100,22 @@ pub struct Kernels {
 impl Kernels {
     /// Compiles every shader and builds every pipeline.
     pub fn new(ctx: &Context) -> Result<Self> {
+        // Files with several op types, and the reduction three of them share, are built once.
+        let pool = nst_gpu::shader(ctx, "pool.wgsl", POOL_WGSL)?;
+        let loss = nst_gpu::shader(ctx, "loss.wgsl", LOSS_WGSL)?;
+        let reduce = Reduce::new(ctx)?;
         Ok(Kernels {
             conv2d: Conv2d::new(ctx)?,
             relu: Relu::new(ctx)?,
-            max_pool2d: MaxPool2d::new(ctx)?,
-            avg_pool2d: AvgPool2d::new(ctx)?,
+            max_pool2d: MaxPool2d::new(ctx, &pool)?,
+            avg_pool2d: AvgPool2d::new(ctx, &pool)?,
             gram: Gram::new(ctx)?,
-            mse: Mse::new(ctx)?,
-            tv: TotalVariation::new(ctx)?,
+            mse: Mse::new(ctx, &loss, reduce.clone())?,
+            tv: TotalVariation::new(ctx, &loss, reduce.clone())?,
             pixel: PixelTransformKernel::new(ctx)?,
             adam: Adam::new(ctx)?,
             lbfgs: Lbfgs::new(ctx)?,
-            vector: VectorOps::new(ctx)?,
+            vector: VectorOps::new(ctx, reduce)?,
         })
     }
 }
@@ -119,7 +123,8 @@ impl Kernels {
 /// Threads per workgroup of the element-wise entry points (the `WG` override constant).
 pub const WORKGROUP_SIZE: u32 = 256;
 
-/// One entry point: its explicit layout and pipeline.
+/// One entry point: its explicit layout and pipeline (cheap to clone: wgpu handles).
+#[derive(Clone)]
 pub(crate) struct Entry {
     layout: wgpu::BindGroupLayout,
     pipeline: wgpu::ComputePipeline,

@@ -30,14 +30,14 @@ pub struct Mse {
 }
 
 impl Mse {
-    /// Compiles the MSE entry points of `shaders/loss.wgsl`.
-    pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "loss.wgsl", crate::LOSS_WGSL)?;
+    /// The MSE entry points of `module`, the compiled `shaders/loss.wgsl`, finishing with
+    /// `reduce`.
+    pub fn new(ctx: &Context, module: &wgpu::ShaderModule, reduce: Reduce) -> Result<Self> {
         use Slot::*;
         Ok(Mse {
-            partial: Entry::new(ctx, &module, "mse_partial", &[Uniform, Read, Read, Write])?,
-            backward: Entry::new(ctx, &module, "mse_backward", &[Uniform, Read, Read, Write])?,
-            reduce: Reduce::new(ctx)?,
+            partial: Entry::new(ctx, module, "mse_partial", &[Uniform, Read, Read, Write])?,
+            backward: Entry::new(ctx, module, "mse_backward", &[Uniform, Read, Read, Write])?,
+            reduce,
         })
     }
 
@@ -149,14 +149,14 @@ fn tv_uniform(c: u32, h: u32, w: u32) -> Uniform {
 }
 
 impl TotalVariation {
-    /// Compiles the TV entry points of `shaders/loss.wgsl`.
-    pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "loss.wgsl", crate::LOSS_WGSL)?;
+    /// The TV entry points of `module`, the compiled `shaders/loss.wgsl`, finishing with
+    /// `reduce`.
+    pub fn new(ctx: &Context, module: &wgpu::ShaderModule, reduce: Reduce) -> Result<Self> {
         use Slot::*;
         Ok(TotalVariation {
-            partial: Entry::new(ctx, &module, "tv_partial", &[Uniform, Read, Unused, Write])?,
-            backward: Entry::new(ctx, &module, "tv_backward", &[Uniform, Read, Unused, Write])?,
-            reduce: Reduce::new(ctx)?,
+            partial: Entry::new(ctx, module, "tv_partial", &[Uniform, Read, Unused, Write])?,
+            backward: Entry::new(ctx, module, "tv_backward", &[Uniform, Read, Unused, Write])?,
+            reduce,
         })
     }
 

@@ -57,20 +57,19 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
-    /// Compiles the max entry points of `shaders/pool.wgsl`.
-    pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "pool.wgsl", crate::POOL_WGSL)?;
+    /// The max entry points of `module`, the compiled `shaders/pool.wgsl`.
+    pub fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Result<Self> {
         use Slot::*;
         Ok(MaxPool2d {
             forward: Entry::new(
                 ctx,
-                &module,
+                module,
                 "max_pool2d_forward",
                 &[Uniform, Read, Write, Write],
             )?,
             backward: Entry::new(
                 ctx,
-                &module,
+                module,
                 "max_pool2d_backward",
                 &[Uniform, Read, Write, Write],
             )?,
@@ -141,13 +140,12 @@ pub struct AvgPool2d {
 }
 
 impl AvgPool2d {
-    /// Compiles the average entry points of `shaders/pool.wgsl`.
-    pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "pool.wgsl", crate::POOL_WGSL)?;
+    /// The average entry points of `module`, the compiled `shaders/pool.wgsl`.
+    pub fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Result<Self> {
         use Slot::*;
         Ok(AvgPool2d {
-            forward: Entry::new(ctx, &module, "avg_pool2d_forward", &[Uniform, Read, Write])?,
-            backward: Entry::new(ctx, &module, "avg_pool2d_backward", &[Uniform, Read, Write])?,
+            forward: Entry::new(ctx, module, "avg_pool2d_forward", &[Uniform, Read, Write])?,
+            backward: Entry::new(ctx, module, "avg_pool2d_backward", &[Uniform, Read, Write])?,
         })
     }
 

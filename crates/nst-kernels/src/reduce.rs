@@ -25,7 +25,8 @@ struct Uniform {
     _pad1: [f32; 3],
 }
 
-/// The finishing kernel.
+/// The finishing kernel (cheap to clone: the op types that reduce share one).
+#[derive(Clone)]
 pub struct Reduce {
     finish: Entry,
 }

@@ -81,8 +81,8 @@ fn check_slots(coef: &Coef, scalars: &View<'_>) -> Result<()> {
 }
 
 impl VectorOps {
-    /// Compiles `shaders/vector.wgsl`.
-    pub fn new(ctx: &Context) -> Result<Self> {
+    /// Compiles `shaders/vector.wgsl`; dot and asum finish with `reduce`.
+    pub fn new(ctx: &Context, reduce: Reduce) -> Result<Self> {
         let module = nst_gpu::shader(ctx, "vector.wgsl", crate::VECTOR_WGSL)?;
         use Slot::*;
         Ok(VectorOps {
@@ -101,7 +101,7 @@ impl VectorOps {
             axpy: Entry::new(ctx, &module, "axpy", &[Uniform, Read, Write, Write])?,
             scale: Entry::new(ctx, &module, "scale", &[Uniform, Unused, Write, Write])?,
             copy: Entry::new(ctx, &module, "scaled_copy", &[Uniform, Read, Write, Write])?,
-            reduce: Reduce::new(ctx)?,
+            reduce,
         })
     }
 
