@@ -17,10 +17,7 @@ const STYLE: &[&str] = &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
 fn layers(names: &[&str]) -> Vec<LayerWeight> {
     names
         .iter()
-        .map(|n| LayerWeight {
-            layer: LayerId::parse(n).unwrap(),
-            weight: 1.0,
-        })
+        .map(|n| LayerWeight::raw(LayerId::parse(n).unwrap(), 1.0))
         .collect()
 }
 
@@ -125,6 +122,213 @@ fn score_matches_jax_with_real_weights() {
             1e-3,
         );
     }
+}
+
+/// Scale-free weights with the real weights: with every layer normalised (weight 1), each
+/// term's factor is 1/mean square of its target, and the total and its gradient are JAX's
+/// Σ_l raw_l / ms_l: the content layer and the five style layers, each with its own factor
+/// (from 1e-5 to 1e-13), so dropping or squaring one layer's factor fails.
+#[test]
+fn normalized_terms_match_jax_with_real_weights() {
+    let Some(real) = nst_tests::real_weights() else {
+        return;
+    };
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&real, &E) else {
+        return;
+    };
+    let f = Fixture::load("vgg_real.safetensors");
+    let (content, style, x) = (image(&f, "content"), image(&f, "style"), image(&f, "image"));
+    let styles = [Style {
+        image: style,
+        weight: 1.0,
+    }];
+    let cfg = LossConfig {
+        tv_weight: 0.0,
+        ..LossConfig::default()
+    };
+    assert!(cfg
+        .content_layers
+        .iter()
+        .chain(&cfg.style_layers)
+        .all(|l| l.weight == nst_transfer::Weight::Normalized(1.0)));
+    let cfg = LossConfig {
+        content_weight: 1.0,
+        style_weight: 1.0,
+        ..cfg
+    };
+    let s = engine
+        .score(&content, &styles, &x, 1.0, &cfg, Pooling::Max)
+        .unwrap();
+    let mut want_total = 0.0;
+    let mut want_grad = vec![0.0f64; s.grad.len()];
+    for t in &s.values.terms {
+        let key = match t.term {
+            Term::Content(l) => format!("content.{l}"),
+            Term::Style(l, _) => format!("style.{l}"),
+            Term::Tv => continue,
+        };
+        let ms = f.f64s(&format!("ms.{key}")).0[0];
+        assert_close(
+            &format!("factor of {key}"),
+            &[t.weight as f32],
+            &[1.0 / ms],
+            0.0,
+            1e-5,
+        );
+        let raw = f.f64s(&format!("loss.{key}")).0[0];
+        want_total += raw / ms;
+        for (w, g) in want_grad.iter_mut().zip(f.f64s(&format!("grad.{key}")).0) {
+            *w += g / ms;
+        }
+    }
+    assert_close(
+        "normalised total",
+        &[s.values.total() as f32],
+        &[want_total],
+        0.0,
+        1e-4,
+    );
+    let scale = want_grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert_close(
+        "normalised gradient",
+        &s.grad,
+        &want_grad,
+        1e-4 * scale,
+        1e-3,
+    );
+}
+
+/// Two styles blended 0.7/0.3 with normalised style layers: each layer is divided by the mean
+/// square of the blended target Σ_k b_k·G_l(s_k), as in JAX.
+#[test]
+fn normalized_blended_styles_match_jax_with_real_weights() {
+    let Some(real) = nst_tests::real_weights() else {
+        return;
+    };
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&real, &E) else {
+        return;
+    };
+    let f = Fixture::load("vgg_real.safetensors");
+    let (content, style, x) = (image(&f, "content"), image(&f, "style"), image(&f, "image"));
+    let styles = [
+        Style {
+            image: style,
+            weight: 7.0,
+        },
+        Style {
+            image: content.clone(),
+            weight: 3.0,
+        },
+    ];
+    let cfg = LossConfig {
+        content_weight: 0.0,
+        style_weight: 1.0,
+        tv_weight: 0.0,
+        ..LossConfig::default()
+    };
+    let s = engine
+        .score(&content, &styles, &x, 1.0, &cfg, Pooling::Max)
+        .unwrap();
+    let want = f.f64s("blend.loss.style").0;
+    assert_close(
+        "blended style",
+        &[s.values.style() as f32],
+        &want,
+        0.0,
+        1e-4,
+    );
+    let want = f.f64s("blend.grad.style").0;
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert_close("blended style gradient", &s.grad, &want, 1e-4 * scale, 1e-3);
+}
+
+/// The measure of the fixture's image against JAX's: style distance, content distance and the
+/// content image's own style distance.
+#[test]
+fn measure_matches_jax_with_real_weights() {
+    let Some(real) = nst_tests::real_weights() else {
+        return;
+    };
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&real, &E) else {
+        return;
+    };
+    let f = Fixture::load("vgg_real.safetensors");
+    let (content, style, x) = (image(&f, "content"), image(&f, "style"), image(&f, "image"));
+    let styles = [Style {
+        image: style,
+        weight: 1.0,
+    }];
+    let m = engine.measure(&content, &styles, &x).unwrap();
+    for (name, got) in [
+        ("style_distance", m.style_distance),
+        ("content_distance", m.content_distance),
+        ("content_style_distance", m.content_style_distance),
+    ] {
+        let want = f.f64s(&format!("measure.{name}")).0;
+        assert_close(name, &[got as f32], &want, 0.0, 1e-4);
+    }
+    let gap =
+        1.0 - f.f64s("measure.style_distance").0[0] / f.f64s("measure.content_style_distance").0[0];
+    assert!((m.style_gap_closed() - gap).abs() < 1e-4);
+    // The content image measured against itself as the style: no distance at all.
+    let itself = [Style {
+        image: content.clone(),
+        weight: 1.0,
+    }];
+    let m = engine.measure(&content, &itself, &content).unwrap();
+    assert!(
+        m.style_distance < 1e-6 && m.content_distance < 1e-6,
+        "{m:?}"
+    );
+}
+
+/// The default settings, end to end with the real weights at a small size and a few
+/// iterations: the result closes a real share of the style gap (by the measure, which no loss
+/// weight enters) while keeping the content recognisable.
+#[test]
+fn the_defaults_close_the_style_gap() {
+    let Some(real) = nst_tests::real_weights() else {
+        return;
+    };
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&real, &E) else {
+        return;
+    };
+    let f = Fixture::load("vgg_real.safetensors");
+    let (content, style) = (image(&f, "content"), image(&f, "style"));
+    let styles = [Style {
+        image: style,
+        weight: 1.0,
+    }];
+    let settings = Settings {
+        size: 32,
+        style_scale: 1.0,
+        iterations: 40,
+        optimizer: nst_transfer::defaults::OPTIMIZER,
+        lr: nst_transfer::defaults::OPTIMIZER.default_lr(),
+        loss: LossConfig::default(),
+        pooling: Pooling::Max,
+        init: Init::Content,
+        seed: 0,
+        preserve_colors: PreserveColors::None,
+        scales: vec![32],
+        report_every: 10,
+        snapshot_every: 0,
+    };
+    let out = engine
+        .stylize(&content, &styles, &settings, &mut |_| Flow::Continue)
+        .unwrap();
+    let m = out.measure.expect("a finished run is measured");
+    assert_eq!(m, engine.measure(&content, &styles, &out.image).unwrap());
+    assert!(
+        m.style_gap_closed() > 0.4,
+        "the defaults closed only {:.3} of the style gap: {m:?}",
+        m.style_gap_closed()
+    );
+    assert!(m.content_distance < 1.0, "the content is lost: {m:?}");
 }
 
 fn smooth(w: u32, h: u32, phase: f32) -> Image {

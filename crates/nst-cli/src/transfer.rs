@@ -5,8 +5,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use nst_transfer::image::{self as img, Image};
 use nst_transfer::{
-    plan_scales, Engine, Event, Flow, Init, LayerWeight, LossConfig, LossValues, Optimizer,
-    PreserveColors, Settings, Style, Term, TransferError,
+    plan_scales, Engine, Event, Flow, Init, LayerWeight, LossConfig, LossValues, Measure,
+    Optimizer, PreserveColors, Settings, Style, Term, TransferError,
 };
 use nst_vgg::{LayerId, Pooling};
 use std::io::{IsTerminal, Write};
@@ -18,29 +18,31 @@ use std::time::Instant;
 /// The loss flags, shared by `stylize` and `score`.
 #[derive(Args, Clone, Debug)]
 pub struct LossArgs {
-    /// Weight of the content loss.
+    /// How much style, from 0 (the photo) through 0.5 (the default) to 1 (only the style): sets
+    /// --content-weight and --style-weight together (docs/loss.md).
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["content_weight", "style_weight"])]
+    strength: Option<f64>,
+    /// Weight of the content loss (each layer normalised unless --content-layer-weights).
     #[arg(long, allow_negative_numbers = true, default_value_t = nst_transfer::defaults::CONTENT_WEIGHT)]
     content_weight: f64,
-    /// Weight of the style loss.
+    /// Weight of the style loss (each layer normalised unless --style-layer-weights).
     #[arg(long, allow_negative_numbers = true, default_value_t = nst_transfer::defaults::STYLE_WEIGHT)]
     style_weight: f64,
     /// Weight of the total variation (smoothness).
     #[arg(long, allow_negative_numbers = true, default_value_t = nst_transfer::defaults::TV_WEIGHT)]
     tv_weight: f64,
     /// Content layers, comma-separated (relu4_2 or block4_relu2 style names).
-    #[arg(long, value_delimiter = ',', default_value = "relu4_2")]
+    #[arg(long, value_delimiter = ',', default_values = nst_transfer::CONTENT_LAYERS.iter().copied())]
     content_layers: Vec<String>,
-    /// A weight per content layer (default: 1 each).
+    /// Raw weights a_l, one per content layer (default: each layer divided by the mean square
+    /// of the content image's activations there).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     content_layer_weights: Option<Vec<f64>>,
     /// Style layers, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
-    )]
+    #[arg(long, value_delimiter = ',', default_values = nst_transfer::STYLE_LAYERS.iter().copied())]
     style_layers: Vec<String>,
-    /// A weight per style layer (default: see `docs/loss.md`).
+    /// Raw weights c_l, one per style layer (default: each layer divided by the mean square of
+    /// its target Gram matrix).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     style_layer_weights: Option<Vec<f64>>,
     /// Pooling: max or avg.
@@ -58,60 +60,55 @@ impl LossArgs {
             self.content_layer_weights.as_deref(),
             "--content-layer-weights",
             "--content-layers",
-            None,
         )?;
         let style = weighted(
             &self.style_layers,
             self.style_layer_weights.as_deref(),
             "--style-layer-weights",
             "--style-layers",
-            Some(nst_transfer::defaults::style_layer_weight),
         )?;
-        let cfg = LossConfig {
+        let mut cfg = LossConfig {
             content_weight: self.content_weight,
             style_weight: self.style_weight,
             tv_weight: self.tv_weight,
             content_layers: content,
             style_layers: style,
         };
+        if let Some(s) = self.strength {
+            cfg = cfg
+                .with_strength(s)
+                .map_err(|e| format!("--strength: {e}"))?;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
 }
 
-/// Layer names with their weights: given, or the default for each layer.
+/// Layer names with their weights: raw where given, else normalised.
 fn weighted(
     names: &[String],
     weights: Option<&[f64]>,
     weights_flag: &str,
     layers_flag: &str,
-    default: Option<fn(LayerId) -> f64>,
 ) -> Result<Vec<LayerWeight>, String> {
     let layers: Vec<LayerId> = names
         .iter()
         .filter(|n| !n.trim().is_empty())
         .map(|n| LayerId::parse(n).map_err(|e| format!("{layers_flag}: {e}")))
         .collect::<Result<_, _>>()?;
-    if let Some(w) = weights {
-        if w.len() != layers.len() {
-            return Err(format!(
-                "{weights_flag} has {} values for {} layers in {layers_flag}: give one weight per layer",
-                w.len(),
-                layers.len()
-            ));
-        }
+    match weights {
+        Some(w) if w.len() != layers.len() => Err(format!(
+            "{weights_flag} has {} values for {} layers in {layers_flag}: give one weight per layer",
+            w.len(),
+            layers.len()
+        )),
+        Some(w) => Ok(layers
+            .iter()
+            .zip(w)
+            .map(|(&l, &w)| LayerWeight::raw(l, w))
+            .collect()),
+        None => Ok(layers.into_iter().map(LayerWeight::normalized).collect()),
     }
-    Ok(layers
-        .iter()
-        .enumerate()
-        .map(|(i, &layer)| LayerWeight {
-            layer,
-            weight: match weights {
-                Some(w) => w[i],
-                None => default.map_or(1.0, |f| f(layer)),
-            },
-        })
-        .collect())
 }
 
 /// `nst stylize`.
@@ -141,9 +138,9 @@ pub struct StylizeArgs {
     /// Iterations (at each scale).
     #[arg(long, default_value_t = nst_transfer::defaults::ITERATIONS)]
     iterations: u32,
-    /// The optimizer: adam or lbfgs.
-    #[arg(long, default_value = "adam", value_parser = parse_optimizer)]
-    optimizer: OptimizerKind,
+    /// The optimizer: lbfgs (the default) or adam.
+    #[arg(long, value_parser = parse_optimizer)]
+    optimizer: Option<OptimizerKind>,
     /// Adam's step size in [0, 1] pixel units (default 0.02); L-BFGS's step length (default 1).
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
@@ -274,13 +271,15 @@ fn styles(paths: &[PathBuf], weights: Option<&[f64]>, quiet: bool) -> Result<Vec
         .collect()
 }
 
-/// One row of the log.
+/// One row of the log: a reported iteration, or the final image with its measure.
 struct Row {
     scale: usize,
     iteration: u32,
     values: LossValues,
     ms_per_iteration: f64,
     elapsed_s: f64,
+    /// Only on the final row.
+    measure: Option<Measure>,
 }
 
 impl Row {
@@ -291,7 +290,7 @@ impl Row {
             .iter()
             .map(|t| (term_key(&t.term), serde_json::json!(t.raw)))
             .collect();
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "scale": self.scale,
             "iteration": self.iteration,
             "total": self.values.total(),
@@ -301,8 +300,32 @@ impl Row {
             "terms": terms,
             "ms_per_iteration": self.ms_per_iteration,
             "elapsed_s": self.elapsed_s,
-        })
+        });
+        if let Some(m) = &self.measure {
+            v["final"] = serde_json::json!(true);
+            add_measure(&mut v, m);
+        }
+        v
     }
+}
+
+/// The measure's figures, as `score --json` and the logs name them.
+fn add_measure(v: &mut serde_json::Value, m: &Measure) {
+    v["style_distance"] = serde_json::json!(m.style_distance);
+    v["content_distance"] = serde_json::json!(m.content_distance);
+    v["style_gap_closed"] = serde_json::json!(m.style_gap_closed());
+    v["content_style_distance"] = serde_json::json!(m.content_style_distance);
+}
+
+/// One line for people: the measure of a result.
+fn measure_line(m: &Measure) -> String {
+    format!(
+        "style gap closed {:.1} % (style distance {:.3}, the photo's {:.3}); content distance {:.3}",
+        100.0 * m.style_gap_closed(),
+        m.style_distance,
+        m.content_style_distance,
+        m.content_distance
+    )
 }
 
 fn term_key(t: &Term) -> String {
@@ -318,13 +341,27 @@ fn write_log(path: &Path, rows: &[Row]) -> Result<(), String> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
     {
-        let mut s =
-            String::from("scale,iteration,total,content,style,tv,ms_per_iteration,elapsed_s\n");
+        let mut s = String::from(
+            "scale,iteration,total,content,style,tv,ms_per_iteration,elapsed_s,\
+             style_distance,content_distance,style_gap_closed\n",
+        );
         for r in rows {
+            let measure = r.measure.map_or(",,".into(), |m| {
+                format!(
+                    "{},{},{}",
+                    m.style_distance,
+                    m.content_distance,
+                    m.style_gap_closed()
+                )
+            });
             s.push_str(&format!(
-                "{},{},{},{},{},{},{:.3},{:.3}\n",
+                "{},{},{},{},{},{},{:.3},{:.3},{measure}\n",
                 r.scale + 1,
-                r.iteration,
+                if r.measure.is_some() {
+                    "final".into()
+                } else {
+                    r.iteration.to_string()
+                },
                 r.values.total(),
                 r.values.content(),
                 r.values.style(),
@@ -431,8 +468,14 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
         Some(p) => Init::Image(load(p, "--init image", quiet)?),
     };
     let optimizer = match a.optimizer {
-        OptimizerKind::Adam => Optimizer::Adam,
-        OptimizerKind::Lbfgs => Optimizer::Lbfgs {
+        None => match nst_transfer::defaults::OPTIMIZER {
+            Optimizer::Lbfgs { .. } => Optimizer::Lbfgs {
+                history: a.lbfgs_history,
+            },
+            o => o,
+        },
+        Some(OptimizerKind::Adam) => Optimizer::Adam,
+        Some(OptimizerKind::Lbfgs) => Optimizer::Lbfgs {
             history: a.lbfgs_history,
         },
     };
@@ -490,6 +533,7 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
         .unwrap_or("nst")
         .to_string();
     let mut save_error: Option<String> = None;
+    let mut final_values = None;
     let result = engine.stylize(&content, &styles, &settings, &mut |e| {
         match e {
             Event::Scale {
@@ -519,6 +563,7 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
                     values: values.clone(),
                     ms_per_iteration: ms,
                     elapsed_s: start.elapsed().as_secs_f64(),
+                    measure: None,
                 };
                 let done = scale as u64 * settings.iterations as u64 + iteration as u64;
                 let msg = format!(
@@ -554,26 +599,7 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
                     }
                 }
             }
-            Event::Final { values } => {
-                if a.json {
-                    let row = Row {
-                        scale: n_scales - 1,
-                        iteration: settings.iterations,
-                        values: values.clone(),
-                        ms_per_iteration: 0.0,
-                        elapsed_s: start.elapsed().as_secs_f64(),
-                    };
-                    let mut v = row.json();
-                    v["final"] = serde_json::json!(true);
-                    println!("{v}");
-                } else if !quiet {
-                    let line = format!("final loss {:.4e}", values.total());
-                    match &bar {
-                        Some(b) => b.println(line),
-                        None => eprintln!("{line}"),
-                    }
-                }
-            }
+            Event::Final { values } => final_values = Some(values.clone()),
         }
         if interrupted.load(Ordering::SeqCst) {
             Flow::Stop
@@ -584,6 +610,27 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let measure = result.as_ref().ok().and_then(|o| o.measure);
+    if let (Some(values), Some(m)) = (final_values, measure) {
+        let row = Row {
+            scale: n_scales - 1,
+            iteration: settings.iterations,
+            values,
+            ms_per_iteration: 0.0,
+            elapsed_s: start.elapsed().as_secs_f64(),
+            measure: Some(m),
+        };
+        if a.json {
+            println!("{}", row.json());
+        } else if !quiet {
+            eprintln!(
+                "final loss {:.4e}; {}",
+                row.values.total(),
+                measure_line(&m)
+            );
+        }
+        rows.push(row);
+    }
     if let Some(log) = &a.log {
         write_log(log, &rows)?;
     }
@@ -591,6 +638,7 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
         let per_scale = settings.iterations as u64;
         let points: Vec<plot::Point> = rows
             .iter()
+            .filter(|r| r.measure.is_none())
             .map(|r| plot::Point {
                 iteration: r.scale as u64 * per_scale + r.iteration as u64,
                 values: [
@@ -601,7 +649,10 @@ pub fn stylize(a: StylizeArgs) -> Result<(), String> {
                 ],
             })
             .collect();
-        let scales_run = rows.last().map_or(0, |r| r.scale as u64);
+        let scales_run = rows
+            .iter()
+            .rfind(|r| r.measure.is_none())
+            .map_or(0, |r| r.scale as u64);
         let starts: Vec<u64> = (1..=scales_run).map(|s| s * per_scale).collect();
         plot::write(path, &points, &starts)?;
     }
@@ -708,6 +759,9 @@ pub fn score(a: ScoreArgs) -> Result<(), String> {
             a.loss.pooling,
         )
         .map_err(|e| e.to_string())?;
+    let m = engine
+        .measure(&content, &styles, &image)
+        .map_err(|e| e.to_string())?;
     if let Some(g) = &a.grad {
         write_grad(g, &s.grad, image.height, image.width)?;
     }
@@ -718,7 +772,7 @@ pub fn score(a: ScoreArgs) -> Result<(), String> {
             .iter()
             .map(|t| serde_json::json!({"term": term_key(&t.term), "value": t.raw, "weight": t.weight}))
             .collect();
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "width": image.width,
             "height": image.height,
             "total": s.values.total(),
@@ -727,6 +781,7 @@ pub fn score(a: ScoreArgs) -> Result<(), String> {
             "tv": s.values.tv(),
             "terms": terms,
         });
+        add_measure(&mut out, &m);
         println!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
@@ -744,6 +799,18 @@ pub fn score(a: ScoreArgs) -> Result<(), String> {
             );
         }
         let _ = writeln!(out, "{:<24} {:>14.6e}", "total", s.values.total());
+        let _ = writeln!(out, "{:<24} {:>14.6}", "style distance", m.style_distance);
+        let _ = writeln!(
+            out,
+            "{:<24} {:>14.6}",
+            "content distance", m.content_distance
+        );
+        let _ = writeln!(
+            out,
+            "{:<24} {:>14.6}",
+            "style gap closed",
+            m.style_gap_closed()
+        );
     }
     Ok(())
 }

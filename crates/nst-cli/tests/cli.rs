@@ -257,7 +257,16 @@ fn stylize_then_score_agree() {
     assert_eq!((img.width(), img.height()), (32, 24));
     assert_eq!(img.color(), image::ColorType::Rgb16);
     let csv = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 3, "{csv}"); // header, iterations 1, 2, 4
+    // The header, iterations 1, 2 and 4, and the final image with its measure.
+    assert_eq!(csv.lines().count(), 1 + 3 + 1, "{csv}");
+    let final_row: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
+    assert_eq!((final_row[1], final_row.len()), ("final", 11), "{csv}");
+    let logged_gap: f64 = final_row[10].parse().unwrap();
+    assert_eq!(
+        last["style_gap_closed"].as_f64(),
+        Some(logged_gap),
+        "{last}"
+    );
     let grad = d.join("g.safetensors");
     let score = nst(&[
         "score",
@@ -279,6 +288,15 @@ fn stylize_then_score_agree() {
         "score {total} vs stylize {end}"
     );
     assert!(std::fs::metadata(&grad).unwrap().len() > 3 * 24 * 32 * 4);
+    // The measure `score` reports is the one `stylize` reported for its output (the same image,
+    // up to the 16-bit rounding of the file).
+    for key in ["style_distance", "content_distance", "style_gap_closed"] {
+        let (got, want) = (v[key].as_f64().unwrap(), last[key].as_f64().unwrap());
+        assert!(
+            (got - want).abs() < 1e-3,
+            "{key}: score {got} vs stylize {want}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&d);
 }
 

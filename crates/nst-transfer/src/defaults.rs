@@ -1,35 +1,62 @@
 //! Default settings: what `nst stylize` does with no flags beyond the images.
 //!
-//! The weights were chosen by running this exact loss in JAX on the CPU with the real VGG-19
-//! (`tests/fixtures/tune_defaults.py`) on two photos and three paintings at 192–256 px and
-//! looking at the results. The raw style terms differ by orders of magnitude from layer to
-//! layer (Gram entries grow with the activations), so the per-layer weights bring each layer's
-//! typical initial loss to the same order; see `docs/loss.md`.
+//! Every layer's term is scale-free by default ([`crate::Weight::Normalized`]): each content
+//! layer is divided by the mean square of the content image's activations, each style layer
+//! by the mean square of its target Gram matrix. The weights below then mean the same for any
+//! pair of images and any size. They were chosen by running nst's loss and the classic
+//! reference (jcjohnson/neural-style's defaults) in JAX on the CPU
+//! (`tests/fixtures/tune_defaults.py`); `docs/loss.md` has the comparison.
 
-use nst_vgg::LayerId;
+use crate::engine::Optimizer;
 
-/// Weight of the content loss.
-pub const CONTENT_WEIGHT: f64 = 1e-5;
-/// Weight of the style loss.
+/// Weight of the (normalised) content loss.
+pub const CONTENT_WEIGHT: f64 = 1.0;
+/// Weight of the (normalised) style loss.
 pub const STYLE_WEIGHT: f64 = 1.0;
-/// Weight of the total variation.
-pub const TV_WEIGHT: f64 = 30.0;
+/// Weight of the total variation (the mean absolute difference of neighbouring pixels).
+pub const TV_WEIGHT: f64 = 0.0;
+/// The default strength: [`strength_weights`] of it gives the default content and style
+/// weights.
+pub const STRENGTH: f64 = 0.5;
 /// Adam's step size in [0, 1] pixel units.
 pub const LR: f64 = 0.02;
 /// L-BFGS's step length after its first step (torch's and jcjohnson/neural-style's 1).
 pub const LBFGS_LR: f64 = 1.0;
 /// Pairs L-BFGS keeps: 2·20 + 2 image-sized vectors, 126 MiB at 512 × 512.
 pub const LBFGS_HISTORY: u32 = 20;
+/// The optimizer.
+pub const OPTIMIZER: Optimizer = Optimizer::Lbfgs {
+    history: LBFGS_HISTORY,
+};
 /// Iterations per scale.
-pub const ITERATIONS: u32 = 500;
+pub const ITERATIONS: u32 = 300;
 
-/// The default weight c_l of a style layer, by block (relu1_1 … relu5_1 and the other layers
-/// of their blocks): 1e-6, 1e-9, 1e-9, 1e-11, 1e-8.
-pub fn style_layer_weight(layer: LayerId) -> f64 {
-    match layer.layer().block {
-        1 => 1e-6,
-        2 | 3 => 1e-9,
-        4 => 1e-11,
-        _ => 1e-8,
+/// The content and style weights of a strength `s` in [0, 1]: 2(1 − s)·[`CONTENT_WEIGHT`] and
+/// 2s·[`STYLE_WEIGHT`]. 0 keeps the photo, [`STRENGTH`] (0.5) gives the defaults, 1 keeps only
+/// the style; the ratio of the two, s/(1 − s) times the default ratio, is what sets the look,
+/// and it means the same for any images since the terms are normalised.
+pub fn strength_weights(s: f64) -> Result<(f64, f64), String> {
+    if !(s.is_finite() && (0.0..=1.0).contains(&s)) {
+        return Err(format!(
+            "the strength must lie in [0, 1] (0: the photo, 0.5: the default, 1: only the \
+             style), got {s}"
+        ));
+    }
+    Ok((2.0 * (1.0 - s) * CONTENT_WEIGHT, 2.0 * s * STYLE_WEIGHT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_strength_gives_the_default_weights() {
+        assert_eq!(
+            strength_weights(STRENGTH).unwrap(),
+            (CONTENT_WEIGHT, STYLE_WEIGHT)
+        );
+        assert_eq!(strength_weights(0.0).unwrap().1, 0.0);
+        assert_eq!(strength_weights(1.0).unwrap().0, 0.0);
+        assert!(strength_weights(1.5).is_err() && strength_weights(f64::NAN).is_err());
     }
 }

@@ -3,7 +3,8 @@
 
 use crate::colour;
 use crate::image::{fit_longest, resize, Image};
-use crate::objective::{LayerWeight, LossConfig, LossValues, Objective, StyleTarget, Term};
+use crate::measure::{self, Measure};
+use crate::objective::{LossConfig, LossValues, Objective, StyleTarget, Term};
 use nst_gpu::{Context, GpuError, Record, View};
 use nst_kernels::{AdamParams, Kernels, LbfgsParams};
 use nst_vgg::{Graph, GraphConfig, LayerId, Pooling, VggError, VggWeights};
@@ -239,6 +240,8 @@ pub struct Outcome {
     pub stopped: bool,
     /// The final image's losses, if the run finished.
     pub values: Option<LossValues>,
+    /// The final image's [`Measure`], if the run finished.
+    pub measure: Option<Measure>,
 }
 
 /// The losses of one image and their gradient.
@@ -341,21 +344,28 @@ impl Engine {
     pub fn grams(
         &self,
         image: &Image,
-        layers: &[LayerWeight],
+        layers: &[LayerId],
         pooling: Pooling,
     ) -> Result<Vec<Vec<f32>>> {
-        let taps: Vec<LayerId> = layers.iter().map(|l| l.layer).collect();
-        let graph = self.graph(image.height, image.width, taps, pooling)?;
-        self.ctx.write(graph.input().buffer, 0, &image.data);
-        let mut dispatches = Vec::new();
-        let mut outs = Vec::new();
-        for l in layers {
-            let act = graph.activation(l.layer).expect("tapped");
+        let graph = self.graph(image.height, image.width, layers.to_vec(), pooling)?;
+        let probe = self.gram_probe(&graph, layers)?;
+        self.probe_forward(&graph, &probe, image)
+    }
+
+    /// Buffers and launches that compute the Gram matrices at `layers` (taps of `graph`)
+    /// after its forward.
+    fn gram_probe(&self, graph: &Graph, layers: &[LayerId]) -> Result<GramProbe> {
+        let mut probe = GramProbe {
+            outs: Vec::new(),
+            dispatches: Vec::new(),
+        };
+        for &l in layers {
+            let act = graph.activation(l).expect("tapped");
             let (c, n) = (act.layout.c, act.layout.h * act.layout.w);
-            let g = self.ctx.tensor("style gram", c as u64 * c as u64)?;
+            let g = self.ctx.tensor("gram", c as u64 * c as u64)?;
             for (i, &a) in act.layout.chunks.iter().enumerate() {
                 for (j, &b) in act.layout.chunks.iter().enumerate() {
-                    dispatches.push(self.k.gram.forward_part(
+                    probe.dispatches.push(self.k.gram.forward_part(
                         &self.ctx,
                         c,
                         n,
@@ -365,17 +375,79 @@ impl Engine {
                     )?);
                 }
             }
-            outs.push(g);
+            probe.outs.push(g);
         }
+        Ok(probe)
+    }
+
+    /// Runs `graph` forward on `image` and reads back `probe`'s Gram matrices.
+    fn probe_forward(
+        &self,
+        graph: &Graph,
+        probe: &GramProbe,
+        image: &Image,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.ctx.write(graph.input().buffer, 0, &image.data);
         self.submit(|pass| {
             graph.record_forward(pass);
-            for d in &dispatches {
+            for d in &probe.dispatches {
                 d.record(pass);
             }
         })?;
-        outs.iter()
+        probe
+            .outs
+            .iter()
             .map(|g| Ok(self.ctx.read::<f32>(View::whole(g))?))
             .collect()
+    }
+
+    /// The measure of `image` against `content` and the blended `styles` (see
+    /// [`crate::measure`]): how much of the photo's style gap it closes and how far it moved
+    /// from the content, independent of any loss weight. The content image is resized to
+    /// `image`'s size and each style image to `image`'s longest side.
+    pub fn measure(&self, content: &Image, styles: &[Style], image: &Image) -> Result<Measure> {
+        let blend = normalized_blend(styles)?;
+        let (w, h) = (image.width, image.height);
+        let style_layers = measure::style_layers();
+        let (image_grams, image_content, content_grams, content_content) = {
+            let graph = self.graph(h, w, measure::taps(), Pooling::Max)?;
+            let probe = self.gram_probe(&graph, &style_layers)?;
+            let act = graph.activation(measure::content_layer()).expect("tapped");
+            let read_content = || -> Result<Vec<f32>> {
+                let mut out = Vec::with_capacity(act.layout.len() as usize);
+                for i in 0..act.chunk_count() {
+                    out.extend(self.ctx.read::<f32>(act.view(i))?);
+                }
+                Ok(out)
+            };
+            let ig = self.probe_forward(&graph, &probe, image)?;
+            let ic = read_content()?;
+            let cg = self.probe_forward(&graph, &probe, &resize(content, w, h))?;
+            let cc = read_content()?;
+            (ig, ic, cg, cc)
+        };
+        let mut targets: Vec<StyleTarget> = style_layers
+            .iter()
+            .map(|&layer| StyleTarget {
+                layer,
+                grams: Vec::new(),
+            })
+            .collect();
+        let images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), 1.0);
+        for s in &images {
+            let grams = self.grams(s, &style_layers, Pooling::Max)?;
+            for (t, g) in targets.iter_mut().zip(grams) {
+                t.grams.push(g);
+            }
+        }
+        let blended: Vec<Vec<f64>> = targets.iter().map(|t| t.blended(&blend)).collect();
+        Ok(Measure::from_features(
+            &image_grams,
+            &content_grams,
+            &blended,
+            &image_content,
+            &content_content,
+        ))
     }
 
     fn style_targets(
@@ -392,11 +464,9 @@ impl Engine {
                 grams: Vec::new(),
             })
             .collect();
+        let layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
         for s in styles {
-            for (t, g) in targets
-                .iter_mut()
-                .zip(self.grams(s, &cfg.style_layers, pooling)?)
-            {
+            for (t, g) in targets.iter_mut().zip(self.grams(s, &layers, pooling)?) {
                 t.grams.push(g);
             }
         }
@@ -414,19 +484,63 @@ impl Engine {
     ) -> Result<(Graph, Objective)> {
         let targets = self.style_targets(styles, cfg, pooling)?;
         let graph = self.graph(content.height, content.width, cfg.taps(), pooling)?;
-        let objective = Objective::new(&self.ctx, &self.k, &graph, cfg, &targets, blend)?;
         self.ctx.write(graph.input().buffer, 0, &content.data);
+        self.submit(|pass| graph.record_forward(pass))?;
+        let content_ms = self.content_mean_squares(&graph, cfg)?;
+        let objective = Objective::new(
+            &self.ctx,
+            &self.k,
+            &graph,
+            cfg,
+            &targets,
+            blend,
+            &content_ms,
+        )?;
         self.ctx.scoped(|| {
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                graph.record_forward(&mut pass);
-            }
             objective.record_capture_content(&graph, &mut enc);
             self.ctx.queue.submit([enc.finish()]);
             Ok(())
         })?;
         Ok((graph, objective))
+    }
+
+    /// mean(F_l(c)²) at each content layer of `cfg`, after a forward pass on the content
+    /// image (one value per chunk, added here in f64).
+    fn content_mean_squares(&self, graph: &Graph, cfg: &LossConfig) -> Result<Vec<f64>> {
+        let acts: Vec<&nst_vgg::Tensor> = cfg
+            .content_layers
+            .iter()
+            .map(|l| graph.activation(l.layer).expect("tapped"))
+            .collect();
+        let slots: usize = acts.iter().map(|a| a.chunk_count()).sum();
+        if slots == 0 {
+            return Ok(Vec::new());
+        }
+        let sums = self.ctx.tensor("content sums of squares", slots as u64)?;
+        let mut reductions = Vec::new();
+        for a in &acts {
+            for c in 0..a.chunk_count() {
+                let (v, slot) = (a.view(c), reductions.len() as u32);
+                let dot = self
+                    .k
+                    .vector
+                    .dot(&self.ctx, v, v, View::whole(&sums), slot)?;
+                reductions.push(dot);
+            }
+        }
+        self.submit(|pass| reductions.iter().for_each(|r| r.record(pass)))?;
+        let sums = self.ctx.read::<f32>(View::whole(&sums))?;
+        let mut at = 0;
+        Ok(acts
+            .iter()
+            .map(|a| {
+                let n = a.chunk_count();
+                let total: f64 = sums[at..at + n].iter().map(|&v| v as f64).sum();
+                at += n;
+                total / a.layout.len() as f64
+            })
+            .collect())
     }
 
     /// The losses of `image` and their gradient with respect to its pixels: exactly what
@@ -551,10 +665,15 @@ impl Engine {
             let c = resize(content, image.width, image.height);
             image = colour::with_luminance(&c, &colour::luminance(&image));
         }
+        let measure = match stopped {
+            true => None,
+            false => Some(self.measure(content, styles, &image)?),
+        };
         Ok(Outcome {
             image,
             stopped,
             values: if stopped { None } else { final_values },
+            measure,
         })
     }
 
@@ -665,6 +784,12 @@ impl Engine {
         }
         Ok((image, values, false))
     }
+}
+
+/// Gram matrices recorded after a graph's forward.
+struct GramProbe {
+    outs: Vec<wgpu::Buffer>,
+    dispatches: Vec<nst_kernels::GramForward>,
 }
 
 /// The update step of one scale.

@@ -24,8 +24,12 @@ pub fn default_taps() -> Vec<LayerId> {
 pub mod colour;
 pub mod defaults;
 pub mod image;
+pub mod measure;
+pub use measure::Measure;
 pub mod objective;
-pub use objective::{LayerWeight, LossConfig, LossValues, Objective, StyleTarget, Term, TermValue};
+pub use objective::{
+    LayerWeight, LossConfig, LossValues, Objective, StyleTarget, Term, TermValue, Weight,
+};
 
 pub mod engine;
 pub use engine::{

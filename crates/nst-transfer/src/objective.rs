@@ -14,12 +14,46 @@
 //!               + tv_weight·tv
 //! ```
 //!
-//! The style gradient uses the blended target S̄_l = Σ_k b_k·G_l(s_k): since Σ_k b_k = 1,
+//! A layer weight is either given ([`Weight::Raw`]) or scale-free ([`Weight::Normalized`]):
+//! a_l = w / mean(F_l(c)²) and c_l = w / mean(S̄_l²), with S̄_l = Σ_k b_k·G_l(s_k) the blended
+//! target. The normalised terms are then the squared relative distances
+//! ‖F_l(x) − F_l(c)‖² / ‖F_l(c)‖² and ‖G_l(x) − S̄_l‖² / ‖S̄_l‖² (plus a constant with several
+//! styles), the same size for any pair of images and any size.
+//!
+//! The style gradient uses the blended target S̄_l: since Σ_k b_k = 1,
 //! ∂/∂G Σ_k b_k·mean((G − S_k)²) = 2(G − S̄)/C², so one backward serves every style.
 
 use nst_gpu::{Context, Dispatch, Record, View};
 use nst_kernels::{Channels, Kernels};
 use nst_vgg::{Graph, LayerId, Tensor};
+
+/// How one layer's term is weighted in its sum.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Weight {
+    /// This number divided by the mean square of the layer's target (F_l(c) for content,
+    /// the blended style Gram for style), computed from the images at each run: a weight that
+    /// means the same for any images, any size and any layer. The default, with 1.
+    Normalized(f64),
+    /// The raw term of `docs/loss.md` times this number.
+    Raw(f64),
+}
+
+impl Weight {
+    /// The number given, whichever the form.
+    pub fn value(self) -> f64 {
+        match self {
+            Weight::Normalized(w) | Weight::Raw(w) => w,
+        }
+    }
+
+    /// The factor of the raw term, given the mean square of the layer's target.
+    pub fn factor(self, target_mean_square: f64) -> f64 {
+        match self {
+            Weight::Normalized(w) => w / target_mean_square.max(f64::MIN_POSITIVE),
+            Weight::Raw(w) => w,
+        }
+    }
+}
 
 /// A layer and its weight in a sum of per-layer losses.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,7 +61,25 @@ pub struct LayerWeight {
     /// The layer.
     pub layer: LayerId,
     /// Its weight (a_l or c_l).
-    pub weight: f64,
+    pub weight: Weight,
+}
+
+impl LayerWeight {
+    /// The layer with the scale-free weight 1: the default.
+    pub fn normalized(layer: LayerId) -> Self {
+        LayerWeight {
+            layer,
+            weight: Weight::Normalized(1.0),
+        }
+    }
+
+    /// The layer with a raw weight.
+    pub fn raw(layer: LayerId, weight: f64) -> Self {
+        LayerWeight {
+            layer,
+            weight: Weight::Raw(weight),
+        }
+    }
 }
 
 /// What the loss is made of and how its terms are weighted.
@@ -45,7 +97,34 @@ pub struct LossConfig {
     pub style_layers: Vec<LayerWeight>,
 }
 
+impl Default for LossConfig {
+    /// The defaults of [`crate::defaults`]: content at [`crate::CONTENT_LAYERS`], style at
+    /// [`crate::STYLE_LAYERS`], every layer normalised with weight 1.
+    fn default() -> Self {
+        let layers = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| LayerWeight::normalized(LayerId::parse(n).expect("a layer of the table")))
+                .collect()
+        };
+        LossConfig {
+            content_weight: crate::defaults::CONTENT_WEIGHT,
+            style_weight: crate::defaults::STYLE_WEIGHT,
+            tv_weight: crate::defaults::TV_WEIGHT,
+            content_layers: layers(crate::CONTENT_LAYERS),
+            style_layers: layers(crate::STYLE_LAYERS),
+        }
+    }
+}
+
 impl LossConfig {
+    /// Sets the content and style weights from one strength in [0, 1]
+    /// ([`crate::defaults::strength_weights`]).
+    pub fn with_strength(mut self, strength: f64) -> std::result::Result<Self, String> {
+        (self.content_weight, self.style_weight) = crate::defaults::strength_weights(strength)?;
+        Ok(self)
+    }
+
     /// Every layer a term reads, in network order, each once.
     pub fn taps(&self) -> Vec<LayerId> {
         let mut taps: Vec<LayerId> = self
@@ -77,11 +156,12 @@ impl LossConfig {
         ] {
             if let Some(l) = layers
                 .iter()
-                .find(|l| !l.weight.is_finite() || l.weight < 0.0)
+                .find(|l| !l.weight.value().is_finite() || l.weight.value() < 0.0)
             {
                 return Err(format!(
                     "{what}: the weight of {} must be a finite number ≥ 0, got {}",
-                    l.layer, l.weight
+                    l.layer,
+                    l.weight.value()
                 ));
             }
         }
@@ -177,6 +257,24 @@ pub struct StyleTarget {
     pub grams: Vec<Vec<f32>>,
 }
 
+impl StyleTarget {
+    /// The blended target Σ_k b_k·G_k, in f64.
+    pub fn blended(&self, blend: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0f64; self.grams.first().map_or(0, Vec::len)];
+        for (g, b) in self.grams.iter().zip(blend) {
+            for (acc, &v) in out.iter_mut().zip(g) {
+                *acc += b * v as f64;
+            }
+        }
+        out
+    }
+}
+
+/// The mean of the squares, in f64.
+pub fn mean_square(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>() / v.len().max(1) as f64
+}
+
 /// The loss terms, prepared for one graph.
 pub struct Objective {
     scalars: wgpu::Buffer,
@@ -193,9 +291,10 @@ pub type Result<T> = std::result::Result<T, nst_gpu::GpuError>;
 
 impl Objective {
     /// Prepares the terms of `cfg` over `graph`'s taps. `styles` holds the Gram targets per
-    /// style layer and `blend` the style images' weights (summing to 1). The content targets
-    /// start empty: fill them with [`Objective::record_capture_content`] after a forward pass
-    /// on the content image.
+    /// style layer and `blend` the style images' weights (summing to 1); `content_ms` holds
+    /// mean(F_l(c)²) for each content layer of `cfg`, in order, which scales the
+    /// [`Weight::Normalized`] ones. The content targets start empty: fill them with
+    /// [`Objective::record_capture_content`] after a forward pass on the content image.
     pub fn new(
         ctx: &Context,
         k: &Kernels,
@@ -203,14 +302,46 @@ impl Objective {
         cfg: &LossConfig,
         styles: &[StyleTarget],
         blend: &[f64],
+        content_ms: &[f64],
     ) -> Result<Objective> {
-        let mut terms = Vec::new();
-        for l in &cfg.content_layers {
-            terms.push((Term::Content(l.layer), cfg.content_weight * l.weight));
+        if content_ms.len() != cfg.content_layers.len() {
+            return Err(nst_gpu::GpuError::BadShape(format!(
+                "{} content target norms for {} content layers",
+                content_ms.len(),
+                cfg.content_layers.len()
+            )));
         }
-        for l in &cfg.style_layers {
+        // The factor of each raw term, content layers then style layers.
+        let content_factors: Vec<f64> = cfg
+            .content_layers
+            .iter()
+            .zip(content_ms)
+            .map(|(l, &ms)| cfg.content_weight * l.weight.factor(ms))
+            .collect();
+        let mut blended_targets = Vec::new();
+        let mut style_factors = Vec::new();
+        for lw in &cfg.style_layers {
+            let target = styles.iter().find(|t| t.layer == lw.layer).ok_or_else(|| {
+                nst_gpu::GpuError::BadShape(format!("no style target at {}", lw.layer))
+            })?;
+            if target.grams.len() != blend.len() {
+                return Err(nst_gpu::GpuError::BadShape(format!(
+                    "style targets at {} do not match {} style images",
+                    lw.layer,
+                    blend.len()
+                )));
+            }
+            let b = target.blended(blend);
+            style_factors.push(cfg.style_weight * lw.weight.factor(mean_square(&b)));
+            blended_targets.push(b);
+        }
+        let mut terms = Vec::new();
+        for (l, f) in cfg.content_layers.iter().zip(&content_factors) {
+            terms.push((Term::Content(l.layer), *f));
+        }
+        for (l, f) in cfg.style_layers.iter().zip(&style_factors) {
             for (s, b) in blend.iter().enumerate() {
-                terms.push((Term::Style(l.layer, s), cfg.style_weight * b * l.weight));
+                terms.push((Term::Style(l.layer, s), f * b));
             }
         }
         terms.push((Term::Tv, cfg.tv_weight));
@@ -237,7 +368,7 @@ impl Objective {
         };
 
         let mut content_targets = Vec::new();
-        for lw in &cfg.content_layers {
+        for (lw, &w) in cfg.content_layers.iter().zip(&content_factors) {
             let (act, grad) = tap(lw.layer, "content loss")?;
             let target = Tensor {
                 layout: act.layout.clone(),
@@ -251,7 +382,6 @@ impl Objective {
                     .collect::<Result<_>>()?,
             };
             let n = act.layout.len() as f64;
-            let w = cfg.content_weight * lw.weight;
             let accumulate = accumulate_at(lw.layer);
             for i in 0..act.chunk_count() {
                 forward.push(Box::new(k.mse.forward_scaled(
@@ -276,19 +406,24 @@ impl Objective {
             content_targets.push((lw.layer, target));
         }
 
-        for lw in &cfg.style_layers {
+        for ((lw, blended), &factor) in cfg
+            .style_layers
+            .iter()
+            .zip(&blended_targets)
+            .zip(&style_factors)
+        {
             let (act, grad) = tap(lw.layer, "style loss")?;
-            let target = styles.iter().find(|t| t.layer == lw.layer).ok_or_else(|| {
-                nst_gpu::GpuError::BadShape(format!("no style target at {}", lw.layer))
-            })?;
+            let target = styles
+                .iter()
+                .find(|t| t.layer == lw.layer)
+                .expect("checked above");
             let c = act.layout.c;
             let n = act.layout.h * act.layout.w;
             let cc = c as usize * c as usize;
-            if target.grams.len() != blend.len() || target.grams.iter().any(|g| g.len() != cc) {
+            if target.grams.iter().any(|g| g.len() != cc) {
                 return Err(nst_gpu::GpuError::BadShape(format!(
-                    "style targets at {} do not match {} style images of {c} channels",
-                    lw.layer,
-                    blend.len()
+                    "style targets at {} are not {c} × {c}",
+                    lw.layer
                 )));
             }
             let gram = ctx.tensor(&format!("gram {}", lw.layer), cc as u64)?;
@@ -312,7 +447,6 @@ impl Objective {
                     )?));
                 }
             }
-            let mut blended = vec![0.0f64; cc];
             for (s, g) in target.grams.iter().enumerate() {
                 let t = ctx.tensor_from(&format!("style target {} #{}", lw.layer, s + 1), g)?;
                 forward.push(Box::new(k.mse.forward(
@@ -322,9 +456,6 @@ impl Objective {
                     slots,
                     slot(Term::Style(lw.layer, s)),
                 )?));
-                for (acc, &v) in blended.iter_mut().zip(g) {
-                    *acc += blend[s] * v as f64;
-                }
                 keep.push(t);
             }
             let blended: Vec<f32> = blended.iter().map(|&v| v as f32).collect();
@@ -335,7 +466,7 @@ impl Objective {
                 View::whole(&gram),
                 View::whole(&blended),
                 View::whole(&gram_grad),
-                (cfg.style_weight * lw.weight) as f32,
+                factor as f32,
                 false,
             )?);
             let accumulate = accumulate_at(lw.layer);

@@ -1,0 +1,131 @@
+//! How stylised an image is, by a measure that depends on no loss weight (`docs/loss.md`,
+//! "The measure"): users compare settings with it, tests assert on it.
+//!
+//! With G_l = F_l·F_lᵀ / (H_l·W_l) at the image's own size, the content image resized to it,
+//! each style image resized so that its longest side is the image's, and max pooling:
+//!
+//! ```text
+//! style distance     D_s(x) = mean over relu1_1 … relu5_1 of ‖G_l(x) − S̄_l‖_F / ‖S̄_l‖_F
+//! content distance   D_c(x) = ‖F(x) − F(c)‖_F / ‖F(c)‖_F at relu4_2
+//! style gap closed          = 1 − D_s(x) / D_s(c)
+//! ```
+//!
+//! where S̄_l = Σ_k b_k·G_l(s_k) is the blended style target.
+
+use nst_vgg::LayerId;
+
+/// The layers whose Gram matrices the style distance compares.
+pub const STYLE_LAYERS: &[&str] = crate::STYLE_LAYERS;
+
+/// The layer whose activations the content distance compares.
+pub const CONTENT_LAYER: &str = "relu4_2";
+
+/// The measure of one image against its content and style images.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Measure {
+    /// D_s(x): the mean relative distance of the image's Gram matrices from the style's
+    /// (0: the style's statistics exactly).
+    pub style_distance: f64,
+    /// D_c(x): the relative distance of the image's relu4_2 activations from the content
+    /// image's (0: the photo's content exactly).
+    pub content_distance: f64,
+    /// D_s(c): the content image's own style distance, where every run starts.
+    pub content_style_distance: f64,
+}
+
+impl Measure {
+    /// 1 − D_s(x)/D_s(c): the share of the photo's style gap the image closes (0: none, as
+    /// the photo itself; 1: all of it).
+    pub fn style_gap_closed(&self) -> f64 {
+        1.0 - self.style_distance / self.content_style_distance
+    }
+
+    /// The measure from the images' features: Gram matrices at [`STYLE_LAYERS`] (of the image,
+    /// of the content image, and the blended style target) and activations at
+    /// [`CONTENT_LAYER`] (of the image and the content image).
+    pub fn from_features(
+        image_grams: &[Vec<f32>],
+        content_grams: &[Vec<f32>],
+        style_targets: &[Vec<f64>],
+        image_content: &[f32],
+        content_content: &[f32],
+    ) -> Measure {
+        let style_distance = |grams: &[Vec<f32>]| {
+            let d: f64 = grams
+                .iter()
+                .zip(style_targets)
+                .map(|(g, t)| relative_distance(g, t))
+                .sum();
+            d / style_targets.len().max(1) as f64
+        };
+        let target: Vec<f64> = content_content.iter().map(|&v| v as f64).collect();
+        Measure {
+            style_distance: style_distance(image_grams),
+            content_distance: relative_distance(image_content, &target),
+            content_style_distance: style_distance(content_grams),
+        }
+    }
+}
+
+/// ‖x − t‖ / ‖t‖ in f64 (0 when both are 0).
+fn relative_distance(x: &[f32], t: &[f64]) -> f64 {
+    let (mut d, mut n) = (0.0f64, 0.0f64);
+    for (&a, &b) in x.iter().zip(t) {
+        d += (a as f64 - b) * (a as f64 - b);
+        n += b * b;
+    }
+    if n == 0.0 {
+        return if d == 0.0 { 0.0 } else { f64::INFINITY };
+    }
+    (d / n).sqrt()
+}
+
+/// The measure's taps, in network order.
+pub fn taps() -> Vec<LayerId> {
+    let mut t: Vec<LayerId> = style_layers();
+    t.push(content_layer());
+    t.sort();
+    t
+}
+
+/// [`STYLE_LAYERS`] as ids.
+pub fn style_layers() -> Vec<LayerId> {
+    STYLE_LAYERS
+        .iter()
+        .map(|n| LayerId::parse(n).expect("a layer of the table"))
+        .collect()
+}
+
+/// [`CONTENT_LAYER`] as an id.
+pub fn content_layer() -> LayerId {
+    LayerId::parse(CONTENT_LAYER).expect("a layer of the table")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_are_relative_and_the_gap_is_shared() {
+        // Image grams halfway between the content's (0) and the target (2): D_s(x) = 0.5,
+        // D_s(c) = 1, so half the gap is closed.
+        let target = vec![vec![2.0f64; 4]; 5];
+        let image = vec![vec![1.0f32; 4]; 5];
+        let content = vec![vec![0.0f32; 4]; 5];
+        let m = Measure::from_features(&image, &content, &target, &[3.0, 4.0], &[0.0, 5.0]);
+        assert!((m.style_distance - 0.5).abs() < 1e-12);
+        assert!((m.content_style_distance - 1.0).abs() < 1e-12);
+        assert!((m.style_gap_closed() - 0.5).abs() < 1e-12);
+        // ‖(3, −1)‖ / ‖(0, 5)‖ = √10 / 5.
+        assert!((m.content_distance - 10f64.sqrt() / 5.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_taps_are_the_style_layers_and_relu4_2_in_order() {
+        let names: Vec<String> = taps().iter().map(|t| t.to_string()).collect();
+        assert_eq!(
+            names,
+            ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+        );
+    }
+}
