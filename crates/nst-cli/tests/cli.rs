@@ -135,6 +135,11 @@ fn bad_input_gives_clear_errors() {
         &["--style-layer-weights"],
     );
     run(&["--size", "0"], &["--size"]);
+    run(&["--strength", "1.5"], &["--strength", "[0, 1]"]);
+    run(
+        &["--strength", "0.7", "--style-weight", "2"],
+        &["--strength", "--style-weight"],
+    );
     run(&["--style-weights", "-1"], &["--style-weights", "≥ 0"]);
     run(&["--lr", "-0.5"], &["--lr"]);
     run(&["--optimizer", "sgd"], &["sgd", "adam or lbfgs"]);

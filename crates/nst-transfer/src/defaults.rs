@@ -10,11 +10,11 @@
 use crate::engine::Optimizer;
 
 /// Weight of the (normalised) content loss.
-pub const CONTENT_WEIGHT: f64 = 1.0;
+pub const CONTENT_WEIGHT: f64 = 0.5;
 /// Weight of the (normalised) style loss.
 pub const STYLE_WEIGHT: f64 = 1.0;
 /// Weight of the total variation (the mean absolute difference of neighbouring pixels).
-pub const TV_WEIGHT: f64 = 0.0;
+pub const TV_WEIGHT: f64 = 0.2;
 /// The default strength: [`strength_weights`] of it gives the default content and style
 /// weights.
 pub const STRENGTH: f64 = 0.5;

@@ -426,20 +426,8 @@ impl Engine {
             let cc = read_content()?;
             (ig, ic, cg, cc)
         };
-        let mut targets: Vec<StyleTarget> = style_layers
-            .iter()
-            .map(|&layer| StyleTarget {
-                layer,
-                grams: Vec::new(),
-            })
-            .collect();
         let images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), 1.0);
-        for s in &images {
-            let grams = self.grams(s, &style_layers, Pooling::Max)?;
-            for (t, g) in targets.iter_mut().zip(grams) {
-                t.grams.push(g);
-            }
-        }
+        let targets = self.style_targets(&images, &style_layers, Pooling::Max)?;
         let blended: Vec<Vec<f64>> = targets.iter().map(|t| t.blended(&blend)).collect();
         Ok(Measure::from_features(
             &image_grams,
@@ -450,23 +438,22 @@ impl Engine {
         ))
     }
 
+    /// Each style image's Gram matrices at `layers`.
     fn style_targets(
         &self,
         styles: &[Image],
-        cfg: &LossConfig,
+        layers: &[LayerId],
         pooling: Pooling,
     ) -> Result<Vec<StyleTarget>> {
-        let mut targets: Vec<StyleTarget> = cfg
-            .style_layers
+        let mut targets: Vec<StyleTarget> = layers
             .iter()
-            .map(|l| StyleTarget {
-                layer: l.layer,
+            .map(|&layer| StyleTarget {
+                layer,
                 grams: Vec::new(),
             })
             .collect();
-        let layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
         for s in styles {
-            for (t, g) in targets.iter_mut().zip(self.grams(s, &layers, pooling)?) {
+            for (t, g) in targets.iter_mut().zip(self.grams(s, layers, pooling)?) {
                 t.grams.push(g);
             }
         }
@@ -482,7 +469,8 @@ impl Engine {
         cfg: &LossConfig,
         pooling: Pooling,
     ) -> Result<(Graph, Objective)> {
-        let targets = self.style_targets(styles, cfg, pooling)?;
+        let layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
+        let targets = self.style_targets(styles, &layers, pooling)?;
         let graph = self.graph(content.height, content.width, cfg.taps(), pooling)?;
         self.ctx.write(graph.input().buffer, 0, &content.data);
         self.submit(|pass| graph.record_forward(pass))?;

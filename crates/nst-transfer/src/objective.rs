@@ -46,11 +46,15 @@ impl Weight {
         }
     }
 
-    /// The factor of the raw term, given the mean square of the layer's target.
-    pub fn factor(self, target_mean_square: f64) -> f64 {
+    /// The factor of the raw term, given the mean square of the layer's target; `None` when
+    /// a normalised weight meets a target that is all zero (or not finite).
+    pub fn factor(self, target_mean_square: f64) -> Option<f64> {
         match self {
-            Weight::Normalized(w) => w / target_mean_square.max(f64::MIN_POSITIVE),
-            Weight::Raw(w) => w,
+            Weight::Normalized(w) if target_mean_square > 0.0 && target_mean_square.is_finite() => {
+                Some(w / target_mean_square)
+            }
+            Weight::Normalized(_) => None,
+            Weight::Raw(w) => Some(w),
         }
     }
 }
@@ -312,12 +316,24 @@ impl Objective {
             )));
         }
         // The factor of each raw term, content layers then style layers.
+        let flat = |what: &str, l: LayerId| {
+            nst_gpu::GpuError::BadShape(format!(
+                "the {what} at {l} is all zero, so its term cannot be normalised: use another \
+                 image or layer, or give raw layer weights"
+            ))
+        };
         let content_factors: Vec<f64> = cfg
             .content_layers
             .iter()
             .zip(content_ms)
-            .map(|(l, &ms)| cfg.content_weight * l.weight.factor(ms))
-            .collect();
+            .map(|(l, &ms)| {
+                let f = l
+                    .weight
+                    .factor(ms)
+                    .ok_or_else(|| flat("content image's activation", l.layer))?;
+                Ok(cfg.content_weight * f)
+            })
+            .collect::<Result<_>>()?;
         let mut blended_targets = Vec::new();
         let mut style_factors = Vec::new();
         for lw in &cfg.style_layers {
@@ -332,7 +348,11 @@ impl Objective {
                 )));
             }
             let b = target.blended(blend);
-            style_factors.push(cfg.style_weight * lw.weight.factor(mean_square(&b)));
+            let f = lw
+                .weight
+                .factor(mean_square(&b))
+                .ok_or_else(|| flat("style Gram matrix", lw.layer))?;
+            style_factors.push(cfg.style_weight * f);
             blended_targets.push(b);
         }
         let mut terms = Vec::new();
@@ -575,5 +595,24 @@ impl Objective {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalized_weights_divide_by_the_target_and_refuse_a_flat_one() {
+        assert_eq!(Weight::Normalized(2.0).factor(4.0), Some(0.5));
+        assert_eq!(Weight::Raw(2.0).factor(4.0), Some(2.0));
+        assert_eq!(Weight::Normalized(1.0).factor(0.0), None);
+        assert_eq!(Weight::Raw(1.0).factor(0.0), Some(1.0));
+        let cfg = LossConfig::default();
+        assert!(cfg
+            .style_layers
+            .iter()
+            .all(|l| l.weight == Weight::Normalized(1.0)));
+        assert_eq!(cfg.with_strength(0.25).unwrap().style_weight, 0.5);
     }
 }
