@@ -323,8 +323,10 @@ fn the_defaults_close_the_style_gap() {
         .unwrap();
     let m = out.measure.expect("a finished run is measured");
     assert_eq!(m, engine.measure(&content, &styles, &out.image).unwrap());
+    // Measured 0.665 (content distance 0.88) on lavapipe; without the style term the run would
+    // stay at the photo, whose gap closed is 0.
     assert!(
-        m.style_gap_closed() > 0.4,
+        m.style_gap_closed() > 0.5,
         "the defaults closed only {:.3} of the style gap: {m:?}",
         m.style_gap_closed()
     );

@@ -137,6 +137,10 @@ fn bad_input_gives_clear_errors() {
     run(&["--size", "0"], &["--size"]);
     run(&["--strength", "1.5"], &["--strength", "[0, 1]"]);
     run(
+        &["--content-layers", "relu4_2,block4_relu2"],
+        &["--content-layers", "relu4_2 twice"],
+    );
+    run(
         &["--strength", "0.7", "--style-weight", "2"],
         &["--strength", "--style-weight"],
     );

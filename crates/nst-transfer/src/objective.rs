@@ -169,6 +169,23 @@ impl LossConfig {
                 ));
             }
         }
+        for (what, layers) in [
+            ("--content-layers", &self.content_layers),
+            ("--style-layers", &self.style_layers),
+        ] {
+            // Each term has one value slot: a layer named twice would be counted once in the
+            // reported loss but twice in the gradient.
+            if let Some((_, l)) = layers
+                .iter()
+                .enumerate()
+                .find(|(i, l)| layers[..*i].iter().any(|m| m.layer == l.layer))
+            {
+                return Err(format!(
+                    "{what} names {} twice: name each layer once (raise its weight instead)",
+                    l.layer
+                ));
+            }
+        }
         if self.taps().is_empty() {
             return Err("no content or style layer is given: name at least one".into());
         }
@@ -613,6 +630,10 @@ mod tests {
             .style_layers
             .iter()
             .all(|l| l.weight == Weight::Normalized(1.0)));
-        assert_eq!(cfg.with_strength(0.25).unwrap().style_weight, 0.5);
+        assert_eq!(cfg.clone().with_strength(0.25).unwrap().style_weight, 0.5);
+        let mut twice = cfg;
+        twice.style_layers.push(twice.style_layers[0]);
+        let e = twice.validate().unwrap_err();
+        assert!(e.contains("relu1_1 twice"), "{e}");
     }
 }
