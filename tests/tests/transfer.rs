@@ -53,19 +53,26 @@ fn image(f: &Fixture, name: &str) -> Image {
     )
 }
 
+/// The real-weights engine of a test's slot, the fixture `vgg_real.safetensors`, and its
+/// content, style and scored images; `None` (the test skips) without weights or a GPU.
+fn real_case(
+    slot: &'static OnceLock<Option<Mutex<Engine>>>,
+) -> Option<(std::sync::MutexGuard<'static, Engine>, Fixture, [Image; 3])> {
+    let real = nst_tests::real_weights()?;
+    let engine = engine(&real, slot)?;
+    let f = Fixture::load("vgg_real.safetensors");
+    let images = ["content", "style", "image"].map(|n| image(&f, n));
+    Some((engine, f, images))
+}
+
 /// `nst score`'s numbers against JAX's for a 32×24 photo pair with the real weights: every
 /// term's value, and the gradient of the content part, the style part and the total variation.
 #[test]
 fn score_matches_jax_with_real_weights() {
-    let Some(real) = nst_tests::real_weights() else {
-        return;
-    };
     static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&real, &E) else {
+    let Some((engine, f, [content, style, x])) = real_case(&E) else {
         return;
     };
-    let f = Fixture::load("vgg_real.safetensors");
-    let (content, style, x) = (image(&f, "content"), image(&f, "style"), image(&f, "image"));
     let styles = [Style {
         image: style,
         weight: 1.0,
@@ -130,15 +137,10 @@ fn score_matches_jax_with_real_weights() {
 /// (from 1e-5 to 1e-13), so dropping or squaring one layer's factor fails.
 #[test]
 fn normalized_terms_match_jax_with_real_weights() {
-    let Some(real) = nst_tests::real_weights() else {
-        return;
-    };
     static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&real, &E) else {
+    let Some((engine, f, [content, style, x])) = real_case(&E) else {
         return;
     };
-    let f = Fixture::load("vgg_real.safetensors");
-    let (content, style, x) = (image(&f, "content"), image(&f, "style"), image(&f, "image"));
     let styles = [Style {
         image: style,
         weight: 1.0,
@@ -203,15 +205,10 @@ fn normalized_terms_match_jax_with_real_weights() {
 /// square of the blended target Σ_k b_k·G_l(s_k), as in JAX.
 #[test]
 fn normalized_blended_styles_match_jax_with_real_weights() {
-    let Some(real) = nst_tests::real_weights() else {
-        return;
-    };
     static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&real, &E) else {
+    let Some((engine, f, [content, style, x])) = real_case(&E) else {
         return;
     };
-    let f = Fixture::load("vgg_real.safetensors");
-    let (content, style, x) = (image(&f, "content"), image(&f, "style"), image(&f, "image"));
     let styles = [
         Style {
             image: style,
@@ -248,15 +245,10 @@ fn normalized_blended_styles_match_jax_with_real_weights() {
 /// content image's own style distance.
 #[test]
 fn measure_matches_jax_with_real_weights() {
-    let Some(real) = nst_tests::real_weights() else {
-        return;
-    };
     static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&real, &E) else {
+    let Some((engine, f, [content, style, x])) = real_case(&E) else {
         return;
     };
-    let f = Fixture::load("vgg_real.safetensors");
-    let (content, style, x) = (image(&f, "content"), image(&f, "style"), image(&f, "image"));
     let styles = [Style {
         image: style,
         weight: 1.0,
@@ -290,15 +282,10 @@ fn measure_matches_jax_with_real_weights() {
 /// weight enters) while keeping the content recognisable.
 #[test]
 fn the_defaults_close_the_style_gap() {
-    let Some(real) = nst_tests::real_weights() else {
-        return;
-    };
     static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&real, &E) else {
+    let Some((engine, _, [content, style, _])) = real_case(&E) else {
         return;
     };
-    let f = Fixture::load("vgg_real.safetensors");
-    let (content, style) = (image(&f, "content"), image(&f, "style"));
     let styles = [Style {
         image: style,
         weight: 1.0,
