@@ -65,6 +65,11 @@ fn real_case(
     Some((engine, f, images))
 }
 
+/// A single style image with weight 1.
+fn one_style(image: Image) -> [Style; 1] {
+    [Style { image, weight: 1.0 }]
+}
+
 /// `nst score`'s numbers against JAX's for a 32×24 photo pair with the real weights: every
 /// term's value, and the gradient of the content part, the style part and the total variation.
 #[test]
@@ -73,10 +78,7 @@ fn score_matches_jax_with_real_weights() {
     let Some((engine, f, [content, style, x])) = real_case(&E) else {
         return;
     };
-    let styles = [Style {
-        image: style,
-        weight: 1.0,
-    }];
+    let styles = one_style(style);
     let parts: [(&str, LossConfig, Vec<&str>); 3] = [
         ("content", loss(1.0, 0.0, 0.0), vec!["grad.content.relu4_2"]),
         (
@@ -141,10 +143,7 @@ fn normalized_terms_match_jax_with_real_weights() {
     let Some((engine, f, [content, style, x])) = real_case(&E) else {
         return;
     };
-    let styles = [Style {
-        image: style,
-        weight: 1.0,
-    }];
+    let styles = one_style(style);
     let cfg = LossConfig {
         tv_weight: 0.0,
         ..LossConfig::default()
@@ -249,10 +248,7 @@ fn measure_matches_jax_with_real_weights() {
     let Some((engine, f, [content, style, x])) = real_case(&E) else {
         return;
     };
-    let styles = [Style {
-        image: style,
-        weight: 1.0,
-    }];
+    let styles = one_style(style);
     let m = engine.measure(&content, &styles, &x).unwrap();
     for (name, got) in [
         ("style_distance", m.style_distance),
@@ -286,10 +282,7 @@ fn the_defaults_close_the_style_gap() {
     let Some((engine, _, [content, style, _])) = real_case(&E) else {
         return;
     };
-    let styles = [Style {
-        image: style,
-        weight: 1.0,
-    }];
+    let styles = one_style(style);
     let settings = Settings {
         size: 32,
         style_scale: 1.0,

@@ -351,6 +351,7 @@ impl Objective {
                 Ok(cfg.content_weight * f)
             })
             .collect::<Result<_>>()?;
+        let mut style_targets = Vec::new();
         let mut blended_targets = Vec::new();
         let mut style_factors = Vec::new();
         for lw in &cfg.style_layers {
@@ -370,6 +371,7 @@ impl Objective {
                 .factor(mean_square(&b))
                 .ok_or_else(|| flat("style Gram matrix", lw.layer))?;
             style_factors.push(cfg.style_weight * f);
+            style_targets.push(target);
             blended_targets.push(b);
         }
         let mut terms = Vec::new();
@@ -443,17 +445,14 @@ impl Objective {
             content_targets.push((lw.layer, target));
         }
 
-        for ((lw, blended), &factor) in cfg
+        for (((lw, target), blended), &factor) in cfg
             .style_layers
             .iter()
+            .zip(&style_targets)
             .zip(&blended_targets)
             .zip(&style_factors)
         {
             let (act, grad) = tap(lw.layer, "style loss")?;
-            let target = styles
-                .iter()
-                .find(|t| t.layer == lw.layer)
-                .expect("checked above");
             let c = act.layout.c;
             let n = act.layout.h * act.layout.w;
             let cc = c as usize * c as usize;
