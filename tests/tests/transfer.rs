@@ -5,8 +5,7 @@
 use nst_tests::{assert_close, vgg_tiny_weights, Fixture};
 use nst_transfer::image::Image;
 use nst_transfer::{
-    Engine, Event, Flow, Init, LayerWeight, LossConfig, Optimizer, PreserveColors, Settings, Style,
-    Term,
+    Engine, Event, Flow, Init, LayerWeight, LossConfig, Optimizer, Settings, Style, Term,
 };
 use nst_vgg::{LayerId, Pooling};
 use nst_weights::Vgg19Weights;
@@ -51,6 +50,12 @@ fn image(f: &Fixture, name: &str) -> Image {
         shape[1] as u32,
         data.into_iter().map(|v| v as f32).collect(),
     )
+    .unwrap()
+}
+
+/// Settings that score with `cfg` and `pooling`.
+fn scoring(cfg: &LossConfig, pooling: Pooling) -> Settings {
+    Settings::default().loss(cfg.clone()).pooling(pooling)
 }
 
 /// The real-weights engine of a test's slot, the fixture `vgg_real.safetensors`, and its
@@ -99,7 +104,7 @@ fn score_matches_jax_with_real_weights() {
     ];
     for (what, cfg, grads) in parts {
         let s = engine
-            .score(&content, &styles, &x, 1.0, &cfg, Pooling::Max)
+            .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
             .unwrap();
         for t in &s.values.terms {
             let name = match t.term {
@@ -159,7 +164,7 @@ fn normalized_terms_match_jax_with_real_weights() {
         ..cfg
     };
     let s = engine
-        .score(&content, &styles, &x, 1.0, &cfg, Pooling::Max)
+        .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
         .unwrap();
     let mut want_total = 0.0;
     let mut want_grad = vec![0.0f64; s.grad.len()];
@@ -209,10 +214,7 @@ fn normalized_blended_styles_match_jax_with_real_weights() {
         return;
     };
     let styles = [
-        Style {
-            image: style,
-            weight: 7.0,
-        },
+        Style::new(style, 7.0),
         Style {
             image: content.clone(),
             weight: 3.0,
@@ -225,7 +227,7 @@ fn normalized_blended_styles_match_jax_with_real_weights() {
         ..LossConfig::default()
     };
     let s = engine
-        .score(&content, &styles, &x, 1.0, &cfg, Pooling::Max)
+        .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
         .unwrap();
     let want = f.f64s("blend.loss.style").0;
     assert_close(
@@ -283,23 +285,9 @@ fn the_defaults_close_the_style_gap() {
         return;
     };
     let styles = one_style(style);
-    let settings = Settings {
-        size: 32,
-        style_scale: 1.0,
-        iterations: 40,
-        optimizer: nst_transfer::defaults::OPTIMIZER,
-        lr: nst_transfer::defaults::OPTIMIZER.default_lr(),
-        loss: LossConfig::default(),
-        pooling: Pooling::Max,
-        init: Init::Content,
-        seed: 0,
-        preserve_colors: PreserveColors::None,
-        scales: vec![32],
-        report_every: 10,
-        snapshot_every: 0,
-    };
+    let settings = Settings::default().size(32).iterations(40);
     let out = engine
-        .stylize(&content, &styles, &settings, &mut |_| Flow::Continue)
+        .stylize(&content, &styles, &settings, |_| Flow::Continue)
         .unwrap();
     let m = out.measure.expect("a finished run is measured");
     assert_eq!(m, engine.measure(&content, &styles, &out.image).unwrap());
@@ -326,7 +314,7 @@ fn smooth(w: u32, h: u32, phase: f32) -> Image {
             }
         }
     }
-    Image::new(w, h, data)
+    Image::new(w, h, data).unwrap()
 }
 
 /// A short run on VGG-tiny: the loss falls, the output has the requested size, and `score`
@@ -361,25 +349,19 @@ fn stylize_case(optimizer: Optimizer, lr: f64, fraction: f64) {
         },
     ];
     let cfg = loss(1.0, 1e-3, 10.0);
-    let settings = Settings {
-        size: 40,
-        style_scale: 1.0,
-        iterations: 30,
-        optimizer,
-        lr,
-        loss: cfg.clone(),
-        pooling: Pooling::Avg,
-        init: Init::Random,
-        seed: 7,
-        preserve_colors: PreserveColors::None,
-        scales: vec![40],
-        report_every: 10,
-        snapshot_every: 0,
-    };
+    let settings = Settings::default()
+        .size(40)
+        .iterations(30)
+        .optimizer(optimizer)
+        .lr(Some(lr))
+        .loss(cfg.clone())
+        .pooling(Pooling::Avg)
+        .init(Init::Random)
+        .seed(7);
     let mut totals = Vec::new();
     let mut last = None;
     let out = engine
-        .stylize(&content, &styles, &settings, &mut |e| {
+        .stylize(&content, &styles, &settings, |e| {
             match e {
                 Event::Iteration { values, .. } => totals.push(values.total()),
                 Event::Final { values } => last = Some(values.total()),
@@ -388,7 +370,7 @@ fn stylize_case(optimizer: Optimizer, lr: f64, fraction: f64) {
             Flow::Continue
         })
         .unwrap();
-    assert_eq!((out.image.width, out.image.height), (40, 32));
+    assert_eq!((out.image.width(), out.image.height()), (40, 32));
     assert!(totals.len() >= 3, "{totals:?}");
     let (first, end) = (totals[0], last.unwrap());
     assert!(
@@ -396,7 +378,7 @@ fn stylize_case(optimizer: Optimizer, lr: f64, fraction: f64) {
         "the loss did not fall below {fraction} of the first: {totals:?}, final {end}"
     );
     let s = engine
-        .score(&content, &styles, &out.image, 1.0, &cfg, Pooling::Avg)
+        .score(&content, &styles, &out.image, &scoring(&cfg, Pooling::Avg))
         .unwrap();
     assert!(
         ((s.values.total() - end) / end).abs() < 1e-5,
@@ -429,7 +411,7 @@ fn losses_sharing_a_layer_add_their_gradients() {
     };
     let grad = |c: LossConfig| {
         engine
-            .score(&content, &styles, &x, 1.0, &c, Pooling::Max)
+            .score(&content, &styles, &x, &scoring(&c, Pooling::Max))
             .unwrap()
             .grad
     };
@@ -467,25 +449,15 @@ fn a_non_finite_loss_stops_with_the_last_good_image() {
         image: smooth(40, 32, 1.3),
         weight: 1.0,
     }];
-    let settings = Settings {
-        size: 40,
-        style_scale: 1.0,
-        iterations: 5,
-        optimizer: Optimizer::Adam,
-        lr: 0.02,
-        loss: loss(1.0, f64::MAX, 0.0),
-        pooling: Pooling::Max,
-        init: Init::Content,
-        seed: 0,
-        preserve_colors: PreserveColors::None,
-        scales: vec![40],
-        report_every: 1,
-        snapshot_every: 0,
-    };
+    let settings = Settings::default()
+        .size(40)
+        .iterations(5)
+        .optimizer(Optimizer::Adam)
+        .loss(loss(1.0, f64::MAX, 0.0))
+        .report_every(1);
     let err = engine
-        .stylize(&content, &styles, &settings, &mut |_| Flow::Continue)
-        .err()
-        .expect("an infinite loss must stop the run");
+        .stylize(&content, &styles, &settings, |_| Flow::Continue)
+        .expect_err("an infinite loss must stop the run");
     let message = err.to_string();
     let nst_transfer::TransferError::NonFinite {
         term,
@@ -498,8 +470,9 @@ fn a_non_finite_loss_stops_with_the_last_good_image() {
     assert!(matches!(term, Term::Style(..)), "{term}");
     assert_eq!(iteration, 1);
     assert_eq!(
-        last_good.data, content.data,
+        last_good.data(),
+        content.data(),
         "the last good image is the start"
     );
-    assert!(message.contains("--lr"), "{message}");
+    assert!(message.contains("`lr`"), "{message}");
 }

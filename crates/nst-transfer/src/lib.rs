@@ -1,5 +1,39 @@
-//! The style transfer engine: it builds the VGG-19 graph for the content, style and output
-//! sizes, computes the targets, and minimizes the loss over the output image's pixels.
+//! Neural style transfer (Gatys, Ecker & Bethge) on any GPU wgpu drives: the library behind
+//! the `nst` command.
+//!
+//! An [`Engine`] holds the GPU, the compiled kernels and the VGG-19 weights; it is built once
+//! and runs any number of jobs. [`Settings`] says what a run does, starting from its
+//! defaults; [`Engine::stylize`] paints, [`Engine::score`] evaluates the same loss and its
+//! gradient for any image, and [`Engine::measure`] says how stylised an image is. Errors are
+//! [`TransferError`]s that name the setting at fault ([`Field`]).
+//!
+//! ```
+//! use nst_transfer::image::{load, save};
+//! use nst_transfer::{Engine, EngineOptions, Flow, Optimizer, Settings, Style};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // Run from the repository root, where the weights and the pictures are.
+//! # std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))?;
+//! # if !std::path::Path::new("weights/vgg19.safetensors").exists() {
+//! #     return Ok(()); // no weights fetched: nothing to run
+//! # }
+//! let engine = Engine::open(EngineOptions::default())?; // finds (or fetches) the weights
+//! let content = load("docs/gallery/inputs/tubingen.jpg")?.image;
+//! let painting = load("docs/gallery/inputs/starry_night.jpg")?.image;
+//! let styles = [Style::new(painting, 1.0)];
+//! // Tiny and short, so that this example runs in the tests on a software driver; leave out
+//! // `size` and `iterations` for the defaults (512 px, 300 iterations).
+//! let settings = Settings::default()
+//!     .size(32)
+//!     .iterations(10)
+//!     .optimizer(Optimizer::Lbfgs { history: 20 });
+//! let out = engine.stylize(&content, &styles, &settings, |_event| Flow::Continue)?;
+//! let report = engine.score(&content, &styles, &out.image, &settings)?;
+//! println!("style gap closed: {:.2}", report.measure.style_gap_closed());
+//! save(&out.image, std::env::temp_dir().join("nst_example.png"), false)?;
+//! # Ok(())
+//! # }
+//! ```
 
 use nst_vgg::LayerId;
 
@@ -11,28 +45,29 @@ pub const STYLE_LAYERS: &[&str] = &["relu1_1", "relu2_1", "relu3_1", "relu4_1", 
 
 /// The layers the default losses tap: the content and style layers, in network order.
 pub fn default_taps() -> Vec<LayerId> {
-    let mut taps: Vec<LayerId> = CONTENT_LAYERS
-        .iter()
-        .chain(STYLE_LAYERS)
-        .map(|n| LayerId::parse(n).expect("the default layers are in the table"))
-        .collect();
-    taps.sort();
-    taps.dedup();
-    taps
+    LossConfig::default().taps()
 }
 
 pub mod colour;
 pub mod defaults;
-pub mod image;
-pub mod measure;
-pub use measure::Measure;
-pub mod objective;
-pub use objective::{
-    LayerWeight, LossConfig, LossValues, Objective, StyleTarget, Term, TermValue, Weight,
-};
-
 pub mod engine;
-pub use engine::{
-    normalized_style_weights, plan_scales, Bench, Engine, Event, Flow, Init, Optimizer, Outcome,
-    PreserveColors, Score, Settings, Style, TransferError, MAX_LBFGS_HISTORY, MULTISCALE_ABOVE,
+pub mod error;
+pub mod image;
+pub mod log;
+pub mod loss;
+pub mod measure;
+pub mod objective;
+pub mod settings;
+
+pub use engine::{Bench, Engine, EngineOptions, Event, Flow, Outcome, Problem, Score};
+pub use error::{Field, Result, TransferError};
+pub use image::{Image, ImageError};
+pub use log::{Log, LogRow};
+pub use loss::{LayerWeight, LossConfig, LossValues, Term, TermValue, Weight};
+pub use measure::Measure;
+pub use nst_vgg::Pooling;
+pub use objective::{Objective, StyleTarget};
+pub use settings::{
+    plan_scales, Init, Optimizer, PreserveColors, Settings, Style, MAX_LBFGS_HISTORY, MAX_SIZE,
+    MULTISCALE_ABOVE,
 };

@@ -13,6 +13,8 @@
 //! where S̄_l = Σ_k b_k·G_l(s_k) is the blended style target.
 
 use nst_vgg::LayerId;
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
 
 /// The layers whose Gram matrices the style distance compares.
 pub const STYLE_LAYERS: &[&str] = crate::STYLE_LAYERS;
@@ -78,6 +80,33 @@ fn relative_distance(x: &[f32], t: &[f64]) -> f64 {
         return if d == 0.0 { 0.0 } else { f64::INFINITY };
     }
     (d / n).sqrt()
+}
+
+impl std::fmt::Display for Measure {
+    /// One line for people.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "style gap closed {:.1} % (style distance {:.3}, the photo's {:.3}); content \
+             distance {:.3}",
+            100.0 * self.style_gap_closed(),
+            self.style_distance,
+            self.content_style_distance,
+            self.content_distance
+        )
+    }
+}
+
+impl Serialize for Measure {
+    /// The three distances and the style gap closed.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Measure", 4)?;
+        st.serialize_field("style_distance", &self.style_distance)?;
+        st.serialize_field("content_distance", &self.content_distance)?;
+        st.serialize_field("style_gap_closed", &self.style_gap_closed())?;
+        st.serialize_field("content_style_distance", &self.content_style_distance)?;
+        st.end()
+    }
 }
 
 /// The measure's taps, in network order.

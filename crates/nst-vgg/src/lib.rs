@@ -14,11 +14,13 @@
 pub mod error;
 pub mod graph;
 pub mod layers;
+pub mod report;
 pub mod tensor;
 pub mod weights;
 
 pub use error::{largest_fitting, VggError};
 pub use graph::{Graph, GraphConfig, Limits, Plan, Pooling};
 pub use layers::{layers, output_shape, valid_names, Layer, LayerId, LayerKind};
+pub use report::{LayerRow, PlanReport};
 pub use tensor::{ChunkLayout, Tensor};
 pub use weights::{transform_for, ConvWeights, VggWeights};

@@ -1,0 +1,169 @@
+//! What can stop a run, and which setting a complaint is about.
+//!
+//! Errors name the setting ([`Field`]), never a command-line flag: a front end maps fields to
+//! its own names (the CLI to its flags, a web page to its form fields).
+
+use crate::image::{Image, ImageError};
+use crate::loss::Term;
+use nst_gpu::GpuError;
+use nst_vgg::VggError;
+use nst_weights::WeightsError;
+use serde::Serialize;
+use std::fmt;
+
+/// A setting of [`crate::Settings`] or [`crate::LossConfig`], or an input of a call, that an
+/// error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Field {
+    /// [`crate::Settings::size`].
+    Size,
+    /// [`crate::Settings::style_scale`].
+    StyleScale,
+    /// [`crate::Settings::iterations`].
+    Iterations,
+    /// [`crate::Settings::lr`].
+    Lr,
+    /// The history of [`crate::Optimizer::Lbfgs`].
+    LbfgsHistory,
+    /// [`crate::Settings::init`].
+    Init,
+    /// [`crate::Settings::min_size`].
+    MinSize,
+    /// [`crate::Settings::scales`].
+    Scales,
+    /// [`crate::Settings::report_every`].
+    ReportEvery,
+    /// [`crate::LossConfig::content_weight`].
+    ContentWeight,
+    /// [`crate::LossConfig::style_weight`].
+    StyleWeight,
+    /// [`crate::LossConfig::tv_weight`].
+    TvWeight,
+    /// The strength of [`crate::LossConfig::with_strength`].
+    Strength,
+    /// [`crate::LossConfig::content_layers`] (the layers or their weights).
+    ContentLayers,
+    /// [`crate::LossConfig::style_layers`] (the layers or their weights).
+    StyleLayers,
+    /// The style images and their blend weights ([`crate::Style`]).
+    Styles,
+    /// The content image.
+    Content,
+    /// The image scored or measured.
+    Image,
+    /// The weights file ([`crate::EngineOptions::weights`]).
+    Weights,
+}
+
+impl Field {
+    /// The setting's name as the library spells it (`style_scale`, `lr`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Size => "size",
+            Field::StyleScale => "style_scale",
+            Field::Iterations => "iterations",
+            Field::Lr => "lr",
+            Field::LbfgsHistory => "lbfgs history",
+            Field::Init => "init",
+            Field::MinSize => "min_size",
+            Field::Scales => "scales",
+            Field::ReportEvery => "report_every",
+            Field::ContentWeight => "content_weight",
+            Field::StyleWeight => "style_weight",
+            Field::TvWeight => "tv_weight",
+            Field::Strength => "strength",
+            Field::ContentLayers => "content_layers",
+            Field::StyleLayers => "style_layers",
+            Field::Styles => "styles",
+            Field::Content => "content image",
+            Field::Image => "image",
+            Field::Weights => "weights",
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What can stop a run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// A setting or input that makes no sense; `reason` says why and what would do.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The setting.
+        field: Field,
+        /// What is wrong with it, and the fix.
+        reason: String,
+    },
+    /// An image file could not be read or written.
+    #[error("{field}: {source}")]
+    Image {
+        /// Which image.
+        field: Field,
+        /// Why.
+        #[source]
+        source: ImageError,
+    },
+    /// An output file (a log, a gradient) could not be written; nothing was left at `path`.
+    #[error("cannot write {}: {reason}", path.display())]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why, and the fix.
+        reason: String,
+    },
+    /// The weights could not be found, fetched or loaded.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// The graph could not be built (too large for the device, too small, …).
+    #[error(transparent)]
+    Vgg(#[from] VggError),
+    /// A GPU failure.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    /// A loss became NaN or infinite; `last_good` is the last image whose loss was finite.
+    #[error(
+        "the {term} loss became NaN or infinite at iteration {iteration}: the step is too large \
+         for these weights; lower the step size `lr` (or the weight of that term) and try \
+         again. The last image with a finite loss was kept"
+    )]
+    NonFinite {
+        /// The first term found NaN or infinite.
+        term: Term,
+        /// The iteration at which it was seen.
+        iteration: u32,
+        /// The image before things went wrong.
+        last_good: Box<Image>,
+    },
+}
+
+impl TransferError {
+    /// A [`TransferError::Invalid`] about `field`.
+    pub fn invalid(field: Field, reason: impl Into<String>) -> Self {
+        TransferError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The setting the error is about, if it is about one.
+    pub fn field(&self) -> Option<Field> {
+        match self {
+            TransferError::Invalid { field, .. } | TransferError::Image { field, .. } => {
+                Some(*field)
+            }
+            TransferError::Weights(_) => Some(Field::Weights),
+            _ => None,
+        }
+    }
+}
+
+/// The result of the engine's calls.
+pub type Result<T> = std::result::Result<T, TransferError>;

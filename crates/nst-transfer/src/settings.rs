@@ -1,0 +1,389 @@
+//! What a run does besides the images: [`Settings`], built from its defaults.
+
+use crate::defaults;
+use crate::error::{Field, Result, TransferError};
+use crate::image::Image;
+use crate::loss::LossConfig;
+use nst_vgg::Pooling;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Where the optimization starts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Init {
+    /// The content image.
+    #[default]
+    Content,
+    /// Uniform noise in [0, 1] from [`Settings::seed`].
+    Random,
+    /// The image in this file (resized to each scale).
+    File(PathBuf),
+    /// This image (resized to each scale).
+    Image(Image),
+}
+
+/// How colours are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreserveColors {
+    /// The style's colours.
+    #[default]
+    None,
+    /// Transfer luminance only: the result keeps the content's chroma (YIQ).
+    Luminance,
+    /// Recolour each style image to the content's colour mean and covariance first.
+    Histogram,
+}
+
+/// How the image is updated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// Adam (PyTorch's), the image clamped to [0, 1] after each step.
+    Adam,
+    /// L-BFGS without a line search, keeping `history` pairs; the image is clamped to [0, 1]
+    /// at the end of each scale only, since clamping between steps would corrupt the pairs.
+    Lbfgs {
+        /// Pairs kept (each costs two image-sized vectors), 1 to [`MAX_LBFGS_HISTORY`].
+        history: u32,
+    },
+}
+
+impl Optimizer {
+    /// L-BFGS with the default history.
+    pub const LBFGS: Optimizer = Optimizer::Lbfgs {
+        history: defaults::LBFGS_HISTORY,
+    };
+
+    /// The step size used when none is given: Adam's in pixel units, L-BFGS's step length.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            Optimizer::Adam => defaults::LR,
+            Optimizer::Lbfgs { .. } => defaults::LBFGS_LR,
+        }
+    }
+}
+
+impl Default for Optimizer {
+    fn default() -> Self {
+        defaults::OPTIMIZER
+    }
+}
+
+/// One style image and its blend weight.
+#[derive(Clone, Debug)]
+pub struct Style {
+    /// The image.
+    pub image: Image,
+    /// Its weight, ≥ 0 (the weights of a run's styles are normalised to sum to 1).
+    pub weight: f64,
+}
+
+impl Style {
+    /// A style image with its blend weight.
+    pub fn new(image: Image, weight: f64) -> Self {
+        Style { image, weight }
+    }
+}
+
+/// The most pairs L-BFGS may keep (each is two image-sized vectors).
+pub const MAX_LBFGS_HISTORY: u32 = 1000;
+
+/// Outputs above this longest side are made coarse to fine by default.
+pub const MULTISCALE_ABOVE: u32 = 700;
+
+/// The largest longest side accepted, in pixels.
+pub const MAX_SIZE: u32 = 16384;
+
+/// Everything a run needs besides the images. Start from [`Settings::default`] (the
+/// defaults of [`crate::defaults`]) and change what you need:
+///
+/// ```
+/// use nst_transfer::{Optimizer, Settings};
+/// let s = Settings::default().size(256).iterations(100).optimizer(Optimizer::Adam);
+/// assert_eq!(s.scale_sizes(), vec![256]);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// Longest side of the output, in pixels.
+    pub size: u32,
+    /// Style images' longest side relative to the output's.
+    pub style_scale: f64,
+    /// Iterations at each scale.
+    pub iterations: u32,
+    /// The optimizer.
+    pub optimizer: Optimizer,
+    /// Adam's step size in [0, 1] pixel units, or L-BFGS's step length; `None`: the
+    /// optimizer's [`Optimizer::default_lr`].
+    pub lr: Option<f64>,
+    /// The loss.
+    pub loss: LossConfig,
+    /// Pooling kind.
+    pub pooling: Pooling,
+    /// Starting image.
+    pub init: Init,
+    /// Seed of [`Init::Random`].
+    pub seed: u64,
+    /// Colour handling.
+    pub preserve_colors: PreserveColors,
+    /// Number of coarse-to-fine scales; `None`: one up to [`MULTISCALE_ABOVE`] pixels, else
+    /// steps of about √2 from `min_size` ([`plan_scales`]).
+    pub scales: Option<u32>,
+    /// Longest side of the first scale.
+    pub min_size: u32,
+    /// Read the losses back every this many iterations (and at each scale's first and last).
+    pub report_every: u32,
+    /// Hand the current image to the caller every this many iterations (0: never).
+    pub snapshot_every: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            size: defaults::SIZE,
+            style_scale: 1.0,
+            iterations: defaults::ITERATIONS,
+            optimizer: defaults::OPTIMIZER,
+            lr: None,
+            loss: LossConfig::default(),
+            pooling: Pooling::Max,
+            init: Init::Content,
+            seed: 0,
+            preserve_colors: PreserveColors::None,
+            scales: None,
+            min_size: defaults::MIN_SIZE,
+            report_every: defaults::REPORT_EVERY,
+            snapshot_every: 0,
+        }
+    }
+}
+
+macro_rules! builders {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
+        impl Settings {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+builders! {
+    /// Sets [`Settings::size`].
+    size: u32,
+    /// Sets [`Settings::style_scale`].
+    style_scale: f64,
+    /// Sets [`Settings::iterations`].
+    iterations: u32,
+    /// Sets [`Settings::optimizer`].
+    optimizer: Optimizer,
+    /// Sets [`Settings::lr`].
+    lr: Option<f64>,
+    /// Sets [`Settings::loss`].
+    loss: LossConfig,
+    /// Sets [`Settings::pooling`].
+    pooling: Pooling,
+    /// Sets [`Settings::init`].
+    init: Init,
+    /// Sets [`Settings::seed`].
+    seed: u64,
+    /// Sets [`Settings::preserve_colors`].
+    preserve_colors: PreserveColors,
+    /// Sets [`Settings::scales`].
+    scales: Option<u32>,
+    /// Sets [`Settings::min_size`].
+    min_size: u32,
+    /// Sets [`Settings::report_every`].
+    report_every: u32,
+    /// Sets [`Settings::snapshot_every`].
+    snapshot_every: u32,
+}
+
+impl Settings {
+    /// The step size in use: [`Settings::lr`] or the optimizer's default.
+    pub fn step_size(&self) -> f64 {
+        self.lr.unwrap_or(self.optimizer.default_lr())
+    }
+
+    /// The longest side of each scale, smallest first; the last is [`Settings::size`].
+    pub fn scale_sizes(&self) -> Vec<u32> {
+        plan_scales(self.size, self.min_size, self.scales)
+    }
+
+    /// Checks every setting, naming the one to change. The engine calls it before any work.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field, reason: String| Err(TransferError::invalid(field, reason));
+        self.loss.validate()?;
+        if !(1..=MAX_SIZE).contains(&self.size) {
+            return bad(
+                Field::Size,
+                format!("must lie in 1..={MAX_SIZE} pixels, got {}", self.size),
+            );
+        }
+        if self.iterations == 0 {
+            return bad(Field::Iterations, "must be at least 1".into());
+        }
+        let lr = self.step_size();
+        if !(lr.is_finite() && lr > 0.0 && lr <= 1.0) {
+            return bad(
+                Field::Lr,
+                format!(
+                    "must lie in (0, 1] (Adam: pixel units; L-BFGS: the step length, 1 by \
+                     default), got {lr}"
+                ),
+            );
+        }
+        if let Optimizer::Lbfgs { history } = self.optimizer {
+            if !(1..=MAX_LBFGS_HISTORY).contains(&history) {
+                return bad(
+                    Field::LbfgsHistory,
+                    format!("must lie in 1..={MAX_LBFGS_HISTORY}, got {history}"),
+                );
+            }
+        }
+        if !(self.style_scale.is_finite() && self.style_scale > 0.0 && self.style_scale <= 8.0) {
+            return bad(
+                Field::StyleScale,
+                format!("must lie in (0, 8], got {}", self.style_scale),
+            );
+        }
+        if self.min_size == 0 {
+            return bad(Field::MinSize, "must be at least 1 pixel".into());
+        }
+        if self.scales == Some(0) {
+            return bad(Field::Scales, "must be at least 1".into());
+        }
+        if self.report_every == 0 {
+            return bad(Field::ReportEvery, "must be at least 1".into());
+        }
+        if let Init::File(path) = &self.init {
+            if !path.is_file() {
+                return bad(
+                    Field::Init,
+                    format!(
+                        "{} is not a file: give an image file, or start from the content or \
+                         from noise",
+                        path.display()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The longest side of each scale of a coarse-to-fine run: `count` sizes growing
+/// geometrically from `min_size` to `size`; with `count` unset, one scale up to
+/// [`MULTISCALE_ABOVE`] pixels and otherwise steps of about √2 from `min_size`.
+pub fn plan_scales(size: u32, min_size: u32, count: Option<u32>) -> Vec<u32> {
+    let min_size = min_size.min(size).max(1);
+    let count = match count {
+        Some(n) => n.max(1),
+        None if size <= MULTISCALE_ABOVE => 1,
+        None => ((size as f64 / min_size as f64).log2() * 2.0).round() as u32 + 1,
+    };
+    if count == 1 {
+        return vec![size];
+    }
+    let ratio = (size as f64 / min_size as f64).powf(1.0 / (count - 1) as f64);
+    let mut out: Vec<u32> = (0..count)
+        .map(|i| (min_size as f64 * ratio.powi(i as i32)).round() as u32)
+        .collect();
+    *out.last_mut().unwrap() = size;
+    out.dedup();
+    out
+}
+
+/// The styles' blend weights normalised to sum to 1, or what is wrong with them (no style,
+/// a weight negative or not finite, all zero).
+pub fn normalized_blend(styles: &[Style]) -> Result<Vec<f64>> {
+    let bad = |reason: String| Err(TransferError::invalid(Field::Styles, reason));
+    if styles.is_empty() {
+        return bad("no style image is given: give at least one".into());
+    }
+    if let Some(s) = styles
+        .iter()
+        .find(|s| !s.weight.is_finite() || s.weight < 0.0)
+    {
+        return bad(format!(
+            "blend weights must be finite numbers ≥ 0, got {}",
+            s.weight
+        ));
+    }
+    let sum: f64 = styles.iter().map(|s| s.weight).sum();
+    if sum <= 0.0 {
+        return bad("the blend weights add up to 0: give at least one a positive weight".into());
+    }
+    Ok(styles.iter().map(|s| s.weight / sum).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_grow_geometrically_to_the_size() {
+        assert_eq!(plan_scales(512, 256, None), vec![512]);
+        let s = plan_scales(1024, 256, None);
+        assert_eq!(s.first(), Some(&256));
+        assert_eq!(s.last(), Some(&1024));
+        assert_eq!(s.len(), 5); // 256, 362, 512, 724, 1024
+        assert_eq!(plan_scales(512, 128, Some(3)), vec![128, 256, 512]);
+        assert_eq!(plan_scales(100, 256, Some(3)), vec![100]);
+    }
+
+    fn field_of(s: Settings) -> Option<Field> {
+        s.validate().err().and_then(|e| e.field())
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let d = Settings::default;
+        assert!(d().validate().is_ok());
+        assert_eq!(field_of(d().size(0)), Some(Field::Size));
+        assert_eq!(field_of(d().size(MAX_SIZE + 1)), Some(Field::Size));
+        assert_eq!(field_of(d().iterations(0)), Some(Field::Iterations));
+        assert_eq!(field_of(d().lr(Some(-0.5))), Some(Field::Lr));
+        assert_eq!(field_of(d().lr(Some(f64::NAN))), Some(Field::Lr));
+        let lbfgs0 = Optimizer::Lbfgs { history: 0 };
+        assert_eq!(field_of(d().optimizer(lbfgs0)), Some(Field::LbfgsHistory));
+        assert_eq!(field_of(d().style_scale(0.0)), Some(Field::StyleScale));
+        assert_eq!(field_of(d().min_size(0)), Some(Field::MinSize));
+        assert_eq!(field_of(d().scales(Some(0))), Some(Field::Scales));
+        assert_eq!(field_of(d().report_every(0)), Some(Field::ReportEvery));
+        let missing = Init::File("no/such/start.png".into());
+        assert_eq!(field_of(d().init(missing)), Some(Field::Init));
+        let loss = LossConfig::default().tv_weight(-1.0);
+        assert_eq!(field_of(d().loss(loss)), Some(Field::TvWeight));
+    }
+
+    #[test]
+    fn blend_weights_are_checked_and_normalised() {
+        let img = || Image::new(1, 1, vec![0.0; 3]).unwrap();
+        let styles = [Style::new(img(), 1.0), Style::new(img(), 3.0)];
+        assert_eq!(normalized_blend(&styles).unwrap(), vec![0.25, 0.75]);
+        for bad in [
+            vec![],
+            vec![Style::new(img(), -1.0)],
+            vec![Style::new(img(), 0.0)],
+            vec![Style::new(img(), f64::INFINITY)],
+        ] {
+            let e = normalized_blend(&bad).unwrap_err();
+            assert_eq!(e.field(), Some(Field::Styles), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_file_named_random_is_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("random");
+        std::fs::write(&path, b"x").unwrap();
+        let s = Settings::default().init(Init::File(path.clone()));
+        assert!(s.validate().is_ok());
+        assert_eq!(s.init, Init::File(path));
+    }
+}
