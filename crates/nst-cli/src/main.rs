@@ -179,29 +179,12 @@ impl From<nst_weights::WeightsError> for Failure {
     }
 }
 
-/// The flag that sets `field`.
-fn flag(field: Field) -> &'static str {
+/// The flag that sets `field`: its name in kebab case, but for two.
+fn flag(field: Field) -> String {
     match field {
-        Field::Size => "--size",
-        Field::StyleScale => "--style-scale",
-        Field::Iterations => "--iterations",
-        Field::Lr => "--lr",
-        Field::LbfgsHistory => "--lbfgs-history",
-        Field::Init => "--init-image",
-        Field::MinSize => "--min-size",
-        Field::Scales => "--scales",
-        Field::ReportEvery => "--report-every",
-        Field::ContentWeight => "--content-weight",
-        Field::StyleWeight => "--style-weight",
-        Field::TvWeight => "--tv-weight",
-        Field::Strength => "--strength",
-        Field::ContentLayers => "--content-layers",
-        Field::StyleLayers => "--style-layers",
-        Field::Styles => "--style-weights",
-        Field::Content => "--content",
-        Field::Image => "--image",
-        Field::Weights => "--weights",
-        _ => "a setting",
+        Field::Init => "--init-image".into(),
+        Field::Styles => "--style-weights".into(),
+        f => format!("--{}", f.name().replace('_', "-")),
     }
 }
 

@@ -58,14 +58,15 @@ pub enum Field {
 }
 
 impl Field {
-    /// The setting's name as the library spells it (`style_scale`, `lr`, …).
+    /// The setting's name as the library spells it (`style_scale`, `lr`, …): the name of
+    /// its field or builder method.
     pub fn name(self) -> &'static str {
         match self {
             Field::Size => "size",
             Field::StyleScale => "style_scale",
             Field::Iterations => "iterations",
             Field::Lr => "lr",
-            Field::LbfgsHistory => "lbfgs history",
+            Field::LbfgsHistory => "lbfgs_history",
             Field::Init => "init",
             Field::MinSize => "min_size",
             Field::Scales => "scales",
@@ -77,7 +78,7 @@ impl Field {
             Field::ContentLayers => "content_layers",
             Field::StyleLayers => "style_layers",
             Field::Styles => "styles",
-            Field::Content => "content image",
+            Field::Content => "content",
             Field::Image => "image",
             Field::Weights => "weights",
         }
