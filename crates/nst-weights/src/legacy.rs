@@ -146,6 +146,22 @@ pub enum LegacyData {
 }
 
 impl LegacyData {
+    /// The `uint8` elements, if that is the type.
+    pub fn into_u8(self) -> Option<Vec<u8>> {
+        match self {
+            Self::U8(v) => Some(v),
+            Self::F32(_) => None,
+        }
+    }
+
+    /// The `float32` elements, if that is the type.
+    pub fn into_f32(self) -> Option<Vec<f32>> {
+        match self {
+            Self::F32(v) => Some(v),
+            Self::U8(_) => None,
+        }
+    }
+
     /// The element type.
     pub fn dtype(&self) -> LegacyDtype {
         match self {
@@ -697,12 +713,28 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn tuple(&self, items: Vec<Value>, at: usize) -> Result<Value, LegacyError> {
+    /// The depth of a container holding `items`, if within [`MAX_DEPTH`].
+    fn depth_holding(&self, items: &[Value], at: usize) -> Result<u32, LegacyError> {
         let depth = 1 + items.iter().map(Value::depth).max().unwrap_or(0);
         if depth > MAX_DEPTH {
             return Err(self.err(at, format!("values nest deeper than {MAX_DEPTH}")));
         }
+        Ok(depth)
+    }
+
+    fn tuple(&self, items: Vec<Value>, at: usize) -> Result<Value, LegacyError> {
+        let depth = self.depth_holding(&items, at)?;
         Ok(Value::Tuple(Rc::new(Seq { items, depth })))
+    }
+
+    /// The memo index argument of `op`: 4 bytes if `long`, else 1.
+    fn memo_index(&mut self, op: u8, long: bool) -> Result<u32, LegacyError> {
+        let what = format!("a {} index", opcode_name(op));
+        if long {
+            self.u32(&what)
+        } else {
+            self.u8(&what).map(u32::from)
+        }
     }
 
     fn put(&mut self, idx: u32, at: usize) -> Result<(), LegacyError> {
@@ -811,20 +843,12 @@ impl<'a> Machine<'a> {
                     let t = self.tuple(items, at)?;
                     self.stack.push(t);
                 }
-                BINPUT => {
-                    let i = self.u8("a BINPUT index")?;
-                    self.put(i.into(), at)?;
-                }
-                LONG_BINPUT => {
-                    let i = self.u32("a LONG_BINPUT index")?;
+                BINPUT | LONG_BINPUT => {
+                    let i = self.memo_index(op, op == LONG_BINPUT)?;
                     self.put(i, at)?;
                 }
-                BINGET => {
-                    let i = self.u8("a BINGET index")?;
-                    self.get(i.into(), at)?;
-                }
-                LONG_BINGET => {
-                    let i = self.u32("a LONG_BINGET index")?;
+                BINGET | LONG_BINGET => {
+                    let i = self.memo_index(op, op == LONG_BINGET)?;
                     self.get(i, at)?;
                 }
                 APPEND | APPENDS => {
@@ -833,10 +857,7 @@ impl<'a> Machine<'a> {
                     } else {
                         self.pop_mark(at)?
                     };
-                    let depth = items.iter().map(Value::depth).max().unwrap_or(0) + 1;
-                    if depth > MAX_DEPTH {
-                        return Err(self.err(at, format!("values nest deeper than {MAX_DEPTH}")));
-                    }
+                    let depth = self.depth_holding(&items, at)?;
                     let pickle = self.pickle;
                     match self.top(at)? {
                         Value::List(l) => {
@@ -860,10 +881,7 @@ impl<'a> Machine<'a> {
                     if items.len() % 2 != 0 {
                         return Err(self.err(at, "SETITEMS with an odd number of values"));
                     }
-                    let depth = items.iter().map(Value::depth).max().unwrap_or(0) + 1;
-                    if depth > MAX_DEPTH {
-                        return Err(self.err(at, format!("values nest deeper than {MAX_DEPTH}")));
-                    }
+                    let depth = self.depth_holding(&items, at)?;
                     let pickle = self.pickle;
                     match self.top(at)? {
                         Value::Dict(d) => {
