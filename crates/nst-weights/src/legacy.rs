@@ -23,7 +23,7 @@
 //! an error naming the opcode or global and its byte offset. It never calls
 //! anything: the globals are recognized by name and interpreted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// The magic number that opens a legacy `torch.save` file.
@@ -32,6 +32,8 @@ const MAGIC: i128 = 0x1950a86a20f9469cfc6c;
 const PROTOCOL_VERSION: i64 = 1001;
 /// How deeply tuples, lists and dicts may nest; the real file needs 2.
 const MAX_DEPTH: u32 = 16;
+/// The most dimensions a tensor may have; the real file's have at most 4.
+const MAX_DIMS: usize = 16;
 
 /// Why a legacy torch file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +101,18 @@ pub enum LegacyError {
         key: String,
         /// What is wrong.
         detail: String,
+    },
+    /// The tensors would take more bytes than their storages hold: they
+    /// overlap, and copying each would multiply the file's size.
+    #[error(
+        "the tensors take {tensor_bytes} bytes in all, more than the {storage_bytes} bytes \
+         their storages hold (overlapping tensors are not supported)"
+    )]
+    TooManyBytes {
+        /// The bytes of all tensors together.
+        tensor_bytes: usize,
+        /// The bytes of all storages together.
+        storage_bytes: usize,
     },
     /// Bytes follow the last storage.
     #[error("{count} unexpected bytes follow the last storage at byte {offset}")]
@@ -196,10 +210,16 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
 
     let (version, next) = Machine::run(bin, pos, "protocol-version pickle")?;
     if !matches!(version, Value::Int(v) if v == i128::from(PROTOCOL_VERSION)) {
+        // The value's kind, not the value: a memoised tuple can print as
+        // petabytes.
+        let found = match version {
+            Value::Int(v) => v.to_string(),
+            other => other.kind().to_string(),
+        };
         return Err(malformed(
             "protocol-version pickle",
             pos,
-            format!("expected protocol version {PROTOCOL_VERSION}, found {version:?}"),
+            format!("expected protocol version {PROTOCOL_VERSION}, found {found}"),
         ));
     }
     let sys_info_pos = next;
@@ -243,15 +263,15 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
     // The storages' bytes, in the order of the keys pickle.
     let mut storages: HashMap<&str, &[u8]> = HashMap::new();
     for key in &keys {
-        let Some(&(dtype, numel)) = wanted.get(key.as_str()) else {
+        let Some(&(dtype, numel)) = wanted.get(&**key) else {
             return Err(LegacyError::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 detail: "listed in the storage keys but used by no tensor".into(),
             });
         };
-        if storages.contains_key(key.as_str()) {
+        if storages.contains_key(&**key) {
             return Err(LegacyError::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 detail: "listed twice in the storage keys".into(),
             });
         }
@@ -261,7 +281,7 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
         let count = u64::from_le_bytes(count_bytes.try_into().unwrap_or([0; 8]));
         if count != numel as u64 {
             return Err(LegacyError::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 detail: format!(
                     "the data record at byte {pos} holds {count} elements, but the main pickle \
                      says {numel}"
@@ -272,7 +292,7 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
         let n_bytes = numel
             .checked_mul(dtype.size())
             .ok_or_else(|| LegacyError::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 detail: format!("{numel} elements is too many"),
             })?;
         let bytes = take(bin, pos, n_bytes, || {
@@ -285,6 +305,19 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
         return Err(LegacyError::TrailingBytes {
             count: bin.len() - pos,
             offset: pos,
+        });
+    }
+
+    // Many names may share one memoised tensor: copying each would turn a
+    // small file into any amount of memory. Copy no more than is stored.
+    let storage_bytes: usize = storages.values().map(|b| b.len()).sum();
+    let tensor_bytes = entries.iter().fold(0usize, |sum, (_, t)| {
+        sum.saturating_add(t.numel.saturating_mul(t.storage.dtype.size()))
+    });
+    if tensor_bytes > storage_bytes {
+        return Err(LegacyError::TooManyBytes {
+            tensor_bytes,
+            storage_bytes,
         });
     }
 
@@ -381,6 +414,7 @@ fn main_entries(v: Value, offset: usize) -> Result<Vec<(String, Rc<TensorRef>)>,
         ));
     };
     let mut out: Vec<(String, Rc<TensorRef>)> = Vec::with_capacity(d.items.len());
+    let mut seen: HashSet<Rc<str>> = HashSet::with_capacity(d.items.len());
     for (k, v) in d.items {
         let Value::Str(name) = k else {
             return Err(malformed(
@@ -396,7 +430,7 @@ fn main_entries(v: Value, offset: usize) -> Result<Vec<(String, Rc<TensorRef>)>,
                 format!("entry `{name}` is {}, not a tensor", v.kind()),
             ));
         };
-        if out.iter().any(|(n, _)| n.as_str() == name.as_ref()) {
+        if !seen.insert(name.clone()) {
             return Err(malformed(
                 P,
                 offset,
@@ -408,7 +442,9 @@ fn main_entries(v: Value, offset: usize) -> Result<Vec<(String, Rc<TensorRef>)>,
     Ok(out)
 }
 
-fn storage_keys(v: Value, offset: usize) -> Result<Vec<String>, LegacyError> {
+/// The storage keys, shared with the pickle's values (a memoised key listed
+/// many times is not copied).
+fn storage_keys(v: Value, offset: usize) -> Result<Vec<Rc<str>>, LegacyError> {
     const P: &str = "storage-keys pickle";
     let Value::List(l) = v else {
         return Err(malformed(
@@ -420,7 +456,7 @@ fn storage_keys(v: Value, offset: usize) -> Result<Vec<String>, LegacyError> {
     l.items
         .into_iter()
         .map(|k| match k {
-            Value::Str(s) => Ok(s.to_string()),
+            Value::Str(s) => Ok(s),
             other => Err(malformed(
                 P,
                 offset,
@@ -1039,6 +1075,14 @@ impl<'a> Machine<'a> {
             let Value::Tuple(t) = v else {
                 return Err(bad(format!("the {what} is {}, not a tuple", v.kind())));
             };
+            // Checked before copying: one memoised tuple may be every
+            // tensor's size.
+            if t.items.len() > MAX_DIMS {
+                return Err(bad(format!(
+                    "the {what} has {} dimensions, more than the {MAX_DIMS} supported",
+                    t.items.len()
+                )));
+            }
             t.items.iter().map(|x| self.usize(x, what, at)).collect()
         };
         let shape = ints(size, "size")?;
