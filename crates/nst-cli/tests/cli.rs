@@ -4,15 +4,29 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The checkout's weights file (`.ci/run` fetches it there). `nst` looks under the current
+/// directory, which for a test is this crate's folder, so the tests name the file themselves.
+fn repo_weights() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/vgg19.safetensors")
+}
+
+/// `nst` with `args`, and `NST_WEIGHTS` naming the checkout's weights when they are there.
 fn nst(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nst"))
-        .args(args)
-        .env(
-            "WGPU_BACKEND",
-            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
-        )
-        .output()
-        .expect("running nst")
+    let mut cmd = nst_command(args);
+    if repo_weights().is_file() {
+        cmd.env("NST_WEIGHTS", repo_weights());
+    }
+    cmd.output().expect("running nst")
+}
+
+/// `nst` with `args`, without `NST_WEIGHTS`.
+fn nst_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nst"));
+    cmd.args(args).env_remove("NST_WEIGHTS").env(
+        "WGPU_BACKEND",
+        std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
+    );
+    cmd
 }
 
 /// A fresh folder for one test.
@@ -33,7 +47,7 @@ fn png(path: &Path, w: u32, h: u32) {
 
 /// Whether the real weights are there (the runs need them); under `CI` they must be.
 fn have_weights() -> bool {
-    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/vgg19.safetensors");
+    let weights = repo_weights();
     if !weights.exists() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -433,5 +447,80 @@ fn ctrl_c_writes_the_current_image() {
     assert!(rest.contains("stopped early"), "{rest}");
     let img = image::open(&out).unwrap();
     assert_eq!((img.width(), img.height()), (32, 24));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The weights are looked for at run time: `--weights`, then `NST_WEIGHTS`, then
+/// `weights/vgg19.safetensors` under the current directory, then the user cache; never in the
+/// checkout `nst` was built from. Errors name the flags and `nst weights fetch`.
+#[test]
+fn weights_are_looked_for_at_run_time() {
+    let d = scratch("lookup");
+    let (cwd, cache) = (d.join("cwd"), d.join("cache"));
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    let info = |extra: &[(&str, &Path)]| {
+        let mut cmd = nst_command(&["weights", "info", "--json"]);
+        cmd.current_dir(&cwd).env("XDG_CACHE_HOME", &cache);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("running nst")
+    };
+
+    // Nothing anywhere: both default places are listed, and the command that fetches.
+    let o = info(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    for needle in [
+        "no VGG-19 weights found",
+        "cwd/weights/vgg19.safetensors (the current directory)",
+        "cache/nst/vgg19.safetensors (the user cache)",
+        "`nst weights fetch`",
+    ] {
+        assert!(e.contains(needle), "`{needle}` missing from: {e}");
+    }
+    assert!(!e.contains("../../weights"), "{e}");
+
+    // A named file that does not exist stops the search, in the flag's words.
+    fails_with(
+        &["weights", "info", "--weights", "/nonexistent/w.safetensors"],
+        &[
+            "--weights names /nonexistent/w.safetensors, which does not exist",
+            "drop --weights",
+            "nst weights fetch",
+        ],
+    );
+    let o = info(&[("NST_WEIGHTS", Path::new("/nonexistent/env.safetensors"))]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("NST_WEIGHTS names /nonexistent/env.safetensors") && e.contains("unset"),
+        "{e}"
+    );
+
+    if !have_weights() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        let found = |o: Output| -> PathBuf {
+            assert!(o.status.success(), "{}", stderr(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            PathBuf::from(v["path"].as_str().unwrap())
+        };
+        let link = |at: &Path| {
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(repo_weights(), at).unwrap();
+        };
+        let in_cache = cache.join("nst/vgg19.safetensors");
+        link(&in_cache);
+        assert_eq!(found(info(&[])), in_cache);
+        let in_cwd = cwd.join("weights/vgg19.safetensors");
+        link(&in_cwd);
+        assert_eq!(found(info(&[])), in_cwd);
+        let o = info(&[("NST_WEIGHTS", &in_cache)]);
+        assert_eq!(found(o), in_cache);
+    }
     let _ = std::fs::remove_dir_all(&d);
 }

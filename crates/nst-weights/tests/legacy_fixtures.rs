@@ -80,7 +80,7 @@ fn truncated_file() {
     let e = convert_legacy(&fixture("truncated.bin")).unwrap_err();
     assert!(matches!(e, WeightsError::Legacy { .. }), "{e}");
     assert!(
-        e.to_string().contains("run `nst weights fetch` again"),
+        e.to_string().contains("damaged: fetch the weights again"),
         "{e}"
     );
 }

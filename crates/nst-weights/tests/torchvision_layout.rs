@@ -72,7 +72,8 @@ fn missing_file_names_the_fix() {
         msg.starts_with("cannot read /nonexistent/vgg19.safetensors"),
         "{msg}"
     );
-    assert!(msg.contains("nst weights fetch"), "{msg}");
+    assert!(msg.contains("or fetch the weights"), "{msg}");
+    assert!(e.suggests_fetching());
 }
 
 #[test]
