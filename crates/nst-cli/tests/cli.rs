@@ -62,14 +62,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Asserts exit code 2 with every one of `needles` in the message.
+/// Asserts exit code 2 (bad input) with every one of `needles` in the message.
 fn fails_with(args: &[&str], needles: &[&str]) {
+    fails_with_code(2, args, needles)
+}
+
+/// Asserts exit code `code` with every one of `needles` in the message.
+fn fails_with_code(code: i32, args: &[&str], needles: &[&str]) {
     let o = nst(args);
     let e = stderr(&o);
     assert_eq!(
         o.status.code(),
-        Some(2),
-        "{args:?}: expected exit 2, got {:?}: {e}",
+        Some(code),
+        "{args:?}: expected exit {code}, got {:?}: {e}",
         o.status
     );
     for n in needles {
@@ -468,9 +473,10 @@ fn weights_are_looked_for_at_run_time() {
         cmd.output().expect("running nst")
     };
 
-    // Nothing anywhere: both default places are listed, and the command that fetches.
+    // Nothing anywhere: both default places are listed, and the command that fetches. Exit
+    // code 3 says "no usable weights", so a script can fetch and retry.
     let o = info(&[]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let e = stderr(&o);
     for needle in [
         "no VGG-19 weights found",
@@ -483,7 +489,8 @@ fn weights_are_looked_for_at_run_time() {
     assert!(!e.contains("../../weights"), "{e}");
 
     // A named file that does not exist stops the search, in the flag's words.
-    fails_with(
+    fails_with_code(
+        3,
         &["weights", "info", "--weights", "/nonexistent/w.safetensors"],
         &[
             "--weights names /nonexistent/w.safetensors, which does not exist",
@@ -493,7 +500,7 @@ fn weights_are_looked_for_at_run_time() {
     );
     let o = info(&[("NST_WEIGHTS", Path::new("/nonexistent/env.safetensors"))]);
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(o.status.code(), Some(3), "{e}");
     assert!(
         e.contains("NST_WEIGHTS names /nonexistent/env.safetensors") && e.contains("unset"),
         "{e}"

@@ -972,14 +972,12 @@ impl Engine {
         let c_out = self.weights.c_out();
         let deepest = problem.graph.plan().deepest;
         // Each convolution runs forward and backward (its input gradient) once.
-        let conv_flops = nst_vgg::layers()
-            .iter()
-            .enumerate()
-            .take(deepest.0 + 1)
-            .filter(|(_, l)| l.kind == nst_vgg::LayerKind::Conv)
-            .map(|(i, l)| {
-                let (c_out, h, w) = nst_vgg::output_shape(LayerId(i), &c_out, height, width);
-                let c_in = self.weights.convs[l.conv].c_in;
+        let conv_flops = LayerId::all()
+            .take_while(|&id| id <= deepest)
+            .filter(|id| id.layer().kind == nst_vgg::LayerKind::Conv)
+            .map(|id| {
+                let (c_out, h, w) = nst_vgg::output_shape(id, &c_out, height, width);
+                let c_in = self.weights.convs[id.layer().conv].c_in;
                 2.0 * ConvShape { c_in, c_out, h, w }.flops()
             })
             .sum();

@@ -68,11 +68,29 @@ pub fn layers() -> &'static [Layer] {
     &TABLE
 }
 
-/// A layer, by its index in [`layers`].
+/// A layer, by its index in [`layers`]: made only by [`LayerId::parse`] and
+/// [`LayerId::all`], so it is always in range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LayerId(pub usize);
+pub struct LayerId(pub(crate) usize);
+
+impl serde::Serialize for LayerId {
+    /// As its name.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
 
 impl LayerId {
+    /// Every layer, in network order.
+    pub fn all() -> impl Iterator<Item = LayerId> {
+        (0..layers().len()).map(LayerId)
+    }
+
+    /// Its index in [`layers`].
+    pub fn index(self) -> usize {
+        self.0
+    }
+
     /// Looks a layer up by either of its names (`relu4_2` or `block4_relu2`), ignoring case
     /// and surrounding spaces. An unknown name is an error that lists the valid ones.
     pub fn parse(name: &str) -> Result<LayerId, VggError> {
