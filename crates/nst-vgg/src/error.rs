@@ -1,22 +1,28 @@
 //! Errors of the graph: each names the problem and what to change.
 
 use nst_gpu::GpuError;
-use std::fmt;
 
 /// What can go wrong building or running the graph.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum VggError {
     /// A layer name that is not in the table.
+    #[error(
+        "unknown layer `{name}`; valid layers are:{}",
+        crate::layers::valid_names()
+    )]
     UnknownLayer {
         /// The name as given.
         name: String,
     },
     /// A graph with no tapped layer computes nothing.
+    #[error("no layer is tapped: name at least one layer to read")]
     NoTaps,
     /// Weights that do not form a VGG-19 (wrong layer count, channels that do not chain,
     /// tensors of the wrong length).
+    #[error("the weights are not a VGG-19: {0}; fetch the real ones")]
     BadWeights(String),
     /// An image whose tensors cannot be bound or allocated on this device.
+    #[error("a {width}×{height} image does not fit on this device: {why}; {}", largest_text(*largest))]
     TooLarge {
         /// The requested size.
         height: u32,
@@ -28,6 +34,10 @@ pub enum VggError {
         largest: Option<(u32, u32)>,
     },
     /// An image smaller than the deepest tap needs (each pooling halves it).
+    #[error(
+        "a {width}×{height} image is too small to reach layer {layer}: both sides must be at \
+         least {min_side} pixels"
+    )]
     TooSmall {
         /// The requested size.
         height: u32,
@@ -39,62 +49,16 @@ pub enum VggError {
         layer: String,
     },
     /// Any other GPU failure.
-    Gpu(GpuError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
-impl fmt::Display for VggError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VggError::UnknownLayer { name } => write!(
-                f,
-                "unknown layer `{name}`; valid layers are:{}",
-                crate::layers::valid_names()
-            ),
-            VggError::NoTaps => write!(f, "no layer is tapped: name at least one layer to read"),
-            VggError::BadWeights(msg) => write!(
-                f,
-                "the weights are not a VGG-19: {msg}; fetch the real ones with `{}`",
-                nst_weights::FETCH_COMMAND
-            ),
-            VggError::TooLarge {
-                height,
-                width,
-                why,
-                largest,
-            } => {
-                write!(
-                    f,
-                    "a {width}×{height} image does not fit on this device: {why}"
-                )?;
-                match largest {
-                    Some((h, w)) => write!(
-                        f,
-                        "; the largest size of this shape that fits is about {w}×{h}: use a \
-                         smaller size"
-                    ),
-                    None => write!(f, "; no size of this shape fits"),
-                }
-            }
-            VggError::TooSmall {
-                height,
-                width,
-                min_side,
-                layer,
-            } => write!(
-                f,
-                "a {width}×{height} image is too small to reach layer {layer}: both sides \
-                 must be at least {min_side} pixels"
-            ),
-            VggError::Gpu(e) => write!(f, "{e}"),
+fn largest_text(largest: Option<(u32, u32)>) -> String {
+    match largest {
+        Some((h, w)) => {
+            format!("the largest size of this shape that fits is about {w}×{h}: use a smaller size")
         }
-    }
-}
-
-impl std::error::Error for VggError {}
-
-impl From<GpuError> for VggError {
-    fn from(e: GpuError) -> Self {
-        VggError::Gpu(e)
+        None => "no size of this shape fits".into(),
     }
 }
 

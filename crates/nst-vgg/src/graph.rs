@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 
 /// The pooling layers' kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// 2×2 max pooling (VGG-19 as trained).

@@ -1,6 +1,7 @@
 //! A plan described for people and scripts: `nst layers`.
 
-use crate::graph::{GraphConfig, Plan, Pooling};
+use crate::error::VggError;
+use crate::graph::{GraphConfig, Limits, Plan, Pooling};
 use crate::layers::{layers, output_shape, LayerId, LayerKind};
 use serde::Serialize;
 use std::fmt;
@@ -48,6 +49,28 @@ pub struct PlanReport {
 }
 
 impl PlanReport {
+    /// Plans VGG-19 for `config` with chunks for bindings of at most `max_binding_bytes`
+    /// (and no limit on buffers), and describes the plan.
+    pub fn vgg19(config: &GraphConfig, max_binding_bytes: u64) -> Result<Self, VggError> {
+        let layers = &nst_weights::VGG19_LAYERS;
+        let c_out: Vec<u32> = layers.iter().map(|l| l.c_out as u32).collect();
+        let weights = layers
+            .iter()
+            .map(|l| 4 * (l.c_out * l.c_in * 9 + l.c_out) as u64);
+        let limits = Limits {
+            max_binding_bytes,
+            max_buffer_bytes: u64::MAX,
+        };
+        let plan = Plan::new(&c_out, config, limits)?;
+        Ok(Self::new(
+            &plan,
+            config,
+            &c_out,
+            weights.sum(),
+            max_binding_bytes,
+        ))
+    }
+
     /// Describes `plan`, made from `config` for a network whose convolutions output `c_out`
     /// channels and whose weights take `weights_bytes`, with chunks for `max_binding_bytes`.
     pub fn new(

@@ -1,9 +1,9 @@
-//! `--plot FILE.png`: the loss curves of a run (total and each weighted part, log scale,
-//! against the iteration counted across scales), drawn with plotters.
+//! The loss curves of a run as a PNG (total and each weighted part, log scale, against the
+//! iteration counted across scales), drawn with plotters: the `plot` feature.
 
-use crate::{fail, Failure};
-use nst_transfer::image::{self as img, Image};
-use nst_transfer::LogRow;
+use crate::error::{Result, TransferError};
+use crate::image::{self as img, Image};
+use crate::log::LogRow;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -21,20 +21,25 @@ const SIZE: (u32, u32) = (960, 600);
 
 /// Checks before a run that the plot can be written to `path`: a PNG name that is none of
 /// `taken` (the inputs and the other outputs).
-pub fn check_path(path: &Path, taken: &[&Path]) -> Result<(), Failure> {
+pub fn check_path(path: &Path, taken: &[&Path]) -> Result<()> {
+    let fail = |reason: String| TransferError::Write {
+        path: path.to_owned(),
+        reason,
+    };
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !ext.eq_ignore_ascii_case("png") {
-        return Err(fail(
-            2,
-            format!("--plot {}: use a .png file name", path.display()),
-        ));
+        return Err(fail("use a .png file name".into()));
     }
-    img::check_output_path(path, taken, false).map_err(|e| fail(2, format!("--plot: {e}")))
+    img::check_output_path(path, taken, false).map_err(|e| fail(e.to_string()))
 }
 
 /// Draws the loss of each reported row of a run with `per_scale` iterations per scale (with
 /// a vertical line where each later scale begins) and writes the PNG atomically.
-pub fn write(path: &Path, rows: &[LogRow], per_scale: u32) -> Result<(), Failure> {
+pub fn write(path: &Path, rows: &[LogRow], per_scale: u32) -> Result<()> {
+    let fail = |reason: String| TransferError::Write {
+        path: path.to_owned(),
+        reason,
+    };
     let per_scale = per_scale as u64;
     let rows = rows.iter().filter(|r| !r.is_final);
     let points: Vec<Point> = rows
@@ -53,10 +58,10 @@ pub fn write(path: &Path, rows: &[LogRow], per_scale: u32) -> Result<(), Failure
         .map_or(0, |p| (p.iteration.max(1) - 1) / per_scale.max(1));
     let starts: Vec<u64> = (1..=scales).map(|s| s * per_scale).collect();
     plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-        .map_err(|_| fail(1, "the embedded plot font could not be read"))?;
+        .map_err(|_| fail("the embedded plot font could not be read".into()))?;
     let (w, h) = SIZE;
     let mut rgb = vec![255u8; (w * h * 3) as usize];
-    draw(&mut rgb, &points, &starts).map_err(|e| fail(1, format!("drawing the plot: {e}")))?;
+    draw(&mut rgb, &points, &starts).map_err(|e| fail(format!("drawing the plot: {e}")))?;
     // Interleaved RGB8 to the planar [0, 1] image the saver takes.
     let plane = (w * h) as usize;
     let mut data = vec![0.0f32; 3 * plane];
@@ -66,14 +71,14 @@ pub fn write(path: &Path, rows: &[LogRow], per_scale: u32) -> Result<(), Failure
         }
     }
     let image = Image::new(w, h, data).expect("the plot's own size");
-    img::save(&image, path, false).map_err(|e| fail(1, e))
+    img::save(&image, path, false).map_err(|e| fail(e.to_string()))
 }
 
 fn draw(
     rgb: &mut [u8],
     points: &[Point],
     scale_starts: &[u64],
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::with_buffer(rgb, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let positive = || {
