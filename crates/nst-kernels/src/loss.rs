@@ -71,7 +71,6 @@ impl Loss {
     }
 
     /// `out[index] (+)= scale · Σ` over `n` elements of the partial kernel's terms.
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         ctx: &Context,
@@ -206,7 +205,6 @@ impl TotalVariation {
     }
 
     /// `out[index] = tv(x)`, `x` being `c × h × w`.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         ctx: &Context,
@@ -222,7 +220,6 @@ impl TotalVariation {
     }
 
     /// `gx (+)= scale · ∂tv/∂x`.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         ctx: &Context,

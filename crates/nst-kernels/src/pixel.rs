@@ -110,7 +110,6 @@ impl PixelTransformKernel {
     }
 
     /// `gx (+)=` gradient with respect to the RGB pixels from `gy`, the network input's.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         ctx: &Context,

@@ -70,7 +70,6 @@ impl Reduce {
     /// Builds a reduction over `n` elements: `first_stage(partials, count)` prepares the
     /// first-stage dispatch writing `count` partial sums into `partials`; the result,
     /// `scale · Σ`, goes to `out[index]` (added to it when `accumulate`).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         &self,
         ctx: &Context,
