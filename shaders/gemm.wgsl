@@ -23,6 +23,17 @@ const MAX_RM: u32 = 8u;
 var<workgroup> a_tile: array<vec4<f32>, TK * TM / 4u>; // A[k][m]: 4 consecutive m per vec4
 var<workgroup> b_tile: array<vec4<f32>, TK * TN / 4u>; // B[k][n]: 4 consecutive n per vec4
 
+// Staging slot j of this invocation (j < rows·TK / WG) for rows staged along k, k fastest:
+// (tile-relative k, row).
+fn along_k(lid: u32, j: u32) -> vec2<u32> {
+    return vec2<u32>(lid % TK, lid / TK + j * (WG / TK));
+}
+
+// Staging slot j (j < TK·TN / WG) for B staged along n, n fastest: (tile-relative k, n).
+fn along_n(lid: u32, j: u32) -> vec2<u32> {
+    return vec2<u32>(lid / TN + j * (WG / TN), lid % TN);
+}
+
 // Stages A[m][k] (tile-relative m, k).
 fn stage_a(kl: u32, ml: u32, v: f32) {
     a_tile[kl * (TM / 4u) + ml / 4u][ml % 4u] = v;

@@ -69,6 +69,31 @@ fn tile_of(t: u32) -> vec2<u32> {
     return vec2<u32>(r, r * TM / TN + rest);
 }
 
+// The gathers, zero past every edge. Forward: F[m][k] of chunk a and F[p][k] of chunk b, k
+// below the slice's end.
+fn fa_at(m: u32, k: u32, k_end: u32) -> f32 {
+    if (m >= shape.ca || k >= k_end) { return 0.0; }
+    return fa[m * shape.n + k];
+}
+
+fn fb_at(p: u32, k: u32, k_end: u32) -> f32 {
+    if (p >= shape.cb || k >= k_end) { return 0.0; }
+    return fb[p * shape.n + k];
+}
+
+// Backward: A[m][k] = dG[a_m, b_k] + dG[b_k, a_m], and B[k][p] = Fb[k][p].
+fn grad_g_sym(m: u32, k: u32) -> f32 {
+    if (m >= shape.ca || k >= shape.cb) { return 0.0; }
+    let gi = shape.a_off + m;
+    let gj = shape.b_off + k;
+    return grad_g[gi * shape.c + gj] + grad_g[gj * shape.c + gi];
+}
+
+fn fb_column(k: u32, p: u32) -> f32 {
+    if (p >= shape.n || k >= shape.cb) { return 0.0; }
+    return fb[k * shape.n + p];
+}
+
 @compute @workgroup_size(WG)
 fn gram_forward(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>,
@@ -83,30 +108,17 @@ fn gram_forward(@builtin(workgroup_id) wid: vec3<u32>,
     let p0 = tile.y * TN;
     let k_begin = split * shape.k_slice;
     let k_end = min(k_begin + shape.k_slice, shape.n);
-    // Staging: both operands along k, contiguous in F's rows.
-    let s_k = lid % TK;
-    let s_r = lid / TK;
-
     var acc: array<vec4<f32>, MAX_RM>;
     for (var k0 = k_begin; k0 < k_end; k0 += TK) {
-        let k = k0 + s_k;
-        for (var j = 0u; j < TM * TK / WG; j++) {
-            let ml = s_r + j * (WG / TK);
-            let m = m0 + ml;
-            var v = 0.0;
-            if (m < shape.ca && k < k_end) {
-                v = fa[m * shape.n + k];
+        // Both operands are rows of F along k: TM rows of chunk a, then TN of chunk b (each
+        // j stages rows of one of them: TM is a multiple of WG / TK).
+        for (var j = 0u; j < (TM + TN) * TK / WG; j++) {
+            let s = along_k(lid, j);
+            if (s.y < TM) {
+                stage_a(s.x, s.y, fa_at(m0 + s.y, k0 + s.x, k_end));
+            } else {
+                stage_b(s.x, s.y - TM, fb_at(p0 + s.y - TM, k0 + s.x, k_end));
             }
-            stage_a(s_k, ml, v);
-        }
-        for (var j = 0u; j < TN * TK / WG; j++) {
-            let pl = s_r + j * (WG / TK);
-            let p = p0 + pl;
-            var v = 0.0;
-            if (p < shape.cb && k < k_end) {
-                v = fb[p * shape.n + k];
-            }
-            stage_b(s_k, pl, v);
         }
         workgroupBarrier();
         multiply(lid, &acc);
@@ -150,36 +162,15 @@ fn gram_backward(@builtin(workgroup_id) wid: vec3<u32>,
         return; // uniform across the workgroup
     }
     let m0 = wid.z * TM;
-    let c = shape.c;
-    // Staging: A along k (a row of dG), B along pixels.
-    let a_k = lid % TK;
-    let a_m = lid / TK;
-    let b_n = lid % TN;
-    let b_k = lid / TN;
-
     var acc: array<vec4<f32>, MAX_RM>;
     for (var k0 = 0u; k0 < shape.cb; k0 += TK) {
         for (var j = 0u; j < TM * TK / WG; j++) {
-            let ml = a_m + j * (WG / TK);
-            let m = m0 + ml;
-            let k = k0 + a_k;
-            var v = 0.0;
-            if (m < shape.ca && k < shape.cb) {
-                let gi = shape.a_off + m;
-                let gj = shape.b_off + k;
-                v = grad_g[gi * c + gj] + grad_g[gj * c + gi];
-            }
-            stage_a(a_k, ml, v);
+            let s = along_k(lid, j);
+            stage_a(s.x, s.y, grad_g_sym(m0 + s.y, k0 + s.x));
         }
         for (var j = 0u; j < TK * TN / WG; j++) {
-            let kl = b_k + j * (WG / TN);
-            let k = k0 + kl;
-            let p = n0 + b_n;
-            var v = 0.0;
-            if (p < shape.n && k < shape.cb) {
-                v = fb[k * shape.n + p];
-            }
-            stage_b(kl, b_n, v);
+            let s = along_n(lid, j);
+            stage_b(s.x, s.y, fb_column(k0 + s.x, n0 + s.y));
         }
         workgroupBarrier();
         multiply(lid, &acc);
