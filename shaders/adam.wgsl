@@ -5,17 +5,12 @@
 
 struct Params {
     n: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
     step_size: f32,  // lr / bc1
     sqrt_bc2: f32,   // √bc2
-    _pad3: f32,
-    _pad4: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

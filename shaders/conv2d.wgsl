@@ -17,10 +17,9 @@
 //   B[k][n] = src[i, n + (ky-1, kx-1)], or 0 in the padding: gathered while staging;
 //   A[m][k] = w[dst_off+m, src_off+i, tap] forward,
 //             w[src_off+i, dst_off+m, 8-tap] backward (`flip`).
-// Each workgroup computes a TM×TN tile of dst, staging TK-deep slices of A and B in
-// workgroup memory; each invocation accumulates an RM×4 block (RM channels × one vec4 of
-// pixels) in registers. Out-of-range m, n and k stage zeros, so any shape works; only the
-// stores are masked. Per output the sum runs over k in order, as the naive loop did.
+// The tiling, register blocks and masked stores are gemm.wgsl's (prepended to this file);
+// here are the gathers that stage A and B. Out-of-range m, n and k stage zeros, so any shape
+// works. Per output the sum runs over k in order, as the naive loop did.
 //
 // Launch (see conv2d.rs): pixel tiles along x, folded into y past the per-dimension limit
 // (tile = wid.x + wid.y·nwg.x; whole workgroups past the end return before any barrier),
@@ -46,22 +45,6 @@ const FLAG_RELU: u32 = 2u;       // forward only: dst = max(dst, 0) after adding
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
-// Tile sizes, set from Rust (`ConvTiles`, which checks these constraints):
-//   RM ∈ {4, 8} (A is read as vec4s, the accumulators are MAX_RM long), TM % RM == 0,
-//   TN % 4 == 0; WG = (TM / RM)·(TN / 4) ≤ the adapter's invocations per workgroup;
-//   staging divides evenly: WG % TK == 0, TM·TK % WG == 0, WG % TN == 0, TK·TN % WG == 0
-//   (so each invocation loads a fixed k column of A and a fixed pixel of B every step);
-//   4·TK·(TM + TN) bytes of workgroup memory.
-override TM: u32 = 64u; // destination channels per tile
-override TN: u32 = 64u; // pixels per tile
-override TK: u32 = 16u; // K per staging step
-override RM: u32 = 4u;  // destination channels per invocation (× 4 pixels)
-override WG: u32 = (TM / RM) * (TN / 4u);
-const MAX_RM: u32 = 8u;
-
-var<workgroup> a_tile: array<vec4<f32>, TK * TM / 4u>; // A[k][m]: 4 consecutive m per vec4
-var<workgroup> b_tile: array<vec4<f32>, TK * TN / 4u>; // B[k][n]: 4 consecutive n per vec4
-
 // Index of A[m][k] in the forward weight.
 fn weight_index(m: u32, k: u32, flip: bool) -> u32 {
     if (flip) {
@@ -85,9 +68,6 @@ fn gemm(m0: u32, n0: u32, lid: u32, flip: bool) -> array<vec4<f32>, MAX_RM> {
     let n = n0 + b_n;
     let y = i32(n / shape.w);
     let x = i32(n % shape.w);
-    // Compute: this invocation's rows and vec4 column within the tile.
-    let tm = lid / (TN / 4u);
-    let tn = lid % (TN / 4u);
 
     var acc: array<vec4<f32>, MAX_RM>;
     for (var k0 = 0u; k0 < k_total; k0 += TK) {
@@ -99,7 +79,7 @@ fn gemm(m0: u32, n0: u32, lid: u32, flip: bool) -> array<vec4<f32>, MAX_RM> {
             if (m < shape.c_dst && k < k_total) {
                 v = weight[weight_index(m, k, flip)];
             }
-            a_tile[a_k * (TM / 4u) + ml / 4u][ml % 4u] = v;
+            stage_a(a_k, ml, v);
         }
         for (var j = 0u; j < TK * TN / WG; j++) {
             let kl = b_k + j * (WG / TN);
@@ -113,19 +93,10 @@ fn gemm(m0: u32, n0: u32, lid: u32, flip: bool) -> array<vec4<f32>, MAX_RM> {
                     v = src[(k / 9u) * hw + u32(sy) * shape.w + u32(sx)];
                 }
             }
-            b_tile[kl * (TN / 4u) + b_n / 4u][b_n % 4u] = v;
+            stage_b(kl, b_n, v);
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            let b = b_tile[kk * (TN / 4u) + tn];
-            for (var q = 0u; q < RM / 4u; q++) {
-                let a = a_tile[kk * (TM / 4u) + tm * (RM / 4u) + q];
-                acc[4u * q] += a.x * b;
-                acc[4u * q + 1u] += a.y * b;
-                acc[4u * q + 2u] += a.z * b;
-                acc[4u * q + 3u] += a.w * b;
-            }
-        }
+        multiply(lid, &acc);
         workgroupBarrier();
     }
     return acc;
@@ -136,43 +107,11 @@ fn tile_n0(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.x + wid.y * nwg.x) * TN;
 }
 
-// First destination channel of this invocation's block.
-fn block_row(wid: vec3<u32>, lid: u32) -> u32 {
-    return wid.z * TM + (lid / (TN / 4u)) * RM;
-}
-
-// First pixel of this invocation's block.
-fn block_col(n0: u32, lid: u32) -> u32 {
-    return n0 + (lid % (TN / 4u)) * 4u;
-}
-
-// Writes the block's in-range elements: acc + base[r], plus dst when accumulating, then
-// max(·, 0) when `relu`.
+// Stores the block of dst at (row, col) (channels × pixels of the destination chunk).
 fn store(row: u32, col: u32, acc: array<vec4<f32>, MAX_RM>, base: array<f32, MAX_RM>,
          relu: bool) {
-    let hw = shape.h * shape.w;
     let accumulate = (shape.flags & FLAG_ACCUMULATE) != 0u;
-    for (var r = 0u; r < RM; r++) {
-        let m = row + r;
-        if (m >= shape.c_dst) {
-            break;
-        }
-        for (var c = 0u; c < 4u; c++) {
-            let n = col + c;
-            if (n >= hw) {
-                break;
-            }
-            let idx = m * hw + n;
-            var v = acc[r][c] + base[r];
-            if (accumulate) {
-                v += dst[idx];
-            }
-            if (relu) {
-                v = max(v, 0.0);
-            }
-            dst[idx] = v;
-        }
-    }
+    store_block(row, col, shape.c_dst, shape.h * shape.w, 0u, acc, 1.0, base, accumulate, relu);
 }
 
 @compute @workgroup_size(WG)
@@ -184,15 +123,15 @@ fn conv2d_forward(@builtin(workgroup_id) wid: vec3<u32>,
         return; // uniform across the workgroup
     }
     let acc = gemm(wid.z * TM, n0, lid, false);
-    let row = block_row(wid, lid);
+    let at = vec2<u32>(wid.z * TM, n0) + block_origin(lid);
     var base: array<f32, MAX_RM>; // the bias, unless adding to earlier parts
     if ((shape.flags & FLAG_ACCUMULATE) == 0u) {
         for (var r = 0u; r < RM; r++) {
             // Rows past the chunk are not stored; clamp them to stay inside `bias`.
-            base[r] = bias[shape.dst_off + min(row + r, shape.c_dst - 1u)];
+            base[r] = bias[shape.dst_off + min(at.x + r, shape.c_dst - 1u)];
         }
     }
-    store(row, block_col(n0, lid), acc, base, (shape.flags & FLAG_RELU) != 0u);
+    store(at.x, at.y, acc, base, (shape.flags & FLAG_RELU) != 0u);
 }
 
 // Must not touch `bias`: its binding is left out of this entry point's layout.
@@ -205,6 +144,7 @@ fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let acc = gemm(wid.z * TM, n0, lid, true);
+    let at = vec2<u32>(wid.z * TM, n0) + block_origin(lid);
     var zero: array<f32, MAX_RM>;
-    store(block_row(wid, lid), block_col(n0, lid), acc, zero, false);
+    store(at.x, at.y, acc, zero, false);
 }

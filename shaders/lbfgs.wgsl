@@ -13,11 +13,7 @@ struct Params {
     asum: u32,      // ‖g‖₁, from an asum
     slot_ys: u32,   // the pair's kept sᵀy (1 when refused: a safe divisor)
     slot_mask: u32, // the pair's mask, 1 or 0
-    _pad: u32,
     lr: f32,
-    _pad1: f32,
-    _pad2: f32,
-    _pad3: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -14,12 +14,9 @@ struct Shape {
     w: u32,
     partials: u32,   // number of workgroups in the partial pass (grid-stride)
     accumulate: u32,
-    _pad0: u32,
-    _pad1: u32,
     scale: f32,      // backward: upstream gradient
     inv_nh: f32,     // tv: 1 / (c·(h−1)·w), 0 when h = 1
     inv_nw: f32,     // tv: 1 / (c·h·(w−1)), 0 when w = 1
-    _pad2: f32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;

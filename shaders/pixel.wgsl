@@ -10,8 +10,6 @@ struct Params {
     offset: vec4<f32>,
     plane: u32,      // H·W
     accumulate: u32, // backward: add into gx
-    _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -6,11 +6,7 @@ struct Params {
     count: u32,      // number of partial sums
     out_index: u32,  // slot in `scalars`
     accumulate: u32, // 1: scalars[out_index] += result
-    _pad: u32,
     scale: f32,
-    _pad1: f32,
-    _pad2: f32,
-    _pad3: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -3,14 +3,12 @@
 struct Shape {
     n: u32,
     accumulate: u32, // backward: add into gx (a tapped layer's gradient already holds its losses')
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<storage, read> src: array<f32>;      // x (forward) or y (backward)
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<storage, read> grad_out: array<f32>; // backward only
+@group(0) @binding(2) var<storage, read> grad_out: array<f32>; // backward only
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
 override WG: u32 = 256;
 

@@ -13,16 +13,14 @@ struct Params {
     num: u32,
     den: u32,
     c: f32,
-    _pad0: f32,
-    _pad1: f32,
-    _pad2: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> scalars: array<f32>; // axpy/scale: read; dot: partial sums
-@group(0) @binding(4) var<storage, read> x2: array<f32>;            // dot's second operand (may alias x)
+@group(0) @binding(2) var<storage, read> x2: array<f32>;             // dot's second operand (may alias x)
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;        // axpy, scale, scaled_copy
+@group(0) @binding(4) var<storage, read> scalars: array<f32>;        // coefficients
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>; // dot, asum
 
 override WG: u32 = 256;
 
@@ -48,7 +46,7 @@ fn dot_partial(@builtin(local_invocation_index) lid: u32,
     }
     let total = workgroup_sum(s, lid);
     if (lid == 0u) {
-        scalars[wid.x] = total;
+        partials[wid.x] = total;
     }
 }
 
@@ -61,7 +59,7 @@ fn asum_partial(@builtin(local_invocation_index) lid: u32,
     }
     let total = workgroup_sum(s, lid);
     if (lid == 0u) {
-        scalars[wid.x] = total;
+        partials[wid.x] = total;
     }
 }
 

@@ -14,8 +14,8 @@
 //! nothing about a GPU.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nst_gpu::{Context, GpuTimer, Record, View};
-use nst_kernels::{AdamParams, ConvShape, Kernels, PixelTransform, PoolShape};
+use nst_gpu::{Context, GpuTimer, Record, ViewMut};
+use nst_kernels::{AdamParams, ConvShape, Kernels, PoolShape};
 use nst_reference as r;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
@@ -119,30 +119,20 @@ impl Bench {
     }
 
     fn read(&self, b: &wgpu::Buffer) -> Vec<f32> {
-        self.ctx
-            .read(View::whole(b))
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.ctx.read(b).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Time of `iters` back-to-back launches of `work` in one pass.
     fn time(&self, work: &dyn Record, iters: u64) -> Duration {
         let ctx = &self.ctx;
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("bench"),
-                timestamp_writes: self.timer.as_ref().map(|t| t.pass_writes(0)),
-            });
-            for _ in 0..iters {
-                work.record(&mut pass);
-            }
-        }
-        if let Some(t) = &self.timer {
-            t.resolve(&mut enc, 1);
-        }
         let start = Instant::now();
-        ctx.queue.submit([enc.finish()]);
-        ctx.wait().unwrap_or_else(|e| panic!("{e}"));
+        ctx.submit_timed(self.timer.as_ref(), |pass| {
+            for _ in 0..iters {
+                work.record(pass);
+            }
+        })
+        .and_then(|()| ctx.wait())
+        .unwrap_or_else(|e| panic!("{e}"));
         let wall = start.elapsed();
         match &self.timer {
             Some(t) => Duration::from_secs_f64(t.read_ms(ctx, 1).unwrap()[0] / 1e3),
@@ -151,7 +141,9 @@ impl Bench {
     }
 
     fn run_once(&self, work: &dyn Record) {
-        nst_gpu::run(&self.ctx, &[work]).unwrap_or_else(|e| panic!("{e}"));
+        (self.ctx.submit(|pass| work.record(pass)))
+            .and_then(|()| self.ctx.wait())
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -389,15 +381,28 @@ fn bench_elementwise(c: &mut Criterion, b: &Bench) {
             .unwrap();
     let pool_f =
         b.k.max_pool2d
-            .forward(ctx, pool, (&bx).into(), (&bp).into(), (&barg).into())
+            .forward(ctx, pool, (&bx).into(), (&bp).into(), Some((&barg).into()))
             .unwrap();
     let pool_b =
         b.k.max_pool2d
-            .backward(ctx, pool, (&bp).into(), (&barg).into(), (&bg).into(), false)
+            .backward(
+                ctx,
+                pool,
+                (&bp).into(),
+                Some((&barg).into()),
+                (&bg).into(),
+                false,
+            )
             .unwrap();
     let mse_f =
         b.k.mse
-            .forward(ctx, (&bx).into(), (&bx2).into(), View::whole(&scalars), 0)
+            .forward(
+                ctx,
+                (&bx).into(),
+                (&bx2).into(),
+                ViewMut::whole(&scalars),
+                0,
+            )
             .unwrap();
     let mse_b =
         b.k.mse
@@ -472,7 +477,7 @@ fn bench_elementwise(c: &mut Criterion, b: &Bench) {
         b.k.pixel
             .forward(
                 ctx,
-                &PixelTransform::CAFFE,
+                &nst_vgg::transform_for(nst_weights::InputConvention::CaffeBgr),
                 side,
                 side,
                 (&bi).into(),

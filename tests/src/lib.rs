@@ -2,7 +2,7 @@
 //! single-queue, so GPU tests run one at a time), comparisons that name the worst element, and
 //! random inputs.
 
-use nst_gpu::{Context, ContextOptions, View};
+use nst_gpu::{Context, ContextOptions, View, ViewMut};
 use nst_kernels::Kernels;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -119,8 +119,46 @@ impl Gpu {
 
     /// Records the launches into one pass, submits and waits.
     pub fn run(&self, launches: &[&dyn nst_gpu::Record]) {
-        nst_gpu::run(&self.ctx, launches).expect("run");
+        self.ctx
+            .submit(|pass| launches.iter().for_each(|l| l.record(pass)))
+            .expect("submit");
+        self.ctx.wait().expect("wait");
     }
+}
+
+/// A whole buffer for a kernel to read.
+pub fn ro(b: &wgpu::Buffer) -> View<'_> {
+    View::whole(b)
+}
+
+/// A whole buffer for a kernel to write.
+pub fn rw(b: &wgpu::Buffer) -> ViewMut<'_> {
+    ViewMut::whole(b)
+}
+
+/// `a + b`, element-wise: a reference gradient added onto a prior one.
+pub fn plus(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// Consecutive channel chunks of `counts` channels each.
+pub fn chunks(counts: &[u32]) -> Vec<nst_kernels::Channels> {
+    counts
+        .iter()
+        .scan(0, |offset, &count| {
+            let c = nst_kernels::Channels {
+                offset: *offset,
+                count,
+            };
+            *offset += count;
+            Some(c)
+        })
+        .collect()
+}
+
+/// Rows `ch` of a `c × plane` tensor.
+pub fn chunk_of(v: &[f64], ch: nst_kernels::Channels, plane: usize) -> Vec<f64> {
+    v[ch.offset as usize * plane..][..ch.count as usize * plane].to_vec()
 }
 
 /// Asserts `|got − want| ≤ atol + rtol·|want|` everywhere; the failure names the worst element.

@@ -2,10 +2,11 @@
 //! tests/fixtures/README.md). The f64 CPU reference and the GPU kernels must both reproduce
 //! each op's forward and backward and several Adam steps.
 
-use nst_gpu::View;
-use nst_kernels::{AdamParams, ConvShape, PixelTransform, PoolShape};
+use nst_kernels::{AdamParams, ConvShape, PoolShape};
 use nst_reference as r;
-use nst_tests::{assert_close, with_gpu, Fixture, Gpu};
+use nst_tests::{assert_close, ro, rw, with_gpu, Fixture, Gpu};
+use nst_vgg::transform_for;
+use nst_weights::InputConvention::{CaffeBgr, TorchvisionRgb};
 use std::sync::OnceLock;
 
 fn fixtures() -> &'static Fixture {
@@ -29,6 +30,17 @@ fn u32s(name: &str) -> Vec<u32> {
 fn close64(what: &str, got: &[f64], want: &[f64], tol: f64) {
     let got32: Vec<f32> = got.iter().map(|&v| v as f32).collect();
     assert_close(&format!("reference {what}"), &got32, want, tol, tol);
+}
+
+/// The fixture's Adam hyper-parameters.
+fn adam_params() -> AdamParams {
+    let hp = f("adam.hparams");
+    AdamParams {
+        lr: hp[0],
+        beta1: hp[1],
+        beta2: hp[2],
+        eps: hp[3],
+    }
 }
 
 // ---- the CPU reference against JAX ----
@@ -144,10 +156,11 @@ fn reference_losses_pixel_adam_dot() {
         1e-7,
     );
 
-    for (name, tr) in [
-        ("pixel_caffe", r::pixel::PixelTransform::CAFFE),
-        ("pixel_torchvision", r::pixel::PixelTransform::TORCHVISION),
+    for (name, convention) in [
+        ("pixel_caffe", CaffeBgr),
+        ("pixel_torchvision", TorchvisionRgb),
     ] {
+        let tr = transform_for(convention);
         let (x, s) = t(&format!("{name}.x"));
         close64(
             &format!("{name}.y"),
@@ -163,13 +176,7 @@ fn reference_losses_pixel_adam_dot() {
         );
     }
 
-    let hp = f("adam.hparams");
-    let p = r::adam::AdamParams {
-        lr: hp[0],
-        beta1: hp[1],
-        beta2: hp[2],
-        eps: hp[3],
-    };
+    let p = adam_params();
     let mut x = f("adam.x0");
     let (grads, want) = (f("adam.g"), f("adam.x"));
     let n = x.len();
@@ -198,6 +205,11 @@ fn buf(g: &Gpu, name: &str) -> wgpu::Buffer {
     g.upload(name, &f(name))
 }
 
+/// Asserts that buffer `b` holds fixture tensor `name`.
+fn expect(g: &Gpu, b: &wgpu::Buffer, name: &str, atol: f64, rtol: f64) {
+    assert_close(&format!("gpu {name}"), &g.read(b), &f(name), atol, rtol);
+}
+
 #[test]
 fn gpu_conv2d_relu_pool_gram() {
     with_gpu(|g| {
@@ -224,38 +236,22 @@ fn gpu_conv2d_relu_pool_gram() {
         );
         let k = &g.k.conv2d;
         let d1 = k
-            .forward(
-                ctx,
-                shape,
-                (&x).into(),
-                (&w).into(),
-                (&b).into(),
-                (&y).into(),
-                false,
-            )
+            .forward(ctx, shape, ro(&x), ro(&w), ro(&b), rw(&y), false)
             .unwrap();
         let d2 = k
-            .forward(
-                ctx,
-                shape,
-                (&x).into(),
-                (&w).into(),
-                (&b).into(),
-                (&yr).into(),
-                true,
-            )
+            .forward(ctx, shape, ro(&x), ro(&w), ro(&b), rw(&yr), true)
             .unwrap();
         let d3 = k
-            .backward_input(ctx, shape, (&gy).into(), (&w).into(), (&gx).into())
+            .backward_input(ctx, shape, ro(&gy), ro(&w), rw(&gx))
             .unwrap();
 
         let (rx, rgy) = (buf(g, "relu.x"), buf(g, "relu.gy"));
         let rn = f("relu.x").len();
         let (ry, rgx) = (g.zeros("relu y", rn), g.zeros("relu gx", rn));
-        let d4 = g.k.relu.forward(ctx, (&rx).into(), (&ry).into()).unwrap();
+        let d4 = g.k.relu.forward(ctx, ro(&rx), rw(&ry)).unwrap();
         let d5 =
             g.k.relu
-                .backward(ctx, (&ry).into(), (&rgy).into(), (&rgx).into(), false)
+                .backward(ctx, ro(&ry), ro(&rgy), rw(&rgx), false)
                 .unwrap();
 
         let ps = t("max_pool.x").1;
@@ -264,39 +260,29 @@ fn gpu_conv2d_relu_pool_gram() {
             h: ps[1] as u32,
             w: ps[2] as u32,
         };
+        let (n_in, n_out) = (pshape.input_len() as usize, pshape.output_len() as usize);
         let (px, pgy) = (buf(g, "max_pool.x"), buf(g, "max_pool.gy"));
         let (py, parg, pgx) = (
-            g.zeros("py", pshape.output_len() as usize),
-            g.zeros("parg", pshape.output_len() as usize),
-            g.zeros("pgx", pshape.input_len() as usize),
+            g.zeros("py", n_out),
+            g.zeros("parg", n_out),
+            g.zeros("pgx", n_in),
         );
-        let d6 =
-            g.k.max_pool2d
-                .forward(ctx, pshape, (&px).into(), (&py).into(), (&parg).into())
-                .unwrap();
-        let d7 =
-            g.k.max_pool2d
-                .backward(
-                    ctx,
-                    pshape,
-                    (&pgy).into(),
-                    (&parg).into(),
-                    (&pgx).into(),
-                    false,
-                )
-                .unwrap();
+        let max = &g.k.max_pool2d;
+        let d6 = max
+            .forward(ctx, pshape, ro(&px), rw(&py), Some(rw(&parg)))
+            .unwrap();
+        let d7 = max
+            .backward(ctx, pshape, ro(&pgy), Some(ro(&parg)), rw(&pgx), false)
+            .unwrap();
         let (ax, agy) = (buf(g, "avg_pool.x"), buf(g, "avg_pool.gy"));
-        let (ay, agx) = (
-            g.zeros("ay", pshape.output_len() as usize),
-            g.zeros("agx", pshape.input_len() as usize),
-        );
+        let (ay, agx) = (g.zeros("ay", n_out), g.zeros("agx", n_in));
         let d8 =
             g.k.avg_pool2d
-                .forward(ctx, pshape, (&ax).into(), (&ay).into())
+                .forward(ctx, pshape, ro(&ax), rw(&ay), None)
                 .unwrap();
         let d9 =
             g.k.avg_pool2d
-                .backward(ctx, pshape, (&agy).into(), (&agx).into(), false)
+                .backward(ctx, pshape, ro(&agy), None, rw(&agx), false)
                 .unwrap();
 
         let gs = t("gram.f").1;
@@ -306,58 +292,29 @@ fn gpu_conv2d_relu_pool_gram() {
             g.zeros("gram g", (gc * gc) as usize),
             g.zeros("gram gf", (gc * gn) as usize),
         );
-        let d10 =
-            g.k.gram
-                .forward(ctx, gc, gn, (&gf).into(), (&gg).into())
-                .unwrap();
+        let d10 = g.k.gram.forward(ctx, gc, gn, ro(&gf), rw(&gg)).unwrap();
         let d11 =
             g.k.gram
-                .backward(
-                    ctx,
-                    gc,
-                    gn,
-                    (&gf).into(),
-                    (&ggg).into(),
-                    (&ggf).into(),
-                    false,
-                )
+                .backward(ctx, gc, gn, ro(&gf), ro(&ggg), rw(&ggf), false)
                 .unwrap();
 
         g.run(&[&d1, &d2, &d3, &d4, &d5, &d6, &d7, &d8, &d9, &d10, &d11]);
-        assert_close("gpu conv2d.y", &g.read(&y), &f("conv2d.y"), 1e-5, 1e-5);
-        assert_close(
-            "gpu conv2d.y_relu",
-            &g.read(&yr),
-            &f("conv2d.y_relu"),
-            1e-5,
-            1e-5,
-        );
-        assert_close("gpu conv2d.gx", &g.read(&gx), &f("conv2d.gx"), 1e-5, 1e-5);
-        assert_close("gpu relu.y", &g.read(&ry), &f("relu.y"), 0.0, 0.0);
-        assert_close("gpu relu.gx", &g.read(&rgx), &f("relu.gx"), 0.0, 0.0);
-        assert_close("gpu max_pool.y", &g.read(&py), &f("max_pool.y"), 0.0, 0.0);
+        expect(g, &y, "conv2d.y", 1e-5, 1e-5);
+        expect(g, &yr, "conv2d.y_relu", 1e-5, 1e-5);
+        expect(g, &gx, "conv2d.gx", 1e-5, 1e-5);
+        expect(g, &ry, "relu.y", 0.0, 0.0);
+        expect(g, &rgx, "relu.gx", 0.0, 0.0);
+        expect(g, &py, "max_pool.y", 0.0, 0.0);
         assert_eq!(
             g.read_u32(&parg),
             u32s("max_pool.argmax"),
             "gpu max_pool.argmax"
         );
-        assert_close(
-            "gpu max_pool.gx",
-            &g.read(&pgx),
-            &f("max_pool.gx"),
-            0.0,
-            0.0,
-        );
-        assert_close("gpu avg_pool.y", &g.read(&ay), &f("avg_pool.y"), 1e-6, 1e-6);
-        assert_close(
-            "gpu avg_pool.gx",
-            &g.read(&agx),
-            &f("avg_pool.gx"),
-            1e-7,
-            1e-6,
-        );
-        assert_close("gpu gram.g", &g.read(&gg), &f("gram.g"), 1e-6, 1e-5);
-        assert_close("gpu gram.gf", &g.read(&ggf), &f("gram.gf"), 1e-6, 1e-5);
+        expect(g, &pgx, "max_pool.gx", 0.0, 0.0);
+        expect(g, &ay, "avg_pool.y", 1e-6, 1e-6);
+        expect(g, &agx, "avg_pool.gx", 1e-7, 1e-6);
+        expect(g, &gg, "gram.g", 1e-6, 1e-5);
+        expect(g, &ggf, "gram.gf", 1e-6, 1e-5);
     });
 }
 
@@ -366,32 +323,20 @@ fn gpu_losses_pixel_dot() {
     with_gpu(|g| {
         let ctx = &g.ctx;
         let scalars = g.zeros("scalars", 3);
-        let sv = View::whole(&scalars);
+        let sv = rw(&scalars);
         let (a, b) = (buf(g, "mse.a"), buf(g, "mse.b"));
         let ga = g.zeros("ga", f("mse.a").len());
-        let d1 =
-            g.k.mse
-                .forward(ctx, (&a).into(), (&b).into(), sv, 0)
-                .unwrap();
-        let d2 =
-            g.k.mse
-                .backward(ctx, (&a).into(), (&b).into(), (&ga).into(), 1.0, false)
-                .unwrap();
+        let d1 = g.k.mse.forward(ctx, ro(&a), ro(&b), sv, 0).unwrap();
+        let d2 = g.k.mse.backward(ctx, ro(&a), ro(&b), rw(&ga), 1.0, false);
         let s = t("tv.x").1;
         let (c, h, w) = (s[0] as u32, s[1] as u32, s[2] as u32);
         let x = buf(g, "tv.x");
         let gx = g.zeros("tv gx", f("tv.x").len());
-        let d3 = g.k.tv.forward(ctx, c, h, w, (&x).into(), sv, 1).unwrap();
-        let d4 =
-            g.k.tv
-                .backward(ctx, c, h, w, (&x).into(), (&gx).into(), 1.0, false)
-                .unwrap();
+        let d3 = g.k.tv.forward(ctx, c, h, w, ro(&x), sv, 1).unwrap();
+        let d4 = g.k.tv.backward(ctx, c, h, w, ro(&x), rw(&gx), 1.0, false);
         let (da, db) = (buf(g, "dot.a"), buf(g, "dot.b"));
-        let d5 =
-            g.k.vector
-                .dot(ctx, (&da).into(), (&db).into(), sv, 2)
-                .unwrap();
-        g.run(&[&d1, &d2, &d3, &d4, &d5]);
+        let d5 = g.k.vector.dot(ctx, ro(&da), ro(&db), sv, 2).unwrap();
+        g.run(&[&d1, &d2.unwrap(), &d3, &d4.unwrap(), &d5]);
         let want = [f("mse.loss")[0], f("tv.loss")[0], f("dot.out")[0]];
         assert_close(
             "gpu mse.loss, tv.loss, dot.out",
@@ -400,13 +345,14 @@ fn gpu_losses_pixel_dot() {
             1e-5,
             1e-5,
         );
-        assert_close("gpu mse.ga", &g.read(&ga), &f("mse.ga"), 1e-7, 1e-5);
-        assert_close("gpu tv.gx", &g.read(&gx), &f("tv.gx"), 1e-6, 1e-5);
+        expect(g, &ga, "mse.ga", 1e-7, 1e-5);
+        expect(g, &gx, "tv.gx", 1e-6, 1e-5);
 
-        for (name, tr) in [
-            ("pixel_caffe", PixelTransform::CAFFE),
-            ("pixel_torchvision", PixelTransform::TORCHVISION),
+        for (name, convention) in [
+            ("pixel_caffe", CaffeBgr),
+            ("pixel_torchvision", TorchvisionRgb),
         ] {
+            let tr = transform_for(convention);
             let s = t(&format!("{name}.x")).1;
             let (h, w) = (s[1] as u32, s[2] as u32);
             let (x, gy) = (buf(g, &format!("{name}.x")), buf(g, &format!("{name}.gy")));
@@ -414,29 +360,11 @@ fn gpu_losses_pixel_dot() {
                 g.zeros("y", 3 * s[1] * s[2]),
                 g.zeros("gx", 3 * s[1] * s[2]),
             );
-            let d1 =
-                g.k.pixel
-                    .forward(ctx, &tr, h, w, (&x).into(), (&y).into())
-                    .unwrap();
-            let d2 =
-                g.k.pixel
-                    .backward(ctx, &tr, h, w, (&gy).into(), (&gx).into(), false)
-                    .unwrap();
-            g.run(&[&d1, &d2]);
-            assert_close(
-                &format!("gpu {name}.y"),
-                &g.read(&y),
-                &f(&format!("{name}.y")),
-                1e-4,
-                1e-6,
-            );
-            assert_close(
-                &format!("gpu {name}.gx"),
-                &g.read(&gx),
-                &f(&format!("{name}.gx")),
-                1e-5,
-                1e-6,
-            );
+            let d1 = g.k.pixel.forward(ctx, &tr, h, w, ro(&x), rw(&y)).unwrap();
+            let d2 = g.k.pixel.backward(ctx, &tr, h, w, ro(&gy), rw(&gx), false);
+            g.run(&[&d1, &d2.unwrap()]);
+            expect(g, &y, &format!("{name}.y"), 1e-4, 1e-6);
+            expect(g, &gx, &format!("{name}.gx"), 1e-5, 1e-6);
         }
     });
 }
@@ -444,26 +372,13 @@ fn gpu_losses_pixel_dot() {
 #[test]
 fn gpu_adam_steps() {
     with_gpu(|g| {
-        let hp = f("adam.hparams");
-        let p = AdamParams {
-            lr: hp[0],
-            beta1: hp[1],
-            beta2: hp[2],
-            eps: hp[3],
-        };
+        let p = adam_params();
         let x = buf(g, "adam.x0");
         let n = f("adam.x0").len();
         let (m, v, grad) = (g.zeros("m", n), g.zeros("v", n), g.zeros("g", n));
         let step =
             g.k.adam
-                .prepare(
-                    &g.ctx,
-                    p,
-                    (&grad).into(),
-                    (&x).into(),
-                    (&m).into(),
-                    (&v).into(),
-                )
+                .prepare(&g.ctx, p, ro(&grad), rw(&x), rw(&m), rw(&v))
                 .unwrap();
         let (grads, want) = (f("adam.g"), f("adam.x"));
         for t in 0..grads.len() / n {

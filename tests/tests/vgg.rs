@@ -51,13 +51,12 @@ fn run_graph(
 }
 
 fn record_iteration(g: &Gpu, graph: &Graph) {
-    let mut enc = g.ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        graph.record_forward(&mut pass);
-        graph.record_backward(&mut pass);
-    }
-    g.ctx.queue.submit([enc.finish()]);
+    g.ctx
+        .submit(|pass| {
+            graph.record_forward(pass);
+            graph.record_backward(pass);
+        })
+        .unwrap();
     g.ctx.wait().unwrap();
 }
 

@@ -4,7 +4,9 @@ use crate::context::Context;
 use crate::error::{GpuError, Result};
 use wgpu::util::DeviceExt;
 
-/// A range of f32/u32 elements inside a storage buffer, as bound by a kernel.
+/// A range of f32/u32 elements inside a storage buffer that a kernel reads
+/// (`var<storage, read>`). Kernels take what they write as a [`ViewMut`], so passing an input
+/// where an output belongs, or the reverse, does not compile.
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
     /// The buffer.
@@ -14,6 +16,28 @@ pub struct View<'a> {
     /// Number of elements (4-byte units).
     pub len: u64,
 }
+
+/// A range of elements that a kernel writes (`var<storage, read_write>`): a [`View`] with
+/// another type. It derefs to the [`View`] for its fields; [`ViewMut::read`] (or `into()`)
+/// gives the range to a reader.
+///
+/// An input passed where an output belongs does not compile:
+///
+/// ```compile_fail
+/// fn relu(x: nst_gpu::View<'_>, y: nst_gpu::ViewMut<'_>) {}
+/// fn swapped(x: nst_gpu::View<'_>, y: nst_gpu::ViewMut<'_>) {
+///     relu(y, x)
+/// }
+/// ```
+///
+/// ```
+/// fn relu(x: nst_gpu::View<'_>, y: nst_gpu::ViewMut<'_>) {}
+/// fn in_order(x: nst_gpu::View<'_>, y: nst_gpu::ViewMut<'_>) {
+///     relu(x, y)
+/// }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ViewMut<'a>(View<'a>);
 
 impl<'a> View<'a> {
     /// The whole buffer.
@@ -34,7 +58,8 @@ impl<'a> View<'a> {
         }
     }
 
-    /// This view as a binding resource, checked against the adapter's binding limit.
+    /// This range as a binding resource, checked against the adapter's binding limit;
+    /// `what` names it in errors.
     pub fn binding(&self, ctx: &Context, what: &str) -> Result<wgpu::BindingResource<'a>> {
         let bytes = self.len * 4;
         if bytes > ctx.max_binding_bytes {
@@ -64,9 +89,45 @@ impl<'a> View<'a> {
     }
 }
 
+impl<'a> ViewMut<'a> {
+    /// The whole buffer.
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        ViewMut(View::whole(buffer))
+    }
+
+    /// `len` elements starting at element `offset`.
+    pub fn range(buffer: &'a wgpu::Buffer, offset: u64, len: u64) -> Self {
+        ViewMut(View::range(buffer, offset, len))
+    }
+
+    /// The same range, for a kernel that reads it.
+    pub fn read(self) -> View<'a> {
+        self.0
+    }
+}
+
+impl<'a> std::ops::Deref for ViewMut<'a> {
+    type Target = View<'a>;
+    fn deref(&self) -> &View<'a> {
+        &self.0
+    }
+}
+
+impl<'a> From<ViewMut<'a>> for View<'a> {
+    fn from(v: ViewMut<'a>) -> Self {
+        v.0
+    }
+}
+
 impl<'a> From<&'a wgpu::Buffer> for View<'a> {
     fn from(b: &'a wgpu::Buffer) -> Self {
         View::whole(b)
+    }
+}
+
+impl<'a> From<&'a wgpu::Buffer> for ViewMut<'a> {
+    fn from(b: &'a wgpu::Buffer) -> Self {
+        ViewMut::whole(b)
     }
 }
 
@@ -120,12 +181,18 @@ impl Context {
         })
     }
 
-    /// A uniform buffer holding one value (shapes and scalars for a kernel).
+    /// A uniform buffer holding one value (shapes and scalars for a kernel), zero-padded to
+    /// a multiple of 16 bytes: a WGSL struct's size is its members' extent rounded up to its
+    /// alignment (at most 16), so the Rust struct needs no trailing padding fields. The shader
+    /// test checks each uniform struct's field offsets against the WGSL struct's.
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(value);
+        let mut contents = vec![0u8; bytes.len().next_multiple_of(16).max(16)];
+        contents[..bytes.len()].copy_from_slice(bytes);
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
-                contents: bytemuck::bytes_of(value),
+                contents: &contents,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             })
     }
@@ -136,8 +203,10 @@ impl Context {
             .write_buffer(buffer, offset_elems * 4, bytemuck::cast_slice(data));
     }
 
-    /// Copies `view` back to the CPU. Waits for all submitted work.
-    pub fn read<T: bytemuck::Pod>(&self, view: View<'_>) -> Result<Vec<T>> {
+    /// Copies `view` (a [`View`], [`ViewMut`] or whole buffer) back to the CPU. Waits for all
+    /// submitted work.
+    pub fn read<'a, T: bytemuck::Pod>(&self, view: impl Into<View<'a>>) -> Result<Vec<T>> {
+        let view = view.into();
         assert_eq!(std::mem::size_of::<T>(), 4, "read() is for 4-byte elements");
         let bytes = view.len * 4;
         if bytes == 0 {

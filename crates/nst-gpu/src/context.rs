@@ -1,6 +1,7 @@
 //! The device context: adapter selection, limits, error scopes.
 
 use crate::error::{GpuError, Result};
+use crate::timer::GpuTimer;
 
 /// The limits every nst kernel relies on. Anything below these is refused at start-up.
 const NEED_INVOCATIONS: u32 = 256;
@@ -172,6 +173,39 @@ impl Context {
             return Err(GpuError::Validation(e.to_string()));
         }
         out
+    }
+
+    /// Records `f` into one compute pass of one command buffer and submits it, inside error
+    /// scopes. Does not wait: queue order keeps later submits and reads behind it, and
+    /// [`Context::read`] waits; call [`Context::wait`] to time it.
+    pub fn submit(&self, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<()> {
+        self.submit_timed(None, f)
+    }
+
+    /// [`Context::submit`], with GPU timestamps around the pass written to pair 0 of `timer`
+    /// and resolved for [`GpuTimer::read_ms`].
+    pub fn submit_timed(
+        &self,
+        timer: Option<&GpuTimer>,
+        f: impl FnOnce(&mut wgpu::ComputePass<'_>),
+    ) -> Result<()> {
+        self.scoped(|| {
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nst") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("nst"),
+                    timestamp_writes: timer.map(|t| t.pass_writes(0)),
+                });
+                f(&mut pass);
+            }
+            if let Some(t) = timer {
+                t.resolve(&mut enc, 1);
+            }
+            self.queue.submit([enc.finish()]);
+            Ok(())
+        })
     }
 
     /// Blocks until all submitted work has finished.

@@ -1,38 +1,145 @@
-//! Pipelines with explicit bind-group layouts, and prepared dispatches.
+//! Binding contracts, pipelines with explicit bind-group layouts, and prepared dispatches.
+//!
+//! Each entry point's bindings are declared once, as a [`Contract`]: it builds the bind-group
+//! layout, checks every launch's binds, and lets the shader test compare it with what the
+//! WGSL entry point really uses.
 
-use crate::buffer::View;
+use crate::buffer::{View, ViewMut};
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{GpuError, Result};
 use crate::grid::grid;
 
-/// How a kernel uses one binding slot.
+/// The Rust side of a uniform struct: its size and each field's name and byte offset, for the
+/// shader test to compare with the WGSL struct. Build it with [`uniform_layout!`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Slot {
-    /// `var<uniform>`: the shape/scalar struct.
-    Uniform,
-    /// `var<storage, read>`.
-    Read,
-    /// `var<storage, read_write>`.
-    Write,
-    /// Declared in the shader file but not used by this entry point: left out of the layout.
-    Unused,
+pub struct UniformLayout {
+    /// `size_of` the Rust struct (the buffer is zero-padded to a multiple of 16 bytes).
+    pub size: usize,
+    /// `(name, offset)` of each field, in declaration order.
+    pub fields: &'static [(&'static str, usize)],
 }
 
-/// An explicit bind-group layout: binding `i` is `slots[i]`. Explicit, because automatic
-/// layouts drop bindings an entry point does not use and break files with several entry points.
-pub fn layout(ctx: &Context, label: &str, slots: &[Slot]) -> wgpu::BindGroupLayout {
-    let entries: Vec<_> = slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            let ty = match s {
-                Slot::Uniform => wgpu::BufferBindingType::Uniform,
-                Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                Slot::Write => wgpu::BufferBindingType::Storage { read_only: false },
-                Slot::Unused => return None,
+/// The [`UniformLayout`] of a `#[repr(C)]` struct: `uniform_layout!(Uniform { n, accumulate })`
+/// lists every field, in order.
+#[macro_export]
+macro_rules! uniform_layout {
+    ($t:ty { $($f:ident),* $(,)? }) => {
+        $crate::UniformLayout {
+            size: ::std::mem::size_of::<$t>(),
+            fields: &[$((stringify!($f), ::std::mem::offset_of!($t, $f))),*],
+        }
+    };
+}
+
+/// How an entry point uses one binding: the WGSL declaration it stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<uniform>`: the shape/scalar struct, laid out as the [`UniformLayout`] says.
+    Uniform(&'static UniformLayout),
+    /// `var<storage, read>`, bound from a [`View`].
+    Read,
+    /// `var<storage, read_write>`, bound from a [`ViewMut`].
+    ReadWrite,
+}
+
+/// One binding an entry point uses: `@group(0) @binding(binding)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The binding number.
+    pub binding: u32,
+    /// What it holds, for error messages.
+    pub name: &'static str,
+    /// How the entry point uses it.
+    pub access: Access,
+}
+
+impl Slot {
+    /// A `var<uniform>` at `binding`.
+    pub const fn uniform(binding: u32, layout: &'static UniformLayout) -> Self {
+        Slot {
+            binding,
+            name: "uniform",
+            access: Access::Uniform(layout),
+        }
+    }
+
+    /// A `var<storage, read>` at `binding`.
+    pub const fn read(binding: u32, name: &'static str) -> Self {
+        Slot {
+            binding,
+            name,
+            access: Access::Read,
+        }
+    }
+
+    /// A `var<storage, read_write>` at `binding`.
+    pub const fn read_write(binding: u32, name: &'static str) -> Self {
+        Slot {
+            binding,
+            name,
+            access: Access::ReadWrite,
+        }
+    }
+}
+
+/// The binding contract of one WGSL entry point: every binding (of group 0) it uses, in
+/// increasing binding order, which is also the order of the binds of each launch and of the
+/// views its Rust method takes. Bindings the file declares but the entry point does not use
+/// are left out of its layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contract {
+    /// The shader file, as named in `nst_kernels::SOURCES`.
+    pub shader: &'static str,
+    /// The entry point.
+    pub entry: &'static str,
+    /// The bindings it uses.
+    pub slots: &'static [Slot],
+}
+
+/// Declares the [`Contract`]s of a shader file's entry points as `pub const`s, each with the
+/// uniform `$uniform` (a [`UniformLayout`]) at binding 0 and then its storage slots:
+///
+/// ```
+/// # const UNIFORM: nst_gpu::UniformLayout = nst_gpu::UniformLayout { size: 4, fields: &[("n", 0)] };
+/// nst_gpu::contracts! {
+///     "relu.wgsl", UNIFORM;
+///     /// `relu_forward`: `y` from `x`.
+///     FORWARD = "relu_forward": read(1, "x"), read_write(3, "y");
+/// }
+/// assert_eq!(FORWARD.slots.len(), 3);
+/// ```
+#[macro_export]
+macro_rules! contracts {
+    ($shader:literal, $uniform:ident;
+     $($(#[$doc:meta])* $name:ident = $entry:literal: $($access:ident($binding:literal, $slot:literal)),+;)+) => {
+        $(
+            $(#[$doc])*
+            pub const $name: $crate::Contract = $crate::Contract {
+                shader: $shader,
+                entry: $entry,
+                slots: &[
+                    $crate::Slot::uniform(0, &$uniform),
+                    $($crate::Slot::$access($binding, $slot)),+
+                ],
             };
-            Some(wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
+        )+
+    };
+}
+
+/// The explicit bind-group layout of `contract`. Explicit, because automatic layouts drop
+/// bindings an entry point does not use and break files with several entry points.
+pub fn layout(ctx: &Context, contract: &Contract) -> wgpu::BindGroupLayout {
+    let entries: Vec<_> = contract
+        .slots
+        .iter()
+        .map(|s| {
+            let ty = match s.access {
+                Access::Uniform(_) => wgpu::BufferBindingType::Uniform,
+                Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+            };
+            wgpu::BindGroupLayoutEntry {
+                binding: s.binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty,
@@ -40,12 +147,12 @@ pub fn layout(ctx: &Context, label: &str, slots: &[Slot]) -> wgpu::BindGroupLayo
                     min_binding_size: None,
                 },
                 count: None,
-            })
+            }
         })
         .collect();
     ctx.device
         .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(label),
+            label: Some(contract.entry),
             entries: &entries,
         })
 }
@@ -105,14 +212,156 @@ pub fn pipeline(
     })
 }
 
-/// One bound resource of a dispatch.
+/// One bound resource of a launch, in the order of its entry point's [`Contract`].
+#[derive(Clone, Copy, Debug)]
 pub enum Bind<'a> {
     /// A uniform buffer.
     Uniform(&'a wgpu::Buffer),
-    /// A storage view, named for error messages.
-    Storage(&'a str, View<'a>),
-    /// Nothing: the slot is [`Slot::Unused`] for this entry point.
-    None,
+    /// A storage range the kernel reads.
+    Read(View<'a>),
+    /// A storage range the kernel writes.
+    Write(ViewMut<'a>),
+}
+
+impl<'a> Bind<'a> {
+    /// The storage range bound, or `None` for a uniform buffer.
+    pub fn view(&self) -> Option<View<'a>> {
+        match *self {
+            Bind::Uniform(_) => None,
+            Bind::Read(v) => Some(v),
+            Bind::Write(v) => Some(v.read()),
+        }
+    }
+}
+
+impl<'a> From<View<'a>> for Bind<'a> {
+    fn from(v: View<'a>) -> Self {
+        Bind::Read(v)
+    }
+}
+
+impl<'a> From<ViewMut<'a>> for Bind<'a> {
+    fn from(v: ViewMut<'a>) -> Self {
+        Bind::Write(v)
+    }
+}
+
+/// One entry point built for a context: its contract, explicit layout and pipeline (cheap to
+/// clone: wgpu handles).
+#[derive(Clone, Debug)]
+pub struct EntryPoint {
+    contract: &'static Contract,
+    layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl EntryPoint {
+    /// `contract`'s entry point in `module` (its compiled shader), with override constants.
+    pub fn new(
+        ctx: &Context,
+        module: &wgpu::ShaderModule,
+        contract: &'static Contract,
+        constants: &[(&str, f64)],
+    ) -> Result<Self> {
+        let layout = layout(ctx, contract);
+        let pipeline = pipeline(ctx, module, contract.entry, &layout, constants)?;
+        Ok(EntryPoint {
+            contract,
+            layout,
+            pipeline,
+        })
+    }
+
+    /// The binding contract.
+    pub fn contract(&self) -> &'static Contract {
+        self.contract
+    }
+
+    /// A launch: `uniform` goes to the contract's first slot (binding 0, the shape/scalar
+    /// struct) in a buffer the launch owns, and `binds` to the others, one each, in order: a
+    /// [`Bind::Read`] for a read slot and a [`Bind::Write`] for a read-write one.
+    pub fn launch<U: bytemuck::Pod>(
+        &self,
+        ctx: &Context,
+        uniform: &U,
+        binds: &[Bind<'_>],
+        groups: Groups,
+    ) -> Result<Dispatch> {
+        let workgroups = match groups {
+            Groups::Cover {
+                invocations,
+                workgroup_size,
+            } => grid(invocations, workgroup_size, ctx.max_workgroups_per_dim)?,
+            Groups::Exact(counts) => counts,
+        };
+        let buffer = ctx.uniform(self.contract.entry, uniform);
+        let bind_group = {
+            let all: Vec<Bind<'_>> = std::iter::once(Bind::Uniform(&buffer))
+                .chain(binds.iter().copied())
+                .collect();
+            self.bind_group(ctx, &all)?
+        };
+        Ok(Dispatch {
+            pipeline: self.pipeline.clone(),
+            bind_group,
+            workgroups,
+            uniforms: vec![buffer],
+        })
+    }
+
+    /// The bind group of `binds`, checked against the contract.
+    fn bind_group(&self, ctx: &Context, binds: &[Bind<'_>]) -> Result<wgpu::BindGroup> {
+        let c = self.contract;
+        if binds.len() != c.slots.len() {
+            return Err(GpuError::Contract(format!(
+                "{} has {} bindings, the launch gives {}",
+                c.entry,
+                c.slots.len(),
+                binds.len()
+            )));
+        }
+        let mut entries = Vec::with_capacity(binds.len());
+        for (slot, bind) in c.slots.iter().zip(binds) {
+            let what = format!("{} of {}", slot.name, c.entry);
+            let resource = match (slot.access, bind) {
+                (Access::Uniform(_), Bind::Uniform(buf)) => buf.as_entire_binding(),
+                (Access::Read, Bind::Read(view)) => view.binding(ctx, &what)?,
+                (Access::ReadWrite, Bind::Write(view)) => view.binding(ctx, &what)?,
+                (access, bind) => {
+                    return Err(GpuError::Contract(format!(
+                        "binding {} (`{what}`) is {access:?}, the launch gives {bind:?}",
+                        slot.binding
+                    )))
+                }
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: slot.binding,
+                resource,
+            });
+        }
+        ctx.scoped(|| {
+            Ok(ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(c.entry),
+                layout: &self.layout,
+                entries: &entries,
+            }))
+        })
+    }
+}
+
+/// How many workgroups a launch runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Groups {
+    /// Enough workgroups of `workgroup_size` for `invocations` threads, on the 2-D grid of
+    /// [`grid`] (one thread per element written).
+    Cover {
+        /// Threads needed.
+        invocations: u64,
+        /// Threads per workgroup (the shader's `@workgroup_size`).
+        workgroup_size: u32,
+    },
+    /// These workgroup counts.
+    Exact([u32; 3]),
 }
 
 /// A kernel launch prepared once (bind group, uniforms, workgroup counts) and recorded into
@@ -126,57 +375,6 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    /// Binds `binds` (binding i = binds[i]) and sizes the grid for `invocations` threads in
-    /// groups of `workgroup_size`.
-    pub fn new(
-        ctx: &Context,
-        label: &str,
-        pipeline: &wgpu::ComputePipeline,
-        layout: &wgpu::BindGroupLayout,
-        binds: &[Bind<'_>],
-        invocations: u64,
-        workgroup_size: u32,
-    ) -> Result<Self> {
-        let workgroups = grid(invocations, workgroup_size, ctx.max_workgroups_per_dim)?;
-        Self::with_workgroups(ctx, label, pipeline, layout, binds, workgroups)
-    }
-
-    /// Like [`Dispatch::new`], with explicit workgroup counts.
-    pub fn with_workgroups(
-        ctx: &Context,
-        label: &str,
-        pipeline: &wgpu::ComputePipeline,
-        layout: &wgpu::BindGroupLayout,
-        binds: &[Bind<'_>],
-        workgroups: [u32; 3],
-    ) -> Result<Self> {
-        let mut entries = Vec::with_capacity(binds.len());
-        for (i, b) in binds.iter().enumerate() {
-            let resource = match b {
-                Bind::Uniform(buf) => buf.as_entire_binding(),
-                Bind::Storage(name, view) => view.binding(ctx, name)?,
-                Bind::None => continue,
-            };
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource,
-            });
-        }
-        let bind_group = ctx.scoped(|| {
-            Ok(ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout,
-                entries: &entries,
-            }))
-        })?;
-        Ok(Dispatch {
-            pipeline: pipeline.clone(),
-            bind_group,
-            workgroups,
-            uniforms: Vec::new(),
-        })
-    }
-
     /// Keeps `buffer` alive with this dispatch.
     pub fn owning(mut self, buffer: wgpu::Buffer) -> Self {
         self.uniforms.push(buffer);
@@ -214,28 +412,4 @@ impl<T: Record> Record for [T] {
             r.record(pass);
         }
     }
-}
-
-/// Records `dispatches` in order into one compute pass, submits, and (optionally) waits.
-/// Convenience for tests and one-off work; the engine records its own passes.
-pub fn run(ctx: &Context, dispatches: &[&dyn Record]) -> Result<()> {
-    ctx.scoped(|| {
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("nst run"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("nst run"),
-                timestamp_writes: None,
-            });
-            for d in dispatches {
-                d.record(&mut pass);
-            }
-        }
-        ctx.queue.submit([enc.finish()]);
-        Ok(())
-    })?;
-    ctx.wait()
 }

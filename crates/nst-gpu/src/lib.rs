@@ -10,10 +10,13 @@ mod grid;
 mod kernel;
 mod timer;
 
-pub use buffer::{View, TENSOR_USAGE};
+pub use buffer::{View, ViewMut, TENSOR_USAGE};
 pub use context::{list_adapters, AdapterSummary, Context, ContextOptions};
 pub use error::{human_bytes, GpuError, Result};
 pub use grid::grid;
-pub use kernel::{layout, pipeline, run, shader, Bind, Dispatch, Record, Slot, BOUNDS_CHECKS};
+pub use kernel::{
+    layout, pipeline, shader, Access, Bind, Contract, Dispatch, EntryPoint, Groups, Record, Slot,
+    UniformLayout, BOUNDS_CHECKS,
+};
 pub use timer::GpuTimer;
 pub use wgpu;

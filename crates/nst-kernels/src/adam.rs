@@ -1,46 +1,42 @@
 //! Adam, exactly as PyTorch's `torch.optim.Adam` (no weight decay, no amsgrad), updating the
 //! image in place on the GPU. See `shaders/adam.wgsl`.
+//!
+//! [`AdamParams`] is the CPU reference's type, so the GPU and the reference read the same
+//! hyper-parameters and PyTorch's defaults are written once.
 
-use crate::{expect_len, Entry};
-use nst_gpu::{Bind, Context, Dispatch, GpuError, Record, Result, Slot, View};
-
-/// Adam's hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamParams {
-    /// Step size.
-    pub lr: f64,
-    /// First-moment decay.
-    pub beta1: f64,
-    /// Second-moment decay.
-    pub beta2: f64,
-    /// Added to the denominator.
-    pub eps: f64,
-}
-
-impl AdamParams {
-    /// `lr` with PyTorch's defaults β = (0.9, 0.999), ε = 1e-8.
-    pub fn new(lr: f64) -> Self {
-        AdamParams {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-        }
-    }
-}
+use crate::{entry, expect_len, per_element};
+use nst_gpu::{
+    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Record, Result, UniformLayout, View,
+    ViewMut,
+};
+pub use nst_reference::adam::AdamParams;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Uniform {
     n: u32,
-    _pad: [u32; 3],
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
     step_size: f32,
     sqrt_bc2: f32,
-    _pad1: [f32; 2],
+}
+
+const UNIFORM: UniformLayout = uniform_layout!(Uniform {
+    n,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    step_size,
+    sqrt_bc2
+});
+
+nst_gpu::contracts! {
+    "adam.wgsl", UNIFORM;
+    /// `adam_step`: `x`, `m` and `v` updated from `grad`.
+    STEP = "adam_step": read(1, "grad"), read_write(2, "x"), read_write(3, "m"), read_write(4, "v");
 }
 
 impl Uniform {
@@ -50,21 +46,19 @@ impl Uniform {
         let bc2 = 1.0 - p.beta2.powf(t);
         Uniform {
             n,
-            _pad: [0; 3],
             lr: p.lr as f32,
             beta1: p.beta1 as f32,
             beta2: p.beta2 as f32,
             eps: p.eps as f32,
             step_size: (p.lr / bc1) as f32,
             sqrt_bc2: bc2.sqrt() as f32,
-            _pad1: [0.0; 2],
         }
     }
 }
 
 /// The Adam kernel.
 pub struct Adam {
-    step: Entry,
+    step: EntryPoint,
 }
 
 /// A prepared Adam update of one parameter vector; [`AdamStep::set_step`] before each submit.
@@ -78,14 +72,8 @@ impl Adam {
     /// Compiles `shaders/adam.wgsl`.
     pub fn new(ctx: &Context) -> Result<Self> {
         let module = nst_gpu::shader(ctx, "adam.wgsl", crate::ADAM_WGSL)?;
-        use Slot::*;
         Ok(Adam {
-            step: Entry::new(
-                ctx,
-                &module,
-                "adam_step",
-                &[Uniform, Read, Write, Write, Write],
-            )?,
+            step: entry(ctx, &module, &STEP)?,
         })
     }
 
@@ -95,9 +83,9 @@ impl Adam {
         ctx: &Context,
         params: AdamParams,
         grad: View<'_>,
-        x: View<'_>,
-        m: View<'_>,
-        v: View<'_>,
+        x: ViewMut<'_>,
+        m: ViewMut<'_>,
+        v: ViewMut<'_>,
     ) -> Result<AdamStep> {
         for (name, value) in [
             ("lr", params.lr),
@@ -118,20 +106,14 @@ impl Adam {
         expect_len("adam first moment", &m, x.len)?;
         expect_len("adam second moment", &v, x.len)?;
         let n = x.len as u32;
-        let u = ctx.uniform("adam_step", &Uniform::at_step(n, &params, 1));
-        let dispatch = self.step.dispatch(
+        let dispatch = self.step.launch(
             ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("adam gradient", grad),
-                Bind::Storage("adam parameters", x),
-                Bind::Storage("adam first moment", m),
-                Bind::Storage("adam second moment", v),
-            ],
-            x.len,
+            &Uniform::at_step(n, &params, 1),
+            &[grad.into(), x.into(), m.into(), v.into()],
+            per_element(x.len),
         )?;
         Ok(AdamStep {
-            dispatch: dispatch.owning(u),
+            dispatch,
             params,
             n,
         })

@@ -1,8 +1,11 @@
 //! 3×3 convolution (stride 1, zero padding 1) with bias and optional fused ReLU, and its
 //! gradient with respect to the input, as a tiled implicit GEMM. See `shaders/conv2d.wgsl`.
 
-use crate::{expect_len, expect_nonzero, Entry};
-use nst_gpu::{Bind, Context, Dispatch, GpuError, Result, Slot, View};
+use crate::{expect_len, expect_nonzero};
+use nst_gpu::{
+    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Groups, Result, UniformLayout, View,
+    ViewMut,
+};
 
 /// Shape of a convolution: `c_in` → `c_out` channels over an `h × w` image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +71,25 @@ struct Uniform {
     flags: u32,
 }
 
+const UNIFORM: UniformLayout = uniform_layout!(Uniform {
+    c_src,
+    c_dst,
+    h,
+    w,
+    src_off,
+    dst_off,
+    w_cin,
+    flags
+});
+
+nst_gpu::contracts! {
+    "conv2d.wgsl", UNIFORM;
+    /// `conv2d_forward`: `y` from `x`, `weight` and `bias`.
+    FORWARD = "conv2d_forward": read(1, "x"), read(2, "weight"), read(3, "bias"), read_write(4, "y");
+    /// `conv2d_backward_input`: `gx` from `gy` and `weight`.
+    BACKWARD_INPUT = "conv2d_backward_input": read(1, "gy"), read(2, "weight"), read_write(4, "gx");
+}
+
 const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_RELU: u32 = 2;
 
@@ -129,8 +151,8 @@ impl ConvTiles {
 
 /// The conv2d kernels.
 pub struct Conv2d {
-    forward: Entry,
-    backward: Entry,
+    forward: EntryPoint,
+    backward: EntryPoint,
     tiles: ConvTiles,
 }
 
@@ -145,22 +167,9 @@ impl Conv2d {
         tiles.check(ctx)?;
         let module = nst_gpu::shader(ctx, "conv2d.wgsl", crate::CONV2D_WGSL)?;
         let constants = tiles.constants();
-        use Slot::*;
         Ok(Conv2d {
-            forward: Entry::with_constants(
-                ctx,
-                &module,
-                "conv2d_forward",
-                &[Uniform, Read, Read, Read, Write],
-                &constants,
-            )?,
-            backward: Entry::with_constants(
-                ctx,
-                &module,
-                "conv2d_backward_input",
-                &[Uniform, Read, Read, Unused, Write],
-                &constants,
-            )?,
+            forward: EntryPoint::new(ctx, &module, &FORWARD, &constants)?,
+            backward: EntryPoint::new(ctx, &module, &BACKWARD_INPUT, &constants)?,
             tiles,
         })
     }
@@ -194,7 +203,7 @@ impl Conv2d {
         x: View<'_>,
         weight: View<'_>,
         bias: View<'_>,
-        y: View<'_>,
+        y: ViewMut<'_>,
         relu: bool,
     ) -> Result<Dispatch> {
         let part = ConvPart {
@@ -218,26 +227,19 @@ impl Conv2d {
         x: View<'_>,
         weight: View<'_>,
         bias: View<'_>,
-        y: View<'_>,
+        y: ViewMut<'_>,
         relu: bool,
     ) -> Result<Dispatch> {
         check(s, part, false, &x, &weight, &y)?;
         expect_len("conv2d bias", &bias, s.c_out as u64)?;
         let flags = relu as u32 * FLAG_RELU + part.accumulate as u32 * FLAG_ACCUMULATE;
         let groups = self.groups(ctx, s, part)?;
-        let u = ctx.uniform("conv2d_forward", &uniform(s, part, flags));
-        let d = self.forward.dispatch_groups(
+        self.forward.launch(
             ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("conv2d input", x),
-                Bind::Storage("conv2d weight", weight),
-                Bind::Storage("conv2d bias", bias),
-                Bind::Storage("conv2d output", y),
-            ],
-            groups,
-        )?;
-        Ok(d.owning(u))
+            &uniform(s, part, flags),
+            &[x.into(), weight.into(), bias.into(), y.into()],
+            Groups::Exact(groups),
+        )
     }
 
     /// `gx = ∂(Σ gy·conv(x))/∂x`: the input gradient (no ReLU; apply its backward first).
@@ -248,7 +250,7 @@ impl Conv2d {
         s: ConvShape,
         gy: View<'_>,
         weight: View<'_>,
-        gx: View<'_>,
+        gx: ViewMut<'_>,
     ) -> Result<Dispatch> {
         let part = ConvPart {
             src: Channels::all(s.c_out),
@@ -268,24 +270,17 @@ impl Conv2d {
         part: ConvPart,
         gy: View<'_>,
         weight: View<'_>,
-        gx: View<'_>,
+        gx: ViewMut<'_>,
     ) -> Result<Dispatch> {
         check(s, part, true, &gy, &weight, &gx)?;
         let flags = part.accumulate as u32 * FLAG_ACCUMULATE;
         let groups = self.groups(ctx, s, part)?;
-        let u = ctx.uniform("conv2d_backward_input", &uniform(s, part, flags));
-        let d = self.backward.dispatch_groups(
+        self.backward.launch(
             ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("conv2d output gradient", gy),
-                Bind::Storage("conv2d weight", weight),
-                Bind::None,
-                Bind::Storage("conv2d input gradient", gx),
-            ],
-            groups,
-        )?;
-        Ok(d.owning(u))
+            &uniform(s, part, flags),
+            &[gy.into(), weight.into(), gx.into()],
+            Groups::Exact(groups),
+        )
     }
 }
 

@@ -3,8 +3,11 @@
 //! along K = N, symmetric when both operands are the same chunk. See `shaders/gram.wgsl`.
 
 use crate::conv2d::Channels;
-use crate::{expect_len, expect_nonzero, Entry};
-use nst_gpu::{Bind, Context, Dispatch, GpuError, Record, Result, Slot, View};
+use crate::{expect_len, expect_nonzero, per_element};
+use nst_gpu::{
+    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Groups, Record, Result, UniformLayout,
+    View, ViewMut,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -20,7 +23,30 @@ struct Uniform {
     k_slice: u32,
     tiles: u32,
     inv_n: f32,
-    _pad: u32,
+}
+
+const UNIFORM: UniformLayout = uniform_layout!(Uniform {
+    c,
+    n,
+    ca,
+    cb,
+    a_off,
+    b_off,
+    flags,
+    splits,
+    k_slice,
+    tiles,
+    inv_n
+});
+
+nst_gpu::contracts! {
+    "gram.wgsl", UNIFORM;
+    /// `gram_forward`: one K-slice's partial sums of `fa·fbᵀ`, per split.
+    FORWARD = "gram_forward": read(1, "fa"), read(2, "fb"), read_write(5, "partial sums");
+    /// `gram_forward_finish`: the splits added into the block of G.
+    FORWARD_FINISH = "gram_forward_finish": read(4, "partial sums"), read_write(5, "g");
+    /// `gram_backward`: chunk b's contribution to `gfa`, from `fb` and `gg`.
+    BACKWARD = "gram_backward": read(2, "fb"), read(3, "gg"), read_write(5, "gfa");
 }
 
 const FLAG_ACCUMULATE: u32 = 1;
@@ -148,9 +174,9 @@ fn split_k(
 
 /// The Gram kernels.
 pub struct Gram {
-    forward: Entry,
-    finish: Entry,
-    backward: Entry,
+    forward: EntryPoint,
+    finish: EntryPoint,
+    backward: EntryPoint,
     tiles: GramTiles,
 }
 
@@ -198,29 +224,10 @@ impl Gram {
         tiles.check(ctx)?;
         let module = nst_gpu::shader(ctx, "gram.wgsl", crate::GRAM_WGSL)?;
         let constants = tiles.constants();
-        use Slot::*;
         Ok(Gram {
-            forward: Entry::with_constants(
-                ctx,
-                &module,
-                "gram_forward",
-                &[Uniform, Read, Write, Unused, Read, Unused],
-                &constants,
-            )?,
-            finish: Entry::with_constants(
-                ctx,
-                &module,
-                "gram_forward_finish",
-                &[Uniform, Unused, Write, Unused, Unused, Read],
-                &constants,
-            )?,
-            backward: Entry::with_constants(
-                ctx,
-                &module,
-                "gram_backward",
-                &[Uniform, Unused, Write, Read, Read, Unused],
-                &constants,
-            )?,
+            forward: EntryPoint::new(ctx, &module, &FORWARD, &constants)?,
+            finish: EntryPoint::new(ctx, &module, &FORWARD_FINISH, &constants)?,
+            backward: EntryPoint::new(ctx, &module, &BACKWARD, &constants)?,
             tiles,
         })
     }
@@ -251,7 +258,7 @@ impl Gram {
         c: u32,
         n: u32,
         f: View<'_>,
-        g: View<'_>,
+        g: ViewMut<'_>,
     ) -> Result<GramForward> {
         let all = Channels::all(c);
         self.forward_part(ctx, c, n, (all, f), (all, f), g)
@@ -267,7 +274,7 @@ impl Gram {
         n: u32,
         (a, fa): (Channels, View<'_>),
         (b, fb): (Channels, View<'_>),
-        g: View<'_>,
+        g: ViewMut<'_>,
     ) -> Result<GramForward> {
         Self::check(c, n, a, b)?;
         expect_len("gram features", &fa, a.count as u64 * n as u64)?;
@@ -288,50 +295,34 @@ impl Gram {
         let groups = nst_gpu::grid(tiles * split.splits as u64, 1, ctx.max_workgroups_per_dim)?;
         let block = a.count as u64 * b.count as u64;
         let partials = ctx.tensor("gram partial sums", split.splits as u64 * block)?;
-        let u = ctx.uniform(
-            "gram_forward",
-            &Uniform {
-                c,
-                n,
-                ca: a.count,
-                cb: b.count,
-                a_off: a.offset,
-                b_off: b.offset,
-                flags: symmetric as u32 * FLAG_SYMMETRIC,
-                splits: split.splits,
-                k_slice: split.k_slice,
-                tiles: tiles as u32,
-                inv_n: 1.0 / n as f32,
-                _pad: 0,
-            },
-        );
-        let partial = self.forward.dispatch_groups(
+        let u = Uniform {
+            c,
+            n,
+            ca: a.count,
+            cb: b.count,
+            a_off: a.offset,
+            b_off: b.offset,
+            flags: symmetric as u32 * FLAG_SYMMETRIC,
+            splits: split.splits,
+            k_slice: split.k_slice,
+            tiles: tiles as u32,
+            inv_n: 1.0 / n as f32,
+        };
+        let partial = self.forward.launch(
             ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("gram features", fa),
-                Bind::Storage("gram partial sums", View::whole(&partials)),
-                Bind::None,
-                Bind::Storage("gram features", fb),
-                Bind::None,
-            ],
-            groups,
+            &u,
+            &[fa.into(), fb.into(), ViewMut::whole(&partials).into()],
+            Groups::Exact(groups),
         )?;
-        let finish = self.finish.dispatch(
+        let finish = self.finish.launch(
             ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::None,
-                Bind::Storage("gram matrix", g),
-                Bind::None,
-                Bind::None,
-                Bind::Storage("gram partial sums", View::whole(&partials)),
-            ],
-            block,
+            &u,
+            &[View::whole(&partials).into(), g.into()],
+            per_element(block),
         )?;
         Ok(GramForward {
             partial,
-            finish: finish.owning(u),
+            finish,
             split,
             _partials: partials,
         })
@@ -347,15 +338,16 @@ impl Gram {
         n: u32,
         f: View<'_>,
         gg: View<'_>,
-        gf: View<'_>,
+        gf: ViewMut<'_>,
         accumulate: bool,
     ) -> Result<Dispatch> {
         let all = Channels::all(c);
-        self.backward_part(ctx, c, n, (all, gf), (all, f), gg, accumulate)
+        self.backward_part(ctx, c, n, (all, f), gg, (all, gf), accumulate)
     }
 
     /// One part of a chunked Gram backward: chunk `b`'s contribution to the gradient of
-    /// chunk `a`, `gfa (+)= Σ_j (gg[a_i, b_j] + gg[b_j, a_i]) · fb[j] / n`. Record the parts of
+    /// chunk `a`, `gfa (+)= Σ_j (gg[a_i, b_j] + gg[b_j, a_i]) · fb[j] / n` (arguments in
+    /// binding order: what it reads, then what it writes). Record the parts of
     /// one `a` in order, the first with `accumulate` false unless `gfa` already holds a
     /// gradient.
     #[allow(clippy::too_many_arguments)]
@@ -364,9 +356,9 @@ impl Gram {
         ctx: &Context,
         c: u32,
         n: u32,
-        (a, gfa): (Channels, View<'_>),
         (b, fb): (Channels, View<'_>),
         gg: View<'_>,
+        (a, gfa): (Channels, ViewMut<'_>),
         accumulate: bool,
     ) -> Result<Dispatch> {
         Self::check(c, n, a, b)?;
@@ -383,36 +375,25 @@ impl Gram {
                 max: ctx.max_workgroups_per_dim as u64,
             });
         }
-        let u = ctx.uniform(
-            "gram_backward",
-            &Uniform {
-                c,
-                n,
-                ca: a.count,
-                cb: b.count,
-                a_off: a.offset,
-                b_off: b.offset,
-                flags: accumulate as u32 * FLAG_ACCUMULATE,
-                splits: 0,
-                k_slice: 0,
-                tiles: 0,
-                inv_n: 1.0 / n as f32,
-                _pad: 0,
-            },
-        );
-        let d = self.backward.dispatch_groups(
+        let u = Uniform {
+            c,
+            n,
+            ca: a.count,
+            cb: b.count,
+            a_off: a.offset,
+            b_off: b.offset,
+            flags: accumulate as u32 * FLAG_ACCUMULATE,
+            splits: 0,
+            k_slice: 0,
+            tiles: 0,
+            inv_n: 1.0 / n as f32,
+        };
+        self.backward.launch(
             ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::None,
-                Bind::Storage("gram features gradient", gfa),
-                Bind::Storage("gram matrix gradient", gg),
-                Bind::Storage("gram features", fb),
-                Bind::None,
-            ],
-            [x, y, channel_tiles],
-        )?;
-        Ok(d.owning(u))
+            &u,
+            &[fb.into(), gg.into(), gfa.into()],
+            Groups::Exact([x, y, channel_tiles]),
+        )
     }
 }
 

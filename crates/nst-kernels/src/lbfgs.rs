@@ -5,10 +5,13 @@
 //! including how a pair without positive curvature is handled, are
 //! `nst_reference::lbfgs`'s. See `shaders/lbfgs.wgsl`.
 
+use crate::expect_len;
 use crate::reduce::Reduction;
 use crate::vector::{Coef, VectorOps};
-use crate::{expect_len, Entry};
-use nst_gpu::{Bind, Context, Dispatch, GpuError, Record, Result, Slot, View};
+use nst_gpu::{
+    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Groups, Record, Result, UniformLayout,
+    View, ViewMut,
+};
 
 /// L-BFGS's settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -29,15 +32,32 @@ struct Uniform {
     asum: u32,
     slot_ys: u32,
     slot_mask: u32,
-    _pad: u32,
     lr: f32,
-    _pad1: [f32; 3],
+}
+
+const UNIFORM: UniformLayout = uniform_layout!(Uniform {
+    ys,
+    yy,
+    gamma,
+    t,
+    asum,
+    slot_ys,
+    slot_mask,
+    lr
+});
+
+nst_gpu::contracts! {
+    "lbfgs.wgsl", UNIFORM;
+    /// `lbfgs_first_step`: the first step's length, from ‖g‖₁.
+    FIRST_STEP = "lbfgs_first_step": read_write(1, "scalars");
+    /// `lbfgs_accept`: keeps or refuses the newest pair.
+    ACCEPT = "lbfgs_accept": read_write(1, "scalars");
 }
 
 /// The scalar kernels.
 pub struct Lbfgs {
-    first_step: Entry,
-    accept: Entry,
+    first_step: EntryPoint,
+    accept: EntryPoint,
 }
 
 /// Where each scalar lives: per pair i its kept sᵀy, the two-loop's α and β, and its mask;
@@ -119,10 +139,9 @@ impl Lbfgs {
     /// Compiles `shaders/lbfgs.wgsl`.
     pub fn new(ctx: &Context) -> Result<Self> {
         let module = nst_gpu::shader(ctx, "lbfgs.wgsl", crate::LBFGS_WGSL)?;
-        let slots = &[Slot::Uniform, Slot::Write];
         Ok(Lbfgs {
-            first_step: Entry::with_constants(ctx, &module, "lbfgs_first_step", slots, &[])?,
-            accept: Entry::with_constants(ctx, &module, "lbfgs_accept", slots, &[])?,
+            first_step: EntryPoint::new(ctx, &module, &FIRST_STEP, &[])?,
+            accept: EntryPoint::new(ctx, &module, &ACCEPT, &[])?,
         })
     }
 
@@ -133,7 +152,7 @@ impl Lbfgs {
         ctx: &Context,
         vector: &VectorOps,
         params: LbfgsParams,
-        x: View<'_>,
+        x: ViewMut<'_>,
         grad: View<'_>,
     ) -> Result<LbfgsRun> {
         if params.history == 0 {
@@ -157,69 +176,65 @@ impl Lbfgs {
         }
         init[at.gamma() as usize] = 1.0;
         let scalars = ctx.tensor_from("lbfgs scalars", &init)?;
-        let sv = View::whole(&scalars);
+        // The scalars as the vector ops' coefficients (read) and as results (written).
+        let (sv, sw) = (View::whole(&scalars), ViewMut::whole(&scalars));
         let g_prev = ctx.tensor("lbfgs previous gradient", n)?;
         let d = ctx.tensor("lbfgs direction", n)?;
-        let (gp, dv) = (View::whole(&g_prev), View::whole(&d));
+        let (gp, gpw) = (View::whole(&g_prev), ViewMut::whole(&g_prev));
+        let (dv, dw) = (View::whole(&d), ViewMut::whole(&d));
         let mut s = Vec::with_capacity(m as usize);
         let mut y = Vec::with_capacity(m as usize);
         for _ in 0..m {
             s.push(ctx.tensor("lbfgs s", n)?);
             y.push(ctx.tensor("lbfgs y", n)?);
         }
-        let scalar = |entry: &Entry, slot_ys: u32, slot_mask: u32| -> Result<Dispatch> {
-            let u = ctx.uniform(
-                entry.name,
-                &Uniform {
-                    ys: at.raw_ys(),
-                    yy: at.yy(),
-                    gamma: at.gamma(),
-                    t: at.t(),
-                    asum: at.asum(),
-                    slot_ys,
-                    slot_mask,
-                    _pad: 0,
-                    lr: params.lr as f32,
-                    _pad1: [0.0; 3],
-                },
-            );
-            let d = entry.dispatch_groups(
-                ctx,
-                &[Bind::Uniform(&u), Bind::Storage("lbfgs scalars", sv)],
-                [1, 1, 1],
-            )?;
-            Ok(d.owning(u))
+        let scalar = |entry: &EntryPoint, slot_ys: u32, slot_mask: u32| -> Result<Dispatch> {
+            let u = Uniform {
+                ys: at.raw_ys(),
+                yy: at.yy(),
+                gamma: at.gamma(),
+                t: at.t(),
+                asum: at.asum(),
+                slot_ys,
+                slot_mask,
+                lr: params.lr as f32,
+            };
+            entry.launch(ctx, &u, &[sw.into()], Groups::Exact([1, 1, 1]))
         };
         let c = Coef::constant;
         let mut pairs = Vec::with_capacity(m as usize);
         for i in 0..m {
             let (si, yi) = (View::whole(&s[i as usize]), View::whole(&y[i as usize]));
+            let (si_w, yi_w) = (
+                ViewMut::whole(&s[i as usize]),
+                ViewMut::whole(&y[i as usize]),
+            );
             let r = |c: f32, num: u32| Coef::ratio(c, Some(num), Some(at.ys(i)));
             let mask = Coef::ratio(1.0, Some(at.mask(i)), None);
             pairs.push(Pair {
-                y_from_grad: vector.copy(ctx, c(1.0), grad, yi, sv)?,
-                y_minus_prev: vector.axpy(ctx, c(-1.0), gp, yi, sv)?,
-                ys_dot: vector.dot(ctx, yi, si, sv, at.raw_ys())?,
-                yy_dot: vector.dot(ctx, yi, yi, sv, at.yy())?,
+                y_from_grad: vector.copy(ctx, c(1.0), grad, yi_w, sv)?,
+                y_minus_prev: vector.axpy(ctx, c(-1.0), gp, yi_w, sv)?,
+                ys_dot: vector.dot(ctx, yi, si, sw, at.raw_ys())?,
+                yy_dot: vector.dot(ctx, yi, yi, sw, at.yy())?,
                 accept: scalar(&self.accept, at.ys(i), at.mask(i))?,
-                mask_s: vector.scale(ctx, mask, si, sv)?,
-                mask_y: vector.scale(ctx, mask, yi, sv)?,
-                alpha_dot: vector.dot(ctx, si, dv, sv, at.alpha(i))?,
-                q_update: vector.axpy(ctx, r(-1.0, at.alpha(i)), yi, dv, sv)?,
-                beta_dot: vector.dot(ctx, yi, dv, sv, at.beta(i))?,
-                r_plus_alpha: vector.axpy(ctx, r(1.0, at.alpha(i)), si, dv, sv)?,
-                r_minus_beta: vector.axpy(ctx, r(-1.0, at.beta(i)), si, dv, sv)?,
-                s_from_d: vector.copy(ctx, Coef::ratio(1.0, Some(at.t()), None), dv, si, sv)?,
+                mask_s: vector.scale(ctx, mask, si_w, sv)?,
+                mask_y: vector.scale(ctx, mask, yi_w, sv)?,
+                alpha_dot: vector.dot(ctx, si, dv, sw, at.alpha(i))?,
+                q_update: vector.axpy(ctx, r(-1.0, at.alpha(i)), yi, dw, sv)?,
+                beta_dot: vector.dot(ctx, yi, dv, sw, at.beta(i))?,
+                r_plus_alpha: vector.axpy(ctx, r(1.0, at.alpha(i)), si, dw, sv)?,
+                r_minus_beta: vector.axpy(ctx, r(-1.0, at.beta(i)), si, dw, sv)?,
+                s_from_d: vector.copy(ctx, Coef::ratio(1.0, Some(at.t()), None), dv, si_w, sv)?,
                 x_plus_s: vector.axpy(ctx, c(1.0), si, x, sv)?,
             });
         }
         let run = LbfgsRun {
             m,
-            asum: vector.asum(ctx, grad, sv, at.asum())?,
+            asum: vector.asum(ctx, grad, sw, at.asum())?,
             first_step: scalar(&self.first_step, at.ys(0), at.mask(0))?,
-            save_grad: vector.copy(ctx, c(1.0), grad, gp, sv)?,
-            d_from_grad: vector.copy(ctx, c(-1.0), grad, dv, sv)?,
-            scale_gamma: vector.scale(ctx, Coef::ratio(1.0, Some(at.gamma()), None), dv, sv)?,
+            save_grad: vector.copy(ctx, c(1.0), grad, gpw, sv)?,
+            d_from_grad: vector.copy(ctx, c(-1.0), grad, dw, sv)?,
+            scale_gamma: vector.scale(ctx, Coef::ratio(1.0, Some(at.gamma()), None), dw, sv)?,
             pairs,
             bytes: (2 * m as u64 + 2) * n * 4 + at.count() as u64 * 4,
             _buffers: [scalars, g_prev, d].into_iter().chain(s).chain(y).collect(),

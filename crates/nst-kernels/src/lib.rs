@@ -22,17 +22,17 @@ pub use conv2d::{Channels, Conv2d, ConvPart, ConvShape, ConvTiles};
 pub use gram::{Gram, GramForward, GramTiles};
 pub use lbfgs::{Lbfgs, LbfgsParams, LbfgsRun};
 pub use loss::{Mse, TotalVariation};
-pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View};
+pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View, ViewMut};
 pub use pixel::{PixelTransform, PixelTransformKernel};
-pub use pool::{AvgPool2d, MaxPool2d, PoolShape};
+pub use pool::{Pool2d, PoolKind, PoolShape};
 pub use reduce::{Reduce, Reduction};
 pub use relu::Relu;
 pub use vector::{Coef, VectorOps};
 
-use nst_gpu::{Bind, Slot};
+use nst_gpu::{Contract, EntryPoint, Groups};
 
-/// Every shader's source, as compiled (files that use the workgroup reduction have it
-/// prepended, since WGSL has no includes). Tests validate each with naga.
+/// Every shader's source, as compiled (WGSL has no includes: files that use the workgroup
+/// reduction or the GEMM core have those snippets prepended). Tests validate each with naga.
 pub const SOURCES: &[(&str, &str)] = &[
     ("conv2d.wgsl", CONV2D_WGSL),
     ("relu.wgsl", RELU_WGSL),
@@ -46,30 +46,67 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("lbfgs.wgsl", LBFGS_WGSL),
 ];
 
+/// Files prepended to others rather than compiled alone.
+pub const SNIPPETS: &[&str] = &["workgroup_sum.wgsl", "gemm.wgsl"];
+
+/// Every entry point's binding contract, for the shader test to check against the WGSL.
+pub const CONTRACTS: &[&Contract] = &[
+    &conv2d::FORWARD,
+    &conv2d::BACKWARD_INPUT,
+    &relu::FORWARD,
+    &relu::BACKWARD,
+    &pool::MAX_FORWARD,
+    &pool::MAX_BACKWARD,
+    &pool::AVG_FORWARD,
+    &pool::AVG_BACKWARD,
+    &gram::FORWARD,
+    &gram::FORWARD_FINISH,
+    &gram::BACKWARD,
+    &loss::MSE_PARTIAL,
+    &loss::MSE_BACKWARD,
+    &loss::TV_PARTIAL,
+    &loss::TV_BACKWARD,
+    &reduce::FINISH,
+    &pixel::FORWARD,
+    &pixel::BACKWARD,
+    &pixel::CLAMP,
+    &adam::STEP,
+    &vector::DOT_PARTIAL,
+    &vector::ASUM_PARTIAL,
+    &vector::AXPY,
+    &vector::SCALE,
+    &vector::SCALED_COPY,
+    &lbfgs::FIRST_STEP,
+    &lbfgs::ACCEPT,
+];
+
+// The shaders live in the workspace's top-level `shaders/`; `shaders` in this crate is a
+// symlink to it, so that `cargo package` (which follows links) ships them.
 macro_rules! shader_file {
     ($f:literal) => {
-        include_str!(concat!("../../../shaders/", $f))
-    };
-}
-macro_rules! with_workgroup_sum {
-    ($f:literal) => {
-        concat!(
-            include_str!("../../../shaders/workgroup_sum.wgsl"),
-            include_str!(concat!("../../../shaders/", $f))
-        )
+        include_str!(concat!("../shaders/", $f))
     };
 }
 
-const CONV2D_WGSL: &str = shader_file!("conv2d.wgsl");
+const CONV2D_WGSL: &str = concat!(shader_file!("gemm.wgsl"), shader_file!("conv2d.wgsl"));
+const GRAM_WGSL: &str = concat!(shader_file!("gemm.wgsl"), shader_file!("gram.wgsl"));
 const RELU_WGSL: &str = shader_file!("relu.wgsl");
 const POOL_WGSL: &str = shader_file!("pool.wgsl");
-const GRAM_WGSL: &str = shader_file!("gram.wgsl");
 const PIXEL_WGSL: &str = shader_file!("pixel.wgsl");
 const ADAM_WGSL: &str = shader_file!("adam.wgsl");
 const LBFGS_WGSL: &str = shader_file!("lbfgs.wgsl");
-const LOSS_WGSL: &str = with_workgroup_sum!("loss.wgsl");
-const REDUCE_WGSL: &str = with_workgroup_sum!("reduce.wgsl");
-const VECTOR_WGSL: &str = with_workgroup_sum!("vector.wgsl");
+const LOSS_WGSL: &str = concat!(
+    shader_file!("workgroup_sum.wgsl"),
+    shader_file!("loss.wgsl")
+);
+const REDUCE_WGSL: &str = concat!(
+    shader_file!("workgroup_sum.wgsl"),
+    shader_file!("reduce.wgsl")
+);
+const VECTOR_WGSL: &str = concat!(
+    shader_file!("workgroup_sum.wgsl"),
+    shader_file!("vector.wgsl")
+);
 
 /// Every kernel, compiled once for a context.
 pub struct Kernels {
@@ -78,9 +115,9 @@ pub struct Kernels {
     /// ReLU.
     pub relu: Relu,
     /// 2×2 max pooling.
-    pub max_pool2d: MaxPool2d,
+    pub max_pool2d: Pool2d,
     /// 2×2 average pooling.
-    pub avg_pool2d: AvgPool2d,
+    pub avg_pool2d: Pool2d,
     /// Gram matrix.
     pub gram: Gram,
     /// Mean-squared error.
@@ -107,8 +144,8 @@ impl Kernels {
         Ok(Kernels {
             conv2d: Conv2d::new(ctx)?,
             relu: Relu::new(ctx)?,
-            max_pool2d: MaxPool2d::new(ctx, &pool)?,
-            avg_pool2d: AvgPool2d::new(ctx, &pool)?,
+            max_pool2d: Pool2d::new(ctx, &pool, PoolKind::Max)?,
+            avg_pool2d: Pool2d::new(ctx, &pool, PoolKind::Avg)?,
             gram: Gram::new(ctx)?,
             mse: Mse::new(ctx, &loss, reduce.clone())?,
             tv: TotalVariation::new(ctx, &loss, reduce.clone())?,
@@ -123,68 +160,20 @@ impl Kernels {
 /// Threads per workgroup of the element-wise entry points (the `WG` override constant).
 pub const WORKGROUP_SIZE: u32 = 256;
 
-/// One entry point: its explicit layout and pipeline (cheap to clone: wgpu handles).
-#[derive(Clone)]
-pub(crate) struct Entry {
-    layout: wgpu::BindGroupLayout,
-    pipeline: wgpu::ComputePipeline,
-    name: &'static str,
+/// An entry point of a file with the `WG` override constant (the element-wise ones).
+pub(crate) fn entry(
+    ctx: &Context,
+    module: &wgpu::ShaderModule,
+    contract: &'static Contract,
+) -> Result<EntryPoint> {
+    EntryPoint::new(ctx, module, contract, &[("WG", WORKGROUP_SIZE as f64)])
 }
 
-impl Entry {
-    /// An entry point of a file with the `WG` override constant.
-    pub(crate) fn new(
-        ctx: &Context,
-        module: &wgpu::ShaderModule,
-        name: &'static str,
-        slots: &[Slot],
-    ) -> Result<Self> {
-        Self::with_constants(ctx, module, name, slots, &[("WG", WORKGROUP_SIZE as f64)])
-    }
-
-    /// An entry point with the given override constants.
-    pub(crate) fn with_constants(
-        ctx: &Context,
-        module: &wgpu::ShaderModule,
-        name: &'static str,
-        slots: &[Slot],
-        constants: &[(&str, f64)],
-    ) -> Result<Self> {
-        let layout = nst_gpu::layout(ctx, name, slots);
-        let pipeline = nst_gpu::pipeline(ctx, module, name, &layout, constants)?;
-        Ok(Entry {
-            layout,
-            pipeline,
-            name,
-        })
-    }
-
-    /// A launch over `invocations` threads (one per element written).
-    pub(crate) fn dispatch(
-        &self,
-        ctx: &Context,
-        binds: &[Bind<'_>],
-        invocations: u64,
-    ) -> Result<Dispatch> {
-        Dispatch::new(
-            ctx,
-            self.name,
-            &self.pipeline,
-            &self.layout,
-            binds,
-            invocations,
-            WORKGROUP_SIZE,
-        )
-    }
-
-    /// A launch with explicit workgroup counts.
-    pub(crate) fn dispatch_groups(
-        &self,
-        ctx: &Context,
-        binds: &[Bind<'_>],
-        groups: [u32; 3],
-    ) -> Result<Dispatch> {
-        Dispatch::with_workgroups(ctx, self.name, &self.pipeline, &self.layout, binds, groups)
+/// One thread per element of `n`, in workgroups of [`WORKGROUP_SIZE`].
+pub(crate) fn per_element(n: u64) -> Groups {
+    Groups::Cover {
+        invocations: n,
+        workgroup_size: WORKGROUP_SIZE,
     }
 }
 

@@ -2,8 +2,11 @@
 //! See `shaders/loss.wgsl`.
 
 use crate::reduce::{Reduce, Reduction};
-use crate::{expect_len, expect_nonzero, Entry};
-use nst_gpu::{Bind, Context, Dispatch, Result, Slot, View};
+use crate::{entry, expect_len, expect_nonzero, per_element};
+use nst_gpu::{
+    uniform_layout, Bind, Context, Contract, Dispatch, EntryPoint, Groups, Result, UniformLayout,
+    View, ViewMut,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -14,31 +17,109 @@ struct Uniform {
     w: u32,
     partials: u32,
     accumulate: u32,
-    _pad: [u32; 2],
     scale: f32,
     inv_nh: f32,
     inv_nw: f32,
-    _pad1: f32,
+}
+
+const UNIFORM: UniformLayout = uniform_layout!(Uniform {
+    n,
+    c,
+    h,
+    w,
+    partials,
+    accumulate,
+    scale,
+    inv_nh,
+    inv_nw
+});
+
+nst_gpu::contracts! {
+    "loss.wgsl", UNIFORM;
+    /// `mse_partial`: partial sums of `(a − b)²`.
+    MSE_PARTIAL = "mse_partial": read(1, "a"), read(2, "b"), read_write(3, "partial sums");
+    /// `mse_backward`: `ga` from `a` and `b`.
+    MSE_BACKWARD = "mse_backward": read(1, "a"), read(2, "b"), read_write(3, "ga");
+    /// `tv_partial`: partial sums of the total variation of `x`.
+    TV_PARTIAL = "tv_partial": read(1, "x"), read_write(3, "partial sums");
+    /// `tv_backward`: `gx` from `x`.
+    TV_BACKWARD = "tv_backward": read(1, "x"), read_write(3, "gx");
+}
+
+/// What a loss's two launches share: a first-stage kernel reduced into a scalar slot, and an
+/// element-wise backward; `inputs` are bound before the partial sums or the gradient.
+#[derive(Clone)]
+struct Loss {
+    partial: EntryPoint,
+    backward: EntryPoint,
+    reduce: Reduce,
+}
+
+impl Loss {
+    fn new(
+        ctx: &Context,
+        module: &wgpu::ShaderModule,
+        reduce: Reduce,
+        partial: &'static Contract,
+        backward: &'static Contract,
+    ) -> Result<Self> {
+        Ok(Loss {
+            partial: entry(ctx, module, partial)?,
+            backward: entry(ctx, module, backward)?,
+            reduce,
+        })
+    }
+
+    /// `out[index] (+)= scale · Σ` over `n` elements of the partial kernel's terms.
+    fn forward(
+        &self,
+        ctx: &Context,
+        u: Uniform,
+        inputs: &[View<'_>],
+        n: u64,
+        out: ViewMut<'_>,
+        index: u32,
+        scale: f32,
+        accumulate: bool,
+    ) -> Result<Reduction> {
+        self.reduce
+            .build(ctx, n, out, index, scale, accumulate, |partials, count| {
+                let u = Uniform {
+                    partials: count,
+                    ..u
+                };
+                let binds: Vec<Bind<'_>> = inputs
+                    .iter()
+                    .map(|&v| v.into())
+                    .chain([partials.into()])
+                    .collect();
+                self.partial
+                    .launch(ctx, &u, &binds, Groups::Exact([count, 1, 1]))
+            })
+    }
+
+    /// The gradient `g` of `n` elements, one thread each.
+    fn backward(
+        &self,
+        ctx: &Context,
+        u: Uniform,
+        inputs: &[View<'_>],
+        g: ViewMut<'_>,
+    ) -> Result<Dispatch> {
+        let binds: Vec<Bind<'_>> = inputs.iter().map(|&v| v.into()).chain([g.into()]).collect();
+        self.backward.launch(ctx, &u, &binds, per_element(g.len))
+    }
 }
 
 /// `mse(a, b) = mean((a − b)²)`, used for the content loss (feature maps) and the style loss
 /// (Gram matrices).
-pub struct Mse {
-    partial: Entry,
-    backward: Entry,
-    reduce: Reduce,
-}
+pub struct Mse(Loss);
 
 impl Mse {
     /// The MSE entry points of `module`, the compiled `shaders/loss.wgsl`, finishing with
     /// `reduce`.
     pub fn new(ctx: &Context, module: &wgpu::ShaderModule, reduce: Reduce) -> Result<Self> {
-        use Slot::*;
-        Ok(Mse {
-            partial: Entry::new(ctx, module, "mse_partial", &[Uniform, Read, Read, Write])?,
-            backward: Entry::new(ctx, module, "mse_backward", &[Uniform, Read, Read, Write])?,
-            reduce,
-        })
+        Loss::new(ctx, module, reduce, &MSE_PARTIAL, &MSE_BACKWARD).map(Mse)
     }
 
     /// `out[index] = mse(a, b)`.
@@ -47,49 +128,31 @@ impl Mse {
         ctx: &Context,
         a: View<'_>,
         b: View<'_>,
-        out: View<'_>,
+        out: ViewMut<'_>,
         index: u32,
     ) -> Result<Reduction> {
-        self.forward_scaled(ctx, a, b, out, index, 1.0 / a.len as f32, false)
+        self.forward_scaled(ctx, (a, b), out, index, 1.0 / a.len as f32, false)
     }
 
-    /// `out[index] (+)= scale · Σ (a − b)²`: with `scale = 1/N` and `accumulate` on every
-    /// chunk after the first, the mean over a tensor stored in chunks.
-    #[allow(clippy::too_many_arguments)]
+    /// `out[index] (+)= scale · Σ (a − b)²` over one chunk `(a, b)` of a pair of tensors: with
+    /// `scale = 1/N` and `accumulate` on every chunk after the first, the mean over tensors
+    /// stored in chunks.
     pub fn forward_scaled(
         &self,
         ctx: &Context,
-        a: View<'_>,
-        b: View<'_>,
-        out: View<'_>,
+        (a, b): (View<'_>, View<'_>),
+        out: ViewMut<'_>,
         index: u32,
         scale: f32,
         accumulate: bool,
     ) -> Result<Reduction> {
         expect_len("mse target", &b, a.len)?;
-        let n = a.len;
-        self.reduce
-            .build(ctx, n, out, index, scale, accumulate, |partials, count| {
-                let u = ctx.uniform(
-                    "mse_partial",
-                    &Uniform {
-                        n: n as u32,
-                        partials: count,
-                        ..Default::default()
-                    },
-                );
-                let d = self.partial.dispatch_groups(
-                    ctx,
-                    &[
-                        Bind::Uniform(&u),
-                        Bind::Storage("mse input", a),
-                        Bind::Storage("mse target", b),
-                        Bind::Storage("partial sums", partials),
-                    ],
-                    [count, 1, 1],
-                )?;
-                Ok(d.owning(u))
-            })
+        let u = Uniform {
+            n: a.len as u32,
+            ..Default::default()
+        };
+        self.0
+            .forward(ctx, u, &[a, b], a.len, out, index, scale, accumulate)
     }
 
     /// `ga (+)= scale · ∂mse/∂a = scale · 2(a − b)/n`.
@@ -98,46 +161,32 @@ impl Mse {
         ctx: &Context,
         a: View<'_>,
         b: View<'_>,
-        ga: View<'_>,
+        ga: ViewMut<'_>,
         scale: f32,
         accumulate: bool,
     ) -> Result<Dispatch> {
         expect_len("mse target", &b, a.len)?;
         expect_len("mse gradient", &ga, a.len)?;
-        let u = ctx.uniform(
-            "mse_backward",
-            &Uniform {
-                n: a.len as u32,
-                scale,
-                accumulate: accumulate as u32,
-                ..Default::default()
-            },
-        );
-        let d = self.backward.dispatch(
-            ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("mse input", a),
-                Bind::Storage("mse target", b),
-                Bind::Storage("mse gradient", ga),
-            ],
-            a.len,
-        )?;
-        Ok(d.owning(u))
+        let u = Uniform {
+            n: a.len as u32,
+            scale,
+            accumulate: accumulate as u32,
+            ..Default::default()
+        };
+        self.0.backward(ctx, u, &[a, b], ga)
     }
 }
 
 /// Total variation of a `c × h × w` image: the mean absolute difference between vertical
 /// neighbours plus that between horizontal neighbours.
-pub struct TotalVariation {
-    partial: Entry,
-    backward: Entry,
-    reduce: Reduce,
-}
+pub struct TotalVariation(Loss);
 
-fn tv_uniform(c: u32, h: u32, w: u32) -> Uniform {
+/// The uniform of a `c × h × w` image, after checking `x` against it.
+fn tv_uniform(c: u32, h: u32, w: u32, x: &View<'_>) -> Result<Uniform> {
+    expect_nonzero("tv shape", &[c, h, w])?;
+    expect_len("tv input", x, c as u64 * h as u64 * w as u64)?;
     let inv = |count: u64| if count == 0 { 0.0 } else { 1.0 / count as f32 };
-    Uniform {
+    Ok(Uniform {
         n: c * h * w,
         c,
         h,
@@ -145,19 +194,14 @@ fn tv_uniform(c: u32, h: u32, w: u32) -> Uniform {
         inv_nh: inv(c as u64 * (h as u64 - 1) * w as u64),
         inv_nw: inv(c as u64 * h as u64 * (w as u64 - 1)),
         ..Default::default()
-    }
+    })
 }
 
 impl TotalVariation {
     /// The TV entry points of `module`, the compiled `shaders/loss.wgsl`, finishing with
     /// `reduce`.
     pub fn new(ctx: &Context, module: &wgpu::ShaderModule, reduce: Reduce) -> Result<Self> {
-        use Slot::*;
-        Ok(TotalVariation {
-            partial: Entry::new(ctx, module, "tv_partial", &[Uniform, Read, Unused, Write])?,
-            backward: Entry::new(ctx, module, "tv_backward", &[Uniform, Read, Unused, Write])?,
-            reduce,
-        })
+        Loss::new(ctx, module, reduce, &TV_PARTIAL, &TV_BACKWARD).map(TotalVariation)
     }
 
     /// `out[index] = tv(x)`, `x` being `c × h × w`.
@@ -168,32 +212,11 @@ impl TotalVariation {
         h: u32,
         w: u32,
         x: View<'_>,
-        out: View<'_>,
+        out: ViewMut<'_>,
         index: u32,
     ) -> Result<Reduction> {
-        expect_nonzero("tv shape", &[c, h, w])?;
-        expect_len("tv input", &x, c as u64 * h as u64 * w as u64)?;
-        self.reduce
-            .build(ctx, x.len, out, index, 1.0, false, |partials, count| {
-                let u = ctx.uniform(
-                    "tv_partial",
-                    &Uniform {
-                        partials: count,
-                        ..tv_uniform(c, h, w)
-                    },
-                );
-                let d = self.partial.dispatch_groups(
-                    ctx,
-                    &[
-                        Bind::Uniform(&u),
-                        Bind::Storage("tv input", x),
-                        Bind::None,
-                        Bind::Storage("partial sums", partials),
-                    ],
-                    [count, 1, 1],
-                )?;
-                Ok(d.owning(u))
-            })
+        let u = tv_uniform(c, h, w, &x)?;
+        self.0.forward(ctx, u, &[x], x.len, out, index, 1.0, false)
     }
 
     /// `gx (+)= scale · ∂tv/∂x`.
@@ -204,31 +227,17 @@ impl TotalVariation {
         h: u32,
         w: u32,
         x: View<'_>,
-        gx: View<'_>,
+        gx: ViewMut<'_>,
         scale: f32,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        expect_nonzero("tv shape", &[c, h, w])?;
-        expect_len("tv input", &x, c as u64 * h as u64 * w as u64)?;
+        let u = tv_uniform(c, h, w, &x)?;
         expect_len("tv gradient", &gx, x.len)?;
-        let u = ctx.uniform(
-            "tv_backward",
-            &Uniform {
-                scale,
-                accumulate: accumulate as u32,
-                ..tv_uniform(c, h, w)
-            },
-        );
-        let d = self.backward.dispatch(
-            ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("tv input", x),
-                Bind::None,
-                Bind::Storage("tv gradient", gx),
-            ],
-            x.len,
-        )?;
-        Ok(d.owning(u))
+        let u = Uniform {
+            scale,
+            accumulate: accumulate as u32,
+            ..u
+        };
+        self.0.backward(ctx, u, &[x], gx)
     }
 }

@@ -1,8 +1,11 @@
 //! 2×2, stride-2 max and average pooling with PyTorch's semantics (odd sizes floor; the max
 //! pool's gradient goes to the first maximum). See `shaders/pool.wgsl`.
 
-use crate::{expect_len, expect_nonzero, Entry};
-use nst_gpu::{Bind, Context, Dispatch, Result, Slot, View};
+use crate::{entry, expect_len, expect_nonzero, per_element};
+use nst_gpu::{
+    uniform_layout, Bind, Context, Dispatch, EntryPoint, GpuError, Result, UniformLayout, View,
+    ViewMut,
+};
 
 /// Shape of a pooling input: `c × h × w`; the output is `c × ⌊h/2⌋ × ⌊w/2⌋`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,9 +27,6 @@ impl PoolShape {
     pub fn output_len(&self) -> u64 {
         self.c as u64 * (self.h / 2) as u64 * (self.w / 2) as u64
     }
-    fn check(&self) -> Result<()> {
-        expect_nonzero("pool output shape", &[self.c, self.h / 2, self.w / 2])
-    }
 }
 
 #[repr(C)]
@@ -38,164 +38,149 @@ struct Uniform {
     accumulate: u32,
 }
 
-fn uniform(ctx: &Context, label: &str, s: PoolShape, accumulate: bool) -> wgpu::Buffer {
-    ctx.uniform(
-        label,
-        &Uniform {
-            c: s.c,
-            h: s.h,
-            w: s.w,
-            accumulate: accumulate as u32,
-        },
-    )
+const UNIFORM: UniformLayout = uniform_layout!(Uniform {
+    c,
+    h,
+    w,
+    accumulate
+});
+
+nst_gpu::contracts! {
+    "pool.wgsl", UNIFORM;
+    /// `max_pool2d_forward`: `y` and `argmax` from `x`.
+    MAX_FORWARD = "max_pool2d_forward": read(1, "x"), read_write(3, "y"), read_write(4, "argmax");
+    /// `max_pool2d_backward`: `gx` from `gy` and `argmax`.
+    MAX_BACKWARD = "max_pool2d_backward": read(1, "gy"), read(2, "argmax"), read_write(3, "gx");
+    /// `avg_pool2d_forward`: `y` from `x`.
+    AVG_FORWARD = "avg_pool2d_forward": read(1, "x"), read_write(3, "y");
+    /// `avg_pool2d_backward`: `gx` from `gy`.
+    AVG_BACKWARD = "avg_pool2d_backward": read(1, "gy"), read_write(3, "gx");
 }
 
-/// Max pooling kernels.
-pub struct MaxPool2d {
-    forward: Entry,
-    backward: Entry,
+/// Which pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// Window maxima; the forward records each window's arg-max for the backward.
+    Max,
+    /// Window means.
+    Avg,
 }
 
-impl MaxPool2d {
-    /// The max entry points of `module`, the compiled `shaders/pool.wgsl`.
-    pub fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Result<Self> {
-        use Slot::*;
-        Ok(MaxPool2d {
-            forward: Entry::new(
-                ctx,
-                module,
-                "max_pool2d_forward",
-                &[Uniform, Read, Write, Write],
-            )?,
-            backward: Entry::new(
-                ctx,
-                module,
-                "max_pool2d_backward",
-                &[Uniform, Read, Write, Write],
-            )?,
+/// The pooling kernels of one kind: its forward and backward entry points.
+pub struct Pool2d {
+    kind: PoolKind,
+    forward: EntryPoint,
+    backward: EntryPoint,
+}
+
+/// A pooling input (or its gradient) or output (or its gradient, or the arg-max).
+#[derive(Clone, Copy)]
+enum Side {
+    In,
+    Out,
+}
+
+impl Pool2d {
+    /// The `kind` entry points of `module`, the compiled `shaders/pool.wgsl`.
+    pub fn new(ctx: &Context, module: &wgpu::ShaderModule, kind: PoolKind) -> Result<Self> {
+        let (forward, backward) = match kind {
+            PoolKind::Max => (&MAX_FORWARD, &MAX_BACKWARD),
+            PoolKind::Avg => (&AVG_FORWARD, &AVG_BACKWARD),
+        };
+        Ok(Pool2d {
+            kind,
+            forward: entry(ctx, module, forward)?,
+            backward: entry(ctx, module, backward)?,
         })
     }
 
-    /// `y` = window maxima; `argmax` (u32, same length as `y`) = position `dy·2+dx` of each.
+    /// Which pooling these kernels do.
+    pub fn kind(&self) -> PoolKind {
+        self.kind
+    }
+
+    /// `y` = window maxima or means. Max pooling also writes `argmax` (u32, same length as
+    /// `y`): the position `dy·2+dx` of each window's first maximum; average pooling takes
+    /// none.
     pub fn forward(
         &self,
         ctx: &Context,
         s: PoolShape,
         x: View<'_>,
-        y: View<'_>,
-        argmax: View<'_>,
+        y: ViewMut<'_>,
+        argmax: Option<ViewMut<'_>>,
     ) -> Result<Dispatch> {
-        s.check()?;
-        expect_len("max pool input", &x, s.input_len())?;
-        expect_len("max pool output", &y, s.output_len())?;
-        expect_len("max pool arg-max", &argmax, s.output_len())?;
-        let u = uniform(ctx, "max_pool2d_forward", s, false);
-        let d = self.forward.dispatch(
-            ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("max pool input", x),
-                Bind::Storage("max pool output", y),
-                Bind::Storage("max pool arg-max", argmax),
-            ],
-            s.output_len(),
-        )?;
-        Ok(d.owning(u))
+        let mut views = vec![("pool input", x.into(), Side::In)];
+        views.push(("pool output", y.into(), Side::Out));
+        views.extend(
+            self.arg_max(argmax)?
+                .map(|a| ("pool arg-max", a, Side::Out)),
+        );
+        self.launch(ctx, s, None, &views)
     }
 
-    /// `gx`: each window's `gy` at its arg-max, zero elsewhere; added into `gx` when
-    /// `accumulate`.
-    pub fn backward(
-        &self,
-        ctx: &Context,
-        s: PoolShape,
-        gy: View<'_>,
-        argmax: View<'_>,
-        gx: View<'_>,
-        accumulate: bool,
-    ) -> Result<Dispatch> {
-        s.check()?;
-        expect_len("max pool output gradient", &gy, s.output_len())?;
-        expect_len("max pool arg-max", &argmax, s.output_len())?;
-        expect_len("max pool input gradient", &gx, s.input_len())?;
-        let u = uniform(ctx, "max_pool2d_backward", s, accumulate);
-        let d = self.backward.dispatch(
-            ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("max pool output gradient", gy),
-                Bind::Storage("max pool input gradient", gx),
-                Bind::Storage("max pool arg-max", argmax),
-            ],
-            s.input_len(),
-        )?;
-        Ok(d.owning(u))
-    }
-}
-
-/// Average pooling kernels.
-pub struct AvgPool2d {
-    forward: Entry,
-    backward: Entry,
-}
-
-impl AvgPool2d {
-    /// The average entry points of `module`, the compiled `shaders/pool.wgsl`.
-    pub fn new(ctx: &Context, module: &wgpu::ShaderModule) -> Result<Self> {
-        use Slot::*;
-        Ok(AvgPool2d {
-            forward: Entry::new(ctx, module, "avg_pool2d_forward", &[Uniform, Read, Write])?,
-            backward: Entry::new(ctx, module, "avg_pool2d_backward", &[Uniform, Read, Write])?,
-        })
-    }
-
-    /// `y` = window means.
-    pub fn forward(
-        &self,
-        ctx: &Context,
-        s: PoolShape,
-        x: View<'_>,
-        y: View<'_>,
-    ) -> Result<Dispatch> {
-        s.check()?;
-        expect_len("avg pool input", &x, s.input_len())?;
-        expect_len("avg pool output", &y, s.output_len())?;
-        let u = uniform(ctx, "avg_pool2d_forward", s, false);
-        let d = self.forward.dispatch(
-            ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("avg pool input", x),
-                Bind::Storage("avg pool output", y),
-            ],
-            s.output_len(),
-        )?;
-        Ok(d.owning(u))
-    }
-
-    /// `gx` = `gy / 4` spread over each window, zero in a dropped last row/column; added
+    /// `gx`: max pooling sends each window's `gy` to its `argmax`, zero elsewhere; average
+    /// pooling spreads `gy / 4` over the window; a dropped last row/column gets zero. Added
     /// into `gx` when `accumulate`.
     pub fn backward(
         &self,
         ctx: &Context,
         s: PoolShape,
         gy: View<'_>,
-        gx: View<'_>,
+        argmax: Option<View<'_>>,
+        gx: ViewMut<'_>,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        s.check()?;
-        expect_len("avg pool output gradient", &gy, s.output_len())?;
-        expect_len("avg pool input gradient", &gx, s.input_len())?;
-        let u = uniform(ctx, "avg_pool2d_backward", s, accumulate);
-        let d = self.backward.dispatch(
-            ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("avg pool output gradient", gy),
-                Bind::Storage("avg pool input gradient", gx),
-            ],
-            s.input_len(),
-        )?;
-        Ok(d.owning(u))
+        let mut views = vec![("pool output gradient", gy.into(), Side::Out)];
+        views.extend(
+            self.arg_max(argmax)?
+                .map(|a| ("pool arg-max", a, Side::Out)),
+        );
+        views.push(("pool input gradient", gx.into(), Side::In));
+        self.launch(ctx, s, Some(accumulate), &views)
+    }
+
+    /// The arg-max bind: required by max pooling, refused by average pooling.
+    fn arg_max<'a>(&self, argmax: Option<impl Into<Bind<'a>>>) -> Result<Option<Bind<'a>>> {
+        match (self.kind, argmax) {
+            (PoolKind::Max, Some(a)) => Ok(Some(a.into())),
+            (PoolKind::Avg, None) => Ok(None),
+            (kind, a) => Err(GpuError::BadShape(format!(
+                "{kind:?} pooling {} an arg-max buffer",
+                if a.is_some() { "takes no" } else { "needs" }
+            ))),
+        }
+    }
+
+    /// The forward launch (one thread per output), or with `Some(accumulate)` the backward
+    /// (one per input element), over `views`: each named for errors and checked against the
+    /// size of its side.
+    fn launch(
+        &self,
+        ctx: &Context,
+        s: PoolShape,
+        backward: Option<bool>,
+        views: &[(&str, Bind<'_>, Side)],
+    ) -> Result<Dispatch> {
+        expect_nonzero("pool output shape", &[s.c, s.h / 2, s.w / 2])?;
+        for &(what, bind, side) in views {
+            let len = match side {
+                Side::In => s.input_len(),
+                Side::Out => s.output_len(),
+            };
+            expect_len(what, &bind.view().expect("pool binds are storage"), len)?;
+        }
+        let binds: Vec<Bind<'_>> = views.iter().map(|v| v.1).collect();
+        let (entry, threads) = match backward {
+            None => (&self.forward, s.output_len()),
+            Some(_) => (&self.backward, s.input_len()),
+        };
+        let u = Uniform {
+            c: s.c,
+            h: s.h,
+            w: s.w,
+            accumulate: backward.unwrap_or(false) as u32,
+        };
+        entry.launch(ctx, &u, &binds, per_element(threads))
     }
 }

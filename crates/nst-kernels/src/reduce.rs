@@ -3,8 +3,10 @@
 //! `reduce_finish` (`shaders/reduce.wgsl`) adds them in a fixed order and stores
 //! `scale · Σ` into one slot of a scalar buffer.
 
-use crate::Entry;
-use nst_gpu::{Bind, Context, Dispatch, Record, Result, Slot, View};
+use nst_gpu::{
+    uniform_layout, Context, Dispatch, EntryPoint, Groups, Record, Result, UniformLayout, View,
+    ViewMut,
+};
 
 /// Most workgroups a first-stage pass uses; the finishing workgroup sums this many values.
 pub const MAX_PARTIALS: u32 = 256;
@@ -20,15 +22,26 @@ struct Uniform {
     count: u32,
     out_index: u32,
     accumulate: u32,
-    _pad: u32,
     scale: f32,
-    _pad1: [f32; 3],
+}
+
+const UNIFORM: UniformLayout = uniform_layout!(Uniform {
+    count,
+    out_index,
+    accumulate,
+    scale
+});
+
+nst_gpu::contracts! {
+    "reduce.wgsl", UNIFORM;
+    /// `reduce_finish`: `scalars[index] (+)= scale · Σ partials`.
+    FINISH = "reduce_finish": read(1, "partial sums"), read_write(2, "scalars");
 }
 
 /// The finishing kernel (cheap to clone: the op types that reduce share one).
 #[derive(Clone)]
 pub struct Reduce {
-    finish: Entry,
+    finish: EntryPoint,
 }
 
 /// A prepared reduction: the first stage, the finish, and the partial-sum buffer they share.
@@ -50,13 +63,7 @@ impl Reduce {
     pub fn new(ctx: &Context) -> Result<Self> {
         let module = nst_gpu::shader(ctx, "reduce.wgsl", crate::REDUCE_WGSL)?;
         Ok(Reduce {
-            finish: Entry::with_constants(
-                ctx,
-                &module,
-                "reduce_finish",
-                &[Slot::Uniform, Slot::Read, Slot::Write],
-                &[],
-            )?,
+            finish: EntryPoint::new(ctx, &module, &FINISH, &[])?,
         })
     }
 
@@ -67,11 +74,11 @@ impl Reduce {
         &self,
         ctx: &Context,
         n: u64,
-        out: View<'_>,
+        out: ViewMut<'_>,
         index: u32,
         scale: f32,
         accumulate: bool,
-        first_stage: impl FnOnce(View<'_>, u32) -> Result<Dispatch>,
+        first_stage: impl FnOnce(ViewMut<'_>, u32) -> Result<Dispatch>,
     ) -> Result<Reduction> {
         if index as u64 >= out.len {
             return Err(nst_gpu::GpuError::BadShape(format!(
@@ -81,30 +88,22 @@ impl Reduce {
         }
         let count = partial_count(n);
         let partials = ctx.tensor("partial sums", MAX_PARTIALS as u64)?;
-        let partial = first_stage(View::range(&partials, 0, count as u64), count)?;
-        let u = ctx.uniform(
-            "reduce_finish",
-            &Uniform {
-                count,
-                out_index: index,
-                accumulate: accumulate as u32,
-                _pad: 0,
-                scale,
-                _pad1: [0.0; 3],
-            },
-        );
-        let finish = self.finish.dispatch_groups(
+        let partial = first_stage(ViewMut::range(&partials, 0, count as u64), count)?;
+        let u = Uniform {
+            count,
+            out_index: index,
+            accumulate: accumulate as u32,
+            scale,
+        };
+        let finish = self.finish.launch(
             ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("partial sums", View::range(&partials, 0, count as u64)),
-                Bind::Storage("scalars", out),
-            ],
-            [1, 1, 1],
+            &u,
+            &[View::range(&partials, 0, count as u64).into(), out.into()],
+            Groups::Exact([1, 1, 1]),
         )?;
         Ok(Reduction {
             partial,
-            finish: finish.owning(u),
+            finish,
             _partials: partials,
         })
     }

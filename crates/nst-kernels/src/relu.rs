@@ -1,54 +1,52 @@
 //! ReLU forward and backward. See `shaders/relu.wgsl`.
 
-use crate::{expect_len, Entry};
-use nst_gpu::{Bind, Context, Dispatch, Result, Slot, View};
+use crate::{entry, expect_len, per_element};
+use nst_gpu::{
+    uniform_layout, Context, Dispatch, EntryPoint, Result, UniformLayout, View, ViewMut,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Uniform {
     n: u32,
     accumulate: u32,
-    _pad: [u32; 2],
+}
+
+const UNIFORM: UniformLayout = uniform_layout!(Uniform { n, accumulate });
+
+nst_gpu::contracts! {
+    "relu.wgsl", UNIFORM;
+    /// `relu_forward`: `y` from `x`.
+    FORWARD = "relu_forward": read(1, "x"), read_write(3, "y");
+    /// `relu_backward`: `gx` from `y` and `gy`.
+    BACKWARD = "relu_backward": read(1, "y"), read(2, "gy"), read_write(3, "gx");
 }
 
 /// The ReLU kernels.
 pub struct Relu {
-    forward: Entry,
-    backward: Entry,
+    forward: EntryPoint,
+    backward: EntryPoint,
 }
 
 impl Relu {
     /// Compiles `shaders/relu.wgsl`.
     pub fn new(ctx: &Context) -> Result<Self> {
         let module = nst_gpu::shader(ctx, "relu.wgsl", crate::RELU_WGSL)?;
-        use Slot::*;
         Ok(Relu {
-            forward: Entry::new(ctx, &module, "relu_forward", &[Uniform, Read, Write])?,
-            backward: Entry::new(ctx, &module, "relu_backward", &[Uniform, Read, Write, Read])?,
+            forward: entry(ctx, &module, &FORWARD)?,
+            backward: entry(ctx, &module, &BACKWARD)?,
         })
     }
 
     /// `y = max(x, 0)`.
-    pub fn forward(&self, ctx: &Context, x: View<'_>, y: View<'_>) -> Result<Dispatch> {
+    pub fn forward(&self, ctx: &Context, x: View<'_>, y: ViewMut<'_>) -> Result<Dispatch> {
         expect_len("relu output", &y, x.len)?;
-        let u = ctx.uniform(
-            "relu_forward",
-            &Uniform {
-                n: x.len as u32,
-                accumulate: 0,
-                _pad: [0; 2],
-            },
-        );
-        let d = self.forward.dispatch(
-            ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("relu input", x),
-                Bind::Storage("relu output", y),
-            ],
-            x.len,
-        )?;
-        Ok(d.owning(u))
+        let u = Uniform {
+            n: x.len as u32,
+            accumulate: 0,
+        };
+        self.forward
+            .launch(ctx, &u, &[x.into(), y.into()], per_element(x.len))
     }
 
     /// `gx = gy · [y > 0]`, where `y` is the forward output (or input: same sign); adds into
@@ -58,29 +56,20 @@ impl Relu {
         ctx: &Context,
         y: View<'_>,
         gy: View<'_>,
-        gx: View<'_>,
+        gx: ViewMut<'_>,
         accumulate: bool,
     ) -> Result<Dispatch> {
         expect_len("relu output gradient", &gy, y.len)?;
         expect_len("relu input gradient", &gx, y.len)?;
-        let u = ctx.uniform(
-            "relu_backward",
-            &Uniform {
-                n: y.len as u32,
-                accumulate: accumulate as u32,
-                _pad: [0; 2],
-            },
-        );
-        let d = self.backward.dispatch(
+        let u = Uniform {
+            n: y.len as u32,
+            accumulate: accumulate as u32,
+        };
+        self.backward.launch(
             ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("relu output", y),
-                Bind::Storage("relu input gradient", gx),
-                Bind::Storage("relu output gradient", gy),
-            ],
-            y.len,
-        )?;
-        Ok(d.owning(u))
+            &u,
+            &[y.into(), gy.into(), gx.into()],
+            per_element(y.len),
+        )
     }
 }

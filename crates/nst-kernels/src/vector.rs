@@ -3,8 +3,11 @@
 //! See `shaders/vector.wgsl`.
 
 use crate::reduce::{Reduce, Reduction};
-use crate::{expect_len, Entry};
-use nst_gpu::{Bind, Context, Dispatch, GpuError, Result, Slot, View};
+use crate::{entry, expect_len, per_element};
+use nst_gpu::{
+    uniform_layout, Bind, Context, Dispatch, EntryPoint, GpuError, Groups, Result, UniformLayout,
+    View, ViewMut,
+};
 
 /// A coefficient `c · scalars[num] / scalars[den]`; `None` indices stand for 1.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,7 +45,28 @@ struct Uniform {
     num: u32,
     den: u32,
     c: f32,
-    _pad: [f32; 3],
+}
+
+const UNIFORM: UniformLayout = uniform_layout!(Uniform {
+    n,
+    partials,
+    num,
+    den,
+    c
+});
+
+nst_gpu::contracts! {
+    "vector.wgsl", UNIFORM;
+    /// `dot_partial`: partial sums of `x · y`.
+    DOT_PARTIAL = "dot_partial": read(1, "x"), read(2, "y"), read_write(5, "partial sums");
+    /// `asum_partial`: partial sums of `|x|`.
+    ASUM_PARTIAL = "asum_partial": read(1, "x"), read_write(5, "partial sums");
+    /// `axpy`: `y += coef · x`.
+    AXPY = "axpy": read(1, "x"), read_write(3, "y"), read(4, "scalars");
+    /// `scale`: `y *= coef`.
+    SCALE = "scale": read_write(3, "y"), read(4, "scalars");
+    /// `scaled_copy`: `y = coef · x`.
+    SCALED_COPY = "scaled_copy": read(1, "x"), read_write(3, "y"), read(4, "scalars");
 }
 
 impl Uniform {
@@ -53,18 +77,17 @@ impl Uniform {
             num: coef.num.unwrap_or(NONE),
             den: coef.den.unwrap_or(NONE),
             c: coef.c,
-            _pad: [0.0; 3],
         }
     }
 }
 
 /// dot, asum, axpy, scale and copy.
 pub struct VectorOps {
-    dot: Entry,
-    asum: Entry,
-    axpy: Entry,
-    scale: Entry,
-    copy: Entry,
+    dot: EntryPoint,
+    asum: EntryPoint,
+    axpy: EntryPoint,
+    scale: EntryPoint,
+    copy: EntryPoint,
     reduce: Reduce,
 }
 
@@ -84,23 +107,12 @@ impl VectorOps {
     /// Compiles `shaders/vector.wgsl`; dot and asum finish with `reduce`.
     pub fn new(ctx: &Context, reduce: Reduce) -> Result<Self> {
         let module = nst_gpu::shader(ctx, "vector.wgsl", crate::VECTOR_WGSL)?;
-        use Slot::*;
         Ok(VectorOps {
-            dot: Entry::new(
-                ctx,
-                &module,
-                "dot_partial",
-                &[Uniform, Read, Unused, Write, Read],
-            )?,
-            asum: Entry::new(
-                ctx,
-                &module,
-                "asum_partial",
-                &[Uniform, Read, Unused, Write, Unused],
-            )?,
-            axpy: Entry::new(ctx, &module, "axpy", &[Uniform, Read, Write, Write])?,
-            scale: Entry::new(ctx, &module, "scale", &[Uniform, Unused, Write, Write])?,
-            copy: Entry::new(ctx, &module, "scaled_copy", &[Uniform, Read, Write, Write])?,
+            dot: entry(ctx, &module, &DOT_PARTIAL)?,
+            asum: entry(ctx, &module, &ASUM_PARTIAL)?,
+            axpy: entry(ctx, &module, &AXPY)?,
+            scale: entry(ctx, &module, &SCALE)?,
+            copy: entry(ctx, &module, &SCALED_COPY)?,
             reduce,
         })
     }
@@ -111,11 +123,11 @@ impl VectorOps {
         ctx: &Context,
         x: View<'_>,
         y: View<'_>,
-        scalars: View<'_>,
+        scalars: ViewMut<'_>,
         index: u32,
     ) -> Result<Reduction> {
         expect_len("dot operand", &y, x.len)?;
-        self.sum(ctx, &self.dot, x, Some(y), scalars, index)
+        self.sum(ctx, &self.dot, &[x, y], scalars, index)
     }
 
     /// `scalars[index] = Σ |x|`.
@@ -123,37 +135,31 @@ impl VectorOps {
         &self,
         ctx: &Context,
         x: View<'_>,
-        scalars: View<'_>,
+        scalars: ViewMut<'_>,
         index: u32,
     ) -> Result<Reduction> {
-        self.sum(ctx, &self.asum, x, None, scalars, index)
+        self.sum(ctx, &self.asum, &[x], scalars, index)
     }
 
-    /// A reduction whose first stage is `entry` over `x` (and `y`, binding 4, for the dot).
+    /// A reduction whose first stage is `entry` over `inputs` (`x`, and `y` for the dot).
     fn sum(
         &self,
         ctx: &Context,
-        entry: &Entry,
-        x: View<'_>,
-        y: Option<View<'_>>,
-        scalars: View<'_>,
+        entry: &EntryPoint,
+        inputs: &[View<'_>],
+        scalars: ViewMut<'_>,
         index: u32,
     ) -> Result<Reduction> {
+        let n = inputs[0].len;
         self.reduce
-            .build(ctx, x.len, scalars, index, 1.0, false, |partials, count| {
-                let u = ctx.uniform(entry.name, &Uniform::new(x.len, count, Coef::constant(1.0)));
-                let d = entry.dispatch_groups(
-                    ctx,
-                    &[
-                        Bind::Uniform(&u),
-                        Bind::Storage("reduced vector", x),
-                        Bind::None,
-                        Bind::Storage("partial sums", partials),
-                        y.map_or(Bind::None, |y| Bind::Storage("dot y", y)),
-                    ],
-                    [count, 1, 1],
-                )?;
-                Ok(d.owning(u))
+            .build(ctx, n, scalars, index, 1.0, false, |partials, count| {
+                let binds: Vec<Bind<'_>> = inputs
+                    .iter()
+                    .map(|&v| v.into())
+                    .chain([partials.into()])
+                    .collect();
+                let u = Uniform::new(n, count, Coef::constant(1.0));
+                entry.launch(ctx, &u, &binds, Groups::Exact([count, 1, 1]))
             })
     }
 
@@ -163,10 +169,10 @@ impl VectorOps {
         ctx: &Context,
         coef: Coef,
         x: View<'_>,
-        y: View<'_>,
+        y: ViewMut<'_>,
         scalars: View<'_>,
     ) -> Result<Dispatch> {
-        self.elementwise(ctx, &self.axpy, coef, x, y, scalars)
+        self.elementwise(ctx, &self.axpy, coef, Some(x), y, scalars)
     }
 
     /// `y ← coef · x`.
@@ -175,36 +181,10 @@ impl VectorOps {
         ctx: &Context,
         coef: Coef,
         x: View<'_>,
-        y: View<'_>,
+        y: ViewMut<'_>,
         scalars: View<'_>,
     ) -> Result<Dispatch> {
-        self.elementwise(ctx, &self.copy, coef, x, y, scalars)
-    }
-
-    /// A launch of `axpy` or `scaled_copy`, which bind alike.
-    fn elementwise(
-        &self,
-        ctx: &Context,
-        entry: &Entry,
-        coef: Coef,
-        x: View<'_>,
-        y: View<'_>,
-        scalars: View<'_>,
-    ) -> Result<Dispatch> {
-        expect_len("vector op y", &y, x.len)?;
-        check_slots(&coef, &scalars)?;
-        let u = ctx.uniform("vector op", &Uniform::new(x.len, 0, coef));
-        let d = entry.dispatch(
-            ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::Storage("vector op x", x),
-                Bind::Storage("vector op y", y),
-                Bind::Storage("scalars", scalars),
-            ],
-            x.len,
-        )?;
-        Ok(d.owning(u))
+        self.elementwise(ctx, &self.copy, coef, Some(x), y, scalars)
     }
 
     /// `y ← coef · y`.
@@ -212,21 +192,32 @@ impl VectorOps {
         &self,
         ctx: &Context,
         coef: Coef,
-        y: View<'_>,
+        y: ViewMut<'_>,
         scalars: View<'_>,
     ) -> Result<Dispatch> {
+        self.elementwise(ctx, &self.scale, coef, None, y, scalars)
+    }
+
+    /// A launch of `axpy`, `scaled_copy` or (without `x`) `scale`, which bind alike.
+    fn elementwise(
+        &self,
+        ctx: &Context,
+        entry: &EntryPoint,
+        coef: Coef,
+        x: Option<View<'_>>,
+        y: ViewMut<'_>,
+        scalars: View<'_>,
+    ) -> Result<Dispatch> {
+        if let Some(x) = x {
+            expect_len("vector op y", &y, x.len)?;
+        }
         check_slots(&coef, &scalars)?;
-        let u = ctx.uniform("scale", &Uniform::new(y.len, 0, coef));
-        let d = self.scale.dispatch(
-            ctx,
-            &[
-                Bind::Uniform(&u),
-                Bind::None,
-                Bind::Storage("scale y", y),
-                Bind::Storage("scalars", scalars),
-            ],
-            y.len,
-        )?;
-        Ok(d.owning(u))
+        let binds: Vec<Bind<'_>> = x
+            .map(Bind::from)
+            .into_iter()
+            .chain([y.into(), scalars.into()])
+            .collect();
+        let u = Uniform::new(y.len, 0, coef);
+        entry.launch(ctx, &u, &binds, per_element(y.len))
     }
 }

@@ -8,7 +8,7 @@ use crate::loss::{LossConfig, LossValues, Term};
 use crate::measure::{self, Measure};
 use crate::objective::{Objective, StyleTarget};
 use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
-use nst_gpu::{human_bytes, Context, Record, View};
+use nst_gpu::{human_bytes, Context, Record, View, ViewMut};
 use nst_kernels::{AdamParams, ConvShape, Kernels, LbfgsParams};
 use nst_vgg::{Graph, GraphConfig, LayerId, Pooling, VggWeights};
 use serde::Serialize;
@@ -310,16 +310,7 @@ impl Engine {
 
     /// Records `f` into one compute pass of one command buffer and submits it.
     fn submit(&self, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<()> {
-        self.ctx.scoped(|| {
-            let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                f(&mut pass);
-            }
-            self.ctx.queue.submit([enc.finish()]);
-            Ok(())
-        })?;
-        Ok(())
+        Ok(self.ctx.submit(f)?)
     }
 
     /// The Gram matrices of `image` at `layers`: the style targets of one style image.
@@ -353,7 +344,7 @@ impl Engine {
                         n,
                         (a, act.view(i)),
                         (b, act.view(j)),
-                        View::whole(&g),
+                        ViewMut::whole(&g),
                     )?);
                 }
             }
@@ -496,7 +487,7 @@ impl Engine {
                 let dot = self
                     .k
                     .vector
-                    .dot(&self.ctx, v, v, View::whole(&sums), slot)?;
+                    .dot(&self.ctx, v, v, ViewMut::whole(&sums), slot)?;
                 reductions.push(dot);
             }
         }
@@ -677,7 +668,7 @@ impl Engine {
         // step); `good`: the last such image whose loss was finite (the start until then).
         let evaluated = ctx.tensor("evaluated image", n)?;
         let good = ctx.tensor_from("last good image", &start.data)?;
-        let clamp = self.k.pixel.clamp(ctx, h, w, graph.input())?;
+        let clamp = self.k.pixel.clamp(ctx, h, w, graph.input_mut())?;
         let stepper = Stepper::new(self, settings.optimizer, settings.step_size(), graph)?;
         let read_image = || -> Result<Image> {
             let data = ctx.read::<f32>(graph.input())?;
@@ -819,9 +810,9 @@ impl Stepper {
                     ctx,
                     AdamParams::new(lr),
                     graph.input_grad(),
-                    graph.input(),
-                    View::whole(&m),
-                    View::whole(&v),
+                    graph.input_mut(),
+                    ViewMut::whole(&m),
+                    ViewMut::whole(&v),
                 )?;
                 Stepper::Adam {
                     step,
@@ -832,7 +823,7 @@ impl Stepper {
                 ctx,
                 &k.vector,
                 LbfgsParams { history, lr },
-                graph.input(),
+                graph.input_mut(),
                 graph.input_grad(),
             )?)),
         })

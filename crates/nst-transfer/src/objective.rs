@@ -5,7 +5,7 @@
 //! The formulas are in [`crate::loss`].
 
 use crate::loss::{LossConfig, LossValues, Term, TermValue};
-use nst_gpu::{Context, Dispatch, Record, View};
+use nst_gpu::{Context, Dispatch, Record, View, ViewMut};
 use nst_kernels::{Channels, Kernels};
 use nst_vgg::{Graph, LayerId, Tensor};
 
@@ -126,7 +126,7 @@ impl Objective {
         terms.push((Term::Tv, cfg.tv_weight));
         let scalars = ctx.tensor("loss values", terms.len() as u64)?;
         let slot = |t: Term| terms.iter().position(|(x, _)| *x == t).unwrap() as u32;
-        let slots = View::whole(&scalars);
+        let slots = ViewMut::whole(&scalars);
         let tap = |l: LayerId, what: &str| {
             let missing =
                 || nst_gpu::GpuError::BadShape(format!("{what}: layer {l} is not tapped"));
@@ -165,8 +165,7 @@ impl Objective {
             for i in 0..act.chunk_count() {
                 forward.push(Box::new(k.mse.forward_scaled(
                     ctx,
-                    act.view(i),
-                    target.view(i),
+                    (act.view(i), target.view(i)),
                     slots,
                     slot(Term::Content(lw.layer)),
                     (1.0 / n) as f32,
@@ -177,7 +176,7 @@ impl Objective {
                     ctx,
                     act.view(i),
                     target.view(i),
-                    grad.view(i),
+                    grad.view_mut(i),
                     (w * share) as f32,
                     accumulate,
                 )?);
@@ -219,7 +218,7 @@ impl Objective {
                         n,
                         a,
                         b,
-                        View::whole(&gram),
+                        ViewMut::whole(&gram),
                     )?));
                 }
             }
@@ -241,17 +240,17 @@ impl Objective {
                 ctx,
                 View::whole(&gram),
                 View::whole(&blended),
-                View::whole(&gram_grad),
+                ViewMut::whole(&gram_grad),
                 factor as f32,
                 false,
             )?);
             let accumulate = accumulate_at(lw.layer);
-            let grads: Vec<(Channels, View<'_>)> = grad
+            let grads: Vec<(Channels, ViewMut<'_>)> = grad
                 .layout
                 .chunks
                 .iter()
                 .enumerate()
-                .map(|(i, ch)| (*ch, grad.view(i)))
+                .map(|(i, ch)| (*ch, grad.view_mut(i)))
                 .collect();
             for &ga in &grads {
                 for (j, &b) in chunks.iter().enumerate() {
@@ -259,9 +258,9 @@ impl Objective {
                         ctx,
                         c,
                         n,
-                        ga,
                         b,
                         View::whole(&gram_grad),
+                        ga,
                         j > 0 || accumulate,
                     )?);
                 }
@@ -285,7 +284,7 @@ impl Objective {
             h,
             w,
             graph.input(),
-            graph.input_grad(),
+            graph.input_grad_mut(),
             cfg.tv_weight as f32,
             true,
         )?];

