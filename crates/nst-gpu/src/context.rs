@@ -208,6 +208,19 @@ impl Context {
         })
     }
 
+    /// Submits copies of whole buffers, `(from, to)` in order, inside error scopes (a copy is
+    /// not a compute pass). Queue order puts them between the submits before and after.
+    pub fn copy(&self, pairs: &[(&wgpu::Buffer, &wgpu::Buffer)]) -> Result<()> {
+        self.scoped(|| {
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            for (from, to) in pairs {
+                enc.copy_buffer_to_buffer(from, 0, to, 0, from.size().min(to.size()));
+            }
+            self.queue.submit([enc.finish()]);
+            Ok(())
+        })
+    }
+
     /// Blocks until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
         self.device

@@ -218,7 +218,7 @@ impl Problem {
 
     /// Reads the loss values back.
     pub fn values(&self, ctx: &Context) -> Result<LossValues> {
-        Ok(self.objective.read(ctx)?)
+        self.objective.read(ctx)
     }
 }
 
@@ -308,11 +308,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Records `f` into one compute pass of one command buffer and submits it.
-    fn submit(&self, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<()> {
-        Ok(self.ctx.submit(f)?)
-    }
-
     /// The Gram matrices of `image` at `layers`: the style targets of one style image.
     pub fn grams(
         &self,
@@ -361,7 +356,7 @@ impl Engine {
         image: &Image,
     ) -> Result<Vec<Vec<f32>>> {
         self.ctx.write(graph.input().buffer, 0, &image.data);
-        self.submit(|pass| {
+        self.ctx.submit(|pass| {
             graph.record_forward(pass);
             for d in &probe.dispatches {
                 d.record(pass);
@@ -447,7 +442,7 @@ impl Engine {
         let targets = self.style_targets(styles, &layers, pooling)?;
         let graph = self.graph(content.height, content.width, cfg.taps(), pooling)?;
         self.ctx.write(graph.input().buffer, 0, &content.data);
-        self.submit(|pass| graph.record_forward(pass))?;
+        self.ctx.submit(|pass| graph.record_forward(pass))?;
         let content_ms = self.content_mean_squares(&graph, cfg)?;
         let objective = Objective::new(
             &self.ctx,
@@ -458,12 +453,7 @@ impl Engine {
             blend,
             &content_ms,
         )?;
-        self.ctx.scoped(|| {
-            let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-            objective.record_capture_content(&graph, &mut enc);
-            self.ctx.queue.submit([enc.finish()]);
-            Ok(())
-        })?;
+        objective.capture_content(&self.ctx, &graph)?;
         Ok(Problem { graph, objective })
     }
 
@@ -491,7 +481,8 @@ impl Engine {
                 reductions.push(dot);
             }
         }
-        self.submit(|pass| reductions.iter().for_each(|r| r.record(pass)))?;
+        self.ctx
+            .submit(|pass| reductions.iter().for_each(|r| r.record(pass)))?;
         let sums = self.ctx.read::<f32>(View::whole(&sums))?;
         let mut at = 0;
         Ok(acts
@@ -528,7 +519,8 @@ impl Engine {
         );
         let problem = self.problem(&c, &style_images, &blend, &settings.loss, settings.pooling)?;
         self.ctx.write(problem.graph.input().buffer, 0, &image.data);
-        self.submit(|pass| problem.record_value_and_grad(pass))?;
+        self.ctx
+            .submit(|pass| problem.record_value_and_grad(pass))?;
         let values = problem.values(&self.ctx)?;
         let grad = self.ctx.read::<f32>(problem.graph.input_grad())?;
         drop(problem);
@@ -693,30 +685,22 @@ impl Engine {
         for t in 1..=iterations {
             stepper.set_step(ctx, t);
             let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
-            self.ctx.scoped(|| {
-                let mut enc = ctx.device.create_command_encoder(&Default::default());
-                if report {
-                    enc.copy_buffer_to_buffer(graph.input().buffer, 0, &evaluated, 0, n * 4);
+            if report {
+                ctx.copy(&[(graph.input().buffer, &evaluated)])?;
+            }
+            ctx.submit(|pass| {
+                run.problem.record_value_and_grad(pass);
+                stepper.record(pass, t);
+                if stepper.clamps_each_step() {
+                    clamp.record(pass);
                 }
-                {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
-                    run.problem.record_value_and_grad(&mut pass);
-                    stepper.record(&mut pass, t);
-                    if stepper.clamps_each_step() {
-                        clamp.record(&mut pass);
-                    }
-                }
-                ctx.queue.submit([enc.finish()]);
-                Ok(())
             })?;
             if report {
                 let values = run.problem.values(ctx)?;
                 if let Some(bad) = values.first_non_finite() {
                     return last_good(bad.term, t);
                 }
-                let mut enc = ctx.device.create_command_encoder(&Default::default());
-                enc.copy_buffer_to_buffer(&evaluated, 0, &good, 0, n * 4);
-                ctx.queue.submit([enc.finish()]);
+                ctx.copy(&[(&evaluated, &good)])?;
                 let per = since.elapsed() / (t - since_iter).max(1);
                 since = Instant::now();
                 since_iter = t;
@@ -744,11 +728,11 @@ impl Engine {
             }
         }
         if !stepper.clamps_each_step() {
-            self.submit(|pass| clamp.record(pass))?;
+            self.ctx.submit(|pass| clamp.record(pass))?;
         }
         // The loss of the image returned, as `score` computes it: the last step may have
         // made it (or its pixels, which clamping does not clean) NaN.
-        self.submit(|pass| run.problem.record_value(pass))?;
+        self.ctx.submit(|pass| run.problem.record_value(pass))?;
         let values = run.problem.values(ctx)?;
         if let Some(bad) = values.first_non_finite() {
             return last_good(bad.term, iterations);
@@ -950,13 +934,13 @@ impl Engine {
             problem.record_value_and_grad(pass);
             adam.record(pass, 1);
         };
-        self.submit(iteration)?;
+        self.ctx.submit(iteration)?;
         self.ctx.wait()?;
         let mut ms = Vec::with_capacity(iterations as usize);
         for t in 0..iterations {
             adam.set_step(&self.ctx, t + 2);
             let start = Instant::now();
-            self.submit(iteration)?;
+            self.ctx.submit(iteration)?;
             self.ctx.wait()?;
             ms.push(start.elapsed().as_secs_f64() * 1e3);
         }

@@ -4,8 +4,9 @@
 //!
 //! The formulas are in [`crate::loss`].
 
+use crate::error::{Field, Result, TransferError};
 use crate::loss::{LossConfig, LossValues, Term, TermValue};
-use nst_gpu::{Context, Dispatch, Record, View, ViewMut};
+use nst_gpu::{Context, Dispatch, GpuError, Record, View, ViewMut};
 use nst_kernels::{Channels, Kernels};
 use nst_vgg::{Graph, LayerId, Tensor};
 
@@ -47,15 +48,12 @@ pub struct Objective {
     _keep: Vec<wgpu::Buffer>,
 }
 
-/// An error while preparing the objective.
-pub type Result<T> = std::result::Result<T, nst_gpu::GpuError>;
-
 impl Objective {
     /// Prepares the terms of `cfg` over `graph`'s taps. `styles` holds the Gram targets per
     /// style layer and `blend` the style images' weights (summing to 1); `content_ms` holds
     /// mean(F_l(c)²) for each content layer of `cfg`, in order, which scales the
     /// [`crate::Weight::Normalized`] ones. The content targets start empty: fill them with
-    /// [`Objective::record_capture_content`] after a forward pass on the content image.
+    /// [`Objective::capture_content`] after a forward pass on the content image.
     pub fn new(
         ctx: &Context,
         k: &Kernels,
@@ -65,229 +63,29 @@ impl Objective {
         blend: &[f64],
         content_ms: &[f64],
     ) -> Result<Objective> {
-        if content_ms.len() != cfg.content_layers.len() {
-            return Err(nst_gpu::GpuError::BadShape(format!(
-                "{} content target norms for {} content layers",
-                content_ms.len(),
-                cfg.content_layers.len()
-            )));
-        }
-        // The factor of each raw term, content layers then style layers.
-        let flat = |what: &str, l: LayerId| {
-            nst_gpu::GpuError::BadShape(format!(
-                "the {what} at {l} is all zero, so its term cannot be normalised: use another \
-                 image or layer, or give raw layer weights"
-            ))
-        };
-        let content_factors: Vec<f64> = cfg
-            .content_layers
-            .iter()
-            .zip(content_ms)
-            .map(|(l, &ms)| {
-                let f = l
-                    .weight
-                    .factor(ms)
-                    .ok_or_else(|| flat("content image's activation", l.layer))?;
-                Ok(cfg.content_weight * f)
-            })
-            .collect::<Result<_>>()?;
-        let mut style_targets = Vec::new();
-        let mut blended_targets = Vec::new();
-        let mut style_factors = Vec::new();
-        for lw in &cfg.style_layers {
-            let target = styles.iter().find(|t| t.layer == lw.layer).ok_or_else(|| {
-                nst_gpu::GpuError::BadShape(format!("no style target at {}", lw.layer))
-            })?;
-            if target.grams.len() != blend.len() {
-                return Err(nst_gpu::GpuError::BadShape(format!(
-                    "style targets at {} do not match {} style images",
-                    lw.layer,
-                    blend.len()
-                )));
-            }
-            let b = target.blended(blend);
-            let f = lw
-                .weight
-                .factor(mean_square(&b))
-                .ok_or_else(|| flat("style Gram matrix", lw.layer))?;
-            style_factors.push(cfg.style_weight * f);
-            style_targets.push(target);
-            blended_targets.push(b);
-        }
-        let mut terms = Vec::new();
-        for (l, f) in cfg.content_layers.iter().zip(&content_factors) {
-            terms.push((Term::Content(l.layer), *f));
-        }
-        for (l, f) in cfg.style_layers.iter().zip(&style_factors) {
-            for (s, b) in blend.iter().enumerate() {
-                terms.push((Term::Style(l.layer, s), f * b));
-            }
-        }
-        terms.push((Term::Tv, cfg.tv_weight));
+        let factors = Factors::new(cfg, styles, blend, content_ms)?;
+        let terms = factors.terms(cfg, blend);
         let scalars = ctx.tensor("loss values", terms.len() as u64)?;
-        let slot = |t: Term| terms.iter().position(|(x, _)| *x == t).unwrap() as u32;
-        let slots = ViewMut::whole(&scalars);
-        let tap = |l: LayerId, what: &str| {
-            let missing =
-                || nst_gpu::GpuError::BadShape(format!("{what}: layer {l} is not tapped"));
-            Ok::<_, nst_gpu::GpuError>((
-                graph.activation(l).ok_or_else(missing)?,
-                graph.gradient(l).ok_or_else(missing)?,
-            ))
+        let mut b = Builder {
+            ctx,
+            k,
+            graph,
+            terms: &terms,
+            slots: ViewMut::whole(&scalars),
+            forward: Vec::new(),
+            tap_backward: Vec::new(),
+            keep: Vec::new(),
+            written: Vec::new(),
         };
-        let mut forward: Vec<Box<dyn Record>> = Vec::new();
-        let mut tap_backward = Vec::new();
-        let mut keep = Vec::new();
-        // The first term at a tap overwrites its gradient, the others add.
-        let mut written: Vec<LayerId> = Vec::new();
-        let mut accumulate_at = |l: LayerId| {
-            let seen = written.contains(&l);
-            written.push(l);
-            seen
-        };
-
         let mut content_targets = Vec::new();
-        for (lw, &w) in cfg.content_layers.iter().zip(&content_factors) {
-            let (act, grad) = tap(lw.layer, "content loss")?;
-            let target = Tensor {
-                layout: act.layout.clone(),
-                buffers: (0..act.chunk_count())
-                    .map(|i| {
-                        ctx.tensor(
-                            &format!("content target {}", lw.layer),
-                            act.layout.chunk_len(i),
-                        )
-                    })
-                    .collect::<Result<_>>()?,
-            };
-            let n = act.layout.len() as f64;
-            let accumulate = accumulate_at(lw.layer);
-            for i in 0..act.chunk_count() {
-                forward.push(Box::new(k.mse.forward_scaled(
-                    ctx,
-                    (act.view(i), target.view(i)),
-                    slots,
-                    slot(Term::Content(lw.layer)),
-                    (1.0 / n) as f32,
-                    i > 0,
-                )?));
-                let share = act.layout.chunk_len(i) as f64 / n;
-                tap_backward.push(k.mse.backward(
-                    ctx,
-                    act.view(i),
-                    target.view(i),
-                    grad.view_mut(i),
-                    (w * share) as f32,
-                    accumulate,
-                )?);
-            }
-            content_targets.push((lw.layer, target));
+        for (lw, &w) in cfg.content_layers.iter().zip(&factors.content) {
+            content_targets.push((lw.layer, b.content_term(lw.layer, w)?));
         }
-
-        for (((lw, target), blended), &factor) in cfg
-            .style_layers
-            .iter()
-            .zip(&style_targets)
-            .zip(&blended_targets)
-            .zip(&style_factors)
-        {
-            let (act, grad) = tap(lw.layer, "style loss")?;
-            let c = act.layout.c;
-            let n = act.layout.h * act.layout.w;
-            let cc = c as usize * c as usize;
-            if target.grams.iter().any(|g| g.len() != cc) {
-                return Err(nst_gpu::GpuError::BadShape(format!(
-                    "style targets at {} are not {c} × {c}",
-                    lw.layer
-                )));
-            }
-            let gram = ctx.tensor(&format!("gram {}", lw.layer), cc as u64)?;
-            let gram_grad = ctx.tensor(&format!("gram gradient {}", lw.layer), cc as u64)?;
-            let chunks: Vec<(Channels, View<'_>)> = act
-                .layout
-                .chunks
-                .iter()
-                .enumerate()
-                .map(|(i, ch)| (*ch, act.view(i)))
-                .collect();
-            for &a in &chunks {
-                for &b in &chunks {
-                    forward.push(Box::new(k.gram.forward_part(
-                        ctx,
-                        c,
-                        n,
-                        a,
-                        b,
-                        ViewMut::whole(&gram),
-                    )?));
-                }
-            }
-            for (s, g) in target.grams.iter().enumerate() {
-                let t = ctx.tensor_from(&format!("style target {} #{}", lw.layer, s + 1), g)?;
-                forward.push(Box::new(k.mse.forward(
-                    ctx,
-                    View::whole(&gram),
-                    View::whole(&t),
-                    slots,
-                    slot(Term::Style(lw.layer, s)),
-                )?));
-                keep.push(t);
-            }
-            let blended: Vec<f32> = blended.iter().map(|&v| v as f32).collect();
-            let blended =
-                ctx.tensor_from(&format!("blended style target {}", lw.layer), &blended)?;
-            tap_backward.push(k.mse.backward(
-                ctx,
-                View::whole(&gram),
-                View::whole(&blended),
-                ViewMut::whole(&gram_grad),
-                factor as f32,
-                false,
-            )?);
-            let accumulate = accumulate_at(lw.layer);
-            let grads: Vec<(Channels, ViewMut<'_>)> = grad
-                .layout
-                .chunks
-                .iter()
-                .enumerate()
-                .map(|(i, ch)| (*ch, grad.view_mut(i)))
-                .collect();
-            for &ga in &grads {
-                for (j, &b) in chunks.iter().enumerate() {
-                    tap_backward.push(k.gram.backward_part(
-                        ctx,
-                        c,
-                        n,
-                        b,
-                        View::whole(&gram_grad),
-                        ga,
-                        j > 0 || accumulate,
-                    )?);
-                }
-            }
-            keep.extend([gram, gram_grad, blended]);
+        for (lw, (target, blended, factor)) in cfg.style_layers.iter().zip(&factors.style) {
+            b.style_term(lw.layer, target, blended, *factor)?;
         }
-
-        let (h, w) = graph.size();
-        forward.push(Box::new(k.tv.forward(
-            ctx,
-            3,
-            h,
-            w,
-            graph.input(),
-            slots,
-            slot(Term::Tv),
-        )?));
-        let image_backward = vec![k.tv.backward(
-            ctx,
-            3,
-            h,
-            w,
-            graph.input(),
-            graph.input_grad_mut(),
-            cfg.tv_weight as f32,
-            true,
-        )?];
+        let image_backward = b.tv_term(cfg.tv_weight)?;
+        let (forward, tap_backward, keep) = (b.forward, b.tap_backward, b.keep);
         Ok(Objective {
             scalars,
             terms,
@@ -299,16 +97,15 @@ impl Objective {
         })
     }
 
-    /// Records a copy of the graph's current activations at the content layers into the
-    /// content targets (after a forward pass on the content image, in a separate pass).
-    pub fn record_capture_content(&self, graph: &Graph, encoder: &mut wgpu::CommandEncoder) {
+    /// Copies the graph's current activations at the content layers into the content
+    /// targets: submit it after a forward pass on the content image.
+    pub fn capture_content(&self, ctx: &Context, graph: &Graph) -> Result<()> {
+        let mut pairs = Vec::new();
         for (layer, target) in &self.content_targets {
             let act = graph.activation(*layer).expect("checked in new");
-            for i in 0..act.chunk_count() {
-                let bytes = act.layout.chunk_len(i) * 4;
-                encoder.copy_buffer_to_buffer(&act.buffers[i], 0, &target.buffers[i], 0, bytes);
-            }
+            pairs.extend(act.buffers.iter().zip(&target.buffers));
         }
+        Ok(ctx.copy(&pairs)?)
     }
 
     /// Records every term's value (into the scalar buffer) and the Gram matrices the
@@ -350,5 +147,235 @@ impl Objective {
                 })
                 .collect(),
         })
+    }
+}
+
+/// The factor of every raw term, and each style layer's target, checked against the config.
+struct Factors<'a> {
+    /// content_weight·a_l per content layer.
+    content: Vec<f64>,
+    /// Per style layer: its targets, the blended target and style_weight·c_l.
+    style: Vec<(&'a StyleTarget, Vec<f64>, f64)>,
+}
+
+impl<'a> Factors<'a> {
+    fn new(
+        cfg: &LossConfig,
+        styles: &'a [StyleTarget],
+        blend: &[f64],
+        content_ms: &[f64],
+    ) -> Result<Factors<'a>> {
+        let bad_shape = |m: String| TransferError::Gpu(GpuError::BadShape(m));
+        if content_ms.len() != cfg.content_layers.len() {
+            let (n, m) = (content_ms.len(), cfg.content_layers.len());
+            return Err(bad_shape(format!(
+                "{n} content target norms for {m} content layers"
+            )));
+        }
+        let flat = |field, what: &str, l: LayerId| {
+            let reason = format!(
+                "the {what} at {l} is all zero, so its term cannot be normalised: use another \
+                 image or layer, or give raw layer weights"
+            );
+            TransferError::invalid(field, reason)
+        };
+        let content = cfg.content_layers.iter().zip(content_ms).map(|(l, &ms)| {
+            let f = l.weight.factor(ms);
+            let f =
+                f.ok_or_else(|| flat(Field::ContentLayers, "content image's activation", l.layer))?;
+            Ok(cfg.content_weight * f)
+        });
+        let content = content.collect::<Result<_>>()?;
+        let mut style = Vec::new();
+        for lw in &cfg.style_layers {
+            let target = styles.iter().find(|t| t.layer == lw.layer);
+            let target =
+                target.ok_or_else(|| bad_shape(format!("no style target at {}", lw.layer)))?;
+            if target.grams.len() != blend.len() {
+                let (l, n) = (lw.layer, blend.len());
+                return Err(bad_shape(format!(
+                    "style targets at {l} do not match {n} style images"
+                )));
+            }
+            let b = target.blended(blend);
+            let f = lw.weight.factor(mean_square(&b));
+            let f = f.ok_or_else(|| flat(Field::StyleLayers, "style Gram matrix", lw.layer))?;
+            style.push((target, b, cfg.style_weight * f));
+        }
+        Ok(Factors { content, style })
+    }
+
+    /// Every term with its weight in the total: content layers, then each style layer once
+    /// per style image, then total variation.
+    fn terms(&self, cfg: &LossConfig, blend: &[f64]) -> Vec<(Term, f64)> {
+        let content = cfg.content_layers.iter().zip(&self.content);
+        let mut terms: Vec<(Term, f64)> =
+            content.map(|(l, f)| (Term::Content(l.layer), *f)).collect();
+        for (l, (_, _, f)) in cfg.style_layers.iter().zip(&self.style) {
+            for (s, b) in blend.iter().enumerate() {
+                terms.push((Term::Style(l.layer, s), f * b));
+            }
+        }
+        terms.push((Term::Tv, cfg.tv_weight));
+        terms
+    }
+}
+
+/// Wires the launches of each term over a graph.
+struct Builder<'a> {
+    ctx: &'a Context,
+    k: &'a Kernels,
+    graph: &'a Graph,
+    terms: &'a [(Term, f64)],
+    slots: ViewMut<'a>,
+    forward: Vec<Box<dyn Record>>,
+    tap_backward: Vec<Dispatch>,
+    keep: Vec<wgpu::Buffer>,
+    /// Taps whose gradient a term already wrote: the first term at a tap overwrites its
+    /// gradient, the others add.
+    written: Vec<LayerId>,
+}
+
+impl<'a> Builder<'a> {
+    /// The value slot of `t`.
+    fn slot(&self, t: Term) -> u32 {
+        self.terms
+            .iter()
+            .position(|(x, _)| *x == t)
+            .expect("every term has a slot") as u32
+    }
+
+    /// Whether a gradient was already written at `l` (and, from now on, that it was).
+    fn accumulate_at(&mut self, l: LayerId) -> bool {
+        let seen = self.written.contains(&l);
+        self.written.push(l);
+        seen
+    }
+
+    /// The activation and gradient tensors at a tapped layer.
+    fn tap(&self, l: LayerId, what: &str) -> Result<(&'a Tensor, &'a Tensor)> {
+        let missing = || GpuError::BadShape(format!("{what}: layer {l} is not tapped"));
+        Ok((
+            self.graph.activation(l).ok_or_else(missing)?,
+            self.graph.gradient(l).ok_or_else(missing)?,
+        ))
+    }
+
+    /// The content term at `l` with factor `w`; returns its (empty) target.
+    fn content_term(&mut self, l: LayerId, w: f64) -> Result<Tensor> {
+        let (ctx, k) = (self.ctx, self.k);
+        let (act, grad) = self.tap(l, "content loss")?;
+        let chunk = |i| ctx.tensor(&format!("content target {l}"), act.layout.chunk_len(i));
+        let buffers = (0..act.chunk_count())
+            .map(chunk)
+            .collect::<std::result::Result<_, _>>()?;
+        let target = Tensor {
+            layout: act.layout.clone(),
+            buffers,
+        };
+        let n = act.layout.len() as f64;
+        let (accumulate, slot) = (self.accumulate_at(l), self.slot(Term::Content(l)));
+        for i in 0..act.chunk_count() {
+            let pair = (act.view(i), target.view(i));
+            let value =
+                k.mse
+                    .forward_scaled(ctx, pair, self.slots, slot, (1.0 / n) as f32, i > 0)?;
+            self.forward.push(Box::new(value));
+            let share = act.layout.chunk_len(i) as f64 / n;
+            let (a, t, g) = (act.view(i), target.view(i), grad.view_mut(i));
+            let backward = k
+                .mse
+                .backward(ctx, a, t, g, (w * share) as f32, accumulate)?;
+            self.tap_backward.push(backward);
+        }
+        Ok(target)
+    }
+
+    /// The style terms at `l` (one per style image), with the backward through the blended
+    /// target and factor `factor`.
+    fn style_term(
+        &mut self,
+        l: LayerId,
+        target: &StyleTarget,
+        blended: &[f64],
+        factor: f64,
+    ) -> Result<()> {
+        let (ctx, k) = (self.ctx, self.k);
+        let (act, grad) = self.tap(l, "style loss")?;
+        let (c, n) = (act.layout.c, act.layout.h * act.layout.w);
+        let cc = c as usize * c as usize;
+        if target.grams.iter().any(|g| g.len() != cc) {
+            let m = format!("style targets at {l} are not {c} × {c}");
+            return Err(GpuError::BadShape(m).into());
+        }
+        let gram = ctx.tensor(&format!("gram {l}"), cc as u64)?;
+        let gram_grad = ctx.tensor(&format!("gram gradient {l}"), cc as u64)?;
+        let chunks: Vec<(Channels, View<'_>)> = act
+            .layout
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| (*ch, act.view(i)))
+            .collect();
+        for &a in &chunks {
+            for &b in &chunks {
+                let part = k
+                    .gram
+                    .forward_part(ctx, c, n, a, b, ViewMut::whole(&gram))?;
+                self.forward.push(Box::new(part));
+            }
+        }
+        for (s, g) in target.grams.iter().enumerate() {
+            let t = ctx.tensor_from(&format!("style target {l} #{}", s + 1), g)?;
+            let slot = self.slot(Term::Style(l, s));
+            let value =
+                k.mse
+                    .forward(ctx, View::whole(&gram), View::whole(&t), self.slots, slot)?;
+            self.forward.push(Box::new(value));
+            self.keep.push(t);
+        }
+        let blended: Vec<f32> = blended.iter().map(|&v| v as f32).collect();
+        let blended = ctx.tensor_from(&format!("blended style target {l}"), &blended)?;
+        let (g, t, gg) = (
+            View::whole(&gram),
+            View::whole(&blended),
+            ViewMut::whole(&gram_grad),
+        );
+        self.tap_backward
+            .push(k.mse.backward(ctx, g, t, gg, factor as f32, false)?);
+        let accumulate = self.accumulate_at(l);
+        for (i, &ch) in grad.layout.chunks.iter().enumerate() {
+            for (j, &b) in chunks.iter().enumerate() {
+                let ga = (ch, grad.view_mut(i));
+                let gg = View::whole(&gram_grad);
+                let part = k
+                    .gram
+                    .backward_part(ctx, c, n, b, gg, ga, j > 0 || accumulate)?;
+                self.tap_backward.push(part);
+            }
+        }
+        self.keep.extend([gram, gram_grad, blended]);
+        Ok(())
+    }
+
+    /// The total variation term with weight `w`; returns its image-gradient launches.
+    fn tv_term(&mut self, w: f64) -> Result<Vec<Dispatch>> {
+        let (ctx, k, graph) = (self.ctx, self.k, self.graph);
+        let (h, w_px) = graph.size();
+        let slot = self.slot(Term::Tv);
+        let value =
+            k.tv.forward(ctx, 3, h, w_px, graph.input(), self.slots, slot)?;
+        self.forward.push(Box::new(value));
+        let gx = graph.input_grad_mut();
+        Ok(vec![k.tv.backward(
+            ctx,
+            3,
+            h,
+            w_px,
+            graph.input(),
+            gx,
+            w as f32,
+            true,
+        )?])
     }
 }

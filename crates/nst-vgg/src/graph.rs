@@ -309,6 +309,7 @@ impl Graph {
         }
     }
 
+    /// Allocates the graph's tensors, then wires its forward and backward launches.
     fn build(
         ctx: &Context,
         k: &Kernels,
@@ -316,243 +317,15 @@ impl Graph {
         plan: Plan,
         alloc: &mut Allocator<'_>,
     ) -> Result<Graph, GpuError> {
-        let (h, w) = (plan.height, plan.width);
-        let n = plan.deepest.0 + 1;
-        let image = ChunkLayout {
-            c: 3,
-            h,
-            w,
-            chunks: vec![Channels::all(3)],
-        };
-        let input = alloc.buffer("image (RGB)", image.len())?;
-        let input_grad = alloc.buffer("image gradient (RGB)", image.len())?;
-        let net_input = alloc.tensor("network input", &image)?;
-        let net_input_grad = alloc.tensor("network input gradient", &image)?;
-
-        let mut activations: Vec<Option<Tensor>> = Vec::with_capacity(n);
-        let mut argmax: Vec<Option<Tensor>> = Vec::with_capacity(n);
-        let mut gradients: Vec<Option<Tensor>> = Vec::with_capacity(n);
-        for idx in 0..n {
-            let name = &layers()[idx].name;
-            let layout = &plan.outputs[idx];
-            activations.push(if plan.stored[idx] {
-                Some(alloc.tensor(name, layout)?)
-            } else {
-                None
-            });
-            let is_max_pool = layers()[idx].kind == LayerKind::Pool && plan.pooling == Pooling::Max;
-            argmax.push(if is_max_pool {
-                Some(alloc.tensor(&format!("{name} arg-max"), layout)?)
-            } else {
-                None
-            });
-            gradients.push(if plan.grad_home[idx] == GradHome::Own {
-                Some(alloc.tensor(&format!("{name} gradient"), layout)?)
-            } else {
-                None
-            });
-        }
-        let mut scratch: [Vec<wgpu::Buffer>; 2] = [Vec::new(), Vec::new()];
-        for (set, sizes) in plan.scratch.iter().enumerate() {
-            for &len in sizes {
-                scratch[set].push(alloc.buffer("gradient scratch", len)?);
-            }
-        }
-        // The gradient at layer idx's output, wherever it lives.
-        let grad = |idx: usize| -> Tensor {
-            match plan.grad_home[idx] {
-                GradHome::Own => gradients[idx]
-                    .clone()
-                    .expect("tapped layers own a gradient"),
-                GradHome::Scratch(set) => Tensor {
-                    layout: plan.outputs[idx].clone(),
-                    buffers: scratch[set][..plan.outputs[idx].chunks.len()].to_vec(),
-                },
-            }
-        };
-
-        // Forward.
-        let t = &weights.transform;
-        let mut forward =
-            vec![k
-                .pixel
-                .forward(ctx, t, h, w, View::whole(&input), net_input.view_mut(0))?];
-        let mut src = net_input.clone();
-        for idx in 0..n {
-            let layer = &layers()[idx];
-            match layer.kind {
-                LayerKind::Conv => {
-                    let cw = &weights.convs[layer.conv];
-                    let shape = ConvShape {
-                        c_in: cw.c_in,
-                        c_out: cw.c_out,
-                        h: plan.outputs[idx].h,
-                        w: plan.outputs[idx].w,
-                    };
-                    let relu_built = idx + 1 < n;
-                    let (dst, fused) = match &activations[idx] {
-                        Some(pre) => (pre.clone(), false),
-                        None => (
-                            activations[idx + 1].clone().expect("ReLUs are stored"),
-                            true,
-                        ),
-                    };
-                    for (o, &dch) in dst.layout.chunks.iter().enumerate() {
-                        let last = src.chunk_count() - 1;
-                        for (i, &sch) in src.layout.chunks.iter().enumerate() {
-                            let part = ConvPart {
-                                src: sch,
-                                dst: dch,
-                                accumulate: i > 0,
-                            };
-                            forward.push(k.conv2d.forward_part(
-                                ctx,
-                                shape,
-                                part,
-                                src.view(i),
-                                cw.weight_view(),
-                                cw.bias_view(),
-                                dst.view_mut(o),
-                                fused && i == last,
-                            )?);
-                        }
-                    }
-                    if !fused && relu_built {
-                        let out = activations[idx + 1].as_ref().expect("ReLUs are stored");
-                        for i in 0..dst.chunk_count() {
-                            forward.push(k.relu.forward(ctx, dst.view(i), out.view_mut(i))?);
-                        }
-                    }
-                    src = if relu_built {
-                        activations[idx + 1].clone().expect("ReLUs are stored")
-                    } else {
-                        dst
-                    };
-                }
-                LayerKind::Relu => {} // recorded with its convolution
-                LayerKind::Pool => {
-                    let out = activations[idx].as_ref().expect("pools are stored");
-                    let x = activations[idx - 1].as_ref().expect("ReLUs are stored");
-                    for (i, ch) in x.layout.chunks.iter().enumerate() {
-                        let s = PoolShape {
-                            c: ch.count,
-                            h: x.layout.h,
-                            w: x.layout.w,
-                        };
-                        forward.push(match &argmax[idx] {
-                            Some(am) => k.max_pool2d.forward(
-                                ctx,
-                                s,
-                                x.view(i),
-                                out.view_mut(i),
-                                Some(am.view_mut(i)),
-                            )?,
-                            None => {
-                                k.avg_pool2d
-                                    .forward(ctx, s, x.view(i), out.view_mut(i), None)?
-                            }
-                        });
-                    }
-                    src = out.clone();
-                }
-            }
-        }
-
-        // Backward, from the deepest tap down. A gradient at a tapped layer already holds
-        // what the caller's losses put there, so the layer above adds to it.
-        let mut backward = Vec::new();
-        for idx in (0..n).rev() {
-            let layer = &layers()[idx];
-            let g_out = grad(idx);
-            let (g_in, accumulate) = if idx == 0 {
-                (net_input_grad.clone(), false)
-            } else {
-                (grad(idx - 1), plan.grad_home[idx - 1] == GradHome::Own)
-            };
-            match layer.kind {
-                LayerKind::Relu => {
-                    let mask = activations[idx].as_ref().expect("ReLUs are stored");
-                    for i in 0..g_out.chunk_count() {
-                        backward.push(k.relu.backward(
-                            ctx,
-                            mask.view(i),
-                            g_out.view(i),
-                            g_in.view_mut(i),
-                            accumulate,
-                        )?);
-                    }
-                }
-                LayerKind::Conv => {
-                    let cw = &weights.convs[layer.conv];
-                    let shape = ConvShape {
-                        c_in: cw.c_in,
-                        c_out: cw.c_out,
-                        h: g_out.layout.h,
-                        w: g_out.layout.w,
-                    };
-                    for (j, &dch) in g_in.layout.chunks.iter().enumerate() {
-                        for (i, &sch) in g_out.layout.chunks.iter().enumerate() {
-                            let part = ConvPart {
-                                src: sch,
-                                dst: dch,
-                                accumulate: i > 0 || accumulate,
-                            };
-                            backward.push(k.conv2d.backward_input_part(
-                                ctx,
-                                shape,
-                                part,
-                                g_out.view(i),
-                                cw.weight_view(),
-                                g_in.view_mut(j),
-                            )?);
-                        }
-                    }
-                }
-                LayerKind::Pool => {
-                    for (i, ch) in g_in.layout.chunks.iter().enumerate() {
-                        let s = PoolShape {
-                            c: ch.count,
-                            h: g_in.layout.h,
-                            w: g_in.layout.w,
-                        };
-                        backward.push(match &argmax[idx] {
-                            Some(am) => k.max_pool2d.backward(
-                                ctx,
-                                s,
-                                g_out.view(i),
-                                Some(am.view(i)),
-                                g_in.view_mut(i),
-                                accumulate,
-                            )?,
-                            None => k.avg_pool2d.backward(
-                                ctx,
-                                s,
-                                g_out.view(i),
-                                None,
-                                g_in.view_mut(i),
-                                accumulate,
-                            )?,
-                        });
-                    }
-                }
-            }
-        }
-        backward.push(k.pixel.backward(
-            ctx,
-            t,
-            h,
-            w,
-            net_input_grad.view(0),
-            ViewMut::whole(&input_grad),
-            false,
-        )?);
-
+        let b = Buffers::allocate(&plan, alloc)?;
+        let forward = wire_forward(ctx, k, weights, &plan, &b)?;
+        let backward = wire_backward(ctx, k, weights, &plan, &b)?;
         Ok(Graph {
             plan,
-            input,
-            input_grad,
-            activations,
-            gradients,
+            input: b.input,
+            input_grad: b.input_grad,
+            activations: b.activations,
+            gradients: b.gradients,
             forward,
             backward,
         })
@@ -627,6 +400,275 @@ impl Graph {
     pub fn launches(&self) -> (usize, usize) {
         (self.forward.len(), self.backward.len())
     }
+}
+
+/// Every tensor of a graph, before any launch is wired.
+struct Buffers {
+    input: wgpu::Buffer,
+    input_grad: wgpu::Buffer,
+    net_input: Tensor,
+    net_input_grad: Tensor,
+    activations: Vec<Option<Tensor>>,
+    argmax: Vec<Option<Tensor>>,
+    gradients: Vec<Option<Tensor>>,
+    scratch: [Vec<wgpu::Buffer>; 2],
+}
+
+impl Buffers {
+    /// Allocates what `plan` keeps: the image and its gradient, the network input, each
+    /// stored output, max pooling's arg-max, the tapped layers' gradients and two scratch
+    /// sets that the other gradients alternate between.
+    fn allocate(plan: &Plan, alloc: &mut Allocator<'_>) -> Result<Buffers, GpuError> {
+        let n = plan.deepest.0 + 1;
+        let image = ChunkLayout {
+            c: 3,
+            h: plan.height,
+            w: plan.width,
+            chunks: vec![Channels::all(3)],
+        };
+        let mut optional = |keep: bool, label: String, layout: &ChunkLayout| match keep {
+            true => alloc.tensor(&label, layout).map(Some),
+            false => Ok(None),
+        };
+        let (mut activations, mut argmax, mut gradients) = (vec![], vec![], vec![]);
+        for idx in 0..n {
+            let (name, layout) = (&layers()[idx].name, &plan.outputs[idx]);
+            let is_max_pool = layers()[idx].kind == LayerKind::Pool && plan.pooling == Pooling::Max;
+            let own_grad = plan.grad_home[idx] == GradHome::Own;
+            activations.push(optional(plan.stored[idx], name.clone(), layout)?);
+            argmax.push(optional(is_max_pool, format!("{name} arg-max"), layout)?);
+            gradients.push(optional(own_grad, format!("{name} gradient"), layout)?);
+        }
+        let mut scratch: [Vec<wgpu::Buffer>; 2] = [Vec::new(), Vec::new()];
+        for (set, sizes) in plan.scratch.iter().enumerate() {
+            for &len in sizes {
+                scratch[set].push(alloc.buffer("gradient scratch", len)?);
+            }
+        }
+        Ok(Buffers {
+            input: alloc.buffer("image (RGB)", image.len())?,
+            input_grad: alloc.buffer("image gradient (RGB)", image.len())?,
+            net_input: alloc.tensor("network input", &image)?,
+            net_input_grad: alloc.tensor("network input gradient", &image)?,
+            activations,
+            argmax,
+            gradients,
+            scratch,
+        })
+    }
+
+    /// The gradient at layer `idx`'s output, wherever it lives.
+    fn grad(&self, plan: &Plan, idx: usize) -> Tensor {
+        match plan.grad_home[idx] {
+            GradHome::Own => self.gradients[idx]
+                .clone()
+                .expect("tapped layers own a gradient"),
+            GradHome::Scratch(set) => Tensor {
+                layout: plan.outputs[idx].clone(),
+                buffers: self.scratch[set][..plan.outputs[idx].chunks.len()].to_vec(),
+            },
+        }
+    }
+}
+
+/// The forward launches: the pixel transform, then each layer to the deepest tap (a ReLU
+/// fused into its convolution when the convolution's own output is not kept).
+fn wire_forward(
+    ctx: &Context,
+    k: &Kernels,
+    weights: &VggWeights,
+    plan: &Plan,
+    b: &Buffers,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let (h, w, n) = (plan.height, plan.width, plan.deepest.0 + 1);
+    let (activations, argmax) = (&b.activations, &b.argmax);
+    let (t, net_input) = (&weights.transform, &b.net_input);
+    let image = View::whole(&b.input);
+    let mut forward = vec![k
+        .pixel
+        .forward(ctx, t, h, w, image, net_input.view_mut(0))?];
+    let mut src = net_input.clone();
+    for idx in 0..n {
+        let layer = &layers()[idx];
+        match layer.kind {
+            LayerKind::Conv => {
+                let cw = &weights.convs[layer.conv];
+                let shape = ConvShape {
+                    c_in: cw.c_in,
+                    c_out: cw.c_out,
+                    h: plan.outputs[idx].h,
+                    w: plan.outputs[idx].w,
+                };
+                let relu_built = idx + 1 < n;
+                let (dst, fused) = match &activations[idx] {
+                    Some(pre) => (pre.clone(), false),
+                    None => (
+                        activations[idx + 1].clone().expect("ReLUs are stored"),
+                        true,
+                    ),
+                };
+                for (o, &dch) in dst.layout.chunks.iter().enumerate() {
+                    let last = src.chunk_count() - 1;
+                    for (i, &sch) in src.layout.chunks.iter().enumerate() {
+                        let part = ConvPart {
+                            src: sch,
+                            dst: dch,
+                            accumulate: i > 0,
+                        };
+                        forward.push(k.conv2d.forward_part(
+                            ctx,
+                            shape,
+                            part,
+                            src.view(i),
+                            cw.weight_view(),
+                            cw.bias_view(),
+                            dst.view_mut(o),
+                            fused && i == last,
+                        )?);
+                    }
+                }
+                if !fused && relu_built {
+                    let out = activations[idx + 1].as_ref().expect("ReLUs are stored");
+                    for i in 0..dst.chunk_count() {
+                        forward.push(k.relu.forward(ctx, dst.view(i), out.view_mut(i))?);
+                    }
+                }
+                src = if relu_built {
+                    activations[idx + 1].clone().expect("ReLUs are stored")
+                } else {
+                    dst
+                };
+            }
+            LayerKind::Relu => {} // recorded with its convolution
+            LayerKind::Pool => {
+                let out = activations[idx].as_ref().expect("pools are stored");
+                let x = activations[idx - 1].as_ref().expect("ReLUs are stored");
+                for (i, ch) in x.layout.chunks.iter().enumerate() {
+                    let s = PoolShape {
+                        c: ch.count,
+                        h: x.layout.h,
+                        w: x.layout.w,
+                    };
+                    forward.push(match &argmax[idx] {
+                        Some(am) => k.max_pool2d.forward(
+                            ctx,
+                            s,
+                            x.view(i),
+                            out.view_mut(i),
+                            Some(am.view_mut(i)),
+                        )?,
+                        None => k
+                            .avg_pool2d
+                            .forward(ctx, s, x.view(i), out.view_mut(i), None)?,
+                    });
+                }
+                src = out.clone();
+            }
+        }
+    }
+    Ok(forward)
+}
+
+/// The backward launches, from the deepest tap down to the image. A gradient at a tapped
+/// layer already holds what the caller's losses put there, so the layer above adds to it.
+fn wire_backward(
+    ctx: &Context,
+    k: &Kernels,
+    weights: &VggWeights,
+    plan: &Plan,
+    b: &Buffers,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let (h, w, n) = (plan.height, plan.width, plan.deepest.0 + 1);
+    let (activations, argmax, net_input_grad) = (&b.activations, &b.argmax, &b.net_input_grad);
+    let grad = |idx: usize| b.grad(plan, idx);
+    let t = &weights.transform;
+    let mut backward = Vec::new();
+    for idx in (0..n).rev() {
+        let layer = &layers()[idx];
+        let g_out = grad(idx);
+        let (g_in, accumulate) = if idx == 0 {
+            (net_input_grad.clone(), false)
+        } else {
+            (grad(idx - 1), plan.grad_home[idx - 1] == GradHome::Own)
+        };
+        match layer.kind {
+            LayerKind::Relu => {
+                let mask = activations[idx].as_ref().expect("ReLUs are stored");
+                for i in 0..g_out.chunk_count() {
+                    backward.push(k.relu.backward(
+                        ctx,
+                        mask.view(i),
+                        g_out.view(i),
+                        g_in.view_mut(i),
+                        accumulate,
+                    )?);
+                }
+            }
+            LayerKind::Conv => {
+                let cw = &weights.convs[layer.conv];
+                let shape = ConvShape {
+                    c_in: cw.c_in,
+                    c_out: cw.c_out,
+                    h: g_out.layout.h,
+                    w: g_out.layout.w,
+                };
+                for (j, &dch) in g_in.layout.chunks.iter().enumerate() {
+                    for (i, &sch) in g_out.layout.chunks.iter().enumerate() {
+                        let part = ConvPart {
+                            src: sch,
+                            dst: dch,
+                            accumulate: i > 0 || accumulate,
+                        };
+                        backward.push(k.conv2d.backward_input_part(
+                            ctx,
+                            shape,
+                            part,
+                            g_out.view(i),
+                            cw.weight_view(),
+                            g_in.view_mut(j),
+                        )?);
+                    }
+                }
+            }
+            LayerKind::Pool => {
+                for (i, ch) in g_in.layout.chunks.iter().enumerate() {
+                    let s = PoolShape {
+                        c: ch.count,
+                        h: g_in.layout.h,
+                        w: g_in.layout.w,
+                    };
+                    backward.push(match &argmax[idx] {
+                        Some(am) => k.max_pool2d.backward(
+                            ctx,
+                            s,
+                            g_out.view(i),
+                            Some(am.view(i)),
+                            g_in.view_mut(i),
+                            accumulate,
+                        )?,
+                        None => k.avg_pool2d.backward(
+                            ctx,
+                            s,
+                            g_out.view(i),
+                            None,
+                            g_in.view_mut(i),
+                            accumulate,
+                        )?,
+                    });
+                }
+            }
+        }
+    }
+    backward.push(k.pixel.backward(
+        ctx,
+        t,
+        h,
+        w,
+        net_input_grad.view(0),
+        ViewMut::whole(&b.input_grad),
+        false,
+    )?);
+    Ok(backward)
 }
 
 #[cfg(test)]
