@@ -199,31 +199,16 @@ fn flag(field: Field) -> String {
 
 fn devices() -> Result<(), Failure> {
     let all = nst_gpu::list_adapters();
-    if all.is_empty() {
-        println!("no adapters on the backends searched");
-    } else {
-        println!("adapters:");
-        for a in &all {
-            println!("  {a}");
+    println!(
+        "adapters:{}",
+        if all.is_empty() {
+            " none on the backends searched"
+        } else {
+            ""
         }
-    }
-    let ctx = nst_gpu::Context::new()?;
-    let s = &ctx.summary;
-    println!(
-        "using: {} ({}, {}), driver {}",
-        s.name, s.backend, s.device_type, s.driver
     );
-    println!(
-        "  largest storage binding {}, largest buffer {}, {} workgroups per dimension, GPU timestamps: {}",
-        nst_gpu::human_bytes(ctx.max_binding_bytes),
-        nst_gpu::human_bytes(ctx.limits.max_buffer_size),
-        ctx.limits.max_compute_workgroups_per_dimension,
-        if ctx.timestamps { "yes" } else { "no" }
-    );
-    println!(
-        "  shader bounds checks: {} (on in debug builds, off in release builds)",
-        if nst_gpu::BOUNDS_CHECKS { "on" } else { "off" }
-    );
+    all.iter().for_each(|a| println!("  {a}"));
+    print!("{}", nst_gpu::Context::new()?.describe());
     Ok(())
 }
 

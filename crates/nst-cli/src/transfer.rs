@@ -341,38 +341,27 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
     let mut log = Log::new();
     let mut save_error = None;
     let result = engine.stylize(&content, &styles, &settings, |e| {
-        match &e {
-            Event::Scale {
-                index,
-                count,
-                width,
-                height,
-            } => say(format!("scale {}/{count}: {width}×{height}", index + 1)),
-            Event::Iteration {
-                scale,
-                iteration,
-                of,
-                values,
-                per_iteration,
-            } => {
-                let ms = per_iteration.as_secs_f64() * 1e3;
-                let msg = format!("loss {values} {ms:.0} ms/it");
-                match &bar {
-                    Some(b) => {
-                        b.set_position(*scale as u64 * *of as u64 + *iteration as u64);
-                        b.set_message(msg);
-                    }
-                    None => say(format!(
-                        "scale {} iteration {iteration}/{of}: {msg}",
-                        scale + 1
-                    )),
-                }
+        match (&e, &bar) {
+            (
+                Event::Iteration {
+                    scale,
+                    iteration,
+                    of,
+                    ..
+                },
+                Some(b),
+            ) => {
+                b.set_position(*scale as u64 * *of as u64 + *iteration as u64);
+                b.set_message(e.to_string());
             }
-            Event::Snapshot {
-                scale,
-                iteration,
-                image,
-            } => {
+            (
+                Event::Snapshot {
+                    scale,
+                    iteration,
+                    image,
+                },
+                _,
+            ) => {
                 let dir = a.save_dir.as_deref().unwrap_or(Path::new("."));
                 let p = dir.join(format!("{stem}_s{}_{iteration:05}.png", scale + 1));
                 if let Err(e) = img::save(image, &p, false) {
@@ -380,7 +369,8 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
                     return Flow::Stop;
                 }
             }
-            _ => {}
+            (Event::Final { .. }, _) => {}
+            _ => say(e.to_string()),
         }
         if let (Some(row), true) = (log.record(&e), a.json) {
             println!("{}", serde_json::to_string(row).expect("serialisable"));
@@ -396,20 +386,13 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
     let sixteen = a.bit_depth == "16";
     let out = match result {
         Ok(out) => out,
-        Err(TransferError::NonFinite {
-            term,
-            iteration,
-            last_good,
-        }) => {
-            img::save(&last_good, &a.output, sixteen).map_err(|e| fail(1, e))?;
-            let e = TransferError::NonFinite {
-                term,
-                iteration,
-                last_good,
+        Err(e) => {
+            let TransferError::NonFinite { last_good, .. } = &e else {
+                return Err(e.into());
             };
+            img::save(last_good, &a.output, sixteen).map_err(|e| fail(1, e))?;
             return Err(fail(5, format!("{e} (written to {})", a.output.display())));
         }
-        Err(e) => return Err(e.into()),
     };
     if let Some(row) = log.finish(&out) {
         let m = row.measure.as_ref().expect("the final row has the measure");

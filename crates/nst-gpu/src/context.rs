@@ -229,6 +229,27 @@ impl Context {
             .map_err(|e| GpuError::Readback(e.to_string()))
     }
 
+    /// What `nst devices` prints about this context: the adapter, its limits, and whether
+    /// the shaders are bounds-checked.
+    pub fn describe(&self) -> String {
+        let s = &self.summary;
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        format!(
+            "using: {} ({}, {}), driver {}\n  largest storage binding {}, largest buffer {}, {} \
+             workgroups per dimension, GPU timestamps: {}\n  shader bounds checks: {} (on in \
+             debug builds, off in release builds)\n",
+            s.name,
+            s.backend,
+            s.device_type,
+            s.driver,
+            crate::human_bytes(self.max_binding_bytes),
+            crate::human_bytes(self.limits.max_buffer_size),
+            self.limits.max_compute_workgroups_per_dimension,
+            yes(self.timestamps),
+            yes(crate::BOUNDS_CHECKS),
+        )
+    }
+
     /// True when this is a CPU implementation such as Mesa's lavapipe.
     pub fn is_software(&self) -> bool {
         self.adapter.get_info().device_type == wgpu::DeviceType::Cpu

@@ -62,6 +62,38 @@ pub enum Event<'a> {
     },
 }
 
+impl std::fmt::Display for Event<'_> {
+    /// One line for people, as `nst stylize` prints progress.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Scale {
+                index,
+                count,
+                width,
+                height,
+            } => write!(f, "scale {}/{count}: {width}×{height}", index + 1),
+            Event::Iteration {
+                scale,
+                iteration,
+                of,
+                values,
+                per_iteration,
+            } => {
+                let ms = per_iteration.as_secs_f64() * 1e3;
+                let s = scale + 1;
+                write!(
+                    f,
+                    "scale {s} iteration {iteration}/{of}: loss {values} {ms:.0} ms/it"
+                )
+            }
+            Event::Snapshot {
+                scale, iteration, ..
+            } => write!(f, "scale {} iteration {iteration}: snapshot", scale + 1),
+            Event::Final { values } => write!(f, "final loss {values}"),
+        }
+    }
+}
+
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
