@@ -486,7 +486,7 @@ fn bench_elementwise(c: &mut Criterion, b: &Bench) {
             .unwrap();
     let tv_b =
         b.k.tv
-            .backward(ctx, 3, side, side, (&bi).into(), (&bt).into(), 1.0, false)
+            .backward(ctx, [3, side, side], (&bi).into(), (&bt).into(), 1.0, false)
             .unwrap();
     let adam =
         b.k.adam

@@ -332,8 +332,8 @@ fn gpu_losses_pixel_dot() {
         let (c, h, w) = (s[0] as u32, s[1] as u32, s[2] as u32);
         let x = buf(g, "tv.x");
         let gx = g.zeros("tv gx", f("tv.x").len());
-        let d3 = g.k.tv.forward(ctx, c, h, w, ro(&x), sv, 1).unwrap();
-        let d4 = g.k.tv.backward(ctx, c, h, w, ro(&x), rw(&gx), 1.0, false);
+        let d3 = g.k.tv.forward(ctx, [c, h, w], ro(&x), sv, 1).unwrap();
+        let d4 = g.k.tv.backward(ctx, [c, h, w], ro(&x), rw(&gx), 1.0, false);
         let (da, db) = (buf(g, "dot.a"), buf(g, "dot.b"));
         let d5 = g.k.vector.dot(ctx, ro(&da), ro(&db), sv, 2).unwrap();
         g.run(&[&d1, &d2.unwrap(), &d3, &d4.unwrap(), &d5]);

@@ -182,7 +182,7 @@ impl Mse {
 pub struct TotalVariation(Loss);
 
 /// The uniform of a `c × h × w` image, after checking `x` against it.
-fn tv_uniform(c: u32, h: u32, w: u32, x: &View<'_>) -> Result<Uniform> {
+fn tv_uniform([c, h, w]: [u32; 3], x: &View<'_>) -> Result<Uniform> {
     expect_nonzero("tv shape", &[c, h, w])?;
     expect_len("tv input", x, c as u64 * h as u64 * w as u64)?;
     let inv = |count: u64| if count == 0 { 0.0 } else { 1.0 / count as f32 };
@@ -204,34 +204,30 @@ impl TotalVariation {
         Loss::new(ctx, module, reduce, &TV_PARTIAL, &TV_BACKWARD).map(TotalVariation)
     }
 
-    /// `out[index] = tv(x)`, `x` being `c × h × w`.
+    /// `out[index] = tv(x)`, `x` being `c × h × w` (`chw`).
     pub fn forward(
         &self,
         ctx: &Context,
-        c: u32,
-        h: u32,
-        w: u32,
+        chw: [u32; 3],
         x: View<'_>,
         out: ViewMut<'_>,
         index: u32,
     ) -> Result<Reduction> {
-        let u = tv_uniform(c, h, w, &x)?;
+        let u = tv_uniform(chw, &x)?;
         self.0.forward(ctx, u, &[x], x.len, out, index, 1.0, false)
     }
 
-    /// `gx (+)= scale · ∂tv/∂x`.
+    /// `gx (+)= scale · ∂tv/∂x`, `x` being `c × h × w` (`chw`).
     pub fn backward(
         &self,
         ctx: &Context,
-        c: u32,
-        h: u32,
-        w: u32,
+        chw: [u32; 3],
         x: View<'_>,
         gx: ViewMut<'_>,
         scale: f32,
         accumulate: bool,
     ) -> Result<Dispatch> {
-        let u = tv_uniform(c, h, w, &x)?;
+        let u = tv_uniform(chw, &x)?;
         expect_len("tv gradient", &gx, x.len)?;
         let u = Uniform {
             scale,

@@ -358,23 +358,19 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// The total variation term with weight `w`; returns its image-gradient launches.
-    fn tv_term(&mut self, w: f64) -> Result<Vec<Dispatch>> {
+    /// The total variation term with weight `weight`; returns its image-gradient launches.
+    fn tv_term(&mut self, weight: f64) -> Result<Vec<Dispatch>> {
         let (ctx, k, graph) = (self.ctx, self.k, self.graph);
-        let (h, w_px) = graph.size();
-        let slot = self.slot(Term::Tv);
-        let value =
-            k.tv.forward(ctx, 3, h, w_px, graph.input(), self.slots, slot)?;
+        let ((h, w), x, slot) = (graph.size(), graph.input(), self.slot(Term::Tv));
+        let value = k.tv.forward(ctx, [3, h, w], x, self.slots, slot)?;
         self.forward.push(Box::new(value));
         let gx = graph.input_grad_mut();
         Ok(vec![k.tv.backward(
             ctx,
-            3,
-            h,
-            w_px,
-            graph.input(),
+            [3, h, w],
+            x,
             gx,
-            w as f32,
+            weight as f32,
             true,
         )?])
     }

@@ -318,8 +318,14 @@ impl Graph {
         alloc: &mut Allocator<'_>,
     ) -> Result<Graph, GpuError> {
         let b = Buffers::allocate(&plan, alloc)?;
-        let forward = wire_forward(ctx, k, weights, &plan, &b)?;
-        let backward = wire_backward(ctx, k, weights, &plan, &b)?;
+        let wire = Wire {
+            ctx,
+            k,
+            weights,
+            plan: &plan,
+            b: &b,
+        };
+        let (forward, backward) = (wire.forward()?, wire.backward()?);
         Ok(Graph {
             plan,
             input: b.input,
@@ -402,6 +408,23 @@ impl Graph {
     }
 }
 
+/// The pooling kernel of `plan`'s kind.
+fn pool_kernel<'k>(k: &'k Kernels, plan: &Plan) -> &'k nst_kernels::Pool2d {
+    match plan.pooling {
+        Pooling::Max => &k.max_pool2d,
+        Pooling::Avg => &k.avg_pool2d,
+    }
+}
+
+/// The shape of chunk `i` of a pooling layer's input.
+fn pool_shape(input: &ChunkLayout, i: usize) -> PoolShape {
+    PoolShape {
+        c: input.chunks[i].count,
+        h: input.h,
+        w: input.w,
+    }
+}
+
 /// Every tensor of a graph, before any launch is wired.
 struct Buffers {
     input: wgpu::Buffer,
@@ -471,204 +494,187 @@ impl Buffers {
     }
 }
 
-/// The forward launches: the pixel transform, then each layer to the deepest tap (a ReLU
-/// fused into its convolution when the convolution's own output is not kept).
-fn wire_forward(
-    ctx: &Context,
-    k: &Kernels,
-    weights: &VggWeights,
-    plan: &Plan,
-    b: &Buffers,
-) -> Result<Vec<Dispatch>, GpuError> {
-    let (h, w, n) = (plan.height, plan.width, plan.deepest.0 + 1);
-    let (activations, argmax) = (&b.activations, &b.argmax);
-    let (t, net_input) = (&weights.transform, &b.net_input);
-    let image = View::whole(&b.input);
-    let mut forward = vec![k
-        .pixel
-        .forward(ctx, t, h, w, image, net_input.view_mut(0))?];
-    let mut src = net_input.clone();
-    for idx in 0..n {
-        let layer = &layers()[idx];
-        match layer.kind {
-            LayerKind::Conv => {
-                let cw = &weights.convs[layer.conv];
-                let shape = ConvShape {
-                    c_in: cw.c_in,
-                    c_out: cw.c_out,
-                    h: plan.outputs[idx].h,
-                    w: plan.outputs[idx].w,
-                };
-                let relu_built = idx + 1 < n;
-                let (dst, fused) = match &activations[idx] {
-                    Some(pre) => (pre.clone(), false),
-                    None => (
-                        activations[idx + 1].clone().expect("ReLUs are stored"),
-                        true,
-                    ),
-                };
-                for (o, &dch) in dst.layout.chunks.iter().enumerate() {
-                    let last = src.chunk_count() - 1;
-                    for (i, &sch) in src.layout.chunks.iter().enumerate() {
-                        let part = ConvPart {
-                            src: sch,
-                            dst: dch,
-                            accumulate: i > 0,
-                        };
-                        forward.push(k.conv2d.forward_part(
-                            ctx,
-                            shape,
-                            part,
-                            src.view(i),
-                            cw.weight_view(),
-                            cw.bias_view(),
-                            dst.view_mut(o),
-                            fused && i == last,
-                        )?);
-                    }
-                }
-                if !fused && relu_built {
-                    let out = activations[idx + 1].as_ref().expect("ReLUs are stored");
-                    for i in 0..dst.chunk_count() {
-                        forward.push(k.relu.forward(ctx, dst.view(i), out.view_mut(i))?);
-                    }
-                }
-                src = if relu_built {
-                    activations[idx + 1].clone().expect("ReLUs are stored")
-                } else {
-                    dst
-                };
-            }
-            LayerKind::Relu => {} // recorded with its convolution
-            LayerKind::Pool => {
-                let out = activations[idx].as_ref().expect("pools are stored");
-                let x = activations[idx - 1].as_ref().expect("ReLUs are stored");
-                for (i, ch) in x.layout.chunks.iter().enumerate() {
-                    let s = PoolShape {
-                        c: ch.count,
-                        h: x.layout.h,
-                        w: x.layout.w,
-                    };
-                    forward.push(match &argmax[idx] {
-                        Some(am) => k.max_pool2d.forward(
-                            ctx,
-                            s,
-                            x.view(i),
-                            out.view_mut(i),
-                            Some(am.view_mut(i)),
-                        )?,
-                        None => k
-                            .avg_pool2d
-                            .forward(ctx, s, x.view(i), out.view_mut(i), None)?,
-                    });
-                }
-                src = out.clone();
-            }
-        }
-    }
-    Ok(forward)
+/// What wiring a graph's launches reads: the kernels, the weights, the plan and the tensors.
+#[derive(Clone, Copy)]
+struct Wire<'a> {
+    ctx: &'a Context,
+    k: &'a Kernels,
+    weights: &'a VggWeights,
+    plan: &'a Plan,
+    b: &'a Buffers,
 }
 
-/// The backward launches, from the deepest tap down to the image. A gradient at a tapped
-/// layer already holds what the caller's losses put there, so the layer above adds to it.
-fn wire_backward(
-    ctx: &Context,
-    k: &Kernels,
-    weights: &VggWeights,
-    plan: &Plan,
-    b: &Buffers,
-) -> Result<Vec<Dispatch>, GpuError> {
-    let (h, w, n) = (plan.height, plan.width, plan.deepest.0 + 1);
-    let (activations, argmax, net_input_grad) = (&b.activations, &b.argmax, &b.net_input_grad);
-    let grad = |idx: usize| b.grad(plan, idx);
-    let t = &weights.transform;
-    let mut backward = Vec::new();
-    for idx in (0..n).rev() {
-        let layer = &layers()[idx];
-        let g_out = grad(idx);
-        let (g_in, accumulate) = if idx == 0 {
-            (net_input_grad.clone(), false)
-        } else {
-            (grad(idx - 1), plan.grad_home[idx - 1] == GradHome::Own)
-        };
-        match layer.kind {
-            LayerKind::Relu => {
-                let mask = activations[idx].as_ref().expect("ReLUs are stored");
-                for i in 0..g_out.chunk_count() {
-                    backward.push(k.relu.backward(
-                        ctx,
-                        mask.view(i),
-                        g_out.view(i),
-                        g_in.view_mut(i),
-                        accumulate,
-                    )?);
-                }
-            }
-            LayerKind::Conv => {
-                let cw = &weights.convs[layer.conv];
-                let shape = ConvShape {
-                    c_in: cw.c_in,
-                    c_out: cw.c_out,
-                    h: g_out.layout.h,
-                    w: g_out.layout.w,
-                };
-                for (j, &dch) in g_in.layout.chunks.iter().enumerate() {
-                    for (i, &sch) in g_out.layout.chunks.iter().enumerate() {
-                        let part = ConvPart {
-                            src: sch,
-                            dst: dch,
-                            accumulate: i > 0 || accumulate,
-                        };
-                        backward.push(k.conv2d.backward_input_part(
-                            ctx,
-                            shape,
-                            part,
-                            g_out.view(i),
-                            cw.weight_view(),
-                            g_in.view_mut(j),
-                        )?);
-                    }
-                }
-            }
-            LayerKind::Pool => {
-                for (i, ch) in g_in.layout.chunks.iter().enumerate() {
-                    let s = PoolShape {
-                        c: ch.count,
-                        h: g_in.layout.h,
-                        w: g_in.layout.w,
+impl Wire<'_> {
+    /// The forward launches: the pixel transform, then each layer to the deepest tap (a ReLU
+    /// fused into its convolution when the convolution's own output is not kept).
+    fn forward(self) -> Result<Vec<Dispatch>, GpuError> {
+        let Wire {
+            ctx,
+            k,
+            weights,
+            plan,
+            b,
+        } = self;
+        let (h, w, n) = (plan.height, plan.width, plan.deepest.0 + 1);
+        let (activations, argmax) = (&b.activations, &b.argmax);
+        let (t, net_input) = (&weights.transform, &b.net_input);
+        let image = View::whole(&b.input);
+        let mut forward = vec![k
+            .pixel
+            .forward(ctx, t, h, w, image, net_input.view_mut(0))?];
+        let mut src = net_input.clone();
+        for idx in 0..n {
+            let layer = &layers()[idx];
+            match layer.kind {
+                LayerKind::Conv => {
+                    let cw = &weights.convs[layer.conv];
+                    let shape = ConvShape {
+                        c_in: cw.c_in,
+                        c_out: cw.c_out,
+                        h: plan.outputs[idx].h,
+                        w: plan.outputs[idx].w,
                     };
-                    backward.push(match &argmax[idx] {
-                        Some(am) => k.max_pool2d.backward(
-                            ctx,
-                            s,
-                            g_out.view(i),
-                            Some(am.view(i)),
-                            g_in.view_mut(i),
-                            accumulate,
-                        )?,
-                        None => k.avg_pool2d.backward(
-                            ctx,
-                            s,
-                            g_out.view(i),
-                            None,
-                            g_in.view_mut(i),
-                            accumulate,
-                        )?,
-                    });
+                    let relu_built = idx + 1 < n;
+                    let (dst, fused) = match &activations[idx] {
+                        Some(pre) => (pre.clone(), false),
+                        None => (
+                            activations[idx + 1].clone().expect("ReLUs are stored"),
+                            true,
+                        ),
+                    };
+                    for (o, &dch) in dst.layout.chunks.iter().enumerate() {
+                        let last = src.chunk_count() - 1;
+                        for (i, &sch) in src.layout.chunks.iter().enumerate() {
+                            let part = ConvPart {
+                                src: sch,
+                                dst: dch,
+                                accumulate: i > 0,
+                            };
+                            forward.push(k.conv2d.forward_part(
+                                ctx,
+                                shape,
+                                part,
+                                src.view(i),
+                                cw.weight_view(),
+                                cw.bias_view(),
+                                dst.view_mut(o),
+                                fused && i == last,
+                            )?);
+                        }
+                    }
+                    if !fused && relu_built {
+                        let out = activations[idx + 1].as_ref().expect("ReLUs are stored");
+                        for i in 0..dst.chunk_count() {
+                            forward.push(k.relu.forward(ctx, dst.view(i), out.view_mut(i))?);
+                        }
+                    }
+                    src = if relu_built {
+                        activations[idx + 1].clone().expect("ReLUs are stored")
+                    } else {
+                        dst
+                    };
+                }
+                LayerKind::Relu => {} // recorded with its convolution
+                LayerKind::Pool => {
+                    let out = activations[idx].as_ref().expect("pools are stored");
+                    let x = activations[idx - 1].as_ref().expect("ReLUs are stored");
+                    let pool = pool_kernel(k, plan);
+                    for i in 0..x.chunk_count() {
+                        let (s, am) = (pool_shape(&x.layout, i), argmax[idx].as_ref());
+                        let am = am.map(|a| a.view_mut(i));
+                        forward.push(pool.forward(ctx, s, x.view(i), out.view_mut(i), am)?);
+                    }
+                    src = out.clone();
                 }
             }
         }
+        Ok(forward)
     }
-    backward.push(k.pixel.backward(
-        ctx,
-        t,
-        h,
-        w,
-        net_input_grad.view(0),
-        ViewMut::whole(&b.input_grad),
-        false,
-    )?);
-    Ok(backward)
+
+    /// The backward launches, from the deepest tap down to the image. A gradient at a tapped
+    /// layer already holds what the caller's losses put there, so the layer above adds to it.
+    fn backward(self) -> Result<Vec<Dispatch>, GpuError> {
+        let Wire {
+            ctx,
+            k,
+            weights,
+            plan,
+            b,
+        } = self;
+        let (h, w, n) = (plan.height, plan.width, plan.deepest.0 + 1);
+        let (activations, argmax, net_input_grad) = (&b.activations, &b.argmax, &b.net_input_grad);
+        let grad = |idx: usize| b.grad(plan, idx);
+        let t = &weights.transform;
+        let mut backward = Vec::new();
+        for idx in (0..n).rev() {
+            let layer = &layers()[idx];
+            let g_out = grad(idx);
+            let (g_in, accumulate) = if idx == 0 {
+                (net_input_grad.clone(), false)
+            } else {
+                (grad(idx - 1), plan.grad_home[idx - 1] == GradHome::Own)
+            };
+            match layer.kind {
+                LayerKind::Relu => {
+                    let mask = activations[idx].as_ref().expect("ReLUs are stored");
+                    for i in 0..g_out.chunk_count() {
+                        backward.push(k.relu.backward(
+                            ctx,
+                            mask.view(i),
+                            g_out.view(i),
+                            g_in.view_mut(i),
+                            accumulate,
+                        )?);
+                    }
+                }
+                LayerKind::Conv => {
+                    let cw = &weights.convs[layer.conv];
+                    let shape = ConvShape {
+                        c_in: cw.c_in,
+                        c_out: cw.c_out,
+                        h: g_out.layout.h,
+                        w: g_out.layout.w,
+                    };
+                    for (j, &dch) in g_in.layout.chunks.iter().enumerate() {
+                        for (i, &sch) in g_out.layout.chunks.iter().enumerate() {
+                            let part = ConvPart {
+                                src: sch,
+                                dst: dch,
+                                accumulate: i > 0 || accumulate,
+                            };
+                            backward.push(k.conv2d.backward_input_part(
+                                ctx,
+                                shape,
+                                part,
+                                g_out.view(i),
+                                cw.weight_view(),
+                                g_in.view_mut(j),
+                            )?);
+                        }
+                    }
+                }
+                LayerKind::Pool => {
+                    let pool = pool_kernel(k, plan);
+                    for i in 0..g_in.chunk_count() {
+                        let (s, am) = (pool_shape(&g_in.layout, i), argmax[idx].as_ref());
+                        let (gy, gx) = (g_out.view(i), g_in.view_mut(i));
+                        let am = am.map(|a| a.view(i));
+                        backward.push(pool.backward(ctx, s, gy, am, gx, accumulate)?);
+                    }
+                }
+            }
+        }
+        backward.push(k.pixel.backward(
+            ctx,
+            t,
+            h,
+            w,
+            net_input_grad.view(0),
+            ViewMut::whole(&b.input_grad),
+            false,
+        )?);
+        Ok(backward)
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,10 @@ fn loss_case(g: &Gpu, c: u32, h: u32, w: u32, seed: u64) {
     let mse_b =
         g.k.mse
             .backward(ctx, ro(&ba), ro(&bb), rw(&bga), 0.75, false);
-    let tv = g.k.tv.forward(ctx, c, h, w, ro(&ba), s, 3).unwrap();
-    let tv_b = g.k.tv.backward(ctx, c, h, w, ro(&ba), rw(&bgt), 1.5, true);
+    let tv = g.k.tv.forward(ctx, [c, h, w], ro(&ba), s, 3).unwrap();
+    let tv_b =
+        g.k.tv
+            .backward(ctx, [c, h, w], ro(&ba), rw(&bgt), 1.5, true);
     g.run(&[&mse, &mse_b.unwrap(), &tv, &tv_b.unwrap()]);
     let tag = format!("loss {c}×{h}×{w}");
     let (cc, hh, ww) = (c as usize, h as usize, w as usize);
