@@ -997,6 +997,26 @@ mod tests {
     }
 
     #[test]
+    fn image_new_checks_its_samples() {
+        let ok = Image::new(2, 1, vec![0.5; 6]).unwrap();
+        assert_eq!((ok.width(), ok.height(), ok.data().len()), (2, 1, 6));
+        for (w, h, len) in [
+            (2, 1, 5),
+            (2, 1, 7),
+            (0, 4, 0),
+            (4, 0, 0),
+            (1 << 15, 1 << 14, 3),
+        ] {
+            let e = Image::new(w, h, vec![0.0; len]).unwrap_err();
+            assert!(
+                matches!(e, ImageError::BadData { .. }),
+                "{w}×{h}, {len}: {e}"
+            );
+            assert!(e.to_string().contains(&format!("{w}×{h}")), "{e}");
+        }
+    }
+
+    #[test]
     fn zero_size_is_refused() {
         let dir = TempDir::new("zero");
         let path = dir.path("zero.ppm");

@@ -31,17 +31,6 @@ pub enum Pooling {
     Avg,
 }
 
-impl std::str::FromStr for Pooling {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "max" => Ok(Pooling::Max),
-            "avg" | "average" => Ok(Pooling::Avg),
-            _ => Err(format!("unknown pooling `{s}`: use `max` or `avg`")),
-        }
-    }
-}
-
 /// What to build.
 #[derive(Clone, Debug)]
 pub struct GraphConfig {
