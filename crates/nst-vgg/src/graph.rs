@@ -497,13 +497,7 @@ impl Wire<'_> {
     /// The forward launches: the pixel transform, then each layer to the deepest tap (a ReLU
     /// fused into its convolution when the convolution's own output is not kept).
     fn forward(self) -> Result<Vec<Dispatch>, GpuError> {
-        let Wire {
-            ctx,
-            k,
-            weights,
-            plan,
-            b,
-        } = self;
+        let (ctx, k, weights, plan, b) = (self.ctx, self.k, self.weights, self.plan, self.b);
         let (h, w, n) = (plan.height, plan.width, plan.deepest.0 + 1);
         let (activations, argmax) = (&b.activations, &b.argmax);
         let (t, net_input) = (&weights.transform, &b.net_input);
@@ -583,17 +577,10 @@ impl Wire<'_> {
     /// The backward launches, from the deepest tap down to the image. A gradient at a tapped
     /// layer already holds what the caller's losses put there, so the layer above adds to it.
     fn backward(self) -> Result<Vec<Dispatch>, GpuError> {
-        let Wire {
-            ctx,
-            k,
-            weights,
-            plan,
-            b,
-        } = self;
-        let (h, w, n) = (plan.height, plan.width, plan.deepest.0 + 1);
+        let (plan, b, t) = (self.plan, self.b, &self.weights.transform);
+        let (ctx, k, n) = (self.ctx, self.k, plan.deepest.0 + 1);
         let (activations, argmax, net_input_grad) = (&b.activations, &b.argmax, &b.net_input_grad);
         let grad = |idx: usize| b.grad(plan, idx);
-        let t = &weights.transform;
         let mut backward = Vec::new();
         for idx in (0..n).rev() {
             let layer = &layers()[idx];
@@ -617,7 +604,7 @@ impl Wire<'_> {
                     }
                 }
                 LayerKind::Conv => {
-                    let cw = &weights.convs[layer.conv];
+                    let cw = &self.weights.convs[layer.conv];
                     let shape = ConvShape {
                         c_in: cw.c_in,
                         c_out: cw.c_out,
@@ -653,6 +640,7 @@ impl Wire<'_> {
                 }
             }
         }
+        let (h, w) = (plan.height, plan.width);
         backward.push(k.pixel.backward(
             ctx,
             t,
