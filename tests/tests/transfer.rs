@@ -575,3 +575,135 @@ fn a_non_finite_loss_stops_with_the_last_good_image() {
     );
     assert!(message.contains("`lr`"), "{message}");
 }
+
+/// The image the last step makes is checked too: a run whose final loss is not finite fails
+/// with the last good image instead of returning it. With one iteration the only report is
+/// the start's loss, finite since the content term is 0 there whatever its weight; the
+/// content weight f64::MAX is infinite as float32, so the step's gradient and image are NaN
+/// (lavapipe's clamp then makes the NaN pixels 0), and the final loss, that weight times a
+/// content value above 0, is not. (A finite float32 weight cannot make the loss of a clamped
+/// image overflow, so on a driver whose clamp cleans NaN, as lavapipe's does, this is how the
+/// last step alone can fail.) Without the final check the run returned Ok with an infinite
+/// final loss.
+#[test]
+fn a_non_finite_final_loss_stops_with_the_last_good_image() {
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
+        return;
+    };
+    let content = smooth(40, 32, 0.0);
+    let styles = [Style::new(smooth(40, 32, 1.3), 1.0)];
+    let settings = Settings::default()
+        .size(40)
+        .iterations(1)
+        .optimizer(Optimizer::Adam)
+        .loss(loss(f64::MAX, 0.0, 0.0))
+        .report_every(100);
+    let mut reported = Vec::new();
+    let result = engine.stylize(&content, &styles, &settings, |e| {
+        match e {
+            Event::Iteration {
+                iteration, values, ..
+            } => reported.push((iteration, values.total())),
+            Event::Final { .. } => panic!("a non-finite final loss was reported as final"),
+            _ => {}
+        }
+        Flow::Continue
+    });
+    assert_eq!(
+        reported,
+        [(1, 0.0)],
+        "the one report is the start's, finite"
+    );
+    let err = result.expect_err("a non-finite final loss must stop the run");
+    let nst_transfer::TransferError::NonFinite {
+        term,
+        iteration,
+        last_good,
+    } = err
+    else {
+        panic!("expected NonFinite, got {err}");
+    };
+    assert!(matches!(term, Term::Content(_)), "{term}");
+    assert_eq!(iteration, 1);
+    assert!(
+        last_good.data() == content.data(),
+        "the last good image is the start"
+    );
+}
+
+/// A loss that overflows on the GPU at a later report stops the run with the image that
+/// report's predecessor scored. L-BFGS (unclamped between steps) on total variation alone,
+/// weight 1e30, from a checkerboard: the first step is the cautious one, 1/‖g‖₁ along −g;
+/// no neighbour difference changes sign, so the gradient after it is the same, the pair's
+/// sᵀy is 0 and it is refused, and the second step is −g itself, about 1e27 per pixel. Every
+/// weight is finite as float32; the loss of that image overflows in the forward on the GPU
+/// and is seen at report 3. The run must return the image after step 1 (report 2's), neither
+/// the start nor the overflowed one.
+#[test]
+fn a_loss_overflowing_on_the_gpu_stops_with_the_last_reported_image() {
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
+        return;
+    };
+    let (w, h) = (40, 32);
+    let board = (0..3 * w * h)
+        .map(|i| [0.25, 0.75][((i % w) + (i / w) % h) as usize % 2])
+        .collect();
+    let content = Image::new(w, h, board).unwrap();
+    let styles = [Style::new(smooth(w, h, 1.3), 1.0)];
+    let settings = Settings::default()
+        .size(w)
+        .iterations(10)
+        .optimizer(Optimizer::Lbfgs { history: 5 })
+        .loss(loss(0.0, 0.0, 1e30))
+        .report_every(1)
+        .snapshot_every(1);
+    let (mut reported, mut snapshots) = (Vec::new(), Vec::new());
+    let err = engine
+        .stylize(&content, &styles, &settings, |e| {
+            match e {
+                Event::Iteration { values, .. } => reported.push(values.clone()),
+                Event::Snapshot { image, .. } => snapshots.push(image.clone()),
+                _ => {}
+            }
+            Flow::Continue
+        })
+        .expect_err("the overflowing loss must stop the run");
+    let nst_transfer::TransferError::NonFinite {
+        term,
+        iteration,
+        last_good,
+    } = err
+    else {
+        panic!("expected NonFinite, got {err}");
+    };
+    assert_eq!(iteration, 3, "{term}");
+    assert_ne!(
+        term,
+        Term::Tv,
+        "the network's terms overflow, not the total variation"
+    );
+    assert_eq!(reported.len(), 2);
+    assert!(reported.iter().all(|v| v.first_non_finite().is_none()));
+    let largest = |img: &Image| img.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        largest(&snapshots[1]) > 1e20,
+        "step 2 is −g: {}",
+        largest(&snapshots[1])
+    );
+    assert!(last_good.data() != content.data(), "the start was returned");
+    assert!(
+        last_good.data() == snapshots[0].data(),
+        "the image returned is not the one after step 1, which report 2 scored"
+    );
+    let s = engine
+        .score(&content, &styles, &last_good, &settings)
+        .unwrap();
+    let want = reported[1].total();
+    assert!(
+        ((s.values.total() - want) / want).abs() < 1e-6,
+        "the last good image scores {} but report 2 said {want}",
+        s.values.total()
+    );
+}

@@ -778,7 +778,7 @@ impl Engine {
             self.ctx.submit(|pass| clamp.record(pass))?;
         }
         // The loss of the image returned, as `score` computes it: the last step may have
-        // made it (or its pixels, which clamping does not clean) NaN.
+        // made it (or its pixels, which clamping need not clean: lavapipe's makes NaN 0) NaN.
         self.ctx.submit(|pass| run.problem.record_value(pass))?;
         let values = run.problem.values(ctx)?;
         if let Some(bad) = values.first_non_finite() {
