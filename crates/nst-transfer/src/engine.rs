@@ -259,6 +259,7 @@ pub struct Engine {
     ctx: Context,
     k: Kernels,
     weights: VggWeights,
+    max_chunk_bytes: Option<u64>,
 }
 
 impl Engine {
@@ -292,7 +293,21 @@ impl Engine {
     pub fn new(ctx: Context, weights: &nst_weights::Vgg19Weights) -> Result<Engine> {
         let k = Kernels::new(&ctx)?;
         let weights = VggWeights::upload(&ctx, weights)?;
-        Ok(Engine { ctx, k, weights })
+        Ok(Engine {
+            ctx,
+            k,
+            weights,
+            max_chunk_bytes: None,
+        })
+    }
+
+    /// Splits every activation into chunks of at most `bytes` (whole channels), as a tensor
+    /// larger than the device's binding limit is split, so that the chunked paths (the
+    /// content mean over chunks, Gram matrices over chunk pairs) run at any size: for tests.
+    /// `None`, the default: chunks only where the device's limit requires them.
+    pub fn with_max_chunk_bytes(mut self, bytes: Option<u64>) -> Engine {
+        self.max_chunk_bytes = bytes;
+        self
     }
 
     /// The GPU context.
@@ -305,18 +320,18 @@ impl Engine {
         &self.weights
     }
 
-    fn graph_config(h: u32, w: u32, taps: Vec<LayerId>, pooling: Pooling) -> GraphConfig {
+    fn graph_config(&self, h: u32, w: u32, taps: Vec<LayerId>, pooling: Pooling) -> GraphConfig {
         GraphConfig {
             height: h,
             width: w,
             taps,
             pooling,
-            max_chunk_bytes: None,
+            max_chunk_bytes: self.max_chunk_bytes,
         }
     }
 
     fn graph(&self, h: u32, w: u32, taps: Vec<LayerId>, pooling: Pooling) -> Result<Graph> {
-        let config = Self::graph_config(h, w, taps, pooling);
+        let config = self.graph_config(h, w, taps, pooling);
         Ok(Graph::new(&self.ctx, &self.k, &self.weights, &config)?)
     }
 
@@ -324,7 +339,7 @@ impl Engine {
     /// content's aspect) and for the styles at `style_scale` times it fit this device.
     fn check_fits(&self, content: &Image, styles: &[Image], side: u32, s: &Settings) -> Result<()> {
         let plan = |w: u32, h: u32, taps: Vec<LayerId>| {
-            let config = Self::graph_config(h, w, taps, s.pooling);
+            let config = self.graph_config(h, w, taps, s.pooling);
             let limits = nst_vgg::Limits::of(&self.ctx);
             nst_vgg::Plan::new(&self.weights.c_out(), &config, limits).map(drop)
         };
@@ -763,7 +778,7 @@ impl Engine {
             self.ctx.submit(|pass| clamp.record(pass))?;
         }
         // The loss of the image returned, as `score` computes it: the last step may have
-        // made it (or its pixels, which clamping does not clean) NaN.
+        // made it (or its pixels, which clamping need not clean: lavapipe's makes NaN 0) NaN.
         self.ctx.submit(|pass| run.problem.record_value(pass))?;
         let values = run.problem.values(ctx)?;
         if let Some(bad) = values.first_non_finite() {
