@@ -629,3 +629,36 @@ fn check(
     expect_len("conv2d weight", weight, s.c_out as u64 * s.c_in as u64 * 9)?;
     expect_len(names[1], dst, part.dst.count as u64 * plane)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_takes_the_nearest_tuned_class_of_its_direction() {
+        let class = |backward, c_src, c_dst, pixels_log2| ConvClass {
+            backward,
+            c_src,
+            c_dst,
+            pixels_log2,
+        };
+        let tiled = ConvKernel::default();
+        let (direct, subgroup) = (
+            ConvKernel::Direct { dm: 8, wg: 64 },
+            ConvKernel::Subgroup { dm: 8, wg: 8 },
+        );
+        let mut choice = ConvChoice::all(tiled);
+        assert_eq!(choice.pick(&class(false, 64, 64, 12)), tiled);
+        choice.tuned = vec![
+            (class(false, 64, 64, 12), direct),
+            (class(false, 512, 512, 6), subgroup),
+        ];
+        // The same class, a near one at another size, and a deep one.
+        assert_eq!(choice.pick(&class(false, 64, 64, 12)), direct);
+        assert_eq!(choice.pick(&class(false, 64, 128, 16)), direct);
+        assert_eq!(choice.pick(&class(false, 256, 512, 8)), subgroup);
+        // No backward class was tuned: the default.
+        assert_eq!(choice.pick(&class(true, 64, 64, 12)), tiled);
+        assert_eq!(choice.kernels(), [tiled, direct, subgroup]);
+    }
+}

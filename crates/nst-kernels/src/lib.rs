@@ -38,7 +38,6 @@ use nst_gpu::{Contract, EntryPoint, Groups};
 /// reduction or the GEMM core have those snippets prepended). Tests validate each with naga.
 pub const SOURCES: &[(&str, &str)] = &[
     ("conv2d.wgsl", CONV2D_WGSL),
-    ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP_WGSL),
     ("relu.wgsl", RELU_WGSL),
     ("pool.wgsl", POOL_WGSL),
     ("gram.wgsl", GRAM_WGSL),
@@ -48,6 +47,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("adam.wgsl", ADAM_WGSL),
     ("vector.wgsl", VECTOR_WGSL),
     ("lbfgs.wgsl", LBFGS_WGSL),
+    ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP_WGSL),
 ];
 
 /// Files prepended to others rather than compiled alone.

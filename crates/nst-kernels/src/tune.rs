@@ -40,13 +40,31 @@ pub fn time(ctx: &Context, work: &dyn Record, give_up: f64) -> Result<f64> {
     Ok(best)
 }
 
-/// Each candidate's time on one launch of `class`, over `h × w` pixels, fastest first.
-/// Candidates the adapter cannot run are left out.
+/// The candidates the adapter can run, compiled once for any number of [`conv`] calls.
+pub fn conv_candidates(ctx: &Context, kernels: &[ConvKernel]) -> Result<Vec<Conv2d>> {
+    kernels
+        .iter()
+        .filter(|k| k.check(ctx).is_ok())
+        .map(|&k| Conv2d::with_kernel(ctx, k))
+        .collect()
+}
+
+/// The candidates the adapter can run, compiled once for any number of [`gram`] calls.
+pub fn gram_candidates(ctx: &Context, tiles: &[GramTiles]) -> Result<Vec<Gram>> {
+    tiles
+        .iter()
+        .filter(|t| t.check(ctx).is_ok())
+        .map(|&t| Gram::with_tiles(ctx, t))
+        .collect()
+}
+
+/// Each candidate's time on one launch of `class`, over `h × w` pixels, fastest first (each
+/// candidate compiled with one kernel, [`conv_candidates`]).
 pub fn conv(
     ctx: &Context,
     class: ConvClass,
     (h, w): (u32, u32),
-    candidates: &[ConvKernel],
+    candidates: &[Conv2d],
 ) -> Result<Vec<(ConvKernel, f64)>> {
     // The class's channels as a whole layer: forward c_src → c_dst, backward the reverse.
     let (c_in, c_out) = match class.backward {
@@ -60,11 +78,8 @@ pub fn conv(
     let bias = ctx.tensor("tune bias", c_out as u64)?;
     let y = ctx.tensor("tune y", c_out as u64 * plane)?;
     let mut out: Vec<(ConvKernel, f64)> = Vec::new();
-    for &kernel in candidates {
-        if kernel.check(ctx).is_err() {
-            continue;
-        }
-        let k = Conv2d::with_kernel(ctx, kernel)?;
+    for k in candidates {
+        let kernel = k.choice().default;
         let launch = match class.backward {
             false => k.forward(
                 ctx,
@@ -99,22 +114,20 @@ pub fn conv_class(s: ConvShape, backward: bool) -> ConvClass {
 }
 
 /// Each candidate's time on the Gram forward (split-K products and their sum) or backward of
-/// a `c × n` map, fastest first.
+/// a `c × n` map, fastest first (each candidate compiled with one tiling,
+/// [`gram_candidates`]).
 pub fn gram(
     ctx: &Context,
     backward: bool,
     (c, n): (u32, u32),
-    candidates: &[GramTiles],
+    candidates: &[Gram],
 ) -> Result<Vec<(GramTiles, f64)>> {
     let f = ctx.tensor("tune f", c as u64 * n as u64)?;
     let g = ctx.tensor("tune g", c as u64 * c as u64)?;
     let gf = ctx.tensor("tune gf", c as u64 * n as u64)?;
     let mut out: Vec<(GramTiles, f64)> = Vec::new();
-    for &tiles in candidates {
-        if tiles.check(ctx).is_err() {
-            continue;
-        }
-        let k = Gram::with_tiles(ctx, tiles)?;
+    for k in candidates {
+        let tiles = k.choice().default;
         let best = out.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
         let ms = match backward {
             false => time(

@@ -318,8 +318,8 @@ pub fn tune(
     size: u32,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Tuning> {
-    let conv_candidates = ConvKernel::candidates(ctx);
-    let gram_candidates = GramTiles::candidates(ctx);
+    let conv_candidates = tune::conv_candidates(ctx, &ConvKernel::candidates(ctx))?;
+    let gram_candidates = tune::gram_candidates(ctx, &GramTiles::candidates(ctx))?;
     let mut classes = Vec::new();
     for launch in launches(ctx, c_out, size, size) {
         let tuned = match launch {
@@ -368,17 +368,22 @@ pub fn tune(
         path: PathBuf::from(FILE),
         reason: format!("this platform has no user cache folder: set {ENV_VAR} to a file"),
     })?;
-    let key = TuningKey::of(ctx);
     let mut file = read_cache(&path);
-    let tuning = match file.tunings.iter_mut().find(|t| t.key == key) {
+    let tuning = merge(&mut file, TuningKey::of(ctx), size, classes);
+    write_cache(&path, &file)?;
+    Ok(tuning)
+}
+
+/// Adds `classes` timed at `size` to `key`'s tuning in `file` (a class timed again replaces
+/// its old entry), and returns that tuning.
+fn merge(file: &mut CacheFile, key: TuningKey, size: u32, classes: Vec<Tuned>) -> Tuning {
+    let same = |a: &Tuned, b: &Tuned| {
+        (&a.op, a.c_src, a.c_dst, a.pixels_log2) == (&b.op, b.c_src, b.c_dst, b.pixels_log2)
+    };
+    match file.tunings.iter_mut().find(|t| t.key == key) {
         Some(t) => {
-            // Classes timed now replace the same classes timed before.
-            t.classes.retain(|old| {
-                !classes.iter().any(|new| {
-                    (&new.op, new.c_src, new.c_dst, new.pixels_log2)
-                        == (&old.op, old.c_src, old.c_dst, old.pixels_log2)
-                })
-            });
+            t.classes
+                .retain(|old| !classes.iter().any(|new| same(new, old)));
             t.classes.extend(classes);
             if !t.sizes.contains(&size) {
                 t.sizes.push(size);
@@ -394,9 +399,7 @@ pub fn tune(
             file.tunings.push(t.clone());
             t
         }
-    };
-    write_cache(&path, &file)?;
-    Ok(tuning)
+    }
 }
 
 fn tuned<K: std::fmt::Display>(
@@ -430,4 +433,82 @@ fn write_cache(path: &PathBuf, file: &CacheFile) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(adapter: &str) -> TuningKey {
+        TuningKey {
+            adapter: adapter.into(),
+            backend: "Vulkan".into(),
+            driver: "d 1".into(),
+            nst: "0.1.0".into(),
+        }
+    }
+
+    fn class(op: &str, c: u32, pixels_log2: u32, winner: &str) -> Tuned {
+        Tuned {
+            op: op.into(),
+            c_src: c,
+            c_dst: c,
+            pixels_log2,
+            timed_at: String::new(),
+            winner: winner.into(),
+            ms: vec![(winner.into(), 1.0)],
+        }
+    }
+
+    #[test]
+    fn a_class_timed_again_replaces_its_entry_and_others_are_kept() {
+        let mut file = CacheFile::default();
+        merge(
+            &mut file,
+            key("a"),
+            64,
+            vec![class("conv2d forward", 64, 12, "direct:8x64")],
+        );
+        merge(
+            &mut file,
+            key("b"),
+            64,
+            vec![class("conv2d forward", 64, 12, "tiled:64x64x16x4")],
+        );
+        let t = merge(
+            &mut file,
+            key("a"),
+            128,
+            vec![
+                class("conv2d forward", 64, 12, "subgroup:8x8"),
+                class("conv2d forward", 64, 14, "subgroup:8x64"),
+            ],
+        );
+        assert_eq!(t.sizes, [64, 128]);
+        let winners: Vec<&str> = t.classes.iter().map(|c| c.winner.as_str()).collect();
+        assert_eq!(winners, ["subgroup:8x8", "subgroup:8x64"]);
+        assert_eq!(file.tunings.len(), 2);
+        assert_eq!(file.tunings[1].classes[0].winner, "tiled:64x64x16x4");
+    }
+
+    #[test]
+    fn the_cache_round_trips_and_a_damaged_one_reads_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nst").join(FILE);
+        let mut file = CacheFile::default();
+        merge(
+            &mut file,
+            key("a"),
+            64,
+            vec![class("gram backward", 512, 6, "64x128x8x8")],
+        );
+        write_cache(&path, &file).unwrap();
+        let back = read_cache(&path);
+        assert_eq!(back.tunings, file.tunings);
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(read_cache(&path).tunings.is_empty());
+        assert!(read_cache(&dir.path().join("missing.json"))
+            .tunings
+            .is_empty());
+    }
 }
