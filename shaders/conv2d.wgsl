@@ -1,59 +1,5 @@
-// 3×3 convolution, stride 1, zero padding 1, with bias and optional fused ReLU.
-//
-// Tensors are C×H×W, f32. `conv2d_forward` computes
-//   y[o, p] = bias[o] + Σ_i Σ_{ky,kx} w[o, i, ky, kx] · x[i, p + (ky-1, kx-1)]
-// and `conv2d_backward_input` computes the gradient with respect to x as the same
-// gather with the kernel flipped and the channels swapped:
-//   gx[i, p] = Σ_o Σ_{ky,kx} w[o, i, 2-ky, 2-kx] · gy[o, p + (ky-1, kx-1)].
-// Only input gradients exist: the network is fixed, only the image is optimized.
-//
-// A tensor too large for one storage binding is split into chunks of whole channels. One
-// dispatch handles one (source chunk, destination chunk) pair: `src_off`/`dst_off` place the
-// chunks in the whole tensors (for the weight and bias indices), and the destination either
-// starts from the bias (forward) or zero (backward), or adds to what earlier pairs wrote.
-//
-// Both are one implicit GEMM, dst[m][n] = Σ_k A[m][k]·B[k][n], with no im2col buffer:
-//   M = c_dst, N = H·W, K = 9·c_src, k = i·9 + tap (tap = ky·3 + kx);
-//   B[k][n] = src[i, n + (ky-1, kx-1)], or 0 in the padding: gathered while staging;
-//   A[m][k] = w[dst_off+m, src_off+i, tap] forward,
-//             w[src_off+i, dst_off+m, 8-tap] backward (`flip`).
-// The tiling, register blocks and masked stores are gemm.wgsl's (prepended to this file);
-// here are the gathers that stage A and B. Out-of-range m, n and k stage zeros, so any shape
-// works. Per output the sum runs over k in order, as the naive loop did.
-//
-// Launch (see conv2d.rs): pixel tiles along x, folded into y past the per-dimension limit
-// (tile = wid.x + wid.y·nwg.x; whole workgroups past the end return before any barrier),
-// channel tiles along z.
-
-struct Shape {
-    c_src: u32,     // channels in the source chunk (x forward, gy backward)
-    c_dst: u32,     // channels in the destination chunk
-    h: u32,
-    w: u32,
-    src_off: u32,   // first channel of the source chunk in its tensor
-    dst_off: u32,   // first channel of the destination chunk in its tensor
-    w_cin: u32,     // input channels of the whole forward weight (its row stride)
-    flags: u32,     // FLAG_ACCUMULATE | FLAG_RELU
-}
-
-const FLAG_ACCUMULATE: u32 = 1u; // dst += result (else forward: dst = bias + result; backward: dst = result)
-const FLAG_RELU: u32 = 2u;       // forward only: dst = max(dst, 0) after adding
-
-@group(0) @binding(0) var<uniform> shape: Shape;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;   // (C_out_fwd, C_in_fwd, 3, 3)
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
-
-// Index of A[m][k] in the forward weight.
-fn weight_index(m: u32, k: u32, flip: bool) -> u32 {
-    if (flip) {
-        let i = k / 9u;
-        return ((shape.src_off + i) * shape.w_cin + shape.dst_off + m) * 9u + 8u - k % 9u;
-    }
-    // The weight row of output channel m holds the chunk's (i, tap) pairs contiguously.
-    return ((shape.dst_off + m) * shape.w_cin + shape.src_off) * 9u + k;
-}
+// 3×3 convolution: the tiled implicit GEMM and the direct kernel. Prepended: gemm.wgsl and
+// conv2d_common.wgsl (the shape, bindings, weight indexing and the direct kernels' store).
 
 // This invocation's RM×4 block of the tile at (m0, n0): acc[r][c] = Σ_k A[m0+tm·RM+r][k]·
 // B[k][n0+tn·4+c]. Every invocation of the workgroup must call it (it has barriers).
@@ -147,4 +93,91 @@ fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>,
     let at = vec2<u32>(wid.z * TM, n0) + block_origin(lid);
     var zero: array<f32, MAX_RM>;
     store(at.x, at.y, acc, zero, false);
+}
+
+// ---- The direct variant: no workgroup memory and no barriers (`ConvKernel::Direct`).
+//
+// Software adapters (Mesa's lavapipe) run a workgroup's invocations as SIMD lanes of one CPU
+// thread, where every barrier is a coroutine switch and workgroup memory is no faster than
+// storage: this variant reads both operands straight from the storage buffers (the CPU's
+// caches do the staging) and keeps DM destination channels × 4 pixels of one row in
+// registers. Each (source channel, kernel row) loads the 6 source pixels the 3 taps of the 4
+// pixels need, once, and DM·3 weights, for DM·12 multiply-adds. The invocations of a
+// workgroup lie along the pixels and share their channels, so the weight reads are the same
+// across a workgroup's lanes. Per output the sum runs over (i, ky, kx) in order.
+//
+// Launch: pixel blocks (4 pixels of a row: h·⌈w / 4⌉ of them) DWG per workgroup along x,
+// folded into y past the per-dimension limit; destination-channel blocks of DM along z.
+
+// This invocation's DM × 4 block at destination channel m0, pixels (x0..x0+3, y).
+fn direct_gemm(y: u32, x0: u32, m0: u32, flip: bool) -> array<vec4<f32>, MAX_RM> {
+    let hw = shape.h * shape.w;
+    var acc: array<vec4<f32>, MAX_RM>;
+    for (var i = 0u; i < shape.c_src; i++) {
+        for (var ky = 0u; ky < 3u; ky++) {
+            let sy = i32(y + ky) - 1;
+            var p: array<f32, 6>;
+            if (sy >= 0 && sy < i32(shape.h)) {
+                let row = i * hw + u32(sy) * shape.w;
+                for (var j = 0u; j < 6u; j++) {
+                    let sx = i32(x0 + j) - 1;
+                    if (sx >= 0 && sx < i32(shape.w)) {
+                        p[j] = src[row + u32(sx)];
+                    }
+                }
+            }
+            let v0 = vec4<f32>(p[0], p[1], p[2], p[3]);
+            let v1 = vec4<f32>(p[1], p[2], p[3], p[4]);
+            let v2 = vec4<f32>(p[2], p[3], p[4], p[5]);
+            let k = i * 9u + ky * 3u;
+            for (var r = 0u; r < DM; r++) {
+                let m = min(m0 + r, shape.c_dst - 1u); // rows past the chunk are not stored
+                let w0 = weight[weight_index(m, k, flip)];
+                let w1 = weight[weight_index(m, k + 1u, flip)];
+                let w2 = weight[weight_index(m, k + 2u, flip)];
+                acc[r] += w0 * v0 + w1 * v1 + w2 * v2;
+            }
+        }
+    }
+    return acc;
+}
+
+// The pixel block (its row and first column) of this invocation, or none past the end.
+fn direct_block(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec3<u32> {
+    let bpr = (shape.w + 3u) / 4u;
+    let block = (wid.x + wid.y * nwg.x) * DWG + lid;
+    return vec3<u32>(block / bpr, (block % bpr) * 4u, u32(block < shape.h * bpr));
+}
+
+@compute @workgroup_size(DWG)
+fn conv2d_forward_direct(@builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let b = direct_block(wid, nwg, lid);
+    if (b.z == 0u) {
+        return;
+    }
+    let m0 = wid.z * DM;
+    let acc = direct_gemm(b.x, b.y, m0, false);
+    var base: array<f32, MAX_RM>;
+    if ((shape.flags & FLAG_ACCUMULATE) == 0u) {
+        for (var r = 0u; r < DM; r++) {
+            base[r] = bias[shape.dst_off + min(m0 + r, shape.c_dst - 1u)];
+        }
+    }
+    direct_store(b.x, b.y, m0, acc, base, (shape.flags & FLAG_RELU) != 0u);
+}
+
+// Must not touch `bias`, as conv2d_backward_input.
+@compute @workgroup_size(DWG)
+fn conv2d_backward_input_direct(@builtin(workgroup_id) wid: vec3<u32>,
+                                @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32) {
+    let b = direct_block(wid, nwg, lid);
+    if (b.z == 0u) {
+        return;
+    }
+    let m0 = wid.z * DM;
+    var zero: array<f32, MAX_RM>;
+    direct_store(b.x, b.y, m0, direct_gemm(b.x, b.y, m0, true), zero, false);
 }

@@ -28,8 +28,11 @@ enum Command {
     Score(Box<transfer::ScoreArgs>),
     /// Time full iterations at a size: ms per iteration, GFLOP/s, memory.
     Bench(Box<transfer::BenchArgs>),
-    /// List the GPU adapters and show the one nst would use, with its limits.
+    /// List the GPU adapters and show the one nst would use, with its limits and the kernel
+    /// variants it runs.
     Devices,
+    /// Time the kernel variants on this GPU and keep the fastest for later runs.
+    Tune(transfer::TuneArgs),
     /// Get, convert and inspect the VGG-19 weights.
     #[command(subcommand)]
     Weights(WeightsCommand),
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Stylize(args) => transfer::stylize(*args),
         Command::Score(args) => transfer::score(*args),
         Command::Bench(args) => transfer::bench(*args),
+        Command::Tune(args) => transfer::tune(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -208,7 +212,9 @@ fn devices() -> Result<(), Failure> {
         }
     );
     all.iter().for_each(|a| println!("  {a}"));
-    print!("{}", nst_gpu::Context::new()?.describe());
+    let ctx = nst_gpu::Context::new()?;
+    let choice = nst_transfer::tuning::Choice::load(&ctx);
+    print!("{}{choice}", ctx.describe());
     Ok(())
 }
 

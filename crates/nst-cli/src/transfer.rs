@@ -105,6 +105,7 @@ impl LossArgs {
         let engine = Engine::open_with_progress(options, say)?;
         let s = &engine.context().summary;
         say(&format!("GPU: {} ({})", s.name, s.backend));
+        engine.tuning().hint().inspect(|h| say(h));
         Ok(engine)
     }
 }
@@ -508,4 +509,28 @@ pub fn report(
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(1, e)),
         _ => Ok(()),
     }
+}
+
+/// `nst tune`.
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// Image size N: the layer shapes of an N×N iteration are timed (on a software adapter,
+    /// 512 takes long: try 64).
+    #[arg(long, default_value_t = defaults::SIZE, value_parser = clap::value_parser!(u32).range(16..=16384))]
+    size: u32,
+    /// The weights file (for the layer shapes).
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `nst tune`: times every variant of every class of launch and keeps the winners.
+pub fn tune(a: TuneArgs) -> Result<(), Failure> {
+    let options = EngineOptions::default().fetch(true);
+    let options = a.weights.iter().fold(options, |o, w| o.weights(w));
+    let mut engine = Engine::open_with_progress(options, &mut |m: &str| eprintln!("{m}"))?;
+    let t = engine.tune(a.size, &mut |m: &str| eprintln!("{m}"))?;
+    report(&t, a.json)
 }

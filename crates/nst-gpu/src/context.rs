@@ -31,6 +31,10 @@ pub struct AdapterSummary {
     pub device_type: String,
     /// Driver name and version as the driver reports them.
     pub driver: String,
+    /// Fewest invocations in a subgroup.
+    pub subgroup_min_size: u32,
+    /// Most invocations in a subgroup.
+    pub subgroup_max_size: u32,
 }
 
 /// One GPU device and queue, with the limits it was opened with.
@@ -49,6 +53,8 @@ pub struct Context {
     pub max_workgroups_per_dim: u32,
     /// Whether GPU timestamps inside compute passes are available.
     pub timestamps: bool,
+    /// Whether subgroup operations are enabled (WGSL `enable subgroups;`).
+    pub subgroups: bool,
     /// Adapter name, backend, type and driver.
     pub summary: AdapterSummary,
 }
@@ -117,6 +123,10 @@ impl Context {
             features |=
                 wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         }
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
 
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -137,6 +147,8 @@ impl Context {
             driver: format!("{} {}", info.driver, info.driver_info)
                 .trim()
                 .to_string(),
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
         };
         let max_binding_bytes = match opts.max_binding_bytes {
             Some(cap) => cap.min(limits.max_storage_buffer_binding_size),
@@ -154,6 +166,7 @@ impl Context {
             max_binding_bytes,
             max_workgroups_per_dim,
             timestamps,
+            subgroups,
             summary,
         })
     }

@@ -165,13 +165,17 @@ pub fn shader(ctx: &Context, label: &str, source: &str) -> Result<wgpu::ShaderMo
     };
     let checks = wgpu::ShaderRuntimeChecks {
         bounds_checks: BOUNDS_CHECKS,
+        // Every loop in these shaders runs to a bound read from the uniform shape or a
+        // constant, so none can run forever; the counter wgpu adds to each loop cost 17% of
+        // the convolutions' time on Mesa's lavapipe (docs/BENCHMARKS.md).
+        force_loop_bounding: false,
         ..wgpu::ShaderRuntimeChecks::checked()
     };
     // SAFETY: without bounds checks an out-of-range index is undefined behaviour on the GPU.
     // Every kernel indexes only inside the shapes its Rust wrapper validated against the bound
     // views' lengths before building the dispatch, and the tests, which run with the checks
-    // on, compare every kernel against the CPU reference at edge shapes. Loop bounding and
-    // integer-division guards stay on.
+    // on, compare every kernel against the CPU reference at edge shapes. Integer-division
+    // guards stay on.
     ctx.scoped(|| Ok(unsafe { ctx.device.create_shader_module_trusted(desc, checks) }))
 }
 
@@ -302,6 +306,7 @@ impl EntryPoint {
             self.bind_group(ctx, &all)?
         };
         Ok(Dispatch {
+            entry: self.contract.entry,
             pipeline: self.pipeline.clone(),
             bind_group,
             workgroups,
@@ -367,6 +372,7 @@ pub enum Groups {
 /// A kernel launch prepared once (bind group, uniforms, workgroup counts) and recorded into
 /// any number of compute passes: no allocation happens when it is recorded.
 pub struct Dispatch {
+    entry: &'static str,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
@@ -386,6 +392,7 @@ impl Dispatch {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+        crate::timer::mark(pass, self.entry);
     }
 
     /// Workgroup counts of the launch.

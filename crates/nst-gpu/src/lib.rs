@@ -18,5 +18,5 @@ pub use kernel::{
     layout, pipeline, shader, Access, Bind, Contract, Dispatch, EntryPoint, Groups, Record, Slot,
     UniformLayout, BOUNDS_CHECKS,
 };
-pub use timer::GpuTimer;
+pub use timer::{profile, EntryTime, GpuTimer};
 pub use wgpu;

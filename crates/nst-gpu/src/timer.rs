@@ -70,3 +70,92 @@ impl GpuTimer {
             .collect())
     }
 }
+
+/// Most dispatches one [`profile`] times (wgpu's cap on queries in a set, less the first).
+const PROFILE_CAPACITY: u32 = 4095;
+
+/// The query set [`profile`] is writing to on this thread, and the entry point of each
+/// timestamp written so far after the first.
+struct Marks {
+    query_set: wgpu::QuerySet,
+    entries: Vec<&'static str>,
+}
+
+thread_local! {
+    static MARKS: std::cell::RefCell<Option<Marks>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Called by every [`crate::Dispatch`] after it records its launch: writes a timestamp when a
+/// [`profile`] is running on this thread.
+pub(crate) fn mark(pass: &mut wgpu::ComputePass<'_>, entry: &'static str) {
+    MARKS.with_borrow_mut(|m| {
+        if let Some(m) = m {
+            let index = m.entries.len() as u32 + 1;
+            if index <= PROFILE_CAPACITY {
+                pass.write_timestamp(&m.query_set, index);
+                m.entries.push(entry);
+            }
+        }
+    })
+}
+
+/// One entry point's launches in a [`profile`]: its name, how many, and their GPU time in ms.
+pub type EntryTime = (&'static str, u32, f64);
+
+/// GPU time per entry point of the launches `f` records into one compute pass, submitted and
+/// waited for: a timestamp before the first launch and after each, the differences summed per
+/// entry point as `(entry point, launches, milliseconds)` in order of first appearance.
+/// `None` when the adapter has no timestamps inside passes. Launches past the first 4,095
+/// are not timed.
+pub fn profile(
+    ctx: &Context,
+    f: impl FnOnce(&mut wgpu::ComputePass<'_>),
+) -> Result<Option<Vec<EntryTime>>> {
+    if !ctx.timestamps {
+        return Ok(None);
+    }
+    let count = PROFILE_CAPACITY + 1;
+    let query_set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("nst profile"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("nst profile resolve"),
+        size: count as u64 * 8,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let entries = ctx.scoped(|| {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.write_timestamp(&query_set, 0);
+            MARKS.set(Some(Marks {
+                query_set: query_set.clone(),
+                entries: Vec::new(),
+            }));
+            f(&mut pass);
+        }
+        let entries = MARKS.take().map(|m| m.entries).unwrap_or_default();
+        enc.resolve_query_set(&query_set, 0..entries.len() as u32 + 1, &resolve, 0);
+        ctx.queue.submit([enc.finish()]);
+        Ok(entries)
+    })?;
+    ctx.wait()?;
+    let raw: Vec<u32> = ctx.read(View::range(&resolve, 0, 2 * (entries.len() as u64 + 1)))?;
+    let t = |k: usize| raw[2 * k] as u64 | ((raw[2 * k + 1] as u64) << 32);
+    let period_ns = ctx.queue.get_timestamp_period() as f64;
+    let mut out: Vec<EntryTime> = Vec::new();
+    for (i, &entry) in entries.iter().enumerate() {
+        let ms = t(i + 1).saturating_sub(t(i)) as f64 * period_ns / 1e6;
+        match out.iter_mut().find(|e| e.0 == entry) {
+            Some(e) => {
+                e.1 += 1;
+                e.2 += ms;
+            }
+            None => out.push((entry, 1, ms)),
+        }
+    }
+    Ok(Some(out))
+}

@@ -88,6 +88,19 @@ nst_gpu::contracts! {
     FORWARD = "conv2d_forward": read(1, "x"), read(2, "weight"), read(3, "bias"), read_write(4, "y");
     /// `conv2d_backward_input`: `gx` from `gy` and `weight`.
     BACKWARD_INPUT = "conv2d_backward_input": read(1, "gy"), read(2, "weight"), read_write(4, "gx");
+    /// `conv2d_forward_direct`: [`FORWARD`] without workgroup memory.
+    FORWARD_DIRECT = "conv2d_forward_direct": read(1, "x"), read(2, "weight"), read(3, "bias"), read_write(4, "y");
+    /// `conv2d_backward_input_direct`: [`BACKWARD_INPUT`] without workgroup memory.
+    BACKWARD_INPUT_DIRECT = "conv2d_backward_input_direct": read(1, "gy"), read(2, "weight"), read_write(4, "gx");
+}
+
+nst_gpu::contracts! {
+    "conv2d_subgroup.wgsl", UNIFORM;
+    /// `conv2d_forward_subgroup`: [`FORWARD_DIRECT`] sharing weights through subgroups.
+    FORWARD_SUBGROUP = "conv2d_forward_subgroup": read(1, "x"), read(2, "weight"), read(3, "bias"), read_write(4, "y");
+    /// `conv2d_backward_input_subgroup`: [`BACKWARD_INPUT_DIRECT`] sharing weights through
+    /// subgroups.
+    BACKWARD_INPUT_SUBGROUP = "conv2d_backward_input_subgroup": read(1, "gy"), read(2, "weight"), read_write(4, "gx");
 }
 
 const FLAG_ACCUMULATE: u32 = 1;
@@ -97,7 +110,7 @@ const FLAG_RELU: u32 = 2;
 /// `tm` destination channels × `tn` pixels, staging `tk` of the K = 9·C_src products at a
 /// time; each invocation computes `rm` channels × 4 pixels, so a workgroup has
 /// `(tm / rm)·(tn / 4)` invocations. [`ConvTiles::check`] states the constraints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvTiles {
     /// Destination channels per workgroup tile (GEMM M).
     pub tm: u32,
@@ -149,42 +162,304 @@ impl ConvTiles {
     }
 }
 
-/// The conv2d kernels.
-pub struct Conv2d {
+/// One implementation of the convolution and its sizes: what autotuning chooses among.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvKernel {
+    /// The implicit GEMM staged through workgroup memory (`gemm.wgsl`), with its tiles.
+    Tiled(ConvTiles),
+    /// The direct GEMM without workgroup memory or barriers (`conv2d_*_direct`): each
+    /// invocation computes `dm` destination channels × 4 pixels of a row, reading both
+    /// operands through the cache; `wg` invocations per workgroup.
+    Direct {
+        /// Destination channels per invocation, 1 to 8.
+        dm: u32,
+        /// Invocations per workgroup.
+        wg: u32,
+    },
+    /// [`ConvKernel::Direct`], each lane of a subgroup reading one channel's weights and
+    /// the others taking them by shuffles: needs subgroup operations and `dm` ≤ the subgroup
+    /// size.
+    Subgroup {
+        /// Destination channels per invocation, 1 to 8.
+        dm: u32,
+        /// Invocations per workgroup.
+        wg: u32,
+    },
+}
+
+impl Default for ConvKernel {
+    fn default() -> Self {
+        ConvKernel::Tiled(ConvTiles::default())
+    }
+}
+
+impl ConvKernel {
+    /// Checks the constraints the shader relies on, and the context's limits.
+    pub fn check(&self, ctx: &Context) -> Result<()> {
+        match *self {
+            ConvKernel::Tiled(t) => t.check(ctx),
+            ConvKernel::Direct { dm, wg } | ConvKernel::Subgroup { dm, wg } => {
+                let (min_sg, max_sg) =
+                    (ctx.summary.subgroup_min_size, ctx.summary.subgroup_max_size);
+                // Lanes 0..dm of every subgroup must be active at the shuffles: the workgroup
+                // is one subgroup of at least dm lanes, or whole subgroups.
+                let lanes_ok = dm <= min_sg && ((wg <= min_sg && dm <= wg) || wg % max_sg == 0);
+                if matches!(self, ConvKernel::Subgroup { .. }) && !(ctx.subgroups && lanes_ok) {
+                    return Err(GpuError::BadShape(match ctx.subgroups {
+                        true => format!(
+                            "conv2d subgroup kernel dm = {dm}, wg = {wg}: needs dm ≤ {min_sg} \
+                             (the fewest lanes of a subgroup here) and wg either between dm \
+                             and {min_sg} or a multiple of {max_sg} (the most lanes)"
+                        ),
+                        false => "conv2d subgroup kernel: this adapter has no subgroup \
+                                  operations"
+                            .into(),
+                    }));
+                }
+                let max = ctx
+                    .limits
+                    .max_compute_invocations_per_workgroup
+                    .min(ctx.limits.max_compute_workgroup_size_x);
+                if !(1..=8).contains(&dm) || wg == 0 || wg > max {
+                    return Err(GpuError::BadShape(format!(
+                        "conv2d direct kernel dm = {dm}, wg = {wg}: dm must lie in 1..=8 and wg \
+                         in 1..={max}"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        match *self {
+            ConvKernel::Tiled(t) => t.constants().to_vec(),
+            ConvKernel::Direct { dm, wg } => vec![("DM", dm as f64), ("DWG", wg as f64)],
+            ConvKernel::Subgroup { dm, wg } => vec![("DM", dm as f64), ("DWG", wg as f64)],
+        }
+    }
+
+    /// Destination channels per workgroup (a launch over more than 65,535 times as many is a
+    /// grid error).
+    pub fn channels_per_workgroup(&self) -> u32 {
+        self.footprint().0
+    }
+
+    /// Destination channels per workgroup, and pixel blocks per workgroup with the pixels in a
+    /// block, as (channels, blocks, pixels per block).
+    fn footprint(&self) -> (u32, u32, u32) {
+        match *self {
+            ConvKernel::Tiled(t) => (t.tm, 1, t.tn),
+            ConvKernel::Direct { dm, wg } | ConvKernel::Subgroup { dm, wg } => (dm, wg, 4),
+        }
+    }
+}
+
+impl std::fmt::Display for ConvKernel {
+    /// `tiled:TMxTNxTKxRM`, `direct:DMxWG` or `subgroup:DMxWG`: the form the tuning cache
+    /// stores, which [`str::parse`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConvKernel::Tiled(t) => write!(f, "tiled:{}x{}x{}x{}", t.tm, t.tn, t.tk, t.rm),
+            ConvKernel::Direct { dm, wg } => write!(f, "direct:{dm}x{wg}"),
+            ConvKernel::Subgroup { dm, wg } => write!(f, "subgroup:{dm}x{wg}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ConvKernel {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || {
+            format!("`{s}` is not a conv2d kernel (tiled:64x64x16x4, direct:8x64, subgroup:8x8)")
+        };
+        let (kind, sizes) = s.split_once(':').ok_or_else(bad)?;
+        let n: Vec<u32> = sizes
+            .split('x')
+            .map(|v| v.parse().map_err(|_| bad()))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(match (kind, n.as_slice()) {
+            ("tiled", &[tm, tn, tk, rm]) => ConvKernel::Tiled(ConvTiles { tm, tn, tk, rm }),
+            ("direct", &[dm, wg]) => ConvKernel::Direct { dm, wg },
+            ("subgroup", &[dm, wg]) => ConvKernel::Subgroup { dm, wg },
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl ConvKernel {
+    /// The built-in choice when nothing was tuned: the direct kernel sharing weights through
+    /// subgroups on software adapters that have subgroups (measured 4× faster than the tiled
+    /// one on Mesa's lavapipe, `docs/BENCHMARKS.md`), else the tiled one with its default tiles.
+    pub fn default_for(ctx: &Context) -> ConvKernel {
+        let subgroup = ConvKernel::Subgroup { dm: 8, wg: 8 };
+        match ctx.is_software() && subgroup.check(ctx).is_ok() {
+            true => subgroup,
+            false => ConvKernel::default(),
+        }
+    }
+
+    /// The kernels autotuning times on this adapter: a few tile shapes of the tiled GEMM, the
+    /// direct kernel, and the subgroup one where the adapter has subgroups; only those
+    /// [`ConvKernel::check`] accepts.
+    pub fn candidates(ctx: &Context) -> Vec<ConvKernel> {
+        let t = |tm, tn, tk, rm| ConvKernel::Tiled(ConvTiles { tm, tn, tk, rm });
+        [
+            t(64, 64, 16, 4),
+            t(32, 32, 8, 8),
+            t(128, 32, 16, 8),
+            t(64, 128, 8, 8),
+            ConvKernel::Direct { dm: 8, wg: 64 },
+            ConvKernel::Subgroup { dm: 8, wg: 8 },
+            ConvKernel::Subgroup { dm: 8, wg: 64 },
+        ]
+        .into_iter()
+        .filter(|k| k.check(ctx).is_ok())
+        .collect()
+    }
+}
+
+/// What a convolution launch is tuned by: its direction, the channels it reads and writes (of
+/// its chunks) and ⌈log₂⌉ of its pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConvClass {
+    /// The input gradient rather than the forward.
+    pub backward: bool,
+    /// Source channels (of the chunk).
+    pub c_src: u32,
+    /// Destination channels (of the chunk).
+    pub c_dst: u32,
+    /// ⌈log₂(H·W)⌉.
+    pub pixels_log2: u32,
+}
+
+impl ConvClass {
+    /// The class of one part of a layer.
+    pub fn of(s: ConvShape, part: ConvPart, backward: bool) -> Self {
+        ConvClass {
+            backward,
+            c_src: part.src.count,
+            c_dst: part.dst.count,
+            pixels_log2: crate::log2_ceil(s.h as u64 * s.w as u64),
+        }
+    }
+
+    /// How far apart two classes of the same direction are, for picking the nearest tuned
+    /// one: the sum of the log₂ ratios of their channels and the difference of their pixels.
+    fn distance(&self, other: &ConvClass) -> f64 {
+        let l = |a: u32, b: u32| (a.max(1) as f64 / b.max(1) as f64).log2().abs();
+        l(self.c_src, other.c_src)
+            + l(self.c_dst, other.c_dst)
+            + (self.pixels_log2 as f64 - other.pixels_log2 as f64).abs()
+    }
+}
+
+/// Which kernel each class of convolution launch uses: the tuned winners, and a default for
+/// an adapter nothing was tuned on. A class without an entry takes the nearest tuned class of
+/// its direction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvChoice {
+    /// Used when `tuned` is empty.
+    pub default: ConvKernel,
+    /// The winners per class.
+    pub tuned: Vec<(ConvClass, ConvKernel)>,
+}
+
+impl ConvChoice {
+    /// Every class on `kernel`.
+    pub fn all(kernel: ConvKernel) -> Self {
+        ConvChoice {
+            default: kernel,
+            tuned: Vec::new(),
+        }
+    }
+
+    /// The kernel for `class`.
+    pub fn pick(&self, class: &ConvClass) -> ConvKernel {
+        self.tuned
+            .iter()
+            .filter(|(c, _)| c.backward == class.backward)
+            .min_by(|a, b| a.0.distance(class).total_cmp(&b.0.distance(class)))
+            .map_or(self.default, |&(_, k)| k)
+    }
+
+    /// Every distinct kernel it may pick.
+    pub fn kernels(&self) -> Vec<ConvKernel> {
+        let mut all = vec![self.default];
+        for &(_, k) in &self.tuned {
+            if !all.contains(&k) {
+                all.push(k);
+            }
+        }
+        all
+    }
+}
+
+/// One kernel's two entry points.
+struct Compiled {
+    kernel: ConvKernel,
     forward: EntryPoint,
     backward: EntryPoint,
-    tiles: ConvTiles,
+}
+
+/// The conv2d kernels: each kernel a [`ConvChoice`] may pick, compiled once.
+pub struct Conv2d {
+    compiled: Vec<Compiled>,
+    choice: ConvChoice,
 }
 
 impl Conv2d {
-    /// Compiles `shaders/conv2d.wgsl` with the default tiles.
+    /// Compiles the built-in choice for this adapter ([`ConvKernel::default_for`]).
     pub fn new(ctx: &Context) -> Result<Self> {
-        Self::with_tiles(ctx, ConvTiles::default())
+        Self::with_choice(ctx, ConvChoice::all(ConvKernel::default_for(ctx)))
     }
 
-    /// Compiles `shaders/conv2d.wgsl` with the given tiles (for tuning per adapter).
+    /// The tiled kernel with the given tiles for every launch.
     pub fn with_tiles(ctx: &Context, tiles: ConvTiles) -> Result<Self> {
-        tiles.check(ctx)?;
-        let module = nst_gpu::shader(ctx, "conv2d.wgsl", crate::CONV2D_WGSL)?;
-        let constants = tiles.constants();
-        Ok(Conv2d {
-            forward: EntryPoint::new(ctx, &module, &FORWARD, &constants)?,
-            backward: EntryPoint::new(ctx, &module, &BACKWARD_INPUT, &constants)?,
-            tiles,
-        })
+        Self::with_kernel(ctx, ConvKernel::Tiled(tiles))
     }
 
-    /// The tile sizes the kernels were compiled with.
-    pub fn tiles(&self) -> ConvTiles {
-        self.tiles
+    /// `kernel` for every launch.
+    pub fn with_kernel(ctx: &Context, kernel: ConvKernel) -> Result<Self> {
+        Self::with_choice(ctx, ConvChoice::all(kernel))
+    }
+
+    /// Compiles every kernel `choice` may pick.
+    pub fn with_choice(ctx: &Context, choice: ConvChoice) -> Result<Self> {
+        let compiled = choice
+            .kernels()
+            .into_iter()
+            .map(|kernel| compile(ctx, kernel))
+            .collect::<Result<_>>()?;
+        Ok(Conv2d { compiled, choice })
+    }
+
+    /// Which kernel each class of launch uses.
+    pub fn choice(&self) -> &ConvChoice {
+        &self.choice
+    }
+
+    /// The compiled kernel for a launch.
+    fn pick(&self, class: &ConvClass) -> &Compiled {
+        let kernel = self.choice.pick(class);
+        self.compiled
+            .iter()
+            .find(|c| c.kernel == kernel)
+            .expect("every kernel the choice picks is compiled")
     }
 
     /// Workgroup counts for one part: pixel tiles along x (folded into y past the
     /// per-dimension limit), destination-channel tiles along z.
-    fn groups(&self, ctx: &Context, s: ConvShape, part: ConvPart) -> Result<[u32; 3]> {
-        let pixel_tiles = (s.h as u64 * s.w as u64).div_ceil(self.tiles.tn as u64);
+    fn groups(kernel: ConvKernel, ctx: &Context, s: ConvShape, part: ConvPart) -> Result<[u32; 3]> {
+        let (channels, blocks, per_block) = kernel.footprint();
+        let pixel_blocks = match kernel {
+            ConvKernel::Tiled(_) => (s.h as u64 * s.w as u64).div_ceil(per_block as u64),
+            _ => s.h as u64 * s.w.div_ceil(per_block) as u64,
+        };
+        let pixel_tiles = pixel_blocks.div_ceil(blocks as u64);
         let [x, y, _] = nst_gpu::grid(pixel_tiles, 1, ctx.max_workgroups_per_dim)?;
-        let channel_tiles = part.dst.count.div_ceil(self.tiles.tm);
+        let channel_tiles = part.dst.count.div_ceil(channels);
         if channel_tiles > ctx.max_workgroups_per_dim {
             return Err(GpuError::GridTooLarge {
                 groups: channel_tiles as u64,
@@ -233,8 +508,9 @@ impl Conv2d {
         check(s, part, false, &x, &weight, &y)?;
         expect_len("conv2d bias", &bias, s.c_out as u64)?;
         let flags = relu as u32 * FLAG_RELU + part.accumulate as u32 * FLAG_ACCUMULATE;
-        let groups = self.groups(ctx, s, part)?;
-        self.forward.launch(
+        let k = self.pick(&ConvClass::of(s, part, false));
+        let groups = Self::groups(k.kernel, ctx, s, part)?;
+        k.forward.launch(
             ctx,
             &uniform(s, part, flags),
             &[x.into(), weight.into(), bias.into(), y.into()],
@@ -274,14 +550,37 @@ impl Conv2d {
     ) -> Result<Dispatch> {
         check(s, part, true, &gy, &weight, &gx)?;
         let flags = part.accumulate as u32 * FLAG_ACCUMULATE;
-        let groups = self.groups(ctx, s, part)?;
-        self.backward.launch(
+        let k = self.pick(&ConvClass::of(s, part, true));
+        let groups = Self::groups(k.kernel, ctx, s, part)?;
+        k.backward.launch(
             ctx,
             &uniform(s, part, flags),
             &[gy.into(), weight.into(), gx.into()],
             Groups::Exact(groups),
         )
     }
+}
+
+/// Compiles `kernel`'s two entry points.
+fn compile(ctx: &Context, kernel: ConvKernel) -> Result<Compiled> {
+    kernel.check(ctx)?;
+    let module = match kernel {
+        ConvKernel::Subgroup { .. } => {
+            nst_gpu::shader(ctx, "conv2d_subgroup.wgsl", crate::CONV2D_SUBGROUP_WGSL)?
+        }
+        _ => nst_gpu::shader(ctx, "conv2d.wgsl", crate::CONV2D_WGSL)?,
+    };
+    let constants = kernel.constants();
+    let (f, b) = match kernel {
+        ConvKernel::Tiled(_) => (&FORWARD, &BACKWARD_INPUT),
+        ConvKernel::Direct { .. } => (&FORWARD_DIRECT, &BACKWARD_INPUT_DIRECT),
+        ConvKernel::Subgroup { .. } => (&FORWARD_SUBGROUP, &BACKWARD_INPUT_SUBGROUP),
+    };
+    Ok(Compiled {
+        kernel,
+        forward: EntryPoint::new(ctx, &module, f, &constants)?,
+        backward: EntryPoint::new(ctx, &module, b, &constants)?,
+    })
 }
 
 fn uniform(s: ConvShape, part: ConvPart, flags: u32) -> Uniform {
@@ -329,4 +628,37 @@ fn check(
     expect_len(names[0], src, part.src.count as u64 * plane)?;
     expect_len("conv2d weight", weight, s.c_out as u64 * s.c_in as u64 * 9)?;
     expect_len(names[1], dst, part.dst.count as u64 * plane)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_takes_the_nearest_tuned_class_of_its_direction() {
+        let class = |backward, c_src, c_dst, pixels_log2| ConvClass {
+            backward,
+            c_src,
+            c_dst,
+            pixels_log2,
+        };
+        let tiled = ConvKernel::default();
+        let (direct, subgroup) = (
+            ConvKernel::Direct { dm: 8, wg: 64 },
+            ConvKernel::Subgroup { dm: 8, wg: 8 },
+        );
+        let mut choice = ConvChoice::all(tiled);
+        assert_eq!(choice.pick(&class(false, 64, 64, 12)), tiled);
+        choice.tuned = vec![
+            (class(false, 64, 64, 12), direct),
+            (class(false, 512, 512, 6), subgroup),
+        ];
+        // The same class, a near one at another size, and a deep one.
+        assert_eq!(choice.pick(&class(false, 64, 64, 12)), direct);
+        assert_eq!(choice.pick(&class(false, 64, 128, 16)), direct);
+        assert_eq!(choice.pick(&class(false, 256, 512, 8)), subgroup);
+        // No backward class was tuned: the default.
+        assert_eq!(choice.pick(&class(true, 64, 64, 12)), tiled);
+        assert_eq!(choice.kernels(), [tiled, direct, subgroup]);
+    }
 }

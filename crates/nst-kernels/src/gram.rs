@@ -68,7 +68,7 @@ pub const MAX_PARTIALS_BYTES: u64 = 16 << 20;
 /// as [`crate::ConvTiles`]. Forward: each workgroup computes `tm` rows (channels of chunk a)
 /// × `tn` columns (channels of chunk b) of G over one K-slice; backward: `tm` channels × `tn`
 /// pixels of dF. Both stage `tk` of K at a time and give each invocation `rm × 4` outputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GramTiles {
     /// Rows per workgroup tile (GEMM M: channels of chunk a).
     pub tm: u32,
@@ -129,6 +129,103 @@ impl GramTiles {
     }
 }
 
+impl std::fmt::Display for GramTiles {
+    /// `TMxTNxTKxRM`: the form the tuning cache stores, which [`str::parse`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}x{}", self.tm, self.tn, self.tk, self.rm)
+    }
+}
+
+impl std::str::FromStr for GramTiles {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let n: Vec<u32> = s.split('x').filter_map(|v| v.parse().ok()).collect();
+        match n.as_slice() {
+            &[tm, tn, tk, rm] => Ok(GramTiles { tm, tn, tk, rm }),
+            _ => Err(format!(
+                "`{s}` is not Gram tiles (TMxTNxTKxRM, e.g. 64x64x16x4)"
+            )),
+        }
+    }
+}
+
+impl GramTiles {
+    /// The tiles autotuning times: the default and three other shapes, those
+    /// [`GramTiles::check`] accepts.
+    pub fn candidates(ctx: &Context) -> Vec<GramTiles> {
+        let t = |tm, tn, tk, rm| GramTiles { tm, tn, tk, rm };
+        [
+            t(64, 64, 16, 4),
+            t(32, 32, 8, 8),
+            t(128, 32, 16, 8),
+            t(64, 128, 8, 8),
+        ]
+        .into_iter()
+        .filter(|t| t.check(ctx).is_ok())
+        .collect()
+    }
+}
+
+/// What a Gram launch is tuned by: forward or backward, the channels of its chunk (of the
+/// rows it computes) and ⌈log₂⌉ of the pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GramClass {
+    /// The backward rather than the forward.
+    pub backward: bool,
+    /// Channels of the chunk.
+    pub c: u32,
+    /// ⌈log₂ n⌉.
+    pub pixels_log2: u32,
+}
+
+impl GramClass {
+    fn distance(&self, other: &GramClass) -> f64 {
+        (self.c.max(1) as f64 / other.c.max(1) as f64).log2().abs()
+            + (self.pixels_log2 as f64 - other.pixels_log2 as f64).abs()
+    }
+}
+
+/// Which tiles each class of Gram launch uses: the tuned winners and the default; a class
+/// without an entry takes the nearest tuned class of its direction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GramChoice {
+    /// Used when `tuned` is empty.
+    pub default: GramTiles,
+    /// The winners per class.
+    pub tuned: Vec<(GramClass, GramTiles)>,
+}
+
+impl GramChoice {
+    /// Every class on `tiles`.
+    pub fn all(tiles: GramTiles) -> Self {
+        GramChoice {
+            default: tiles,
+            tuned: Vec::new(),
+        }
+    }
+
+    /// The tiles for `class`.
+    pub fn pick(&self, class: &GramClass) -> GramTiles {
+        self.tuned
+            .iter()
+            .filter(|(c, _)| c.backward == class.backward)
+            .min_by(|a, b| a.0.distance(class).total_cmp(&b.0.distance(class)))
+            .map_or(self.default, |&(_, t)| t)
+    }
+
+    /// Every distinct tiling it may pick.
+    pub fn tiles(&self) -> Vec<GramTiles> {
+        let mut all = vec![self.default];
+        for &(_, t) in &self.tuned {
+            if !all.contains(&t) {
+                all.push(t);
+            }
+        }
+        all
+    }
+}
+
 /// How a forward launch splits K: `splits` slices of `k_slice` (the last one may be shorter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SplitK {
@@ -172,12 +269,18 @@ fn split_k(
     })
 }
 
-/// The Gram kernels.
-pub struct Gram {
+/// One tiling's entry points.
+struct Compiled {
+    tiles: GramTiles,
     forward: EntryPoint,
     finish: EntryPoint,
     backward: EntryPoint,
-    tiles: GramTiles,
+}
+
+/// The Gram kernels: each tiling a [`GramChoice`] may pick, compiled once.
+pub struct Gram {
+    compiled: Vec<Compiled>,
+    choice: GramChoice,
 }
 
 /// A prepared forward launch (one block of G): the split-K products, the pass that adds the
@@ -219,22 +322,47 @@ impl Gram {
         Self::with_tiles(ctx, GramTiles::default())
     }
 
-    /// Compiles `shaders/gram.wgsl` with the given tiles (for tuning per adapter).
+    /// Compiles `shaders/gram.wgsl` with the given tiles for every launch.
     pub fn with_tiles(ctx: &Context, tiles: GramTiles) -> Result<Self> {
-        tiles.check(ctx)?;
-        let module = nst_gpu::shader(ctx, "gram.wgsl", crate::GRAM_WGSL)?;
-        let constants = tiles.constants();
-        Ok(Gram {
-            forward: EntryPoint::new(ctx, &module, &FORWARD, &constants)?,
-            finish: EntryPoint::new(ctx, &module, &FORWARD_FINISH, &constants)?,
-            backward: EntryPoint::new(ctx, &module, &BACKWARD, &constants)?,
-            tiles,
-        })
+        Self::with_choice(ctx, GramChoice::all(tiles))
     }
 
-    /// The tile sizes the kernels were compiled with.
-    pub fn tiles(&self) -> GramTiles {
-        self.tiles
+    /// Compiles every tiling `choice` may pick.
+    pub fn with_choice(ctx: &Context, choice: GramChoice) -> Result<Self> {
+        let module = nst_gpu::shader(ctx, "gram.wgsl", crate::GRAM_WGSL)?;
+        let compiled = choice
+            .tiles()
+            .into_iter()
+            .map(|tiles| {
+                tiles.check(ctx)?;
+                let constants = tiles.constants();
+                Ok(Compiled {
+                    tiles,
+                    forward: EntryPoint::new(ctx, &module, &FORWARD, &constants)?,
+                    finish: EntryPoint::new(ctx, &module, &FORWARD_FINISH, &constants)?,
+                    backward: EntryPoint::new(ctx, &module, &BACKWARD, &constants)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Gram { compiled, choice })
+    }
+
+    /// Which tiles each class of launch uses.
+    pub fn choice(&self) -> &GramChoice {
+        &self.choice
+    }
+
+    fn pick(&self, backward: bool, c: u32, n: u32) -> &Compiled {
+        let class = GramClass {
+            backward,
+            c,
+            pixels_log2: crate::log2_ceil(n as u64),
+        };
+        let tiles = self.choice.pick(&class);
+        self.compiled
+            .iter()
+            .find(|k| k.tiles == tiles)
+            .expect("every tiling the choice picks is compiled")
     }
 
     fn check(c: u32, n: u32, a: Channels, b: Channels) -> Result<()> {
@@ -283,12 +411,13 @@ impl Gram {
         // The same channels of the same map: a symmetric block.
         let symmetric =
             a == b && fa.buffer == fb.buffer && fa.offset == fb.offset && fa.len == fb.len;
-        let tiles = self.tiles.forward_tiles(a.count, b.count, symmetric);
+        let k = self.pick(false, a.count, n);
+        let tiles = k.tiles.forward_tiles(a.count, b.count, symmetric);
         let max_per_dim = ctx.max_workgroups_per_dim as u64;
         let split = split_k(
             tiles,
             (a.count, b.count, n),
-            self.tiles.tk,
+            k.tiles.tk,
             ctx.max_binding_bytes,
             max_per_dim * max_per_dim,
         )?;
@@ -308,13 +437,13 @@ impl Gram {
             tiles: tiles as u32,
             inv_n: 1.0 / n as f32,
         };
-        let partial = self.forward.launch(
+        let partial = k.forward.launch(
             ctx,
             &u,
             &[fa.into(), fb.into(), ViewMut::whole(&partials).into()],
             Groups::Exact(groups),
         )?;
-        let finish = self.finish.launch(
+        let finish = k.finish.launch(
             ctx,
             &u,
             &[View::whole(&partials).into(), g.into()],
@@ -366,9 +495,10 @@ impl Gram {
         expect_len("gram features", &fb, b.count as u64 * n as u64)?;
         expect_len("gram matrix gradient", &gg, c as u64 * c as u64)?;
         // Pixel tiles along x (folded into y past the limit), channel tiles along z.
-        let pixel_tiles = (n as u64).div_ceil(self.tiles.tn as u64);
+        let k = self.pick(true, a.count, n);
+        let pixel_tiles = (n as u64).div_ceil(k.tiles.tn as u64);
         let [x, y, _] = nst_gpu::grid(pixel_tiles, 1, ctx.max_workgroups_per_dim)?;
-        let channel_tiles = a.count.div_ceil(self.tiles.tm);
+        let channel_tiles = a.count.div_ceil(k.tiles.tm);
         if channel_tiles > ctx.max_workgroups_per_dim {
             return Err(GpuError::GridTooLarge {
                 groups: channel_tiles as u64,
@@ -388,7 +518,7 @@ impl Gram {
             tiles: 0,
             inv_n: 1.0 / n as f32,
         };
-        self.backward.launch(
+        k.backward.launch(
             ctx,
             &u,
             &[fb.into(), gg.into(), gfa.into()],

@@ -15,11 +15,14 @@ pub mod pixel;
 pub mod pool;
 pub mod reduce;
 pub mod relu;
+pub mod tune;
 pub mod vector;
 
 pub use adam::{Adam, AdamParams, AdamStep};
-pub use conv2d::{Channels, Conv2d, ConvPart, ConvShape, ConvTiles};
-pub use gram::{Gram, GramForward, GramTiles};
+pub use conv2d::{
+    Channels, Conv2d, ConvChoice, ConvClass, ConvKernel, ConvPart, ConvShape, ConvTiles,
+};
+pub use gram::{Gram, GramChoice, GramClass, GramForward, GramTiles};
 pub use lbfgs::{Lbfgs, LbfgsParams, LbfgsRun};
 pub use loss::{Mse, TotalVariation};
 pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View, ViewMut};
@@ -44,15 +47,20 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("adam.wgsl", ADAM_WGSL),
     ("vector.wgsl", VECTOR_WGSL),
     ("lbfgs.wgsl", LBFGS_WGSL),
+    ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP_WGSL),
 ];
 
 /// Files prepended to others rather than compiled alone.
-pub const SNIPPETS: &[&str] = &["workgroup_sum.wgsl", "gemm.wgsl"];
+pub const SNIPPETS: &[&str] = &["workgroup_sum.wgsl", "gemm.wgsl", "conv2d_common.wgsl"];
 
 /// Every entry point's binding contract, for the shader test to check against the WGSL.
 pub const CONTRACTS: &[&Contract] = &[
     &conv2d::FORWARD,
     &conv2d::BACKWARD_INPUT,
+    &conv2d::FORWARD_DIRECT,
+    &conv2d::BACKWARD_INPUT_DIRECT,
+    &conv2d::FORWARD_SUBGROUP,
+    &conv2d::BACKWARD_INPUT_SUBGROUP,
     &relu::FORWARD,
     &relu::BACKWARD,
     &pool::MAX_FORWARD,
@@ -88,7 +96,16 @@ macro_rules! shader_file {
     };
 }
 
-const CONV2D_WGSL: &str = concat!(shader_file!("gemm.wgsl"), shader_file!("conv2d.wgsl"));
+const CONV2D_WGSL: &str = concat!(
+    shader_file!("gemm.wgsl"),
+    shader_file!("conv2d_common.wgsl"),
+    shader_file!("conv2d.wgsl")
+);
+const CONV2D_SUBGROUP_WGSL: &str = concat!(
+    shader_file!("gemm.wgsl"),
+    shader_file!("conv2d_common.wgsl"),
+    shader_file!("conv2d_subgroup.wgsl")
+);
 const GRAM_WGSL: &str = concat!(shader_file!("gemm.wgsl"), shader_file!("gram.wgsl"));
 const RELU_WGSL: &str = shader_file!("relu.wgsl");
 const POOL_WGSL: &str = shader_file!("pool.wgsl");
@@ -107,6 +124,25 @@ const VECTOR_WGSL: &str = concat!(
     shader_file!("workgroup_sum.wgsl"),
     shader_file!("vector.wgsl")
 );
+
+/// Which variant of each tuned kernel every class of launch uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelChoice {
+    /// The convolutions'.
+    pub conv: ConvChoice,
+    /// The Gram matrices'.
+    pub gram: GramChoice,
+}
+
+impl KernelChoice {
+    /// The built-in choice for an adapter nothing was tuned on.
+    pub fn builtin(ctx: &Context) -> Self {
+        KernelChoice {
+            conv: ConvChoice::all(ConvKernel::default_for(ctx)),
+            gram: GramChoice::all(GramTiles::default()),
+        }
+    }
+}
 
 /// Every kernel, compiled once for a context.
 pub struct Kernels {
@@ -135,18 +171,23 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles every shader and builds every pipeline.
+    /// Compiles every shader and builds every pipeline, with the built-in choice of variants.
     pub fn new(ctx: &Context) -> Result<Self> {
+        Self::with_choice(ctx, &KernelChoice::builtin(ctx))
+    }
+
+    /// Compiles every shader and builds every pipeline, with `choice`'s variants.
+    pub fn with_choice(ctx: &Context, choice: &KernelChoice) -> Result<Self> {
         // Files with several op types, and the reduction three of them share, are built once.
         let pool = nst_gpu::shader(ctx, "pool.wgsl", POOL_WGSL)?;
         let loss = nst_gpu::shader(ctx, "loss.wgsl", LOSS_WGSL)?;
         let reduce = Reduce::new(ctx)?;
         Ok(Kernels {
-            conv2d: Conv2d::new(ctx)?,
+            conv2d: Conv2d::with_choice(ctx, choice.conv.clone())?,
             relu: Relu::new(ctx)?,
             max_pool2d: Pool2d::new(ctx, &pool, PoolKind::Max)?,
             avg_pool2d: Pool2d::new(ctx, &pool, PoolKind::Avg)?,
-            gram: Gram::new(ctx)?,
+            gram: Gram::with_choice(ctx, choice.gram.clone())?,
             mse: Mse::new(ctx, &loss, reduce.clone())?,
             tv: TotalVariation::new(ctx, &loss, reduce.clone())?,
             pixel: PixelTransformKernel::new(ctx)?,
@@ -208,6 +249,11 @@ pub(crate) fn tile_problem(ctx: &Context, tm: u32, tn: u32, tk: u32, rm: u32) ->
     } else {
         return None;
     })
+}
+
+/// ⌈log₂ n⌉ (0 for n ≤ 1).
+pub(crate) fn log2_ceil(n: u64) -> u32 {
+    n.max(1).next_power_of_two().trailing_zeros()
 }
 
 /// Checks that `view` holds exactly `len` elements.

@@ -260,6 +260,7 @@ pub struct Engine {
     k: Kernels,
     weights: VggWeights,
     max_chunk_bytes: Option<u64>,
+    choice: crate::tuning::Choice,
 }
 
 impl Engine {
@@ -286,19 +287,60 @@ impl Engine {
             nst_weights::locate(explicit).into_result()?
         };
         let weights = nst_weights::load(&path)?;
-        Self::new(Context::new()?, &weights)
+        let ctx = Context::new()?;
+        let choice = crate::tuning::Choice::load(&ctx);
+        Self::with_choice(ctx, &weights, choice)
     }
 
-    /// Compiles the kernels for `ctx` and uploads `weights`.
+    /// Compiles the kernels for `ctx`, with the built-in choice of variants, and uploads
+    /// `weights`.
     pub fn new(ctx: Context, weights: &nst_weights::Vgg19Weights) -> Result<Engine> {
-        let k = Kernels::new(&ctx)?;
+        let choice = crate::tuning::Choice {
+            kernels: nst_kernels::KernelChoice::builtin(&ctx),
+            source: crate::tuning::Source::BuiltIn,
+            tuning: None,
+        };
+        Self::with_choice(ctx, weights, choice)
+    }
+
+    /// Compiles the kernels for `ctx` with `choice`'s variants and uploads `weights`.
+    pub fn with_choice(
+        ctx: Context,
+        weights: &nst_weights::Vgg19Weights,
+        choice: crate::tuning::Choice,
+    ) -> Result<Engine> {
+        let k = Kernels::with_choice(&ctx, &choice.kernels)?;
         let weights = VggWeights::upload(&ctx, weights)?;
         Ok(Engine {
             ctx,
             k,
             weights,
             max_chunk_bytes: None,
+            choice,
         })
+    }
+
+    /// The kernel variants in use and where they come from ([`crate::tuning`]).
+    pub fn tuning(&self) -> &crate::tuning::Choice {
+        &self.choice
+    }
+
+    /// Times the kernel variants of every class of launch of a `size × size` iteration on this
+    /// adapter (`nst tune`), keeps the winners in the tuning cache, and uses them from now on.
+    /// `progress` hears one line per class.
+    pub fn tune(
+        &mut self,
+        size: u32,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<crate::tuning::Tuning> {
+        if size < 16 {
+            return Err(TransferError::invalid(Field::Size, "must be at least 16"));
+        }
+        let t = crate::tuning::tune(&self.ctx, &self.weights.c_out(), size, progress)?;
+        let choice = crate::tuning::Choice::load(&self.ctx);
+        self.k = Kernels::with_choice(&self.ctx, &choice.kernels)?;
+        self.choice = choice;
+        Ok(t)
     }
 
     /// Splits every activation into chunks of at most `bytes` (whole channels), as a tensor
@@ -893,19 +935,53 @@ pub struct Bench {
     pub width: u32,
     /// Image height.
     pub height: u32,
-    /// Wall time of each iteration, submission to completion, in milliseconds.
+    /// What `ms` measures: `"GPU timestamps"` (the pass of each iteration, on the GPU's clock)
+    /// where the adapter has them, else `"wall clock"` (submission to completion).
+    pub timer: String,
+    /// Time of each iteration by `timer`, in milliseconds.
     pub ms: Vec<f64>,
+    /// Wall time of each iteration, submission to completion, in milliseconds.
+    pub wall_ms: Vec<f64>,
     /// Floating-point operations of the convolutions in one iteration (forward and input
     /// gradient), the bulk of the work.
     pub conv_flops: f64,
-    /// Bytes the graph's tensors take.
+    /// Bytes the graph's tensors take (planned).
     pub graph_bytes: u64,
     /// Bytes the weights take.
     pub weight_bytes: u64,
+    /// GPU memory the device's allocator held at its peak (sampled after building the
+    /// problem and after the iterations), where the backend reports it: allocated and reserved
+    /// bytes.
+    pub gpu_memory: Option<GpuMemory>,
     /// The median of `ms`.
     pub median_ms: f64,
     /// Convolution throughput at the median time, GFLOP/s.
     pub conv_gflops: f64,
+    /// GPU time per entry point in one more iteration, timestamped after every launch (most
+    /// first); empty without timestamps.
+    pub kernels: Vec<KernelTime>,
+    /// Where the kernel variants come from: `"tuned"` (nst tune's cache) or `"built-in"`.
+    pub variants: String,
+}
+
+/// GPU memory held by the device's allocator.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct GpuMemory {
+    /// Bytes in live allocations.
+    pub allocated: u64,
+    /// Bytes in the memory blocks holding them.
+    pub reserved: u64,
+}
+
+/// One entry point's share of an iteration.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelTime {
+    /// The WGSL entry point.
+    pub entry: String,
+    /// Its launches in one iteration.
+    pub launches: u32,
+    /// Their GPU time, ms.
+    pub ms: f64,
 }
 
 impl std::fmt::Display for Bench {
@@ -918,12 +994,15 @@ impl std::fmt::Display for Bench {
         )?;
         writeln!(
             f,
-            "size:       {}×{}, {n} iterations after one warm-up",
-            self.width, self.height
+            "size:       {}×{}, {n} iterations after one warm-up; kernels {}",
+            self.width, self.height, self.variants
         )?;
         writeln!(
             f,
-            "median:     {median:.1} ms per iteration (forward, losses, backward, Adam)"
+            "median:     {median:.1} ms per iteration by {} (forward, losses, backward, Adam); \
+             wall clock {:.1} ms",
+            self.timer,
+            median_of(&self.wall_ms)
         )?;
         let per = self.conv_flops / 1e9;
         let rate = self.conv_gflops;
@@ -935,30 +1014,54 @@ impl std::fmt::Display for Bench {
             human_bytes(self.graph_bytes),
             human_bytes(self.weight_bytes),
         );
-        writeln!(f, "memory:     graph {g} + weights {w}")
+        match self.gpu_memory {
+            Some(m) => writeln!(
+                f,
+                "memory:     planned graph {g} + weights {w}; GPU peak {} allocated ({} reserved)",
+                human_bytes(m.allocated),
+                human_bytes(m.reserved)
+            )?,
+            None => writeln!(
+                f,
+                "memory:     planned graph {g} + weights {w}; GPU peak not reported by this backend"
+            )?,
+        }
+        let total: f64 = self.kernels.iter().map(|k| k.ms).sum();
+        if total > 0.0 {
+            writeln!(
+                f,
+                "kernels:    GPU time of one iteration by entry point ({total:.1} ms)"
+            )?;
+            for k in self.kernels.iter().take(8) {
+                writeln!(
+                    f,
+                    "  {:<32} {:>4} launches {:>10.2} ms {:>5.1}%",
+                    k.entry,
+                    k.launches,
+                    k.ms,
+                    100.0 * k.ms / total
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
-impl Bench {
-    /// The median time per iteration, ms.
-    fn median(&self) -> f64 {
-        let mut v = self.ms.clone();
-        v.sort_by(f64::total_cmp);
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let m = v.len() / 2;
-        if v.len() % 2 == 1 {
-            v[m]
-        } else {
-            0.5 * (v[m - 1] + v[m])
-        }
+/// The median of `v` (NaN when empty).
+fn median_of(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
     }
 }
 
 impl Engine {
     /// Times `iterations` iterations of `settings`' loss (Adam steps) on noise images of
-    /// `width × height` (after one untimed warm-up iteration), waiting for the GPU after each.
+    /// `width × height` (after one untimed warm-up iteration), waiting for the GPU after each,
+    /// by GPU timestamps where the adapter has them; then times each kernel in one more.
     pub fn bench(
         &self,
         width: u32,
@@ -981,15 +1084,37 @@ impl Engine {
             problem.record_value_and_grad(pass);
             adam.record(pass, 1);
         };
+        let mut memory = self.gpu_memory();
         self.ctx.submit(iteration)?;
         self.ctx.wait()?;
-        let mut ms = Vec::with_capacity(iterations as usize);
+        let timer = nst_gpu::GpuTimer::new(&self.ctx, 1);
+        let (mut ms, mut wall_ms) = (Vec::new(), Vec::new());
         for t in 0..iterations {
             adam.set_step(&self.ctx, t + 2);
             let start = Instant::now();
-            self.ctx.submit(iteration)?;
+            self.ctx.submit_timed(timer.as_ref(), iteration)?;
             self.ctx.wait()?;
-            ms.push(start.elapsed().as_secs_f64() * 1e3);
+            let wall = start.elapsed().as_secs_f64() * 1e3;
+            wall_ms.push(wall);
+            ms.push(match &timer {
+                Some(timer) => timer.read_ms(&self.ctx, 1)?[0],
+                None => wall,
+            });
+        }
+        adam.set_step(&self.ctx, iterations + 2);
+        let mut kernels: Vec<KernelTime> = nst_gpu::profile(&self.ctx, iteration)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(entry, launches, ms)| KernelTime {
+                entry: entry.into(),
+                launches,
+                ms,
+            })
+            .collect();
+        kernels.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        if let (Some(m), Some(now)) = (&mut memory, self.gpu_memory()) {
+            m.allocated = m.allocated.max(now.allocated);
+            m.reserved = m.reserved.max(now.reserved);
         }
         let c_out = self.weights.c_out();
         let deepest = problem.graph.plan().deepest;
@@ -1004,22 +1129,44 @@ impl Engine {
             })
             .sum();
         let summary = &self.ctx.summary;
-        let mut bench = Bench {
+        let median_ms = median_of(&ms);
+        Ok(Bench {
             adapter: summary.name.clone(),
             backend: summary.backend.clone(),
             driver: summary.driver.clone(),
             width,
             height,
+            timer: match timer {
+                Some(_) => "GPU timestamps",
+                None => "wall clock",
+            }
+            .into(),
             ms,
+            wall_ms,
             conv_flops,
             graph_bytes: problem.graph.bytes(),
             weight_bytes: self.weights.bytes(),
-            median_ms: 0.0,
-            conv_gflops: 0.0,
-        };
-        bench.median_ms = bench.median();
-        bench.conv_gflops = conv_flops / (bench.median_ms * 1e-3) / 1e9;
-        Ok(bench)
+            gpu_memory: memory,
+            median_ms,
+            conv_gflops: conv_flops / (median_ms * 1e-3) / 1e9,
+            kernels,
+            variants: match self.choice.source {
+                crate::tuning::Source::BuiltIn => "built-in (not tuned)",
+                crate::tuning::Source::Cached(_) => "tuned (nst tune)",
+            }
+            .into(),
+        })
+    }
+
+    /// What the device's allocator holds now, where the backend reports it.
+    fn gpu_memory(&self) -> Option<GpuMemory> {
+        self.ctx
+            .device
+            .generate_allocator_report()
+            .map(|r| GpuMemory {
+                allocated: r.total_allocated_bytes,
+                reserved: r.total_reserved_bytes,
+            })
     }
 }
 

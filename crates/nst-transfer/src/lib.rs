@@ -64,8 +64,11 @@ pub mod objective;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod settings;
+pub mod tuning;
 
-pub use engine::{Bench, Engine, EngineOptions, Event, Flow, Outcome, Problem, Score};
+pub use engine::{
+    Bench, Engine, EngineOptions, Event, Flow, GpuMemory, KernelTime, Outcome, Problem, Score,
+};
 pub use error::{Field, Result, TransferError};
 pub use image::{Image, ImageError};
 pub use log::{Log, LogRow};

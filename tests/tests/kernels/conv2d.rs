@@ -1,6 +1,8 @@
-//! conv2d, whole and in channel chunks, at several tile sizes.
+//! conv2d, whole and in channel chunks, with every kernel variant autotuning may pick.
 
-use nst_kernels::{Conv2d, ConvPart, ConvShape, ConvTiles, GpuError};
+use nst_kernels::{
+    Conv2d, ConvChoice, ConvClass, ConvKernel, ConvPart, ConvShape, ConvTiles, GpuError,
+};
 use nst_reference as r;
 use nst_tests::{
     as_f32_exact, assert_close, chunk_of, chunks, plus, random, ro, rw, with_gpu,
@@ -62,8 +64,38 @@ impl ConvData {
     }
 }
 
+/// Every variant on this adapter: the tuning candidates, the built-in choice, and direct and
+/// subgroup kernels of odd sizes (channel blocks of 3 and 5 that end part-way through a
+/// layer's channels, workgroups of 5 and 4 invocations, several subgroups per workgroup).
+fn variants(g: &Gpu) -> Vec<Conv2d> {
+    let mut kernels = ConvKernel::candidates(&g.ctx);
+    kernels.extend([
+        ConvKernel::default_for(&g.ctx),
+        ConvKernel::Direct { dm: 3, wg: 5 },
+        ConvKernel::Subgroup { dm: 5, wg: 16 },
+        ConvKernel::Subgroup { dm: 3, wg: 4 },
+    ]);
+    kernels.dedup();
+    kernels
+        .into_iter()
+        .filter(|k| k.check(&g.ctx).is_ok())
+        .map(|k| Conv2d::with_kernel(&g.ctx, k).unwrap())
+        .collect()
+}
+
 fn conv_case(g: &Gpu, shape: (u32, u32, u32, u32), seed: u64) {
-    conv_case_with(g, &g.k.conv2d, shape, seed)
+    for k in variants(g) {
+        if fits_z(g, &k, shape.0.max(shape.1)) {
+            conv_case_with(g, &k, shape, seed)
+        }
+    }
+}
+
+/// Whether `channels` take few enough channel blocks for the grid's z dimension, which is not
+/// folded (65,535 on real adapters, for at most 512 channels; 16 on the small-grid GPU).
+fn fits_z(g: &Gpu, k: &Conv2d, channels: u32) -> bool {
+    let per = k.choice().default.channels_per_workgroup();
+    channels.div_ceil(per) <= g.ctx.max_workgroups_per_dim
 }
 
 fn conv_case_with(g: &Gpu, k: &Conv2d, (c_in, c_out, h, w): (u32, u32, u32, u32), seed: u64) {
@@ -86,7 +118,7 @@ fn conv_case_with(g: &Gpu, k: &Conv2d, (c_in, c_out, h, w): (u32, u32, u32, u32)
     let fwd_relu = k.forward(ctx, s, ro(&bx), ro(&bw), ro(&bb), rw(&byr), true);
     let bwd = k.backward_input(ctx, s, ro(&bgy), ro(&bw), rw(&bgx));
     g.run(&[&fwd.unwrap(), &fwd_relu.unwrap(), &bwd.unwrap()]);
-    let tag = format!("conv2d {c_in}→{c_out} {h}×{w} {:?}", k.tiles());
+    let tag = format!("conv2d {c_in}→{c_out} {h}×{w} {}", k.choice().default);
     let check = |what: &str, got, want: Vec<f64>| {
         assert_close(&format!("{tag} {what}"), &g.read(got), &want, 1e-5, 1e-5)
     };
@@ -118,7 +150,7 @@ fn conv2d_matches_reference_on_2d_grid() {
 fn conv2d_with_too_many_channel_tiles_is_a_grid_error() {
     with_small_grid_gpu(|g| {
         // 16 channel tiles along z are the cap here: 1,025 channels need 17.
-        let tm = g.k.conv2d.tiles().tm;
+        let tm = g.k.conv2d.choice().default.channels_per_workgroup();
         let launch = |c_out: u32| {
             let (x, w, b, y) = (
                 g.zeros("x", 1),
@@ -160,6 +192,31 @@ fn conv2d_with_other_tiles_matches_reference() {
 }
 
 #[test]
+fn conv2d_rejects_direct_and_subgroup_kernels_the_shader_cannot_run() {
+    with_gpu(|g| {
+        for (kernel, what) in [
+            (ConvKernel::Direct { dm: 0, wg: 64 }, "dm must lie in 1..=8"),
+            (ConvKernel::Direct { dm: 9, wg: 64 }, "dm must lie in 1..=8"),
+            (ConvKernel::Direct { dm: 8, wg: 0 }, "wg"),
+            (ConvKernel::Direct { dm: 8, wg: 1024 }, "wg"),
+            (ConvKernel::Subgroup { dm: 200, wg: 64 }, "subgroup"),
+            (ConvKernel::Subgroup { dm: 2, wg: 1 }, "subgroup"),
+        ] {
+            let err = Conv2d::with_kernel(&g.ctx, kernel).err().unwrap();
+            assert!(err.to_string().contains(what), "{kernel}: {err}");
+        }
+        // The cache's spelling reads back, and anything else is refused with the forms.
+        for k in ConvKernel::candidates(&g.ctx) {
+            assert_eq!(k.to_string().parse::<ConvKernel>(), Ok(k));
+        }
+        for bad in ["tiled:64x64", "warp:8x8", "direct:8", "direct:ax8", ""] {
+            let err = bad.parse::<ConvKernel>().unwrap_err();
+            assert!(err.contains("subgroup:8x8"), "{bad}: {err}");
+        }
+    });
+}
+
+#[test]
 fn conv2d_rejects_tiles_the_shader_cannot_run() {
     with_gpu(|g| {
         let d = ConvTiles::default();
@@ -191,17 +248,48 @@ fn conv2d_rejects_tiles_the_shader_cannot_run() {
 #[test]
 fn conv2d_in_channel_chunks_matches_reference() {
     with_gpu(|g| {
-        conv_chunks_case(g, (5, 7, 6, 7), &[2, 3], &[4, 3], 70);
-        // Chunks that span tiles: a 65-channel chunk is two channel tiles (the second of one
-        // row) forward, K = 9·33 and 9·37 end in partial steps, 99 pixels are two tiles.
-        conv_chunks_case(g, (70, 67, 9, 11), &[33, 37], &[65, 2], 80);
+        // Besides each variant alone, a tuned choice that gives each part another kernel by
+        // its chunks' channels (the nearest tuned class for the rest), as a cache may.
+        let class = |backward, c_src, c_dst| ConvClass {
+            backward,
+            c_src,
+            c_dst,
+            pixels_log2: 7,
+        };
+        let tiled = ConvKernel::Tiled(ConvTiles::default());
+        let mut tuned = vec![
+            (class(false, 33, 65), ConvKernel::Direct { dm: 3, wg: 5 }),
+            (class(true, 65, 37), ConvKernel::Direct { dm: 8, wg: 64 }),
+            (class(true, 2, 33), tiled),
+        ];
+        let subgroup = ConvKernel::Subgroup { dm: 5, wg: 16 };
+        if subgroup.check(&g.ctx).is_ok() {
+            tuned.push((class(false, 37, 2), subgroup));
+        }
+        let mixed = ConvChoice {
+            default: tiled,
+            tuned,
+        };
+        let mut all = variants(g);
+        all.push(Conv2d::with_choice(&g.ctx, mixed).unwrap());
+        for k in all {
+            conv_chunks_case(g, &k, (5, 7, 6, 7), &[2, 3], &[4, 3], 70);
+            // Chunks that span tiles: a 65-channel chunk is two channel tiles (the second of
+            // one row) forward, K = 9·33 and 9·37 end in partial steps, 99 pixels are two
+            // tiles.
+            conv_chunks_case(g, &k, (70, 67, 9, 11), &[33, 37], &[65, 2], 80);
+        }
     });
 }
 
 #[test]
 fn conv2d_in_channel_chunks_matches_reference_on_2d_grid() {
     // 1,120 pixels: 18 pixel tiles, folded into a 9×2 grid.
-    with_small_grid_gpu(|g| conv_chunks_case(g, (6, 66, 32, 35), &[2, 4], &[1, 65], 90));
+    with_small_grid_gpu(|g| {
+        for k in variants(g).iter().filter(|k| fits_z(g, k, 65)) {
+            conv_chunks_case(g, k, (6, 66, 32, 35), &[2, 4], &[1, 65], 90);
+        }
+    });
 }
 
 /// Splits the input channels into chunks of `in_counts` and the output channels into
@@ -209,6 +297,7 @@ fn conv2d_in_channel_chunks_matches_reference_on_2d_grid() {
 /// accumulates every part onto a prior gradient.
 fn conv_chunks_case(
     g: &Gpu,
+    k: &Conv2d,
     (c_in, c_out, h, w): (u32, u32, u32, u32),
     in_counts: &[u32],
     out_counts: &[u32],
@@ -254,7 +343,6 @@ fn conv_chunks_case(
             };
             let relu = i + 1 == in_chunks.len();
             let (x, y) = (ro(&bx[i]), rw(&by[o]));
-            let k = &g.k.conv2d;
             parts.push(k.forward_part(&g.ctx, s, part, x, ro(&bw), ro(&bb), y, relu));
         }
     }
@@ -267,10 +355,7 @@ fn conv_chunks_case(
                 accumulate: true,
             };
             let (gy, gx) = (ro(&bgy[o]), rw(&bgx[i]));
-            parts.push(
-                g.k.conv2d
-                    .backward_input_part(&g.ctx, s, part, gy, ro(&bw), gx),
-            );
+            parts.push(k.backward_input_part(&g.ctx, s, part, gy, ro(&bw), gx));
         }
     }
     let parts: Vec<_> = parts.into_iter().map(|p| p.unwrap()).collect();
@@ -278,7 +363,10 @@ fn conv_chunks_case(
     g.run(&launches);
     let y: Vec<f32> = by.iter().flat_map(|b| g.read(b)).collect();
     let gx: Vec<f32> = bgx.iter().flat_map(|b| g.read(b)).collect();
-    let tag = format!("chunked conv2d {c_in}→{c_out} {h}×{w}");
+    let tag = format!(
+        "chunked conv2d {c_in}→{c_out} {h}×{w} {}",
+        k.choice().default
+    );
     assert_close(
         &format!("{tag} forward+relu"),
         &y,

@@ -1,7 +1,7 @@
 //! The Gram matrix and its backward: split K, symmetric blocks, channel chunks, other tiles.
 
 use nst_gpu::View;
-use nst_kernels::{Channels, Gram, GramTiles};
+use nst_kernels::{Channels, Gram, GramChoice, GramClass, GramTiles};
 use nst_reference as r;
 use nst_tests::{
     as_f32_exact, assert_close, chunk_of, chunks, random, ro, rw, with_gpu, with_small_grid_gpu,
@@ -56,7 +56,7 @@ fn gram_case_with(g: &Gpu, k: &Gram, c: u32, n: u32, seed: u64, accumulate: bool
     let fw = k.forward(&g.ctx, c, n, ro(&bf), rw(&bg)).unwrap();
     let bw = k.backward(&g.ctx, c, n, ro(&bf), ro(&bgg), rw(&bgf), accumulate);
     g.run(&[&fw, &bw.unwrap()]);
-    let tag = format!("gram {c}×{n} {:?}", k.tiles());
+    let tag = format!("gram {c}×{n} {}", k.choice().default);
     assert_close(
         &format!("{tag} forward"),
         &g.read(&bg),
@@ -161,15 +161,19 @@ fn gram_matches_reference_on_2d_grid() {
 }
 
 /// Other valid tile sizes, square and not (the symmetric tiles then start at column tile
-/// r·tm / tn), give the same results.
+/// r·tm / tn), every candidate autotuning times among them, give the same results.
 #[test]
 fn gram_with_other_tiles_matches_reference() {
     with_gpu(|g| {
-        for (t, (tm, tn, tk, rm)) in [(32, 32, 8, 8), (128, 32, 16, 8), (16, 64, 16, 4)]
-            .into_iter()
-            .enumerate()
-        {
-            let k = Gram::with_tiles(&g.ctx, GramTiles { tm, tn, tk, rm }).unwrap();
+        let mut all = GramTiles::candidates(&g.ctx);
+        all.push(GramTiles {
+            tm: 16,
+            tn: 64,
+            tk: 16,
+            rm: 4,
+        });
+        for (t, tiles) in all.into_iter().enumerate() {
+            let k = Gram::with_tiles(&g.ctx, tiles).unwrap();
             for (i, &(c, n)) in [(1, 1), (5, 63), (70, 333), (130, 37)].iter().enumerate() {
                 gram_case_with(g, &k, c, n, 400 + 10 * t as u64 + i as u64, i % 2 == 1);
             }
@@ -197,20 +201,40 @@ fn gram_rejects_tiles_the_shader_cannot_run() {
 #[test]
 fn gram_in_channel_chunks_matches_reference() {
     with_gpu(|g| {
-        gram_chunks_case(g, 30, &[3, 4], 80, false);
-        // 70 + 64 channels: the diagonal blocks symmetric (3 tiles and 1), the off-diagonal
-        // ones general (2×1 and 1×2 tiles); 600 pixels in 4 slices, the last shorter; the
-        // backward adds onto a prior gradient.
-        gram_chunks_case(g, 600, &[70, 64], 82, true);
-        // Three chunks, one of a single channel.
-        gram_chunks_case(g, 45, &[5, 1, 6], 84, true);
+        // The default tiles, and a tuned choice that gives each chunk size other tiles (the
+        // nearest tuned class for the rest), as a tuning cache may.
+        let t = |tm, tn, tk, rm| GramTiles { tm, tn, tk, rm };
+        let class = |backward, c| GramClass {
+            backward,
+            c,
+            pixels_log2: 10,
+        };
+        let mixed = GramChoice {
+            default: GramTiles::default(),
+            tuned: vec![
+                (class(false, 70), t(32, 32, 8, 8)),
+                (class(false, 4), t(128, 32, 16, 8)),
+                (class(true, 64), t(64, 128, 8, 8)),
+                (class(true, 1), t(32, 32, 8, 8)),
+            ],
+        };
+        let mixed = Gram::with_choice(&g.ctx, mixed).unwrap();
+        for k in [&g.k.gram, &mixed] {
+            gram_chunks_case(g, k, 30, &[3, 4], 80, false);
+            // 70 + 64 channels: the diagonal blocks symmetric (3 tiles and 1), the
+            // off-diagonal ones general (2×1 and 1×2 tiles); 600 pixels in 4 slices, the last
+            // shorter; the backward adds onto a prior gradient.
+            gram_chunks_case(g, k, 600, &[70, 64], 82, true);
+            // Three chunks, one of a single channel.
+            gram_chunks_case(g, k, 45, &[5, 1, 6], 84, true);
+        }
     });
 }
 
 /// Splits `counts.iter().sum()` channels of `n` pixels into chunks of `counts`; records every
 /// (a, b) pair forward, then backward with each chunk's first part overwriting (or, with
 /// `accumulate`, adding to a prior gradient).
-fn gram_chunks_case(g: &Gpu, n: u32, counts: &[u32], seed: u64, accumulate: bool) {
+fn gram_chunks_case(g: &Gpu, k: &Gram, n: u32, counts: &[u32], seed: u64, accumulate: bool) {
     let c: u32 = counts.iter().sum();
     let chunks = chunks(counts);
     let d = GramData::new(c, n, seed);
@@ -223,7 +247,6 @@ fn gram_chunks_case(g: &Gpu, n: u32, counts: &[u32], seed: u64, accumulate: bool
     let (bf, bgf) = (upload("f", &d.f), upload("gf", &d.prior));
     let (bgg, bg) = (g.upload("gg", &d.gg), g.zeros("g", (c * c) as usize));
     let mut launches: Vec<Box<dyn nst_gpu::Record>> = Vec::new();
-    let k = &g.k.gram;
     for (i, &a) in chunks.iter().enumerate() {
         for (j, &b) in chunks.iter().enumerate() {
             let (fa, fb) = ((a, ro(&bf[i])), (b, ro(&bf[j])));
