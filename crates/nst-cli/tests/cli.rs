@@ -638,9 +638,13 @@ fn rgb(path: &Path) -> (Vec<[f64; 3]>, (u32, u32)) {
     (px, size)
 }
 
-/// `nst stylize` with `args`, which must succeed; returns its standard error.
-fn stylize_ok(args: &[&str]) -> String {
-    let o = nst(&[&["stylize"], args].concat());
+/// `nst stylize` of `content` in the style of `style` into `out`, with `args`, which must
+/// succeed; returns its standard error.
+fn stylize_ok(content: &Path, style: &Path, out: &Path, args: &[&str]) -> String {
+    let paths = [content, style, out].map(|p| p.to_str().unwrap());
+    let images = ["--content", paths[0], "--style", paths[1], "-o", paths[2]];
+    let args = [&["stylize"], &images[..], args].concat();
+    let o = nst(&args);
     let e = stderr(&o);
     assert!(o.status.success(), "{args:?}: {e}");
     e
@@ -663,26 +667,25 @@ fn multi_scale_runs_each_scale_and_saves_snapshots() {
     png(&c, 64, 48);
     png(&s, 32, 32);
     std::fs::create_dir_all(&snaps).unwrap();
-    let e = stylize_ok(&[
-        "--content",
-        c.to_str().unwrap(),
-        "--style",
-        s.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--size",
-        "48",
-        "--min-size",
-        "32",
-        "--scales",
-        "2",
-        "--iterations",
-        "2",
-        "--save-every",
-        "2",
-        "--save-dir",
-        snaps.to_str().unwrap(),
-    ]);
+    let e = stylize_ok(
+        &c,
+        &s,
+        &out,
+        &[
+            "--size",
+            "48",
+            "--min-size",
+            "32",
+            "--scales",
+            "2",
+            "--iterations",
+            "2",
+            "--save-every",
+            "2",
+            "--save-dir",
+            snaps.to_str().unwrap(),
+        ],
+    );
     for line in [
         "scale 1/2: 32×24",
         "scale 1 iteration 2/2",
@@ -734,22 +737,21 @@ fn preserve_colors_keep_the_contents_colours() {
     // Mean |ΔY| and mean |ΔI| + |ΔQ| of an output from the content.
     let run = |mode: &str| -> (f64, f64) {
         let out = d.join(format!("{mode}.png"));
-        stylize_ok(&[
-            "--content",
-            c.to_str().unwrap(),
-            "--style",
-            s.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--size",
-            "32",
-            "--iterations",
-            "5",
-            "--strength",
-            "1",
-            "--preserve-colors",
-            mode,
-        ]);
+        stylize_ok(
+            &c,
+            &s,
+            &out,
+            &[
+                "--size",
+                "32",
+                "--iterations",
+                "5",
+                "--strength",
+                "1",
+                "--preserve-colors",
+                mode,
+            ],
+        );
         let (px, size) = rgb(&out);
         assert_eq!(size, (32, 24), "{mode}");
         let (mut dy, mut dc) = (0.0, 0.0);
@@ -799,24 +801,23 @@ fn init_image_is_the_starting_point() {
         let v = if (x / 2 + y / 2) % 2 == 0 { 255 } else { 0 };
         [v, 255 - v, v / 2]
     });
-    stylize_ok(&[
-        "--content",
-        c.to_str().unwrap(),
-        "--style",
-        s.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--size",
-        "32",
-        "--iterations",
-        "1",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.0001",
-        "--init-image",
-        init.to_str().unwrap(),
-    ]);
+    stylize_ok(
+        &c,
+        &s,
+        &out,
+        &[
+            "--size",
+            "32",
+            "--iterations",
+            "1",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.0001",
+            "--init-image",
+            init.to_str().unwrap(),
+        ],
+    );
     let ((got, size), (want, _), (content, _)) = (rgb(&out), rgb(&init), rgb(&c));
     assert_eq!(size, (32, 24));
     let worst = got
