@@ -650,22 +650,27 @@ fn stylize_ok(content: &Path, style: &Path, out: &Path, args: &[&str]) -> String
     e
 }
 
+/// A scratch folder holding a content image of `w × h` (`c.png`) and a 32 × 32 style image
+/// (`s.png`), for a run that needs the weights; `None` (the test skips) without them.
+fn images(name: &str, w: u32, h: u32) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    if !have_weights() {
+        return None;
+    }
+    let d = scratch(name);
+    let (c, s) = (d.join("c.png"), d.join("s.png"));
+    png(&c, w, h);
+    png(&s, 32, 32);
+    Some((d, c, s))
+}
+
 /// Coarse to fine: with `--scales 2` two scales run, at `--min-size` and at `--size`, and
 /// `--save-every` writes each scale's snapshots as `<output stem>_s<scale>_<iteration>.png`.
 #[test]
 fn multi_scale_runs_each_scale_and_saves_snapshots() {
-    if !have_weights() {
+    let Some((d, c, s)) = images("scales", 64, 48) else {
         return;
-    }
-    let d = scratch("scales");
-    let (c, s, out, snaps) = (
-        d.join("c.png"),
-        d.join("s.png"),
-        d.join("ms.png"),
-        d.join("snaps"),
-    );
-    png(&c, 64, 48);
-    png(&s, 32, 32);
+    };
+    let (out, snaps) = (d.join("ms.png"), d.join("snaps"));
     std::fs::create_dir_all(&snaps).unwrap();
     let e = stylize_ok(
         &c,
@@ -785,18 +790,10 @@ fn preserve_colors_keep_the_contents_colours() {
 /// file, not the content.
 #[test]
 fn init_image_is_the_starting_point() {
-    if !have_weights() {
+    let Some((d, c, s)) = images("init", 32, 24) else {
         return;
-    }
-    let d = scratch("init");
-    let (c, s, init, out) = (
-        d.join("c.png"),
-        d.join("s.png"),
-        d.join("init.png"),
-        d.join("out.png"),
-    );
-    png(&c, 32, 24);
-    png(&s, 32, 32);
+    };
+    let (init, out) = (d.join("init.png"), d.join("out.png"));
     png_with(&init, 32, 24, |x, y| {
         let v = if (x / 2 + y / 2) % 2 == 0 { 255 } else { 0 };
         [v, 255 - v, v / 2]
