@@ -70,14 +70,7 @@ fn conv2d_forward(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let acc = gemm(wid.z * TM, n0, lid, false);
     let at = vec2<u32>(wid.z * TM, n0) + block_origin(lid);
-    var base: array<f32, MAX_RM>; // the bias, unless adding to earlier parts
-    if ((shape.flags & FLAG_ACCUMULATE) == 0u) {
-        for (var r = 0u; r < RM; r++) {
-            // Rows past the chunk are not stored; clamp them to stay inside `bias`.
-            base[r] = bias[shape.dst_off + min(at.x + r, shape.c_dst - 1u)];
-        }
-    }
-    store(at.x, at.y, acc, base, (shape.flags & FLAG_RELU) != 0u);
+    store(at.x, at.y, acc, bias_base(at.x, RM), (shape.flags & FLAG_RELU) != 0u);
 }
 
 // Must not touch `bias`: its binding is left out of this entry point's layout.
@@ -111,21 +104,10 @@ fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>,
 
 // This invocation's DM × 4 block at destination channel m0, pixels (x0..x0+3, y).
 fn direct_gemm(y: u32, x0: u32, m0: u32, flip: bool) -> array<vec4<f32>, MAX_RM> {
-    let hw = shape.h * shape.w;
     var acc: array<vec4<f32>, MAX_RM>;
     for (var i = 0u; i < shape.c_src; i++) {
         for (var ky = 0u; ky < 3u; ky++) {
-            let sy = i32(y + ky) - 1;
-            var p: array<f32, 6>;
-            if (sy >= 0 && sy < i32(shape.h)) {
-                let row = i * hw + u32(sy) * shape.w;
-                for (var j = 0u; j < 6u; j++) {
-                    let sx = i32(x0 + j) - 1;
-                    if (sx >= 0 && sx < i32(shape.w)) {
-                        p[j] = src[row + u32(sx)];
-                    }
-                }
-            }
+            let p = source_row(i, y, ky, x0);
             let v0 = vec4<f32>(p[0], p[1], p[2], p[3]);
             let v1 = vec4<f32>(p[1], p[2], p[3], p[4]);
             let v2 = vec4<f32>(p[2], p[3], p[4], p[5]);
@@ -159,13 +141,7 @@ fn conv2d_forward_direct(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let m0 = wid.z * DM;
     let acc = direct_gemm(b.x, b.y, m0, false);
-    var base: array<f32, MAX_RM>;
-    if ((shape.flags & FLAG_ACCUMULATE) == 0u) {
-        for (var r = 0u; r < DM; r++) {
-            base[r] = bias[shape.dst_off + min(m0 + r, shape.c_dst - 1u)];
-        }
-    }
-    direct_store(b.x, b.y, m0, acc, base, (shape.flags & FLAG_RELU) != 0u);
+    direct_store(b.x, b.y, m0, acc, bias_base(m0, DM), (shape.flags & FLAG_RELU) != 0u);
 }
 
 // Must not touch `bias`, as conv2d_backward_input.

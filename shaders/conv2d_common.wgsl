@@ -61,6 +61,36 @@ fn weight_index(m: u32, k: u32, flip: bool) -> u32 {
 // ---- Shared by the direct kernels (conv2d.wgsl's `*_direct`, conv2d_subgroup.wgsl): each
 // invocation computes DM destination channels × 4 pixels of one row.
 
+// What the forward adds to the `rows` destination channels from m0: their bias, or nothing
+// when adding to earlier chunk pairs. Rows past the chunk are not stored; clamped to stay
+// inside `bias`. Only forward entry points may call it (the backward binds no bias).
+fn bias_base(m0: u32, rows: u32) -> array<f32, MAX_RM> {
+    var base: array<f32, MAX_RM>;
+    if ((shape.flags & FLAG_ACCUMULATE) == 0u) {
+        for (var r = 0u; r < rows; r++) {
+            base[r] = bias[shape.dst_off + min(m0 + r, shape.c_dst - 1u)];
+        }
+    }
+    return base;
+}
+
+// Source channel i's row y + ky − 1 at columns x0 − 1 … x0 + 4, zero outside the image: the
+// six pixels a block of 4 output pixels reads through one kernel row.
+fn source_row(i: u32, y: u32, ky: u32, x0: u32) -> array<f32, 6> {
+    var p: array<f32, 6>;
+    let sy = i32(y + ky) - 1;
+    if (sy >= 0 && sy < i32(shape.h)) {
+        let row = (i * shape.h + u32(sy)) * shape.w;
+        for (var j = 0u; j < 6u; j++) {
+            let sx = i32(x0 + j) - 1;
+            if (sx >= 0 && sx < i32(shape.w)) {
+                p[j] = src[row + u32(sx)];
+            }
+        }
+    }
+    return p;
+}
+
 override DM: u32 = 8u;  // destination channels per invocation, ≤ MAX_RM
 override DWG: u32 = 64u; // invocations per workgroup
 

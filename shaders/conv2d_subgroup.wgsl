@@ -10,7 +10,6 @@
 // skip the stores.
 
 fn subgroup_gemm(y: u32, x0: u32, m0: u32, lane: u32, flip: bool) -> array<vec4<f32>, MAX_RM> {
-    let hw = shape.h * shape.w;
     let mine = min(m0 + lane % DM, shape.c_dst - 1u);
     var acc: array<vec4<f32>, MAX_RM>;
     for (var i = 0u; i < shape.c_src; i++) {
@@ -19,17 +18,7 @@ fn subgroup_gemm(y: u32, x0: u32, m0: u32, lane: u32, flip: bool) -> array<vec4<
             wl[t] = weight[weight_index(mine, i * 9u + t, flip)];
         }
         for (var ky = 0u; ky < 3u; ky++) {
-            let sy = i32(y + ky) - 1;
-            var p: array<f32, 6>;
-            if (sy >= 0 && sy < i32(shape.h)) {
-                let row = i * hw + u32(sy) * shape.w;
-                for (var j = 0u; j < 6u; j++) {
-                    let sx = i32(x0 + j) - 1;
-                    if (sx >= 0 && sx < i32(shape.w)) {
-                        p[j] = src[row + u32(sx)];
-                    }
-                }
-            }
+            let p = source_row(i, y, ky, x0);
             let v0 = vec4<f32>(p[0], p[1], p[2], p[3]);
             let v1 = vec4<f32>(p[1], p[2], p[3], p[4]);
             let v2 = vec4<f32>(p[2], p[3], p[4], p[5]);
@@ -64,13 +53,7 @@ fn conv2d_forward_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     if (b.z == 0u) {
         return;
     }
-    var base: array<f32, MAX_RM>;
-    if ((shape.flags & FLAG_ACCUMULATE) == 0u) {
-        for (var r = 0u; r < DM; r++) {
-            base[r] = bias[shape.dst_off + min(m0 + r, shape.c_dst - 1u)];
-        }
-    }
-    direct_store(b.x, b.y, m0, acc, base, (shape.flags & FLAG_RELU) != 0u);
+    direct_store(b.x, b.y, m0, acc, bias_base(m0, DM), (shape.flags & FLAG_RELU) != 0u);
 }
 
 // Must not touch `bias`, as conv2d_backward_input.
