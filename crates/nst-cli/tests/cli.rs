@@ -227,13 +227,9 @@ fn bad_input_gives_clear_errors() {
 /// the run reported for it.
 #[test]
 fn stylize_then_score_agree() {
-    if !have_weights() {
+    let Some((d, c, s)) = images("run", 40, 30) else {
         return;
-    }
-    let d = scratch("run");
-    let (c, s) = (d.join("c.png"), d.join("s.png"));
-    png(&c, 40, 30);
-    png(&s, 32, 32);
+    };
     let out = d.join("out.png");
     let log = d.join("log.csv");
     let plot = d.join("loss.png");
