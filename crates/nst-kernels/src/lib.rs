@@ -17,6 +17,7 @@ pub mod reduce;
 pub mod relu;
 pub mod tune;
 pub mod vector;
+pub mod window;
 
 pub use adam::{Adam, AdamParams, AdamStep};
 pub use conv2d::{
@@ -31,6 +32,7 @@ pub use pool::{Pool2d, PoolKind, PoolShape};
 pub use reduce::{Reduce, Reduction};
 pub use relu::Relu;
 pub use vector::{Coef, VectorOps};
+pub use window::{Plane, Window, WindowMode, WindowShape};
 
 use nst_gpu::{Contract, EntryPoint, Groups};
 
@@ -48,6 +50,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("vector.wgsl", VECTOR_WGSL),
     ("lbfgs.wgsl", LBFGS_WGSL),
     ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP_WGSL),
+    ("window.wgsl", WINDOW_WGSL),
 ];
 
 /// Files prepended to others rather than compiled alone.
@@ -86,6 +89,7 @@ pub const CONTRACTS: &[&Contract] = &[
     &vector::SCALED_COPY,
     &lbfgs::FIRST_STEP,
     &lbfgs::ACCEPT,
+    &window::WINDOW,
 ];
 
 // The shaders live in the workspace's top-level `shaders/`; `shaders` in this crate is a
@@ -112,6 +116,7 @@ const POOL_WGSL: &str = shader_file!("pool.wgsl");
 const PIXEL_WGSL: &str = shader_file!("pixel.wgsl");
 const ADAM_WGSL: &str = shader_file!("adam.wgsl");
 const LBFGS_WGSL: &str = shader_file!("lbfgs.wgsl");
+const WINDOW_WGSL: &str = shader_file!("window.wgsl");
 const LOSS_WGSL: &str = concat!(
     shader_file!("workgroup_sum.wgsl"),
     shader_file!("loss.wgsl")
@@ -168,6 +173,8 @@ pub struct Kernels {
     pub lbfgs: Lbfgs,
     /// dot, asum, axpy, scale, copy.
     pub vector: VectorOps,
+    /// Region copies for tiled evaluation.
+    pub window: Window,
 }
 
 impl Kernels {
@@ -194,6 +201,7 @@ impl Kernels {
             adam: Adam::new(ctx)?,
             lbfgs: Lbfgs::new(ctx)?,
             vector: VectorOps::new(ctx, reduce)?,
+            window: Window::new(ctx)?,
         })
     }
 }

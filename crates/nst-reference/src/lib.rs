@@ -26,3 +26,4 @@ pub mod pixel;
 pub mod pool;
 pub mod relu;
 pub mod vector;
+pub mod window;

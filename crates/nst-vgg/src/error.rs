@@ -48,6 +48,20 @@ pub enum VggError {
         /// The deepest tap.
         layer: String,
     },
+    /// Tiles whose windows cannot hold the receptive field of the deepest tap.
+    #[error(
+        "tiles of at most {}×{} pixels are too small for layer {layer}: a tile's window needs \
+         at least {least} pixels on each tiled side; give a larger tile or memory budget",
+        window.1, window.0
+    )]
+    TileTooSmall {
+        /// The largest window asked for, `(height, width)`.
+        window: (u32, u32),
+        /// The least window side that tiles.
+        least: u32,
+        /// The deepest tap.
+        layer: String,
+    },
     /// Any other GPU failure.
     #[error(transparent)]
     Gpu(#[from] GpuError),

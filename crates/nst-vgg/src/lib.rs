@@ -16,6 +16,7 @@ pub mod graph;
 pub mod layers;
 pub mod report;
 pub mod tensor;
+pub mod tiling;
 pub mod weights;
 
 pub use error::{largest_fitting, VggError};
@@ -23,4 +24,5 @@ pub use graph::{Graph, GraphConfig, Limits, Plan, Pooling};
 pub use layers::{layers, output_shape, valid_names, Layer, LayerId, LayerKind};
 pub use report::{LayerRow, PlanReport};
 pub use tensor::{ChunkLayout, Tensor};
+pub use tiling::{Rect, Tile, Tiling};
 pub use weights::{transform_for, ConvWeights, VggWeights};

@@ -12,3 +12,4 @@ mod pixel;
 mod pool;
 mod relu;
 mod vector;
+mod window;
