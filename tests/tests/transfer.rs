@@ -289,8 +289,7 @@ fn chunked_objective_matches_unchunked_with_real_weights() {
             &content,
             std::slice::from_ref(&styles[0].image),
             &[1.0],
-            &settings.loss,
-            Pooling::Max,
+            &settings,
         )
         .unwrap();
     let counts: Vec<(LayerId, usize)> = settings

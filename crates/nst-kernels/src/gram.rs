@@ -226,6 +226,15 @@ impl GramChoice {
     }
 }
 
+/// At most the bytes of split-K partial sums a forward launch of an `ca × cb` block over `n`
+/// pixels allocates, whatever its tiles (each slice has at least [`MIN_SLICE_STEPS`] steps of
+/// at least 4 pixels): for planning memory before the kernels exist.
+pub fn partials_bound(ca: u32, cb: u32, n: u32) -> u64 {
+    let block = 4 * ca as u64 * cb as u64;
+    let splits = (n as u64 / (4 * MIN_SLICE_STEPS)).clamp(1, TARGET_WORKGROUPS);
+    (block * splits).min(MAX_PARTIALS_BYTES.max(block))
+}
+
 /// How a forward launch splits K: `splits` slices of `k_slice` (the last one may be shorter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SplitK {

@@ -4,13 +4,15 @@
 use crate::colour;
 use crate::error::{Field, Result, TransferError};
 use crate::image::{fit_longest, resize, Image};
-use crate::loss::{LossConfig, LossValues, Term};
+use crate::loss::{LossValues, Term};
 use crate::measure::{self, Measure};
-use crate::objective::{Objective, StyleTarget};
+use crate::memory::{Job, MemoryPlan, Target};
+use crate::objective::{content_mean_squares, Objective, StyleTarget};
 use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
-use nst_gpu::{human_bytes, Context, Record, View, ViewMut};
+use crate::tiles::{Captures, GramSums, Masks, TiledGraph};
+use nst_gpu::{human_bytes, Context, View, ViewMut};
 use nst_kernels::{AdamParams, ConvShape, Kernels, LbfgsParams};
-use nst_vgg::{Graph, GraphConfig, LayerId, Pooling, VggWeights};
+use nst_vgg::{Graph, LayerId, Pooling, VggWeights};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -221,31 +223,69 @@ impl EngineOptions {
     }
 }
 
-/// The graph for one image size and the loss over it: what one iteration evaluates.
+/// The graph for one image size and the loss over it: what one iteration evaluates, whole
+/// or tile by tile (the same values and gradient either way, up to float32 rounding).
 pub struct Problem {
-    graph: Graph,
+    tg: TiledGraph,
     objective: Objective,
+    memory: MemoryPlan,
 }
 
 impl Problem {
-    /// Records the forward pass and the loss values.
+    /// Records every tile's forward and the loss values.
     pub fn record_value(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.graph.record_forward(pass);
-        self.objective.record_forward(pass);
+        for t in 0..self.tg.tiles() {
+            self.tg.record_forward(t, pass);
+            self.objective.record_tile_values(t, pass);
+        }
+        self.objective.record_values(pass);
     }
 
     /// Records the loss values and the gradient with respect to the image, in
-    /// [`Graph::input_grad`]: forward, loss, the taps' gradients, backward, the image terms.
+    /// [`Problem::image_grad`]: the values, then per tile (its forward again when tiled) the
+    /// taps' gradients and the backward, then the whole-image terms' gradients.
     pub fn record_value_and_grad(&self, pass: &mut wgpu::ComputePass<'_>) {
         self.record_value(pass);
-        self.objective.record_tap_gradients(pass);
-        self.graph.record_backward(pass);
+        self.objective.record_gram_gradients(pass);
+        for t in 0..self.tg.tiles() {
+            if self.tg.is_tiled() {
+                self.tg.record_forward(t, pass);
+                self.objective.record_tile_masks(t, pass);
+            }
+            self.objective.record_tap_gradients(pass);
+            self.tg.record_backward(t, pass);
+        }
         self.objective.record_image_gradients(pass);
     }
 
-    /// The graph (its input is the image).
+    /// The graph (at the size of one tile's window when tiled).
     pub fn graph(&self) -> &Graph {
-        &self.graph
+        self.tg.graph()
+    }
+
+    /// The graph with its tiles.
+    pub fn tiled(&self) -> &TiledGraph {
+        &self.tg
+    }
+
+    /// The memory plan it was built from.
+    pub fn memory(&self) -> &MemoryPlan {
+        &self.memory
+    }
+
+    /// `(height, width)` of the image.
+    pub fn size(&self) -> (u32, u32) {
+        self.tg.size()
+    }
+
+    /// The image being optimized, RGB in [0, 1], `3 × h × w`.
+    pub fn image(&self) -> View<'_> {
+        self.tg.image()
+    }
+
+    /// The gradient with respect to the image.
+    pub fn image_grad(&self) -> View<'_> {
+        self.tg.image_grad()
     }
 
     /// Reads the loss values back.
@@ -362,36 +402,54 @@ impl Engine {
         &self.weights
     }
 
-    fn graph_config(&self, h: u32, w: u32, taps: Vec<LayerId>, pooling: Pooling) -> GraphConfig {
-        GraphConfig {
-            height: h,
-            width: w,
-            taps,
-            pooling,
+    /// The network and device memory plans are made for.
+    pub fn target(&self) -> Target {
+        Target {
+            c_out: self.weights.c_out(),
+            weight_bytes: self.weights.bytes(),
+            limits: nst_vgg::Limits::of(&self.ctx),
             max_chunk_bytes: self.max_chunk_bytes,
         }
     }
 
-    fn graph(&self, h: u32, w: u32, taps: Vec<LayerId>, pooling: Pooling) -> Result<Graph> {
-        let config = self.graph_config(h, w, taps, pooling);
-        Ok(Graph::new(&self.ctx, &self.k, &self.weights, &config)?)
+    /// Plans `job` at `w × h` under `settings`' budget and tile size.
+    pub fn plan(&self, settings: &Settings, job: &Job, w: u32, h: u32) -> Result<MemoryPlan> {
+        MemoryPlan::new(&self.target(), settings, job, w, h)
     }
 
-    /// Checks, without allocating, that graphs for an output of `side` (longest side, the
-    /// content's aspect) and for the styles at `style_scale` times it fit this device.
+    /// Builds the (tiled) graph of `plan`.
+    fn tiled_graph(&self, plan: &MemoryPlan, settings: &Settings, job: &Job) -> Result<TiledGraph> {
+        let config = plan.graph_config(&self.target(), settings, job);
+        TiledGraph::new(
+            &self.ctx,
+            &self.k,
+            &self.weights,
+            &config,
+            plan.tiling.clone(),
+        )
+    }
+
+    /// Checks, without allocating, that an output of `side` (longest side, the content's
+    /// aspect) and the styles at `style_scale` times it fit this device and the budget.
     fn check_fits(&self, content: &Image, styles: &[Image], side: u32, s: &Settings) -> Result<()> {
-        let plan = |w: u32, h: u32, taps: Vec<LayerId>| {
-            let config = self.graph_config(h, w, taps, s.pooling);
-            let limits = nst_vgg::Limits::of(&self.ctx);
-            nst_vgg::Plan::new(&self.weights.c_out(), &config, limits).map(drop)
-        };
         let (w, h) = fit_longest(content.width, content.height, side);
-        plan(w, h, s.loss.taps())?;
-        let style_taps: Vec<LayerId> = s.loss.style_layers.iter().map(|l| l.layer).collect();
-        if !style_taps.is_empty() {
+        self.plan(
+            s,
+            &Job::Optimize {
+                styles: styles.len(),
+            },
+            w,
+            h,
+        )?;
+        let grams: Vec<LayerId> = s.loss.style_layers.iter().map(|l| l.layer).collect();
+        if !grams.is_empty() {
+            let job = Job::Forward {
+                capture: Vec::new(),
+                grams,
+            };
             for img in styles {
                 let (sw, sh) = style_size(img, side, s.style_scale);
-                plan(sw, sh, style_taps.clone())?;
+                self.plan(s, &job, sw, sh)?;
             }
         }
         Ok(())
@@ -404,58 +462,56 @@ impl Engine {
         layers: &[LayerId],
         pooling: Pooling,
     ) -> Result<Vec<Vec<f32>>> {
-        let graph = self.graph(image.height, image.width, layers.to_vec(), pooling)?;
-        let probe = self.gram_probe(&graph, layers)?;
-        self.probe_forward(&graph, &probe, image)
+        self.grams_with(image, layers, &Settings::default().pooling(pooling))
     }
 
-    /// Buffers and launches that compute the Gram matrices at `layers` (taps of `graph`)
-    /// after its forward.
-    fn gram_probe(&self, graph: &Graph, layers: &[LayerId]) -> Result<GramProbe> {
-        let mut probe = GramProbe {
-            outs: Vec::new(),
-            dispatches: Vec::new(),
-        };
-        for &l in layers {
-            let act = graph.activation(l).expect("tapped");
-            let (c, n) = (act.layout.c, act.layout.h * act.layout.w);
-            let g = self.ctx.tensor("gram", c as u64 * c as u64)?;
-            for (i, &a) in act.layout.chunks.iter().enumerate() {
-                for (j, &b) in act.layout.chunks.iter().enumerate() {
-                    probe.dispatches.push(self.k.gram.forward_part(
-                        &self.ctx,
-                        c,
-                        n,
-                        (a, act.view(i)),
-                        (b, act.view(j)),
-                        ViewMut::whole(&g),
-                    )?);
-                }
-            }
-            probe.outs.push(g);
-        }
-        Ok(probe)
-    }
-
-    /// Runs `graph` forward on `image` and reads back `probe`'s Gram matrices.
-    fn probe_forward(
+    /// [`Engine::grams`] with `settings`' pooling, memory budget and tile size.
+    fn grams_with(
         &self,
-        graph: &Graph,
-        probe: &GramProbe,
         image: &Image,
+        layers: &[LayerId],
+        settings: &Settings,
     ) -> Result<Vec<Vec<f32>>> {
-        self.ctx.write(graph.input().buffer, 0, &image.data);
-        self.ctx.submit(|pass| {
-            graph.record_forward(pass);
-            for d in &probe.dispatches {
-                d.record(pass);
-            }
-        })?;
-        probe
-            .outs
+        let job = Job::Forward {
+            capture: Vec::new(),
+            grams: layers.to_vec(),
+        };
+        Ok(self.forward(image, &job, settings)?.grams)
+    }
+
+    /// Runs `job`'s forward over `image` tile by tile: its Gram matrices and its full-size
+    /// captures, read back.
+    fn forward(&self, image: &Image, job: &Job, settings: &Settings) -> Result<Forward> {
+        let Job::Forward { capture, grams } = job else {
+            unreachable!("forward jobs only")
+        };
+        let plan = self.plan(settings, job, image.width, image.height)?;
+        let tg = self.tiled_graph(&plan, settings, job)?;
+        let (ctx, k) = (&self.ctx, &self.k);
+        let mut masks = Masks::new(&tg);
+        let sums = GramSums::new(ctx, k, &tg, &mut masks, grams)?;
+        let captures = Captures::new(ctx, k, &tg, capture)?;
+        self.ctx.write(tg.image().buffer, 0, &image.data);
+        // One submission per tile: a long image's work is not one huge command buffer.
+        for t in 0..tg.tiles() {
+            self.ctx.submit(|pass| {
+                tg.record_forward(t, pass);
+                masks.record(t, pass);
+                sums.record(t, pass);
+                captures.record(t, pass);
+            })?;
+        }
+        let grams = sums
+            .grams
             .iter()
-            .map(|g| Ok(self.ctx.read::<f32>(View::whole(g))?))
-            .collect()
+            .map(|g| Ok(ctx.read::<f32>(View::whole(g))?))
+            .collect::<Result<_>>()?;
+        let captured = captures
+            .tensors
+            .iter()
+            .map(|(_, t)| Ok(t.read(ctx)?))
+            .collect::<Result<_>>()?;
+        Ok(Forward { grams, captured })
     }
 
     /// The measure of `image` against `content` and the blended `styles` (see
@@ -463,35 +519,37 @@ impl Engine {
     /// from the content, independent of any loss weight. The content image is resized to
     /// `image`'s size and each style image to `image`'s longest side.
     pub fn measure(&self, content: &Image, styles: &[Style], image: &Image) -> Result<Measure> {
+        self.measure_with(content, styles, image, &Settings::default())
+    }
+
+    /// [`Engine::measure`] within `settings`' memory budget and tile size.
+    fn measure_with(
+        &self,
+        content: &Image,
+        styles: &[Style],
+        image: &Image,
+        settings: &Settings,
+    ) -> Result<Measure> {
         let blend = normalized_blend(styles)?;
         let (w, h) = (image.width, image.height);
         let style_layers = measure::style_layers();
-        let (image_grams, image_content, content_grams, content_content) = {
-            let graph = self.graph(h, w, measure::taps(), Pooling::Max)?;
-            let probe = self.gram_probe(&graph, &style_layers)?;
-            let act = graph.activation(measure::content_layer()).expect("tapped");
-            let read_content = || -> Result<Vec<f32>> {
-                let mut out = Vec::with_capacity(act.layout.len() as usize);
-                for i in 0..act.chunk_count() {
-                    out.extend(self.ctx.read::<f32>(act.view(i))?);
-                }
-                Ok(out)
-            };
-            let ig = self.probe_forward(&graph, &probe, image)?;
-            let ic = read_content()?;
-            let cg = self.probe_forward(&graph, &probe, &resize(content, w, h))?;
-            let cc = read_content()?;
-            (ig, ic, cg, cc)
+        // The measure is defined on max pooling, whatever the run used.
+        let s = settings.clone().pooling(Pooling::Max);
+        let job = Job::Forward {
+            capture: vec![measure::content_layer()],
+            grams: style_layers.clone(),
         };
+        let of_image = self.forward(image, &job, &s)?;
+        let of_content = self.forward(&resize(content, w, h), &job, &s)?;
         let images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), 1.0);
-        let targets = self.style_targets(&images, &style_layers, Pooling::Max)?;
+        let targets = self.style_targets(&images, &style_layers, &s)?;
         let blended: Vec<Vec<f64>> = targets.iter().map(|t| t.blended(&blend)).collect();
         Ok(Measure::from_features(
-            &image_grams,
-            &content_grams,
+            &of_image.grams,
+            &of_content.grams,
             &blended,
-            &image_content,
-            &content_content,
+            &of_image.captured[0],
+            &of_content.captured[0],
         ))
     }
 
@@ -500,7 +558,7 @@ impl Engine {
         &self,
         styles: &[Image],
         layers: &[LayerId],
-        pooling: Pooling,
+        settings: &Settings,
     ) -> Result<Vec<StyleTarget>> {
         let mut targets: Vec<StyleTarget> = layers
             .iter()
@@ -510,79 +568,50 @@ impl Engine {
             })
             .collect();
         for s in styles {
-            for (t, g) in targets.iter_mut().zip(self.grams(s, layers, pooling)?) {
+            for (t, g) in targets
+                .iter_mut()
+                .zip(self.grams_with(s, layers, settings)?)
+            {
                 t.grams.push(g);
             }
         }
         Ok(targets)
     }
 
-    /// The problem for an output of `content`'s size, with the style targets and the content
-    /// targets captured.
+    /// The problem for an output of `content`'s size under `settings` (its loss, pooling,
+    /// memory budget and tile size), with the style and content targets captured.
     pub fn problem(
         &self,
         content: &Image,
         styles: &[Image],
         blend: &[f64],
-        cfg: &LossConfig,
-        pooling: Pooling,
+        settings: &Settings,
     ) -> Result<Problem> {
+        let cfg = &settings.loss;
         let layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
-        let targets = self.style_targets(styles, &layers, pooling)?;
-        let graph = self.graph(content.height, content.width, cfg.taps(), pooling)?;
-        self.ctx.write(graph.input().buffer, 0, &content.data);
-        self.ctx.submit(|pass| graph.record_forward(pass))?;
-        let content_ms = self.content_mean_squares(&graph, cfg)?;
-        let objective = Objective::new(
-            &self.ctx,
-            &self.k,
-            &graph,
-            cfg,
-            &targets,
-            blend,
-            &content_ms,
-        )?;
-        objective.capture_content(&self.ctx, &graph)?;
-        Ok(Problem { graph, objective })
-    }
-
-    /// mean(F_l(c)²) at each content layer of `cfg`, after a forward pass on the content
-    /// image (one value per chunk, added here in f64).
-    fn content_mean_squares(&self, graph: &Graph, cfg: &LossConfig) -> Result<Vec<f64>> {
-        let acts: Vec<&nst_vgg::Tensor> = cfg
-            .content_layers
-            .iter()
-            .map(|l| graph.activation(l.layer).expect("tapped"))
-            .collect();
-        let slots: usize = acts.iter().map(|a| a.chunk_count()).sum();
-        if slots == 0 {
-            return Ok(Vec::new());
+        let targets = self.style_targets(styles, &layers, settings)?;
+        let job = Job::Optimize {
+            styles: styles.len(),
+        };
+        let memory = self.plan(settings, &job, content.width, content.height)?;
+        let tg = self.tiled_graph(&memory, settings, &job)?;
+        let (ctx, k) = (&self.ctx, &self.k);
+        let content_layers: Vec<LayerId> = cfg.content_layers.iter().map(|l| l.layer).collect();
+        let captures = Captures::new(ctx, k, &tg, &content_layers)?;
+        self.ctx.write(tg.image().buffer, 0, &content.data);
+        for t in 0..tg.tiles() {
+            self.ctx.submit(|pass| {
+                tg.record_forward(t, pass);
+                captures.record(t, pass);
+            })?;
         }
-        let sums = self.ctx.tensor("content sums of squares", slots as u64)?;
-        let mut reductions = Vec::new();
-        for a in &acts {
-            for c in 0..a.chunk_count() {
-                let (v, slot) = (a.view(c), reductions.len() as u32);
-                let dot = self
-                    .k
-                    .vector
-                    .dot(&self.ctx, v, v, ViewMut::whole(&sums), slot)?;
-                reductions.push(dot);
-            }
-        }
-        self.ctx
-            .submit(|pass| reductions.iter().for_each(|r| r.record(pass)))?;
-        let sums = self.ctx.read::<f32>(View::whole(&sums))?;
-        let mut at = 0;
-        Ok(acts
-            .iter()
-            .map(|a| {
-                let n = a.chunk_count();
-                let total: f64 = sums[at..at + n].iter().map(|&v| v as f64).sum();
-                at += n;
-                total / a.layout.len() as f64
-            })
-            .collect())
+        let content_ms = content_mean_squares(ctx, k, &captures)?;
+        let objective = Objective::new(ctx, k, &tg, cfg, &targets, blend, captures, &content_ms)?;
+        Ok(Problem {
+            tg,
+            objective,
+            memory,
+        })
     }
 
     /// The losses of `image`, their gradient with respect to its pixels, and its measure:
@@ -606,14 +635,14 @@ impl Engine {
             longest,
             settings.style_scale,
         );
-        let problem = self.problem(&c, &style_images, &blend, &settings.loss, settings.pooling)?;
-        self.ctx.write(problem.graph.input().buffer, 0, &image.data);
+        let problem = self.problem(&c, &style_images, &blend, settings)?;
+        self.ctx.write(problem.image().buffer, 0, &image.data);
         self.ctx
             .submit(|pass| problem.record_value_and_grad(pass))?;
         let values = problem.values(&self.ctx)?;
-        let grad = self.ctx.read::<f32>(problem.graph.input_grad())?;
+        let grad = self.ctx.read::<f32>(problem.image_grad())?;
         drop(problem);
-        let measure = self.measure(content, styles, image)?;
+        let measure = self.measure_with(content, styles, image, settings)?;
         Ok(Score {
             values,
             grad,
@@ -689,8 +718,7 @@ impl Engine {
                 break;
             }
             begun += 1;
-            let problem =
-                self.problem(&c, &styles_here, &blend, &settings.loss, settings.pooling)?;
+            let problem = self.problem(&c, &styles_here, &blend, settings)?;
             let start = match (&current, &init) {
                 (Some(prev), _) => resize(prev, w, h),
                 (None, Init::Random) => noise(w, h, settings.seed),
@@ -720,7 +748,7 @@ impl Engine {
         }
         let measure = match stopped {
             true => None,
-            false => Some(self.measure(content, styles, &image)?),
+            false => Some(self.measure_with(content, styles, &image, settings)?),
         };
         Ok(Outcome {
             image,
@@ -741,18 +769,18 @@ impl Engine {
         on_event: &mut impl FnMut(Event<'_>) -> Flow,
     ) -> Result<ScaleDone> {
         let ctx = &self.ctx;
-        let graph = &run.problem.graph;
-        let (h, w) = graph.size();
+        let tg = &run.problem.tg;
+        let (h, w) = tg.size();
         let n = 3 * h as u64 * w as u64;
-        ctx.write(graph.input().buffer, 0, &start.data);
+        ctx.write(tg.image().buffer, 0, &start.data);
         // `evaluated`: the image a reporting iteration computes its loss on (copied before its
         // step); `good`: the last such image whose loss was finite (the start until then).
         let evaluated = ctx.tensor("evaluated image", n)?;
         let good = ctx.tensor_from("last good image", &start.data)?;
-        let clamp = self.k.pixel.clamp(ctx, h, w, graph.input_mut())?;
-        let stepper = Stepper::new(self, settings.optimizer, settings.step_size(), graph)?;
+        let clamp = self.k.pixel.clamp(ctx, h, w, tg.image_mut())?;
+        let stepper = Stepper::new(self, settings.optimizer, settings.step_size(), tg)?;
         let read_image = || -> Result<Image> {
-            let data = ctx.read::<f32>(graph.input())?;
+            let data = ctx.read::<f32>(tg.image())?;
             Ok(Image::from_parts(w, h, data))
         };
         let last_good = |term: Term, iteration: u32| -> Result<ScaleDone> {
@@ -775,7 +803,7 @@ impl Engine {
             stepper.set_step(ctx, t);
             let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
             if report {
-                ctx.copy(&[(graph.input().buffer, &evaluated)])?;
+                ctx.copy(&[(tg.image().buffer, &evaluated)])?;
             }
             ctx.submit(|pass| {
                 run.problem.record_value_and_grad(pass);
@@ -855,10 +883,10 @@ struct ScaleDone {
     stopped: bool,
 }
 
-/// Gram matrices recorded after a graph's forward.
-struct GramProbe {
-    outs: Vec<wgpu::Buffer>,
-    dispatches: Vec<nst_kernels::GramForward>,
+/// What a forward job read back: Gram matrices (`c × c` each) and full-size captures.
+struct Forward {
+    grams: Vec<Vec<f32>>,
+    captured: Vec<Vec<f32>>,
 }
 
 /// The update step of one scale.
@@ -872,9 +900,9 @@ enum Stepper {
 }
 
 impl Stepper {
-    fn new(engine: &Engine, optimizer: Optimizer, lr: f64, graph: &Graph) -> Result<Stepper> {
+    fn new(engine: &Engine, optimizer: Optimizer, lr: f64, tg: &TiledGraph) -> Result<Stepper> {
         let (ctx, k) = (&engine.ctx, &engine.k);
-        let n = graph.input().len;
+        let n = tg.image().len;
         Ok(match optimizer {
             Optimizer::Adam => {
                 let m = ctx.tensor("adam m", n)?;
@@ -882,8 +910,8 @@ impl Stepper {
                 let step = k.adam.prepare(
                     ctx,
                     AdamParams::new(lr),
-                    graph.input_grad(),
-                    graph.input_mut(),
+                    tg.image_grad(),
+                    tg.image_mut(),
                     ViewMut::whole(&m),
                     ViewMut::whole(&v),
                 )?;
@@ -896,8 +924,8 @@ impl Stepper {
                 ctx,
                 &k.vector,
                 LbfgsParams { history, lr },
-                graph.input_mut(),
-                graph.input_grad(),
+                tg.image_mut(),
+                tg.image_grad(),
             )?)),
         })
     }
@@ -945,8 +973,16 @@ pub struct Bench {
     /// Floating-point operations of the convolutions in one iteration (forward and input
     /// gradient), the bulk of the work.
     pub conv_flops: f64,
-    /// Bytes the graph's tensors take (planned).
+    /// Bytes the graph's tensors take (planned; a window's graph when tiled).
     pub graph_bytes: u64,
+    /// Bytes of every buffer the iteration allocates, weights included (planned).
+    pub planned_bytes: u64,
+    /// Tiles the image is evaluated in (1: untiled).
+    pub tiles: usize,
+    /// `(height, width)` of each tile's window (the image's when untiled).
+    pub window: (u32, u32),
+    /// The work of an iteration relative to the untiled graph's (1 untiled).
+    pub cost: f64,
     /// Bytes the weights take.
     pub weight_bytes: u64,
     /// GPU memory the device's allocator held at its peak (sampled after building the
@@ -1010,20 +1046,31 @@ impl std::fmt::Display for Bench {
             f,
             "throughput: {rate:.1} GFLOP/s in convolutions ({per:.1} GFLOP per iteration)"
         )?;
-        let (g, w) = (
+        if self.tiles > 1 {
+            let (wh, ww) = self.window;
+            writeln!(
+                f,
+                "tiles:      {} windows of {ww}×{wh}: {:.2}× the untiled work",
+                self.tiles, self.cost
+            )?;
+        }
+        let (p, g, w) = (
+            human_bytes(self.planned_bytes),
             human_bytes(self.graph_bytes),
             human_bytes(self.weight_bytes),
         );
         match self.gpu_memory {
             Some(m) => writeln!(
                 f,
-                "memory:     planned graph {g} + weights {w}; GPU peak {} allocated ({} reserved)",
+                "memory:     planned {p} (graph {g}, weights {w}); GPU peak {} allocated \
+                 ({} reserved)",
                 human_bytes(m.allocated),
                 human_bytes(m.reserved)
             )?,
             None => writeln!(
                 f,
-                "memory:     planned graph {g} + weights {w}; GPU peak not reported by this backend"
+                "memory:     planned {p} (graph {g}, weights {w}); GPU peak not reported by \
+                 this backend"
             )?,
         }
         let total: f64 = self.kernels.iter().map(|k| k.ms).sum();
@@ -1078,8 +1125,8 @@ impl Engine {
         }
         let content = noise(width, height, 1);
         let style = noise(width, height, 2);
-        let problem = self.problem(&content, &[style], &[1.0], &settings.loss, settings.pooling)?;
-        let adam = Stepper::new(self, Optimizer::Adam, crate::defaults::LR, &problem.graph)?;
+        let problem = self.problem(&content, &[style], &[1.0], settings)?;
+        let adam = Stepper::new(self, Optimizer::Adam, crate::defaults::LR, &problem.tg)?;
         let iteration = |pass: &mut wgpu::ComputePass<'_>| {
             problem.record_value_and_grad(pass);
             adam.record(pass, 1);
@@ -1117,7 +1164,7 @@ impl Engine {
             m.reserved = m.reserved.max(now.reserved);
         }
         let c_out = self.weights.c_out();
-        let deepest = problem.graph.plan().deepest;
+        let deepest = problem.graph().plan().deepest;
         // Each convolution runs forward and backward (its input gradient) once.
         let conv_flops = LayerId::all()
             .take_while(|&id| id <= deepest)
@@ -1144,7 +1191,11 @@ impl Engine {
             ms,
             wall_ms,
             conv_flops,
-            graph_bytes: problem.graph.bytes(),
+            graph_bytes: problem.graph().bytes(),
+            planned_bytes: problem.memory.bytes,
+            tiles: problem.tg.tiles(),
+            window: problem.tg.tiling().window(),
+            cost: problem.tg.tiling().cost(),
             weight_bytes: self.weights.bytes(),
             gpu_memory: memory,
             median_ms,

@@ -35,6 +35,10 @@ pub enum Field {
     Scales,
     /// [`crate::Settings::report_every`].
     ReportEvery,
+    /// [`crate::Settings::max_memory`].
+    MaxMemory,
+    /// [`crate::Settings::tile`].
+    Tile,
     /// [`crate::LossConfig::content_weight`].
     ContentWeight,
     /// [`crate::LossConfig::style_weight`].
@@ -71,6 +75,8 @@ impl Field {
             Field::MinSize => "min_size",
             Field::Scales => "scales",
             Field::ReportEvery => "report_every",
+            Field::MaxMemory => "max_memory",
+            Field::Tile => "tile",
             Field::ContentWeight => "content_weight",
             Field::StyleWeight => "style_weight",
             Field::TvWeight => "tv_weight",

@@ -60,10 +60,12 @@ pub mod image;
 pub mod log;
 pub mod loss;
 pub mod measure;
+pub mod memory;
 pub mod objective;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod settings;
+pub mod tiles;
 pub mod tuning;
 
 pub use engine::{
@@ -74,6 +76,7 @@ pub use image::{Image, ImageError};
 pub use log::{Log, LogRow};
 pub use loss::{LayerWeight, LossConfig, LossValues, Term, TermValue, Weight};
 pub use measure::Measure;
+pub use memory::{Job, MemoryPlan, Target};
 pub use nst_vgg::Pooling;
 pub use objective::{Objective, StyleTarget};
 pub use settings::{

@@ -6,9 +6,10 @@
 
 use crate::error::{Field, Result, TransferError};
 use crate::loss::{LossConfig, LossValues, Term, TermValue};
+use crate::tiles::{copy_region, Captures, GramSums, Masks, TiledGraph};
 use nst_gpu::{Context, Dispatch, GpuError, Record, View, ViewMut};
-use nst_kernels::{Channels, Kernels};
-use nst_vgg::{Graph, LayerId, Tensor};
+use nst_kernels::{Kernels, Reduction, WindowMode};
+use nst_vgg::{LayerId, Tensor};
 
 /// The style targets at one layer: each style image's Gram matrix (C × C, row-major).
 #[derive(Clone, Debug)]
@@ -37,95 +38,156 @@ pub fn mean_square(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>() / v.len().max(1) as f64
 }
 
-/// The loss terms, prepared for one graph.
+/// The loss terms, prepared for one (tiled) graph. Each tile's forward is followed by its
+/// masks and its share of the values; after the last tile come the values of whole-image
+/// terms. The gradient pass runs each tile forward again, puts the terms' gradients at its
+/// taps (zero outside its own positions) and runs it backward.
 pub struct Objective {
     scalars: wgpu::Buffer,
     terms: Vec<(Term, f64)>,
-    content_targets: Vec<(LayerId, Tensor)>,
-    forward: Vec<Box<dyn Record>>,
+    masks: Masks,
+    grams: GramSums,
+    /// Content values: for the first tile (overwriting) and the others (adding).
+    content_first: Vec<Reduction>,
+    content_rest: Vec<Reduction>,
+    /// After every tile: the style values and total variation's.
+    after: Vec<Box<dyn Record>>,
+    /// The gradients of the style terms with respect to the Gram matrices.
+    gram_backward: Vec<Dispatch>,
+    /// Per tile (the same launches for every tile): the terms' gradients at the taps.
     tap_backward: Vec<Dispatch>,
     image_backward: Vec<Dispatch>,
+    _content: Captures,
     _keep: Vec<wgpu::Buffer>,
+    _targets: Vec<Tensor>,
 }
 
 impl Objective {
-    /// Prepares the terms of `cfg` over `graph`'s taps. `styles` holds the Gram targets per
-    /// style layer and `blend` the style images' weights (summing to 1); `content_ms` holds
-    /// mean(F_l(c)²) for each content layer of `cfg`, in order, which scales the
-    /// [`crate::Weight::Normalized`] ones. The content targets start empty: fill them with
-    /// [`Objective::capture_content`] after a forward pass on the content image.
-    pub fn new(
+    /// Prepares the terms of `cfg` over `tg`'s taps. `styles` holds the Gram targets per
+    /// style layer and `blend` the style images' weights (summing to 1); `content` holds the
+    /// content image's activations at the content layers of `cfg` (see
+    /// [`content_mean_squares`]), and `content_ms` mean(F_l(c)²) at each, which scales the
+    /// [`crate::Weight::Normalized`] ones.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
         ctx: &Context,
         k: &Kernels,
-        graph: &Graph,
+        tg: &TiledGraph,
         cfg: &LossConfig,
         styles: &[StyleTarget],
         blend: &[f64],
+        content: Captures,
         content_ms: &[f64],
     ) -> Result<Objective> {
         let factors = Factors::new(cfg, styles, blend, content_ms)?;
         let terms = factors.terms(cfg, blend);
         let scalars = ctx.tensor("loss values", terms.len() as u64)?;
+        let mut masks = Masks::new(tg);
+        let style_layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
+        let grams = GramSums::new(ctx, k, tg, &mut masks, &style_layers)?;
         let mut b = Builder {
             ctx,
             k,
-            graph,
+            tg,
             terms: &terms,
             slots: ViewMut::whole(&scalars),
-            forward: Vec::new(),
+            masks,
+            content_first: Vec::new(),
+            content_rest: Vec::new(),
+            after: Vec::new(),
+            gram_backward: Vec::new(),
             tap_backward: Vec::new(),
             keep: Vec::new(),
+            targets: Vec::new(),
             written: Vec::new(),
         };
-        let mut content_targets = Vec::new();
-        for (lw, &w) in cfg.content_layers.iter().zip(&factors.content) {
-            content_targets.push((lw.layer, b.content_term(lw.layer, w)?));
+        for ((lw, &w), (_, full)) in cfg
+            .content_layers
+            .iter()
+            .zip(&factors.content)
+            .zip(&content.tensors)
+        {
+            b.content_term(lw.layer, full, w)?;
         }
-        for (lw, (target, blended, factor)) in cfg.style_layers.iter().zip(&factors.style) {
-            b.style_term(lw.layer, target, blended, *factor)?;
+        for (i, (lw, (target, blended, factor))) in
+            cfg.style_layers.iter().zip(&factors.style).enumerate()
+        {
+            b.style_term(lw.layer, &grams, i, target, blended, *factor)?;
         }
         let image_backward = b.tv_term(cfg.tv_weight)?;
-        let (forward, tap_backward, keep) = (b.forward, b.tap_backward, b.keep);
+        let Builder {
+            masks,
+            content_first,
+            content_rest,
+            after,
+            gram_backward,
+            tap_backward,
+            keep,
+            targets,
+            ..
+        } = b;
         Ok(Objective {
             scalars,
             terms,
-            content_targets,
-            forward,
+            masks,
+            grams,
+            content_first,
+            content_rest,
+            after,
+            gram_backward,
             tap_backward,
             image_backward,
+            _content: content,
             _keep: keep,
+            _targets: targets,
         })
     }
 
-    /// Copies the graph's current activations at the content layers into the content
-    /// targets: submit it after a forward pass on the content image.
-    pub fn capture_content(&self, ctx: &Context, graph: &Graph) -> Result<()> {
-        let mut pairs = Vec::new();
-        for (layer, target) in &self.content_targets {
-            let act = graph.activation(*layer).expect("checked in new");
-            pairs.extend(act.buffers.iter().zip(&target.buffers));
-        }
-        Ok(ctx.copy(&pairs)?)
-    }
-
-    /// Records every term's value (into the scalar buffer) and the Gram matrices the
-    /// backward needs. After the graph's forward.
-    pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for r in &self.forward {
+    /// Records tile `t`'s masks and its share of every value. After the tile's forward.
+    pub fn record_tile_values(&self, t: usize, pass: &mut wgpu::ComputePass<'_>) {
+        self.masks.record(t, pass);
+        self.grams.record(t, pass);
+        let content = if t == 0 {
+            &self.content_first
+        } else {
+            &self.content_rest
+        };
+        for r in content {
             r.record(pass);
         }
     }
 
-    /// Records the terms' gradients into the graph's tap gradients. After
-    /// [`Objective::record_forward`], before the graph's backward.
+    /// Records the values that need every tile's share (style) or the whole image (total
+    /// variation). After the last tile's values.
+    pub fn record_values(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for r in &self.after {
+            r.record(pass);
+        }
+    }
+
+    /// Records the style terms' gradients with respect to the Gram matrices. After
+    /// [`Objective::record_values`].
+    pub fn record_gram_gradients(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.gram_backward {
+            d.record(pass);
+        }
+    }
+
+    /// Records tile `t`'s masks again (tiled graphs: after the tile's second forward).
+    pub fn record_tile_masks(&self, t: usize, pass: &mut wgpu::ComputePass<'_>) {
+        self.masks.record(t, pass);
+    }
+
+    /// Records the terms' gradients into the graph's tap gradients, for the tile whose
+    /// forward and masks were recorded last. Before the graph's backward.
     pub fn record_tap_gradients(&self, pass: &mut wgpu::ComputePass<'_>) {
         for d in &self.tap_backward {
             d.record(pass);
         }
     }
 
-    /// Records the total variation's gradient, added to the image gradient. After the
-    /// graph's backward (which overwrites the image gradient).
+    /// Records the total variation's gradient, added to the image gradient. After every
+    /// tile's backward (the first overwrites the image gradient).
     pub fn record_image_gradients(&self, pass: &mut wgpu::ComputePass<'_>) {
         for d in &self.image_backward {
             d.record(pass);
@@ -148,6 +210,39 @@ impl Objective {
                 .collect(),
         })
     }
+}
+
+/// mean(F²) of each captured activation, one f32 sum per chunk, added here in f64.
+pub(crate) fn content_mean_squares(
+    ctx: &Context,
+    k: &Kernels,
+    content: &Captures,
+) -> Result<Vec<f64>> {
+    let acts: Vec<&Tensor> = content.tensors.iter().map(|(_, t)| t).collect();
+    let slots: usize = acts.iter().map(|a| a.chunk_count()).sum();
+    if slots == 0 {
+        return Ok(Vec::new());
+    }
+    let sums = ctx.tensor("content sums of squares", slots as u64)?;
+    let mut reductions = Vec::new();
+    for a in &acts {
+        for c in 0..a.chunk_count() {
+            let (v, slot) = (a.view(c), reductions.len() as u32);
+            reductions.push(k.vector.dot(ctx, v, v, ViewMut::whole(&sums), slot)?);
+        }
+    }
+    ctx.submit(|pass| reductions.iter().for_each(|r| r.record(pass)))?;
+    let sums = ctx.read::<f32>(View::whole(&sums))?;
+    let mut at = 0;
+    Ok(acts
+        .iter()
+        .map(|a| {
+            let n = a.chunk_count();
+            let total: f64 = sums[at..at + n].iter().map(|&v| v as f64).sum();
+            at += n;
+            total / a.layout.len() as f64
+        })
+        .collect())
 }
 
 /// The factor of every raw term, and each style layer's target, checked against the config.
@@ -221,16 +316,21 @@ impl<'a> Factors<'a> {
     }
 }
 
-/// Wires the launches of each term over a graph.
+/// Wires the launches of each term over a (tiled) graph.
 struct Builder<'a> {
     ctx: &'a Context,
     k: &'a Kernels,
-    graph: &'a Graph,
+    tg: &'a TiledGraph,
     terms: &'a [(Term, f64)],
     slots: ViewMut<'a>,
-    forward: Vec<Box<dyn Record>>,
+    masks: Masks,
+    content_first: Vec<Reduction>,
+    content_rest: Vec<Reduction>,
+    after: Vec<Box<dyn Record>>,
+    gram_backward: Vec<Dispatch>,
     tap_backward: Vec<Dispatch>,
     keep: Vec<wgpu::Buffer>,
+    targets: Vec<Tensor>,
     /// Taps whose gradient a term already wrote: the first term at a tap overwrites its
     /// gradient, the others add.
     written: Vec<LayerId>,
@@ -252,119 +352,118 @@ impl<'a> Builder<'a> {
         seen
     }
 
-    /// The activation and gradient tensors at a tapped layer.
-    fn tap(&self, l: LayerId, what: &str) -> Result<(&'a Tensor, &'a Tensor)> {
-        let missing = || GpuError::BadShape(format!("{what}: layer {l} is not tapped"));
-        Ok((
-            self.graph.activation(l).ok_or_else(missing)?,
-            self.graph.gradient(l).ok_or_else(missing)?,
-        ))
+    /// The gradient tensor at a tapped layer.
+    fn gradient(&self, l: LayerId) -> Result<&'a Tensor> {
+        let missing = || GpuError::BadShape(format!("layer {l} is not tapped"));
+        Ok(self.tg.graph().gradient(l).ok_or_else(missing)?)
     }
 
-    /// The content term at `l` with factor `w`; returns its (empty) target.
-    fn content_term(&mut self, l: LayerId, w: f64) -> Result<Tensor> {
-        let (ctx, k) = (self.ctx, self.k);
-        let (act, grad) = self.tap(l, "content loss")?;
-        let chunk = |i| ctx.tensor(&format!("content target {l}"), act.layout.chunk_len(i));
-        let buffers = (0..act.chunk_count())
-            .map(chunk)
-            .collect::<std::result::Result<_, _>>()?;
-        let target = Tensor {
-            layout: act.layout.clone(),
-            buffers,
+    /// The content term at `l` with factor `w`, against `full`, the content image's
+    /// activations there: mean over the image's positions, each tile adding its own.
+    fn content_term(&mut self, l: LayerId, full: &Tensor, w: f64) -> Result<()> {
+        let (ctx, k, tg) = (self.ctx, self.k, self.tg);
+        let act = self.masks.at(ctx, k, tg, l)?;
+        let grad = self.gradient(l)?;
+        // The target as the features are read: the content activations at the tile's own
+        // positions (tiled), or the captured tensor itself.
+        let target = match tg.is_tiled() {
+            false => full.clone(),
+            true => {
+                let t = crate::tiles::tensor(ctx, &format!("content target {l}"), &act.layout)?;
+                for tile in 0..tg.tiles() {
+                    let (own, at) = tg.own_at(tile, l);
+                    let copies =
+                        copy_region(ctx, k, (full, at), (&t, own), WindowMode::CopyZeroRest)?;
+                    self.masks.per_tile[tile].extend(copies);
+                }
+                self.targets.push(t.clone());
+                t
+            }
         };
-        let n = act.layout.len() as f64;
+        let n = full.layout.len() as f64;
         let (accumulate, slot) = (self.accumulate_at(l), self.slot(Term::Content(l)));
         for i in 0..act.chunk_count() {
             let pair = (act.view(i), target.view(i));
-            let value =
-                k.mse
-                    .forward_scaled(ctx, pair, self.slots, slot, (1.0 / n) as f32, i > 0)?;
-            self.forward.push(Box::new(value));
+            let scale = (1.0 / n) as f32;
+            let (first, rest) = (i > 0, true);
+            let mse = &k.mse;
+            let v = mse.forward_scaled(ctx, pair, self.slots, slot, scale, first)?;
+            self.content_first.push(v);
+            let v = mse.forward_scaled(ctx, pair, self.slots, slot, scale, rest)?;
+            self.content_rest.push(v);
             let share = act.layout.chunk_len(i) as f64 / n;
             let (a, t, g) = (act.view(i), target.view(i), grad.view_mut(i));
-            let backward = k
-                .mse
-                .backward(ctx, a, t, g, (w * share) as f32, accumulate)?;
+            let backward = mse.backward(ctx, a, t, g, (w * share) as f32, accumulate)?;
             self.tap_backward.push(backward);
         }
-        Ok(target)
+        Ok(())
     }
 
-    /// The style terms at `l` (one per style image), with the backward through the blended
-    /// target and factor `factor`.
+    /// The style terms at `l`, the `i`-th of `grams`' layers (one per style image), with the
+    /// backward through the blended target and factor `factor`.
     fn style_term(
         &mut self,
         l: LayerId,
+        grams: &GramSums,
+        i: usize,
         target: &StyleTarget,
         blended: &[f64],
         factor: f64,
     ) -> Result<()> {
         let (ctx, k) = (self.ctx, self.k);
-        let (act, grad) = self.tap(l, "style loss")?;
-        let (c, n) = (act.layout.c, act.layout.h * act.layout.w);
+        let (f, gram) = (&grams.features[i], &grams.grams[i]);
+        let grad = self.gradient(l)?;
+        let (c, n) = (f.layout.c, f.layout.h * f.layout.w);
         let cc = c as usize * c as usize;
         if target.grams.iter().any(|g| g.len() != cc) {
             let m = format!("style targets at {l} are not {c} × {c}");
             return Err(GpuError::BadShape(m).into());
         }
-        let gram = ctx.tensor(&format!("gram {l}"), cc as u64)?;
         let gram_grad = ctx.tensor(&format!("gram gradient {l}"), cc as u64)?;
-        let chunks: Vec<(Channels, View<'_>)> = act
-            .layout
-            .chunks
-            .iter()
-            .enumerate()
-            .map(|(i, ch)| (*ch, act.view(i)))
-            .collect();
-        for &a in &chunks {
-            for &b in &chunks {
-                let part = k
-                    .gram
-                    .forward_part(ctx, c, n, a, b, ViewMut::whole(&gram))?;
-                self.forward.push(Box::new(part));
-            }
-        }
         for (s, g) in target.grams.iter().enumerate() {
             let t = ctx.tensor_from(&format!("style target {l} #{}", s + 1), g)?;
             let slot = self.slot(Term::Style(l, s));
-            let value =
-                k.mse
-                    .forward(ctx, View::whole(&gram), View::whole(&t), self.slots, slot)?;
-            self.forward.push(Box::new(value));
+            let value = k
+                .mse
+                .forward(ctx, View::whole(gram), View::whole(&t), self.slots, slot)?;
+            self.after.push(Box::new(value));
             self.keep.push(t);
         }
         let blended: Vec<f32> = blended.iter().map(|&v| v as f32).collect();
         let blended = ctx.tensor_from(&format!("blended style target {l}"), &blended)?;
         let (g, t, gg) = (
-            View::whole(&gram),
+            View::whole(gram),
             View::whole(&blended),
             ViewMut::whole(&gram_grad),
         );
-        self.tap_backward
-            .push(k.mse.backward(ctx, g, t, gg, factor as f32, false)?);
+        // Each tile's features enter G with weight n / N (see GramSums): so does their
+        // gradient.
+        let scale = (factor * grams.ratios[i]) as f32;
+        self.gram_backward
+            .push(k.mse.backward(ctx, g, t, gg, scale, false)?);
         let accumulate = self.accumulate_at(l);
-        for (i, &ch) in grad.layout.chunks.iter().enumerate() {
-            for (j, &b) in chunks.iter().enumerate() {
-                let ga = (ch, grad.view_mut(i));
+        for (a, &ch) in grad.layout.chunks.iter().enumerate() {
+            for (j, &b) in f.layout.chunks.iter().enumerate() {
+                let ga = (ch, grad.view_mut(a));
                 let gg = View::whole(&gram_grad);
-                let part = k
-                    .gram
-                    .backward_part(ctx, c, n, b, gg, ga, j > 0 || accumulate)?;
+                let part =
+                    k.gram
+                        .backward_part(ctx, c, n, (b, f.view(j)), gg, ga, j > 0 || accumulate)?;
                 self.tap_backward.push(part);
             }
         }
-        self.keep.extend([gram, gram_grad, blended]);
+        self.keep.extend([gram_grad, blended]);
         Ok(())
     }
 
-    /// The total variation term with weight `weight`; returns its image-gradient launches.
+    /// The total variation term with weight `weight`, on the whole image; returns its
+    /// image-gradient launches.
     fn tv_term(&mut self, weight: f64) -> Result<Vec<Dispatch>> {
-        let (ctx, k, graph) = (self.ctx, self.k, self.graph);
-        let ((h, w), x, slot) = (graph.size(), graph.input(), self.slot(Term::Tv));
+        let (ctx, k, tg) = (self.ctx, self.k, self.tg);
+        let ((h, w), x, slot) = (tg.size(), tg.image(), self.slot(Term::Tv));
         let value = k.tv.forward(ctx, [3, h, w], x, self.slots, slot)?;
-        self.forward.push(Box::new(value));
-        let gx = graph.input_grad_mut();
+        self.after.push(Box::new(value));
+        let gx = tg.image_grad_mut();
         Ok(vec![k.tv.backward(
             ctx,
             [3, h, w],

@@ -136,6 +136,15 @@ pub struct Settings {
     pub report_every: u32,
     /// Hand the current image to the caller every this many iterations (0: never).
     pub snapshot_every: u32,
+    /// GPU memory a scale may take, in bytes (weights included): a scale whose untiled
+    /// graph needs more is evaluated exactly in tiles that fit. `None`: no budget beyond the
+    /// adapter's limits.
+    pub max_memory: Option<u64>,
+    /// Force tiling, with windows of at most this many pixels a side (mainly for tests; at
+    /// least [`nst_vgg::Tiling::least_window`] for the loss's deepest layer; the forward passes
+    /// of style targets and of the measure raise it to what their layers need). `None`: tile
+    /// only as `max_memory` needs.
+    pub tile: Option<u32>,
 }
 
 impl Default for Settings {
@@ -155,6 +164,8 @@ impl Default for Settings {
             min_size: defaults::MIN_SIZE,
             report_every: defaults::REPORT_EVERY,
             snapshot_every: 0,
+            max_memory: None,
+            tile: None,
         }
     }
 }
@@ -202,6 +213,10 @@ builders! {
     report_every: u32,
     /// Sets [`Settings::snapshot_every`].
     snapshot_every: u32,
+    /// Sets [`Settings::max_memory`].
+    max_memory: Option<u64>,
+    /// Sets [`Settings::tile`].
+    tile: Option<u32>,
 }
 
 impl Settings {
@@ -260,6 +275,12 @@ impl Settings {
         }
         if self.report_every == 0 {
             return bad(Field::ReportEvery, "must be at least 1".into());
+        }
+        if self.max_memory == Some(0) {
+            return bad(Field::MaxMemory, "must be more than 0 bytes".into());
+        }
+        if self.tile == Some(0) {
+            return bad(Field::Tile, "must be at least 1 pixel".into());
         }
         if let Init::File(path) = &self.init {
             if !path.is_file() {

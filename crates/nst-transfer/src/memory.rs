@@ -1,0 +1,453 @@
+//! GPU memory of one scale, planned before anything is allocated, and the tiling that keeps
+//! it within a budget ([`Settings::max_memory`], [`Settings::tile`]).
+//!
+//! The plan counts every buffer nst allocates for the job: the weights, the graph at the
+//! window's size, the full-size image and gradient of a tiled graph, the masked taps, the
+//! content targets, the Gram matrices and their split-K partial sums, the optimizer's state
+//! and the two image copies a run keeps to return the last good image.
+
+use crate::error::{Field, Result, TransferError};
+use crate::settings::{Optimizer, Settings};
+use nst_gpu::human_bytes;
+use nst_vgg::tiling::halo_and_scale;
+use nst_vgg::{GraphConfig, LayerId, Limits, Plan, Tiling, VggError};
+use serde::Serialize;
+
+/// The network and device a plan is for.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Output channels of each convolution.
+    pub c_out: Vec<u32>,
+    /// Bytes of the weights on the GPU.
+    pub weight_bytes: u64,
+    /// The adapter's limits.
+    pub limits: Limits,
+    /// Chunks of at most this many bytes (tests force chunking with it).
+    pub max_chunk_bytes: Option<u64>,
+}
+
+impl Target {
+    /// VGG-19 with the real weights' shapes (f32 weights, all 16 convolutions uploaded).
+    pub fn vgg19(limits: Limits) -> Target {
+        let layers = &nst_weights::VGG19_LAYERS;
+        Target {
+            c_out: layers.iter().map(|l| l.c_out as u32).collect(),
+            weight_bytes: layers
+                .iter()
+                .map(|l| 4 * (l.c_out * l.c_in * 9 + l.c_out) as u64)
+                .sum(),
+            limits,
+            max_chunk_bytes: None,
+        }
+    }
+}
+
+/// What a graph is built for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Job {
+    /// Optimizing an image with `styles` style images: gradients and the optimizer's state.
+    Optimize {
+        /// Style images.
+        styles: usize,
+    },
+    /// A forward pass that captures the activations at `capture` and the Gram matrices at
+    /// `grams` (style targets, the measure).
+    Forward {
+        /// Layers read back at full size.
+        capture: Vec<LayerId>,
+        /// Layers whose Gram matrices are taken.
+        grams: Vec<LayerId>,
+    },
+}
+
+/// The memory of one job at one size: the tiling and the bytes it takes.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemoryPlan {
+    /// Image width.
+    pub width: u32,
+    /// Image height.
+    pub height: u32,
+    /// The tiles (one when untiled).
+    pub tiling: Tiling,
+    /// Bytes of the graph's tensors at the window's size.
+    pub graph_bytes: u64,
+    /// Bytes of everything the job allocates, weights included.
+    pub bytes: u64,
+    /// The same untiled, where the adapter's limits allow an untiled graph.
+    pub untiled_bytes: Option<u64>,
+    /// The budget it was planned for.
+    pub budget: Option<u64>,
+}
+
+impl std::fmt::Display for MemoryPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.tiling;
+        let budget = self.budget.map_or("no budget".to_string(), |b| {
+            format!("budget {}", human_bytes(b))
+        });
+        let untiled = self
+            .untiled_bytes
+            .map_or("does not fit the adapter's limits".into(), human_bytes);
+        writeln!(f, "size:       {}×{} ({budget})", self.width, self.height)?;
+        if t.is_tiled() {
+            let (wh, ww) = t.window();
+            writeln!(
+                f,
+                "tiles:      {} windows of {ww}×{wh} (halo {} px, on a {}-px grid)",
+                t.tiles.len(),
+                t.halo,
+                t.align
+            )?;
+        } else {
+            writeln!(f, "tiles:      none (the image is evaluated whole)")?;
+        }
+        writeln!(
+            f,
+            "memory:     {} in all (graph {}); untiled {untiled}",
+            human_bytes(self.bytes),
+            human_bytes(self.graph_bytes)
+        )?;
+        write!(
+            f,
+            "cost:       {:.2}× the untiled work per iteration",
+            t.cost()
+        )
+    }
+}
+
+impl MemoryPlan {
+    /// Plans `job` for a `width × height` image under `settings`' budget and tile size: the
+    /// untiled graph when it fits, else the largest tiles that do.
+    pub fn new(
+        target: &Target,
+        settings: &Settings,
+        job: &Job,
+        width: u32,
+        height: u32,
+    ) -> Result<MemoryPlan> {
+        let taps = job_taps(settings, job);
+        let deepest = *taps.iter().max().ok_or(VggError::NoTaps)?;
+        let budget = settings.max_memory;
+        let untiled = plan_with(target, settings, job, Tiling::whole(height, width));
+        let untiled_bytes = untiled.as_ref().ok().map(|p| p.bytes);
+        let chosen = match (settings.tile, budget) {
+            (Some(side), _) => {
+                // A forward job (style targets, the measure) may reach deeper than the
+                // optimized loss: its tiles grow to what its deepest layer needs.
+                let side = match job {
+                    Job::Forward { .. } => side.max(Tiling::least_window(deepest)),
+                    Job::Optimize { .. } => side,
+                };
+                let tiling = Tiling::new(height, width, (side, side), deepest)
+                    .map_err(|e| too_small(e, Field::Tile))?;
+                plan_with(target, settings, job, tiling)?
+            }
+            (None, Some(b)) => match untiled {
+                Ok(p) if p.bytes <= b => p,
+                _ => largest_tiles(target, settings, job, (width, height), deepest, b)?,
+            },
+            (None, None) => untiled?,
+        };
+        if let Some(b) = budget {
+            if chosen.bytes > b {
+                return Err(over_budget(settings, job, &chosen, b));
+            }
+        }
+        Ok(MemoryPlan {
+            untiled_bytes,
+            budget,
+            ..chosen
+        })
+    }
+
+    /// The graph configuration to build, at the image's size (the window's comes from the
+    /// tiling).
+    pub fn graph_config(&self, target: &Target, settings: &Settings, job: &Job) -> GraphConfig {
+        GraphConfig {
+            height: self.height,
+            width: self.width,
+            taps: job_taps(settings, job),
+            pooling: settings.pooling,
+            max_chunk_bytes: target.max_chunk_bytes,
+        }
+    }
+}
+
+fn too_small(e: VggError, field: Field) -> TransferError {
+    match e {
+        VggError::TileTooSmall { .. } => TransferError::invalid(field, e.to_string()),
+        e => e.into(),
+    }
+}
+
+/// The layers a job's graph taps.
+fn job_taps(settings: &Settings, job: &Job) -> Vec<LayerId> {
+    match job {
+        Job::Optimize { .. } => settings.loss.taps(),
+        Job::Forward { capture, grams } => {
+            let mut t: Vec<LayerId> = capture.iter().chain(grams).copied().collect();
+            t.sort();
+            t.dedup();
+            t
+        }
+    }
+}
+
+/// The largest square-bounded windows whose plan fits `budget`.
+fn largest_tiles(
+    target: &Target,
+    settings: &Settings,
+    job: &Job,
+    (width, height): (u32, u32),
+    deepest: LayerId,
+    budget: u64,
+) -> Result<MemoryPlan> {
+    let (_, align) = halo_and_scale(deepest);
+    let least = Tiling::least_window(deepest);
+    let mut side = height.max(width).saturating_sub(1) / align * align;
+    let mut smallest = None;
+    while side >= least {
+        if let Ok(tiling) = Tiling::new(height, width, (side, side), deepest) {
+            if let Ok(p) = plan_with(target, settings, job, tiling) {
+                if p.bytes <= budget {
+                    return Ok(p);
+                }
+                smallest = Some(p);
+            }
+        }
+        side -= align;
+    }
+    match smallest {
+        Some(p) => Err(over_budget(settings, job, &p, budget)),
+        None => Err(TransferError::invalid(
+            Field::MaxMemory,
+            format!(
+                "a {width}×{height} image cannot be tiled within {}: raise it or lower the size",
+                human_bytes(budget)
+            ),
+        )),
+    }
+}
+
+/// The error for a plan over budget: the optimizer's history when that is what does not fit,
+/// else the budget.
+fn over_budget(settings: &Settings, job: &Job, plan: &MemoryPlan, budget: u64) -> TransferError {
+    let need = human_bytes(plan.bytes);
+    let (w, h) = (plan.width, plan.height);
+    if let (Optimizer::Lbfgs { history }, Job::Optimize { .. }) = (settings.optimizer, job) {
+        let pair = 2 * image_bytes(w, h);
+        let without = plan.bytes - history as u64 * pair;
+        if without <= budget {
+            let fits = (budget - without) / pair;
+            return TransferError::invalid(
+                Field::LbfgsHistory,
+                format!(
+                    "L-BFGS's history of {history} pairs takes {} at {w}×{h}, and with it the \
+                     run needs {need}, over the memory budget of {}: keep at most {fits} pairs, \
+                     or use Adam",
+                    human_bytes(history as u64 * pair),
+                    human_bytes(budget)
+                ),
+            );
+        }
+    }
+    let tiles = match plan.tiling.is_tiled() {
+        true => format!(
+            " in tiles of {}×{}",
+            plan.tiling.window().1,
+            plan.tiling.window().0
+        ),
+        false => String::new(),
+    };
+    TransferError::invalid(
+        Field::MaxMemory,
+        format!(
+            "a {w}×{h} image needs {need}{tiles}, over the budget of {}: raise it or lower the \
+             size",
+            human_bytes(budget)
+        ),
+    )
+}
+
+/// Bytes of one RGB image in f32.
+fn image_bytes(w: u32, h: u32) -> u64 {
+    12 * w as u64 * h as u64
+}
+
+/// The plan of `job` over `tiling`.
+fn plan_with(
+    target: &Target,
+    settings: &Settings,
+    job: &Job,
+    tiling: Tiling,
+) -> Result<MemoryPlan> {
+    let (height, width) = (tiling.height, tiling.width);
+    let (wh, ww) = tiling.window();
+    let taps = job_taps(settings, job);
+    let config = GraphConfig {
+        height: wh,
+        width: ww,
+        taps,
+        pooling: settings.pooling,
+        max_chunk_bytes: target.max_chunk_bytes,
+    };
+    let plan = Plan::new(&target.c_out, &config, target.limits)?;
+    let tiled = tiling.is_tiled();
+    let px = image_bytes(width, height);
+    let len = |l: LayerId, h: u32, w: u32| {
+        let (c, lh, lw) = nst_vgg::output_shape(l, &target.c_out, h, w);
+        4 * c as u64 * lh as u64 * lw as u64
+    };
+    let (content, grams): (Vec<LayerId>, Vec<LayerId>) = match job {
+        Job::Optimize { .. } => (
+            settings
+                .loss
+                .content_layers
+                .iter()
+                .map(|l| l.layer)
+                .collect(),
+            settings.loss.style_layers.iter().map(|l| l.layer).collect(),
+        ),
+        Job::Forward { capture, grams } => (capture.clone(), grams.clone()),
+    };
+    let mut bytes = target.weight_bytes + plan.bytes;
+    if tiled {
+        bytes += 2 * px; // the full image and its gradient
+        let mut read: Vec<LayerId> = content.iter().chain(&grams).copied().collect();
+        read.sort();
+        read.dedup();
+        bytes += read.iter().map(|&l| len(l, wh, ww)).sum::<u64>(); // masked taps
+    }
+    for &l in &content {
+        bytes += len(l, height, width); // full-size capture
+        if tiled && matches!(job, Job::Optimize { .. }) {
+            bytes += len(l, wh, ww); // the target at a tile's own positions
+        }
+    }
+    let per_gram = match job {
+        // G, its gradient, the blended target and each style's target.
+        Job::Optimize { styles } => 3 + *styles as u64,
+        Job::Forward { .. } => 1,
+    } + tiled as u64;
+    for &l in &grams {
+        let (c, lh, lw) = nst_vgg::output_shape(l, &target.c_out, wh, ww);
+        bytes += per_gram * 4 * c as u64 * c as u64;
+        let chunks = plan.output(l).map_or(1, |o| o.chunks.len() as u64);
+        let per = c.div_ceil(chunks as u32);
+        bytes += chunks * chunks * nst_kernels::gram::partials_bound(per, per, lh * lw);
+    }
+    if let Job::Optimize { .. } = job {
+        bytes += match settings.optimizer {
+            Optimizer::Adam => 2 * px,
+            // Pairs (s, y), the previous gradient and the direction.
+            Optimizer::Lbfgs { history } => (2 * history as u64 + 2) * px,
+        };
+        bytes += 2 * px; // the image a report evaluates, and the last good one
+    }
+    Ok(MemoryPlan {
+        width,
+        height,
+        tiling,
+        graph_bytes: plan.bytes,
+        bytes,
+        untiled_bytes: None,
+        budget: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAVAPIPE: Limits = Limits {
+        max_binding_bytes: 128 << 20,
+        max_buffer_bytes: 2 << 30,
+    };
+
+    fn adam() -> Settings {
+        Settings::default().optimizer(Optimizer::Adam)
+    }
+
+    #[test]
+    fn a_budget_the_untiled_graph_fits_does_not_tile() {
+        let t = Target::vgg19(LAVAPIPE);
+        let job = Job::Optimize { styles: 1 };
+        let p = MemoryPlan::new(&t, &adam().max_memory(Some(8 << 30)), &job, 512, 384).unwrap();
+        assert!(!p.tiling.is_tiled());
+        assert_eq!(Some(p.bytes), p.untiled_bytes);
+    }
+
+    #[test]
+    fn a_small_budget_tiles_within_it() {
+        let t = Target::vgg19(LAVAPIPE);
+        let job = Job::Optimize { styles: 1 };
+        let s = adam().max_memory(Some(1 << 30));
+        let p = MemoryPlan::new(&t, &s, &job, 2048, 1536).unwrap();
+        assert!(p.tiling.is_tiled(), "{p}");
+        assert!(p.bytes <= 1 << 30, "{p}");
+        assert!(p.untiled_bytes.unwrap() > 1 << 30);
+        // The largest tiles: one grid step larger would not fit.
+        let (wh, ww) = p.tiling.window();
+        let bigger = adam().tile(Some(wh.max(ww) + 16));
+        let q = MemoryPlan::new(&t, &bigger, &job, 2048, 1536).unwrap();
+        assert!(
+            q.bytes > 1 << 30 || q.tiling.window() == p.tiling.window(),
+            "{q}"
+        );
+    }
+
+    #[test]
+    fn lbfgs_history_over_the_budget_names_the_history() {
+        let t = Target::vgg19(LAVAPIPE);
+        let job = Job::Optimize { styles: 1 };
+        let s = Settings::default().max_memory(Some(1 << 30));
+        let e = MemoryPlan::new(&t, &s, &job, 2048, 1536).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransferError::Invalid {
+                    field: Field::LbfgsHistory,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn a_budget_below_the_weights_is_an_error_naming_it() {
+        let t = Target::vgg19(LAVAPIPE);
+        let job = Job::Optimize { styles: 1 };
+        let e =
+            MemoryPlan::new(&t, &adam().max_memory(Some(50 << 20)), &job, 1024, 768).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransferError::Invalid {
+                    field: Field::MaxMemory,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_forced_tile_too_small_names_the_tile() {
+        let t = Target::vgg19(LAVAPIPE);
+        let job = Job::Optimize { styles: 1 };
+        let e = MemoryPlan::new(&t, &adam().tile(Some(100)), &job, 512, 512).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TransferError::Invalid {
+                    field: Field::Tile,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("192"), "{e}");
+    }
+}

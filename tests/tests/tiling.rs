@@ -1,0 +1,225 @@
+//! Exact tiled evaluation: with the image split into tiles (forced small, or chosen for a
+//! memory budget), every loss term, the gradient, the measure and a few optimizer steps equal
+//! the untiled ones to float32 rounding. Corner, edge and interior tiles, odd sizes, two
+//! styles, both pooling kinds, and tensors chunked differently at full and at window size.
+
+use nst_transfer::{
+    Engine, Image, Job, LayerWeight, LossConfig, Optimizer, Pooling, Score, Settings, Style, Weight,
+};
+use nst_vgg::LayerId;
+use std::sync::{Mutex, OnceLock};
+
+fn engine(
+    slot: &'static OnceLock<Option<Mutex<Engine>>>,
+    weights: impl FnOnce() -> Option<nst_weights::Vgg19Weights>,
+) -> Option<std::sync::MutexGuard<'static, Engine>> {
+    let e = slot.get_or_init(|| {
+        let w = weights()?;
+        let ctx = nst_tests::context(Default::default())?;
+        Some(Mutex::new(Engine::new(ctx, &w).unwrap()))
+    });
+    e.as_ref()
+        .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn noise(w: u32, h: u32, seed: u64) -> Image {
+    let data = nst_tests::random(seed, 3 * (w * h) as usize, 0.0, 1.0);
+    Image::new(w, h, data.into_iter().map(|v| v as f32).collect()).unwrap()
+}
+
+/// The largest difference of `got` from `want` relative to `want`'s largest magnitude.
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
+    err / scale.max(1e-30)
+}
+
+/// Tiled values, gradient and measure against untiled ones: each term to `rtol` of itself,
+/// the gradient to `rtol` of its largest element.
+fn assert_same(what: &str, tiled: &Score, whole: &Score, rtol: f64) {
+    for (a, b) in tiled.values.terms.iter().zip(&whole.values.terms) {
+        assert_eq!(a.term, b.term);
+        let err = (a.raw - b.raw).abs() / b.raw.abs().max(1e-30);
+        println!(
+            "{what}: {:?} tiled {} untiled {} (rel {err:.1e})",
+            a.term, a.raw, b.raw
+        );
+        assert!(err <= rtol, "{what}: {:?}: {} vs {}", a.term, a.raw, b.raw);
+        // Normalised factors come from targets computed tile by tile too.
+        let f = (a.weight - b.weight).abs() / b.weight.abs().max(1e-300);
+        assert!(
+            f <= rtol,
+            "{what}: {:?}'s factor {} vs {}",
+            a.term,
+            a.weight,
+            b.weight
+        );
+    }
+    let g = rel_err(&tiled.grad, &whole.grad);
+    println!("{what}: gradient rel err {g:.1e}");
+    assert!(
+        g <= rtol,
+        "{what}: gradient differs by {g:.1e} of its largest element"
+    );
+    let (m, n) = (&tiled.measure, &whole.measure);
+    for (x, y) in [
+        (m.style_distance, n.style_distance),
+        (m.content_distance, n.content_distance),
+        (m.content_style_distance, n.content_style_distance),
+    ] {
+        assert!(
+            (x - y).abs() <= rtol * y.abs().max(1e-12),
+            "{what}: measure {m:?} vs {n:?}"
+        );
+    }
+}
+
+/// Float32 sums in another order: the worst seen on lavapipe was 3e-6 (a style term).
+const RTOL: f64 = 2e-5;
+
+#[test]
+fn tiled_equals_untiled_with_vgg_tiny() {
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&E, || Some(nst_tests::vgg_tiny_weights())) else {
+        return;
+    };
+    // 301×243 in windows of at most 192: 5 × 5 tiles (corners, edges and the interior; the
+    // windows are mostly halo), odd sizes.
+    let (w, h) = (301, 243);
+    let (content, x) = (noise(w, h, 1), noise(w, h, 2));
+    let styles = [
+        Style::new(noise(180, 150, 3), 2.0),
+        Style::new(noise(200, 260, 4), 1.0),
+    ];
+    for pooling in [Pooling::Max, Pooling::Avg] {
+        let whole = Settings::default().pooling(pooling).style_scale(0.9);
+        let tiled = whole.clone().tile(Some(192));
+        let plan = engine
+            .plan(&tiled, &Job::Optimize { styles: 2 }, w, h)
+            .unwrap();
+        assert_eq!(plan.tiling.tiles.len(), 25, "{plan}");
+        let a = engine.score(&content, &styles, &x, &tiled).unwrap();
+        let b = engine.score(&content, &styles, &x, &whole).unwrap();
+        assert_same(&format!("VGG-tiny {pooling:?}"), &a, &b, RTOL);
+    }
+}
+
+#[test]
+fn tiled_matches_untiled_when_full_and_window_tensors_chunk_differently() {
+    let Some(ctx) = nst_tests::context(Default::default()) else {
+        return;
+    };
+    // 150 KiB chunks hold one channel of conv1_1 at 200×180 and, of the content layer
+    // relu3_1 (32 channels), 17 at full size (50×45) but 18 in a 184×180 window (46×45).
+    let engine = Engine::new(ctx, &nst_tests::vgg_tiny_weights())
+        .unwrap()
+        .with_max_chunk_bytes(Some(150 << 10));
+    let (w, h) = (200, 180);
+    let (content, x) = (noise(w, h, 5), noise(w, h, 6));
+    let styles = [Style::new(noise(190, 170, 7), 1.0)];
+    let content_layer = LayerWeight {
+        layer: LayerId::parse("relu3_1").unwrap(),
+        weight: Weight::Normalized(1.0),
+    };
+    let loss = LossConfig::default().content_layers(vec![content_layer]);
+    let whole = Settings::default().loss(loss);
+    let a = engine
+        .score(&content, &styles, &x, &whole.clone().tile(Some(192)))
+        .unwrap();
+    let b = engine.score(&content, &styles, &x, &whole).unwrap();
+    assert_same("VGG-tiny, chunked", &a, &b, RTOL);
+}
+
+#[test]
+fn tiled_lbfgs_steps_equal_untiled_ones() {
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&E, || Some(nst_tests::vgg_tiny_weights())) else {
+        return;
+    };
+    let (w, h) = (230, 200);
+    let content = noise(w, h, 8);
+    let styles = [Style::new(noise(220, 220, 9), 1.0)];
+    let whole = Settings::default().size(w).iterations(3).report_every(1);
+    let run = |s: &Settings| {
+        engine
+            .stylize(&content, &styles, s, |_| nst_transfer::Flow::Continue)
+            .unwrap()
+    };
+    let (a, b) = (run(&whole.clone().tile(Some(192))), run(&whole));
+    // L-BFGS (the default) steps along the whole gradient. (Adam's first steps move each
+    // pixel by about ±lr whatever its gradient's size, so pixels whose gradient is float32
+    // noise may step either way.)
+    let err = rel_err(a.image.data(), b.image.data());
+    println!("3 L-BFGS steps: image rel err {err:.1e}");
+    assert!(err < 1e-4, "tiled and untiled runs part: {err:.1e}");
+    let (va, vb) = (a.values.unwrap().total(), b.values.unwrap().total());
+    assert!((va - vb).abs() <= 1e-4 * vb.abs(), "{va} vs {vb}");
+}
+
+#[test]
+fn tiled_equals_untiled_with_real_weights() {
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&E, nst_tests::real_weights) else {
+        return;
+    };
+    // Layers to relu3_1 (a 10-px halo on a 4-px grid) let 48-px tiles split a 97×83 image.
+    let layer = |n: &str| LayerId::parse(n).unwrap();
+    let lw = |n: &str| LayerWeight {
+        layer: layer(n),
+        weight: Weight::Normalized(1.0),
+    };
+    let loss = LossConfig::default()
+        .content_layers(vec![lw("relu2_2")])
+        .style_layers(vec![lw("relu1_1"), lw("relu2_1"), lw("relu3_1")]);
+    let (w, h) = (97, 83);
+    let (content, x) = (noise(w, h, 10), noise(w, h, 11));
+    let styles = [
+        Style::new(noise(90, 70, 12), 1.0),
+        Style::new(noise(60, 99, 13), 3.0),
+    ];
+    for pooling in [Pooling::Max, Pooling::Avg] {
+        let whole = Settings::default().loss(loss.clone()).pooling(pooling);
+        let tiled = whole.clone().tile(Some(48));
+        let plan = engine
+            .plan(&tiled, &Job::Optimize { styles: 2 }, w, h)
+            .unwrap();
+        assert!(plan.tiling.tiles.len() >= 4, "{plan}");
+        let a = engine.score(&content, &styles, &x, &tiled).unwrap();
+        let b = engine.score(&content, &styles, &x, &whole).unwrap();
+        assert_same(&format!("real {pooling:?}"), &a, &b, RTOL);
+    }
+}
+
+#[test]
+fn a_memory_budget_tiles_and_the_measured_peak_stays_under_it() {
+    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    let Some(engine) = engine(&E, || Some(nst_tests::vgg_tiny_weights())) else {
+        return;
+    };
+    let (w, h) = (480, 360);
+    let adam = Settings::default().optimizer(Optimizer::Adam);
+    let job = Job::Optimize { styles: 1 };
+    let untiled = engine.plan(&adam, &job, w, h).unwrap();
+    assert!(!untiled.tiling.is_tiled());
+    let budget = untiled.bytes * 2 / 3;
+    let s = adam.max_memory(Some(budget));
+    let plan = engine.plan(&s, &job, w, h).unwrap();
+    assert!(plan.tiling.is_tiled() && plan.bytes <= budget, "{plan}");
+    let bench = engine.bench(w, h, 1, &s).unwrap();
+    assert_eq!(bench.tiles, plan.tiling.tiles.len());
+    if let Some(m) = bench.gpu_memory {
+        println!(
+            "budget {budget}, planned {}, allocated {}",
+            plan.bytes, m.allocated
+        );
+        assert!(
+            m.allocated <= budget,
+            "allocated {} of {budget}",
+            m.allocated
+        );
+    }
+}
