@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot benchmark on a machine with a GPU, inside one 10-minute command, building nothing:
-# nst devices, nst tune, the kernel benchmark's summary, nst bench at 512², 1024², 2048² and at
-# the largest size that fits, and the PyTorch reference (TF32 off and on); one JSON report,
+# nst devices, nst tune, the kernel benchmark's summary, nst bench at 512², 1024², 2048², at
+# the largest size that fits and in tiles within a memory budget, and the PyTorch reference (TF32 off and on); one JSON report,
 # $OUT/report.json (every step's output in it), beside the log and the tuning cache (three
 # files: the device tool brings back at most eight). Prepare with benches/gpu/prepare.sh.
 #
@@ -12,6 +12,7 @@
 #   NST_GPU_ITERATIONS=20         timed iterations per size
 #   NST_GPU_TUNE_SIZE=512         nst tune --size
 #   NST_GPU_LARGEST=1             also bench the largest size that fits (0: skip)
+#   NST_GPU_TILED=2048x1536:1G    also bench SIZE in tiles within BUDGET (empty: skip)
 #   NST_GPU_KERNEL_SIZE=          NST_BENCH_SIZE for the kernel benchmark (default: its own)
 #   NST_PEAK_GFLOPS=              the adapter's fp32 peak (default: known H100/H200 SXM)
 #   NST_GPU_PYTHON=python3        the Python that has PyTorch
@@ -89,6 +90,12 @@ if [ "${NST_GPU_LARGEST:-1}" = 1 ]; then
     else
         log "no largest size reported (16384² fits, or nst failed)"
     fi
+fi
+# Exact tiles within a memory budget, as on the software driver in docs/BENCHMARKS.md.
+TILED=${NST_GPU_TILED:-2048x1536:1G}
+if [ -n "$TILED" ]; then
+    step "bench_tiled_${TILED%%:*}.json" 120 "$NST" bench --size "${TILED%%:*}" \
+        --iterations "$ITER" --max-memory "${TILED##*:}" --json
 fi
 step torch.json 200 "$PY" benches/reference/torch_vgg.py --sizes "$SIZES" \
     --iterations "$ITER" --json

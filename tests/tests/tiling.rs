@@ -209,7 +209,7 @@ fn a_memory_budget_tiles_and_the_measured_peak_stays_under_it() {
     let s = adam.max_memory(Some(budget));
     let plan = engine.plan(&s, &job, w, h).unwrap();
     assert!(plan.tiling.is_tiled() && plan.bytes <= budget, "{plan}");
-    let bench = engine.bench(w, h, 1, &s).unwrap();
+    let bench = engine.bench(w, h, 0, 1, &s).unwrap();
     assert_eq!(bench.tiles, plan.tiling.tiles.len());
     if let Some(m) = bench.gpu_memory {
         println!(

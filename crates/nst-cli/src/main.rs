@@ -44,7 +44,7 @@ enum Command {
 #[derive(clap::Args)]
 struct LayersArgs {
     /// Image size: `N` for N×N, or `WxH`.
-    #[arg(long, default_value = "512", value_parser = parse_size)]
+    #[arg(long, default_value = "512", value_parser = transfer::parse_dims)]
     size: (u32, u32),
     /// Tapped layers (the graph is built to the deepest); default: the style transfer's
     /// content and style layers.
@@ -57,23 +57,19 @@ struct LayersArgs {
     /// WebGPU's default; real GPUs allow more).
     #[arg(long, default_value_t = 128)]
     max_binding_mib: u64,
+    /// Plan tiles for a run within this much GPU memory (`4G`, `512M`), and print the plan:
+    /// tile size, halo, tiles, peak bytes and the cost against untiled.
+    #[arg(long, value_parser = transfer::parse_bytes)]
+    max_memory: Option<u64>,
+    /// With --max-memory: the run's optimizer, whose state counts.
+    #[arg(long, value_enum, default_value = "lbfgs", requires = "max_memory")]
+    optimizer: transfer::OptimizerArg,
+    /// With --max-memory: L-BFGS's history (pairs of image-sized vectors).
+    #[arg(long, default_value_t = nst_transfer::defaults::LBFGS_HISTORY, requires = "max_memory")]
+    lbfgs_history: u32,
     /// Print JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// `N` (square) or `WxH`.
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let parse = |t: &str| -> Result<u32, String> {
-        match t.trim().parse::<u32>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("`{t}` is not a positive whole number of pixels")),
-        }
-    };
-    match s.split_once(['x', 'X', '×']) {
-        Some((w, h)) => Ok((parse(w)?, parse(h)?)),
-        None => parse(s).map(|n| (n, n)),
-    }
 }
 
 #[derive(Subcommand)]
@@ -257,6 +253,21 @@ fn layers(args: LayersArgs) -> Result<(), Failure> {
         pooling,
         max_chunk_bytes,
     };
-    let report = PlanReport::vgg19(&config, args.max_binding_mib << 20)?;
+    let max_binding_bytes = args.max_binding_mib << 20;
+    if let Some(budget) = args.max_memory {
+        let limits = nst_vgg::Limits {
+            max_binding_bytes,
+            max_buffer_bytes: u64::MAX,
+        };
+        let settings = nst_transfer::Settings::default()
+            .pooling(pooling)
+            .optimizer(args.optimizer.with_history(args.lbfgs_history))
+            .max_memory(Some(budget));
+        let target = nst_transfer::Target::vgg19(limits);
+        let job = nst_transfer::Job::Optimize { styles: 1 };
+        let plan = nst_transfer::MemoryPlan::new(&target, &settings, &job, width, height)?;
+        return transfer::report(&plan, args.json);
+    }
+    let report = PlanReport::vgg19(&config, max_binding_bytes)?;
     transfer::report(&report, args.json)
 }

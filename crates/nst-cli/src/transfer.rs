@@ -51,6 +51,36 @@ pub struct LossArgs {
     /// directory, then the user cache; fetched if none).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// GPU memory one scale may take, weights included (`4G`, `1.5G`, `512M`; binary
+    /// units): an image whose untiled graph needs more is evaluated exactly in tiles that fit.
+    #[arg(long, value_parser = parse_bytes)]
+    max_memory: Option<u64>,
+    /// Evaluate in tiles whose windows are at most N pixels a side, even when the image
+    /// fits (for testing; at least 192 for the default layers).
+    #[arg(long, value_name = "N")]
+    tile: Option<u32>,
+}
+
+/// A byte count: `4G`, `512M`, `1.5GiB`, `1073741824` (K, M, G, T are powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("`{s}` is not a size in bytes ({e}): write e.g. 4G or 512M"))
+}
+
+/// `N` (square) or `WxH`, in pixels.
+pub fn parse_dims(s: &str) -> Result<(u32, u32), String> {
+    let parse = |t: &str| -> Result<u32, String> {
+        match t.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("`{t}` is not a positive whole number of pixels")),
+        }
+    };
+    match s.split_once(['x', 'X', '×']) {
+        Some((w, h)) => Ok((parse(w)?, parse(h)?)),
+        None => parse(s).map(|n| (n, n)),
+    }
 }
 
 pub fn parse_layer(s: &str) -> Result<LayerId, String> {
@@ -89,6 +119,11 @@ impl LossArgs {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// `s` with the memory budget and tile size.
+    fn memory(&self, s: Settings) -> Settings {
+        s.max_memory(self.max_memory).tile(self.tile)
     }
 
     fn open(&self, quiet: bool) -> Result<Engine, Failure> {
@@ -169,9 +204,21 @@ fn load(path: &Path, flag: &str, quiet: bool) -> Result<Image, Failure> {
 
 /// `--optimizer`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum OptimizerArg {
+pub enum OptimizerArg {
+    /// Adam.
     Adam,
+    /// L-BFGS.
     Lbfgs,
+}
+
+impl OptimizerArg {
+    /// The optimizer, with L-BFGS keeping `history` pairs.
+    pub fn with_history(self, history: u32) -> Optimizer {
+        match self {
+            OptimizerArg::Adam => Optimizer::Adam,
+            OptimizerArg::Lbfgs => Optimizer::Lbfgs { history },
+        }
+    }
 }
 
 /// `--init`.
@@ -254,8 +301,9 @@ impl StylizeArgs {
     fn settings(&self) -> Result<Settings, Failure> {
         let history = self.lbfgs_history;
         let optimizer = match (self.optimizer, defaults::OPTIMIZER) {
-            (Some(OptimizerArg::Adam), _) | (None, Optimizer::Adam) => Optimizer::Adam,
-            _ => Optimizer::Lbfgs { history },
+            (Some(o), _) => o.with_history(history),
+            (None, Optimizer::Adam) => Optimizer::Adam,
+            (None, Optimizer::Lbfgs { .. }) => Optimizer::Lbfgs { history },
         };
         let init = match (&self.init_image, self.init) {
             (Some(p), _) => Init::File(p.clone()),
@@ -277,6 +325,7 @@ impl StylizeArgs {
             .min_size(self.min_size)
             .report_every(self.report_every)
             .snapshot_every(self.save_every);
+        let s = self.loss.memory(s);
         s.validate()?;
         Ok(s)
     }
@@ -445,6 +494,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
         .style_scale(a.images.style_scale)
         .loss(a.loss.config()?)
         .pooling(a.loss.pooling);
+    let settings = a.loss.memory(settings);
     settings.validate()?;
     let mut inputs = a.images.paths();
     inputs.push(&a.image);
@@ -472,12 +522,15 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
 /// `nst bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Image size: N for N×N.
-    #[arg(long, default_value_t = defaults::SIZE, value_parser = clap::value_parser!(u32).range(16..=16384))]
-    size: u32,
-    /// Timed iterations (after one warm-up).
+    /// Image size: `N` for N×N, or `WxH`.
+    #[arg(long, default_value = "512", value_parser = parse_dims)]
+    size: (u32, u32),
+    /// Timed iterations (after the warm-up).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 1)]
+    warmup: u32,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -490,8 +543,10 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
     let settings = Settings::default()
         .loss(a.loss.config()?)
         .pooling(a.loss.pooling);
+    let settings = a.loss.memory(settings);
     let engine = a.loss.open(a.json)?;
-    let b = engine.bench(a.size, a.size, a.iterations, &settings)?;
+    let (w, h) = a.size;
+    let b = engine.bench(w, h, a.warmup, a.iterations, &settings)?;
     report(&b, a.json)
 }
 

@@ -395,6 +395,78 @@ fn sizes_the_device_cannot_run_are_refused() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// The memory budget: `nst layers` prints the tiling plan; a budget too small, a history that
+/// does not fit it, an unreadable size and a tile too small are refused naming their flag.
+#[test]
+fn memory_budgets_plan_tiles_or_name_the_flag_to_change() {
+    let plan = nst(&[
+        "layers",
+        "--size",
+        "2048x1536",
+        "--max-memory",
+        "1G",
+        "--optimizer",
+        "adam",
+    ]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    for needle in [
+        "budget 1.00 GiB",
+        "windows of",
+        "halo 70 px",
+        "untiled 7.",
+        "× the untiled",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+    fails_with_code(
+        2,
+        &["layers", "--max-memory", "lots"],
+        &["--max-memory", "4G"],
+    );
+    fails_with_code(
+        2,
+        &["layers", "--size", "2048x1536", "--max-memory", "1G"],
+        &["--lbfgs-history", "keep at most 6 pairs"],
+    );
+    if !have_weights() {
+        return;
+    }
+    let d = scratch("budget");
+    let (c, s) = (d.join("c.png"), d.join("s.png"));
+    png(&c, 40, 30);
+    png(&s, 32, 32);
+    let out = d.join("out.png");
+    let (c, s, o) = (
+        c.to_str().unwrap(),
+        s.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let stylize = |extra: &[&str]| -> Vec<String> {
+        let base = ["stylize", "--content", c, "--style", s, "-o", o];
+        base.iter().chain(extra).map(|x| x.to_string()).collect()
+    };
+    let run = |extra: &[&str], needles: &[&str]| {
+        let v = stylize(extra);
+        fails_with_code(
+            2,
+            &v.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+            needles,
+        );
+    };
+    run(
+        &["--max-memory", "10M"],
+        &["--max-memory", "over the budget"],
+    );
+    // Windows of 100 px cannot hold relu5_1's 70-px halo on both sides of a 300-px image.
+    run(
+        &["--size", "300", "--tile", "100"],
+        &["--tile", "192 pixels"],
+    );
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// Ctrl-C (SIGINT) during a run stops it cleanly: exit 0, the current image written whole.
 #[cfg(unix)]
 #[test]

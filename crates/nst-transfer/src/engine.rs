@@ -31,6 +31,8 @@ pub enum Event<'a> {
         width: u32,
         /// Its size.
         height: u32,
+        /// Tiles it is evaluated in (1: whole), as the memory budget needs.
+        tiles: usize,
     },
     /// Losses were read back after `iteration` (1-based, within the scale).
     Iteration {
@@ -73,7 +75,14 @@ impl std::fmt::Display for Event<'_> {
                 count,
                 width,
                 height,
-            } => write!(f, "scale {}/{count}: {width}×{height}", index + 1),
+                tiles,
+            } => {
+                write!(f, "scale {}/{count}: {width}×{height}", index + 1)?;
+                match tiles {
+                    1 => Ok(()),
+                    n => write!(f, " in {n} tiles"),
+                }
+            }
             Event::Iteration {
                 scale,
                 iteration,
@@ -707,11 +716,15 @@ impl Engine {
             let (w, h) = fit_longest(content_in.width, content_in.height, side);
             let c = resize(&content_in, w, h);
             let styles_here = scaled_styles(style_in.iter(), w.max(h), settings.style_scale);
+            let job = Job::Optimize {
+                styles: styles_here.len(),
+            };
             let event = Event::Scale {
                 index,
                 count,
                 width: w,
                 height: h,
+                tiles: self.plan(settings, &job, w, h)?.tiling.tiles.len(),
             };
             if on_event(event) == Flow::Stop {
                 stopped = true;
@@ -771,24 +784,22 @@ impl Engine {
         let ctx = &self.ctx;
         let tg = &run.problem.tg;
         let (h, w) = tg.size();
-        let n = 3 * h as u64 * w as u64;
         ctx.write(tg.image().buffer, 0, &start.data);
-        // `evaluated`: the image a reporting iteration computes its loss on (copied before its
-        // step); `good`: the last such image whose loss was finite (the start until then).
-        let evaluated = ctx.tensor("evaluated image", n)?;
-        let good = ctx.tensor_from("last good image", &start.data)?;
+        // The last image whose loss was finite (the start until then), kept on the CPU: a
+        // reporting iteration reads its image back once its values prove finite, so no
+        // image-sized GPU buffer is spent on it.
+        let mut good = start.data.clone();
         let clamp = self.k.pixel.clamp(ctx, h, w, tg.image_mut())?;
         let stepper = Stepper::new(self, settings.optimizer, settings.step_size(), tg)?;
         let read_image = || -> Result<Image> {
             let data = ctx.read::<f32>(tg.image())?;
             Ok(Image::from_parts(w, h, data))
         };
-        let last_good = |term: Term, iteration: u32| -> Result<ScaleDone> {
-            let data = ctx.read::<f32>(View::whole(&good))?;
+        let last_good = |good: Vec<f32>, term: Term, iteration: u32| -> Result<ScaleDone> {
             Err(TransferError::NonFinite {
                 term,
                 iteration,
-                last_good: Box::new(Image::from_parts(w, h, data)),
+                last_good: Box::new(Image::from_parts(w, h, good)),
             })
         };
         let stopped = |image: Image| ScaleDone {
@@ -796,28 +807,32 @@ impl Engine {
             values: None,
             stopped: true,
         };
+        let step = |pass: &mut wgpu::ComputePass<'_>, t: u32| {
+            stepper.record(pass, t);
+            if stepper.clamps_each_step() {
+                clamp.record(pass);
+            }
+        };
         let iterations = settings.iterations;
         let mut since = Instant::now();
         let mut since_iter = 0;
         for t in 1..=iterations {
             stepper.set_step(ctx, t);
             let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
-            if report {
-                ctx.copy(&[(tg.image().buffer, &evaluated)])?;
-            }
-            ctx.submit(|pass| {
-                run.problem.record_value_and_grad(pass);
-                stepper.record(pass, t);
-                if stepper.clamps_each_step() {
-                    clamp.record(pass);
-                }
-            })?;
-            if report {
+            if !report {
+                ctx.submit(|pass| {
+                    run.problem.record_value_and_grad(pass);
+                    step(pass, t);
+                })?;
+            } else {
+                // The values first, then (once they prove finite) the step.
+                ctx.submit(|pass| run.problem.record_value_and_grad(pass))?;
                 let values = run.problem.values(ctx)?;
                 if let Some(bad) = values.first_non_finite() {
-                    return last_good(bad.term, t);
+                    return last_good(good, bad.term, t);
                 }
-                ctx.copy(&[(&evaluated, &good)])?;
+                good = ctx.read::<f32>(tg.image())?;
+                ctx.submit(|pass| step(pass, t))?;
                 let per = since.elapsed() / (t - since_iter).max(1);
                 since = Instant::now();
                 since_iter = t;
@@ -852,7 +867,7 @@ impl Engine {
         self.ctx.submit(|pass| run.problem.record_value(pass))?;
         let values = run.problem.values(ctx)?;
         if let Some(bad) = values.first_non_finite() {
-            return last_good(bad.term, iterations);
+            return last_good(good, bad.term, iterations);
         }
         let image = read_image()?;
         let mut kept = None;
@@ -963,6 +978,8 @@ pub struct Bench {
     pub width: u32,
     /// Image height.
     pub height: u32,
+    /// Untimed iterations before the timed ones.
+    pub warmup: u32,
     /// What `ms` measures: `"GPU timestamps"` (the pass of each iteration, on the GPU's clock)
     /// where the adapter has them, else `"wall clock"` (submission to completion).
     pub timer: String,
@@ -1030,8 +1047,8 @@ impl std::fmt::Display for Bench {
         )?;
         writeln!(
             f,
-            "size:       {}×{}, {n} iterations after one warm-up; kernels {}",
-            self.width, self.height, self.variants
+            "size:       {}×{}, {n} iterations after {} warm-up; kernels {}",
+            self.width, self.height, self.warmup, self.variants
         )?;
         writeln!(
             f,
@@ -1107,12 +1124,13 @@ fn median_of(v: &[f64]) -> f64 {
 
 impl Engine {
     /// Times `iterations` iterations of `settings`' loss (Adam steps) on noise images of
-    /// `width × height` (after one untimed warm-up iteration), waiting for the GPU after each,
-    /// by GPU timestamps where the adapter has them; then times each kernel in one more.
+    /// `width × height` (after `warmup` untimed ones), waiting for the GPU after each, by GPU
+    /// timestamps where the adapter has them; then, untiled, times each kernel in one more.
     pub fn bench(
         &self,
         width: u32,
         height: u32,
+        warmup: u32,
         iterations: u32,
         settings: &Settings,
     ) -> Result<Bench> {
@@ -1125,6 +1143,8 @@ impl Engine {
         }
         let content = noise(width, height, 1);
         let style = noise(width, height, 2);
+        // Its iterations are Adam steps, whatever optimizer `settings` names.
+        let settings = &settings.clone().optimizer(Optimizer::Adam);
         let problem = self.problem(&content, &[style], &[1.0], settings)?;
         let adam = Stepper::new(self, Optimizer::Adam, crate::defaults::LR, &problem.tg)?;
         let iteration = |pass: &mut wgpu::ComputePass<'_>| {
@@ -1132,8 +1152,10 @@ impl Engine {
             adam.record(pass, 1);
         };
         let mut memory = self.gpu_memory();
-        self.ctx.submit(iteration)?;
-        self.ctx.wait()?;
+        for _ in 0..warmup {
+            self.ctx.submit(iteration)?;
+            self.ctx.wait()?;
+        }
         let timer = nst_gpu::GpuTimer::new(&self.ctx, 1);
         let (mut ms, mut wall_ms) = (Vec::new(), Vec::new());
         for t in 0..iterations {
@@ -1149,7 +1171,12 @@ impl Engine {
             });
         }
         adam.set_step(&self.ctx, iterations + 2);
-        let mut kernels: Vec<KernelTime> = nst_gpu::profile(&self.ctx, iteration)?
+        // A tiled iteration repeats the graph's launches for every tile: not profiled.
+        let profile = match problem.tg.is_tiled() {
+            false => nst_gpu::profile(&self.ctx, iteration)?,
+            true => None,
+        };
+        let mut kernels: Vec<KernelTime> = profile
             .unwrap_or_default()
             .into_iter()
             .map(|(entry, launches, ms)| KernelTime {
@@ -1183,6 +1210,7 @@ impl Engine {
             driver: summary.driver.clone(),
             width,
             height,
+            warmup,
             timer: match timer {
                 Some(_) => "GPU timestamps",
                 None => "wall clock",

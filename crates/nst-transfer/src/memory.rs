@@ -3,8 +3,8 @@
 //!
 //! The plan counts every buffer nst allocates for the job: the weights, the graph at the
 //! window's size, the full-size image and gradient of a tiled graph, the masked taps, the
-//! content targets, the Gram matrices and their split-K partial sums, the optimizer's state
-//! and the two image copies a run keeps to return the last good image.
+//! content targets, the Gram matrices and their split-K partial sums and the optimizer's
+//! state.
 
 use crate::error::{Field, Result, TransferError};
 use crate::settings::{Optimizer, Settings};
@@ -107,7 +107,7 @@ impl std::fmt::Display for MemoryPlan {
             human_bytes(self.bytes),
             human_bytes(self.graph_bytes)
         )?;
-        write!(
+        writeln!(
             f,
             "cost:       {:.2}× the untiled work per iteration",
             t.cost()
@@ -117,7 +117,7 @@ impl std::fmt::Display for MemoryPlan {
 
 impl MemoryPlan {
     /// Plans `job` for a `width × height` image under `settings`' budget and tile size: the
-    /// untiled graph when it fits, else the largest tiles that do.
+    /// untiled graph when it fits, else the tiles that fit with the least work.
     pub fn new(
         target: &Target,
         settings: &Settings,
@@ -144,7 +144,7 @@ impl MemoryPlan {
             }
             (None, Some(b)) => match untiled {
                 Ok(p) if p.bytes <= b => p,
-                _ => largest_tiles(target, settings, job, (width, height), deepest, b)?,
+                _ => cheapest_tiles(target, settings, job, (width, height), deepest, b)?,
             },
             (None, None) => untiled?,
         };
@@ -193,8 +193,9 @@ fn job_taps(settings: &Settings, job: &Job) -> Vec<LayerId> {
     }
 }
 
-/// The largest square-bounded windows whose plan fits `budget`.
-fn largest_tiles(
+/// The tiles within `budget` with the least work per iteration: for each window height, the
+/// widest window that fits (memory grows with the window), then the cheapest of those.
+fn cheapest_tiles(
     target: &Target,
     settings: &Settings,
     job: &Job,
@@ -203,23 +204,55 @@ fn largest_tiles(
     budget: u64,
 ) -> Result<MemoryPlan> {
     let (_, align) = halo_and_scale(deepest);
-    let least = Tiling::least_window(deepest);
-    let mut side = height.max(width).saturating_sub(1) / align * align;
-    let mut smallest = None;
-    while side >= least {
-        if let Ok(tiling) = Tiling::new(height, width, (side, side), deepest) {
-            if let Ok(p) = plan_with(target, settings, job, tiling) {
-                if p.bytes <= budget {
-                    return Ok(p);
-                }
-                smallest = Some(p);
+    let least = Tiling::least_window(deepest) - align;
+    // The window lengths an axis can have: the whole axis, or the axis less a multiple of the
+    // grid, down to the shortest that tiles.
+    let lengths = |len: u32| -> Vec<u32> {
+        let mut v = vec![len];
+        v.extend(
+            (1..)
+                .map(|k| len.saturating_sub(k * align))
+                .take_while(|&l| l >= least),
+        );
+        v
+    };
+    let plan_at = |wh: u32, ww: u32| -> Option<MemoryPlan> {
+        let tiling = Tiling::new(height, width, (wh, ww), deepest).ok()?;
+        plan_with(target, settings, job, tiling).ok()
+    };
+    let (heights, widths) = (lengths(height), lengths(width));
+    let mut best: Option<MemoryPlan> = None;
+    let mut smallest: Option<MemoryPlan> = None;
+    for &wh in &heights {
+        // `widths` runs from the widest down: find the first that fits.
+        let (mut lo, mut hi) = (0usize, widths.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match plan_at(wh, widths[mid]) {
+                Some(p) if p.bytes <= budget => hi = mid,
+                _ => lo = mid + 1,
             }
         }
-        side -= align;
+        let Some(p) = widths.get(lo).and_then(|&ww| plan_at(wh, ww)) else {
+            if let Some(p) = widths.last().and_then(|&ww| plan_at(wh, ww)) {
+                if smallest.as_ref().is_none_or(|s| p.bytes < s.bytes) {
+                    smallest = Some(p);
+                }
+            }
+            continue;
+        };
+        let cheaper = |b: &MemoryPlan| {
+            let (c, d) = (p.tiling.cost(), b.tiling.cost());
+            c < d || (c == d && p.bytes < b.bytes)
+        };
+        if best.as_ref().is_none_or(cheaper) {
+            best = Some(p);
+        }
     }
-    match smallest {
-        Some(p) => Err(over_budget(settings, job, &p, budget)),
-        None => Err(TransferError::invalid(
+    match (best, smallest) {
+        (Some(p), _) => Ok(p),
+        (None, Some(p)) => Err(over_budget(settings, job, &p, budget)),
+        (None, None) => Err(TransferError::invalid(
             Field::MaxMemory,
             format!(
                 "a {width}×{height} image cannot be tiled within {}: raise it or lower the size",
@@ -342,7 +375,6 @@ fn plan_with(
             // Pairs (s, y), the previous gradient and the direction.
             Optimizer::Lbfgs { history } => (2 * history as u64 + 2) * px,
         };
-        bytes += 2 * px; // the image a report evaluates, and the last good one
     }
     Ok(MemoryPlan {
         width,
@@ -394,6 +426,32 @@ mod tests {
             q.bytes > 1 << 30 || q.tiling.window() == p.tiling.window(),
             "{q}"
         );
+    }
+
+    #[test]
+    fn a_coarse_to_fine_run_tiles_only_the_scales_that_need_it() {
+        let limits = Limits {
+            max_binding_bytes: 4 << 30,
+            max_buffer_bytes: 4 << 30,
+        };
+        let t = Target::vgg19(limits);
+        let s = adam().size(4096).max_memory(Some(4 << 30));
+        let sizes = s.scale_sizes();
+        assert!(sizes.len() > 4, "{sizes:?}");
+        let tiled: Vec<bool> = sizes
+            .iter()
+            .map(|&side| {
+                let (w, h) = (side, side * 3 / 4);
+                let p = MemoryPlan::new(&t, &s, &Job::Optimize { styles: 1 }, w, h).unwrap();
+                assert!(p.bytes <= 4 << 30, "{p}");
+                p.tiling.is_tiled()
+            })
+            .collect();
+        // 256 px to 1024 px fit whole; from about 1448 px on, the scales are tiled.
+        assert!(!tiled[0] && tiled[sizes.len() - 1], "{sizes:?}: {tiled:?}");
+        let first = tiled.iter().position(|&t| t).unwrap();
+        assert!(tiled[first..].iter().all(|&t| t), "{sizes:?}: {tiled:?}");
+        assert!(sizes[first] > 1024, "{sizes:?}: {tiled:?}");
     }
 
     #[test]
