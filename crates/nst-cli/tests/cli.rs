@@ -427,7 +427,7 @@ fn memory_budgets_plan_tiles_or_name_the_flag_to_change() {
     fails_with_code(
         2,
         &["layers", "--size", "2048x1536", "--max-memory", "1G"],
-        &["--lbfgs-history", "keep at most 6 pairs"],
+        &["--lbfgs-history", "keep at most 7 pairs"],
     );
     if !have_weights() {
         return;
