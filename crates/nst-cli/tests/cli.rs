@@ -429,13 +429,9 @@ fn memory_budgets_plan_tiles_or_name_the_flag_to_change() {
         &["layers", "--size", "2048x1536", "--max-memory", "1G"],
         &["--lbfgs-history", "keep at most 7 pairs"],
     );
-    if !have_weights() {
+    let Some((d, c, s)) = images("budget", 40, 30) else {
         return;
-    }
-    let d = scratch("budget");
-    let (c, s) = (d.join("c.png"), d.join("s.png"));
-    png(&c, 40, 30);
-    png(&s, 32, 32);
+    };
     let out = d.join("out.png");
     let (c, s, o) = (
         c.to_str().unwrap(),

@@ -400,6 +400,14 @@ mod tests {
         Settings::default().optimizer(Optimizer::Adam)
     }
 
+    fn assert_field(e: &TransferError, want: Field) {
+        let got = match e {
+            TransferError::Invalid { field, .. } => Some(*field),
+            _ => None,
+        };
+        assert_eq!(got, Some(want), "{e}");
+    }
+
     #[test]
     fn a_budget_the_untiled_graph_fits_does_not_tile() {
         let t = Target::vgg19(LAVAPIPE);
@@ -460,16 +468,7 @@ mod tests {
         let job = Job::Optimize { styles: 1 };
         let s = Settings::default().max_memory(Some(1 << 30));
         let e = MemoryPlan::new(&t, &s, &job, 2048, 1536).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                TransferError::Invalid {
-                    field: Field::LbfgsHistory,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert_field(&e, Field::LbfgsHistory);
         assert!(e.to_string().contains("at most"), "{e}");
     }
 
@@ -479,16 +478,7 @@ mod tests {
         let job = Job::Optimize { styles: 1 };
         let e =
             MemoryPlan::new(&t, &adam().max_memory(Some(50 << 20)), &job, 1024, 768).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                TransferError::Invalid {
-                    field: Field::MaxMemory,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert_field(&e, Field::MaxMemory);
     }
 
     #[test]
@@ -496,16 +486,7 @@ mod tests {
         let t = Target::vgg19(LAVAPIPE);
         let job = Job::Optimize { styles: 1 };
         let e = MemoryPlan::new(&t, &adam().tile(Some(100)), &job, 512, 512).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                TransferError::Invalid {
-                    field: Field::Tile,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert_field(&e, Field::Tile);
         assert!(e.to_string().contains("192"), "{e}");
     }
 }
