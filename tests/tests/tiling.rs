@@ -95,17 +95,27 @@ fn tiled_equals_untiled_with_vgg_tiny() {
         Style::new(noise(180, 150, 3), 2.0),
         Style::new(noise(200, 260, 4), 1.0),
     ];
-    for pooling in [Pooling::Max, Pooling::Avg] {
-        let whole = Settings::default().pooling(pooling).style_scale(0.9);
-        let tiled = whole.clone().tile(Some(192));
-        let plan = engine
-            .plan(&tiled, &Job::Optimize { styles: 2 }, w, h)
-            .unwrap();
-        assert_eq!(plan.tiling.tiles.len(), 25, "{plan}");
-        let a = engine.score(&content, &styles, &x, &tiled).unwrap();
-        let b = engine.score(&content, &styles, &x, &whole).unwrap();
-        assert_same(&format!("VGG-tiny {pooling:?}"), &a, &b, RTOL);
-    }
+    // Average pooling: the chunked and the real-weights tests.
+    let whole = Settings::default().style_scale(0.9);
+    let tiled = whole.clone().tile(Some(192));
+    let plan = engine
+        .plan(&tiled, &Job::Optimize { styles: 2 }, w, h)
+        .unwrap();
+    assert_eq!(plan.tiling.tiles.len(), 25, "{plan}");
+    let a = engine.score(&content, &styles, &x, &tiled).unwrap();
+    let b = engine.score(&content, &styles, &x, &whole).unwrap();
+    assert_same("VGG-tiny", &a, &b, RTOL);
+}
+
+/// Layers to relu3_1 (a 10-px halo on a 4-px grid): small tiles that split a small image.
+fn to_relu3_1() -> LossConfig {
+    let lw = |n: &str| LayerWeight {
+        layer: LayerId::parse(n).unwrap(),
+        weight: Weight::Normalized(1.0),
+    };
+    LossConfig::default()
+        .content_layers(vec![lw("relu3_1")])
+        .style_layers(vec![lw("relu1_1"), lw("relu2_1"), lw("relu3_1")])
 }
 
 #[test]
@@ -113,25 +123,22 @@ fn tiled_matches_untiled_when_full_and_window_tensors_chunk_differently() {
     let Some(ctx) = nst_tests::context(Default::default()) else {
         return;
     };
-    // 150 KiB chunks hold one channel of conv1_1 at 200×180 and, of the content layer
-    // relu3_1 (32 channels), 17 at full size (50×45) but 18 in a 184×180 window (46×45).
+    // 52 KiB chunks hold one channel of conv1_1 at 120×104 and, of the content layer relu3_1
+    // (32 channels), 17 at full size (30×26) but all 32 in a window of at most 48 px.
     let engine = Engine::new(ctx, &nst_tests::vgg_tiny_weights())
         .unwrap()
-        .with_max_chunk_bytes(Some(150 << 10));
-    let (w, h) = (200, 180);
+        .with_max_chunk_bytes(Some(52 << 10));
+    let (w, h) = (120, 104);
     let (content, x) = (noise(w, h, 5), noise(w, h, 6));
-    let styles = [Style::new(noise(190, 170, 7), 1.0)];
-    let content_layer = LayerWeight {
-        layer: LayerId::parse("relu3_1").unwrap(),
-        weight: Weight::Normalized(1.0),
-    };
-    let loss = LossConfig::default().content_layers(vec![content_layer]);
-    let whole = Settings::default().loss(loss);
-    let a = engine
-        .score(&content, &styles, &x, &whole.clone().tile(Some(192)))
-        .unwrap();
-    let b = engine.score(&content, &styles, &x, &whole).unwrap();
-    assert_same("VGG-tiny, chunked", &a, &b, RTOL);
+    let styles = [Style::new(noise(110, 90, 7), 1.0)];
+    for pooling in [Pooling::Max, Pooling::Avg] {
+        let whole = Settings::default().loss(to_relu3_1()).pooling(pooling);
+        let a = engine
+            .score(&content, &styles, &x, &whole.clone().tile(Some(48)))
+            .unwrap();
+        let b = engine.score(&content, &styles, &x, &whole).unwrap();
+        assert_same(&format!("VGG-tiny, chunked, {pooling:?}"), &a, &b, RTOL);
+    }
 }
 
 #[test]
