@@ -92,7 +92,7 @@ if [ "${NST_GPU_LARGEST:-1}" = 1 ]; then
     fi
 fi
 # Exact tiles within a memory budget, as on the software driver in docs/BENCHMARKS.md.
-TILED=${NST_GPU_TILED:-2048x1536:1G}
+TILED=${NST_GPU_TILED-2048x1536:1G}
 if [ -n "$TILED" ]; then
     step "bench_tiled_${TILED%%:*}.json" 120 "$NST" bench --size "${TILED%%:*}" \
         --iterations "$ITER" --max-memory "${TILED##*:}" --json
