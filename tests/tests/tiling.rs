@@ -107,15 +107,39 @@ fn tiled_equals_untiled_with_vgg_tiny() {
     assert_same("VGG-tiny", &a, &b, RTOL);
 }
 
-/// Layers to relu3_1 (a 10-px halo on a 4-px grid): small tiles that split a small image.
-fn to_relu3_1() -> LossConfig {
+/// Content at `content`, style at relu1_1, relu2_1 and relu3_1: layers to relu3_1 (a 10-px
+/// halo on a 4-px grid) let small tiles split a small image.
+fn to_relu3_1(content: &str) -> LossConfig {
     let lw = |n: &str| LayerWeight {
         layer: LayerId::parse(n).unwrap(),
         weight: Weight::Normalized(1.0),
     };
     LossConfig::default()
-        .content_layers(vec![lw("relu3_1")])
+        .content_layers(vec![lw(content)])
         .style_layers(vec![lw("relu1_1"), lw("relu2_1"), lw("relu3_1")])
+}
+
+/// Scores `x` in tiles of at most 48 px and whole, with `loss`, for both poolings, and
+/// compares them.
+fn same_in_48px_tiles(
+    engine: &Engine,
+    what: &str,
+    [content, x]: [&Image; 2],
+    styles: &[Style],
+    loss: LossConfig,
+) {
+    for pooling in [Pooling::Max, Pooling::Avg] {
+        let whole = Settings::default().loss(loss.clone()).pooling(pooling);
+        let tiled = whole.clone().tile(Some(48));
+        let job = Job::Optimize {
+            styles: styles.len(),
+        };
+        let plan = engine.plan(&tiled, &job, x.width(), x.height()).unwrap();
+        assert!(plan.tiling.tiles.len() >= 4, "{plan}");
+        let a = engine.score(content, styles, x, &tiled).unwrap();
+        let b = engine.score(content, styles, x, &whole).unwrap();
+        assert_same(&format!("{what}, {pooling:?}"), &a, &b, RTOL);
+    }
 }
 
 #[test]
@@ -131,14 +155,8 @@ fn tiled_matches_untiled_when_full_and_window_tensors_chunk_differently() {
     let (w, h) = (120, 104);
     let (content, x) = (noise(w, h, 5), noise(w, h, 6));
     let styles = [Style::new(noise(110, 90, 7), 1.0)];
-    for pooling in [Pooling::Max, Pooling::Avg] {
-        let whole = Settings::default().loss(to_relu3_1()).pooling(pooling);
-        let a = engine
-            .score(&content, &styles, &x, &whole.clone().tile(Some(48)))
-            .unwrap();
-        let b = engine.score(&content, &styles, &x, &whole).unwrap();
-        assert_same(&format!("VGG-tiny, chunked, {pooling:?}"), &a, &b, RTOL);
-    }
+    let loss = to_relu3_1("relu3_1");
+    same_in_48px_tiles(&engine, "VGG-tiny, chunked", [&content, &x], &styles, loss);
 }
 
 #[test]
@@ -173,32 +191,14 @@ fn tiled_equals_untiled_with_real_weights() {
     let Some(engine) = engine(&E, nst_tests::real_weights) else {
         return;
     };
-    // Layers to relu3_1 (a 10-px halo on a 4-px grid) let 48-px tiles split a 97×83 image.
-    let layer = |n: &str| LayerId::parse(n).unwrap();
-    let lw = |n: &str| LayerWeight {
-        layer: layer(n),
-        weight: Weight::Normalized(1.0),
-    };
-    let loss = LossConfig::default()
-        .content_layers(vec![lw("relu2_2")])
-        .style_layers(vec![lw("relu1_1"), lw("relu2_1"), lw("relu3_1")]);
     let (w, h) = (97, 83);
     let (content, x) = (noise(w, h, 10), noise(w, h, 11));
     let styles = [
         Style::new(noise(90, 70, 12), 1.0),
         Style::new(noise(60, 99, 13), 3.0),
     ];
-    for pooling in [Pooling::Max, Pooling::Avg] {
-        let whole = Settings::default().loss(loss.clone()).pooling(pooling);
-        let tiled = whole.clone().tile(Some(48));
-        let plan = engine
-            .plan(&tiled, &Job::Optimize { styles: 2 }, w, h)
-            .unwrap();
-        assert!(plan.tiling.tiles.len() >= 4, "{plan}");
-        let a = engine.score(&content, &styles, &x, &tiled).unwrap();
-        let b = engine.score(&content, &styles, &x, &whole).unwrap();
-        assert_same(&format!("real {pooling:?}"), &a, &b, RTOL);
-    }
+    let loss = to_relu3_1("relu2_2");
+    same_in_48px_tiles(&engine, "real", [&content, &x], &styles, loss);
 }
 
 #[test]
