@@ -32,10 +32,7 @@ impl Target {
         let layers = &nst_weights::VGG19_LAYERS;
         Target {
             c_out: layers.iter().map(|l| l.c_out as u32).collect(),
-            weight_bytes: layers
-                .iter()
-                .map(|l| 4 * (l.c_out * l.c_in * 9 + l.c_out) as u64)
-                .sum(),
+            weight_bytes: nst_vgg::vgg19_weight_bytes(),
             limits,
             max_chunk_bytes: None,
         }

@@ -375,6 +375,8 @@ mod tests {
         assert_eq!(field_of(d().optimizer(lbfgs0)), Some(Field::LbfgsHistory));
         assert_eq!(field_of(d().style_scale(0.0)), Some(Field::StyleScale));
         assert_eq!(field_of(d().min_size(0)), Some(Field::MinSize));
+        assert_eq!(field_of(d().max_memory(Some(0))), Some(Field::MaxMemory));
+        assert_eq!(field_of(d().tile(Some(0))), Some(Field::Tile));
         assert_eq!(field_of(d().scales(Some(0))), Some(Field::Scales));
         assert_eq!(field_of(d().report_every(0)), Some(Field::ReportEvery));
         let missing = Init::File("no/such/start.png".into());

@@ -46,9 +46,7 @@ impl TiledGraph {
             ..config.clone()
         };
         let graph = Graph::new(ctx, k, weights, &window)?;
-        let limits = nst_vgg::Limits::of(ctx);
-        let bind = limits.max_binding_bytes.min(limits.max_buffer_bytes);
-        let chunk_limit = config.max_chunk_bytes.map_or(bind, |m| m.min(bind));
+        let chunk_limit = nst_vgg::Limits::of(ctx).chunk_limit(config.max_chunk_bytes);
         let full = match tiling.is_tiled() {
             false => None,
             true => {

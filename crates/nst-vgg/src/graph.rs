@@ -57,6 +57,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The largest chunk a tensor may take: the binding limit (and the buffer limit), or
+    /// `max_chunk_bytes` when smaller.
+    pub fn chunk_limit(&self, max_chunk_bytes: Option<u64>) -> u64 {
+        let bind = self.max_binding_bytes.min(self.max_buffer_bytes);
+        max_chunk_bytes.map_or(bind, |m| m.min(bind))
+    }
+
     /// The limits of `ctx`'s device.
     pub fn of(ctx: &Context) -> Self {
         Limits {
@@ -144,7 +151,7 @@ impl Plan {
                 bytes(bind)
             )));
         }
-        let chunk_limit = config.max_chunk_bytes.map_or(bind, |m| m.min(bind));
+        let chunk_limit = limits.chunk_limit(config.max_chunk_bytes);
         let n = deepest.0 + 1;
         let mut outputs: Vec<ChunkLayout> = Vec::with_capacity(n);
         for idx in 0..n {

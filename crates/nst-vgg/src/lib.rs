@@ -22,7 +22,7 @@ pub mod weights;
 pub use error::{largest_fitting, VggError};
 pub use graph::{Graph, GraphConfig, Limits, Plan, Pooling};
 pub use layers::{layers, output_shape, valid_names, Layer, LayerId, LayerKind};
-pub use report::{LayerRow, PlanReport};
+pub use report::{vgg19_weight_bytes, LayerRow, PlanReport};
 pub use tensor::{ChunkLayout, Tensor};
 pub use tiling::{Rect, Tile, Tiling};
 pub use weights::{transform_for, ConvWeights, VggWeights};

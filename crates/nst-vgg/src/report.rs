@@ -6,6 +6,15 @@ use crate::layers::{layers, output_shape, LayerId, LayerKind};
 use serde::Serialize;
 use std::fmt;
 
+/// Bytes of VGG-19's weights and biases in f32, all 16 convolutions (as the engine uploads
+/// them).
+pub fn vgg19_weight_bytes() -> u64 {
+    nst_weights::VGG19_LAYERS
+        .iter()
+        .map(|l| 4 * (l.c_out * l.c_in * 9 + l.c_out) as u64)
+        .sum()
+}
+
 /// One layer of a [`PlanReport`].
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerRow {
@@ -54,9 +63,7 @@ impl PlanReport {
     pub fn vgg19(config: &GraphConfig, max_binding_bytes: u64) -> Result<Self, VggError> {
         let layers = &nst_weights::VGG19_LAYERS;
         let c_out: Vec<u32> = layers.iter().map(|l| l.c_out as u32).collect();
-        let weights = layers
-            .iter()
-            .map(|l| 4 * (l.c_out * l.c_in * 9 + l.c_out) as u64);
+
         let limits = Limits {
             max_binding_bytes,
             max_buffer_bytes: u64::MAX,
@@ -66,7 +73,7 @@ impl PlanReport {
             &plan,
             config,
             &c_out,
-            weights.sum(),
+            vgg19_weight_bytes(),
             max_binding_bytes,
         ))
     }
