@@ -203,9 +203,21 @@ impl Context {
             .write_buffer(buffer, offset_elems * 4, bytemuck::cast_slice(data));
     }
 
-    /// Copies `view` (a [`View`], [`ViewMut`] or whole buffer) back to the CPU. Waits for all
-    /// submitted work.
+    /// Copies `view` (a [`View`], [`ViewMut`] or whole buffer) back to the CPU. Blocks until
+    /// all submitted work is done, which a browser cannot: there use [`Context::read_async`].
     pub fn read<'a, T: bytemuck::Pod>(&self, view: impl Into<View<'a>>) -> Result<Vec<T>> {
+        if cfg!(target_arch = "wasm32") {
+            self.wait()?; // the error that says to use the async entry points
+        }
+        pollster::block_on(self.read_async(view))
+    }
+
+    /// [`Context::read`] without blocking: what a browser needs, and what the async entry
+    /// points above use everywhere.
+    pub async fn read_async<'a, T: bytemuck::Pod>(
+        &self,
+        view: impl Into<View<'a>>,
+    ) -> Result<Vec<T>> {
         let view = view.into();
         assert_eq!(std::mem::size_of::<T>(), 4, "read() is for 4-byte elements");
         let bytes = view.len * 4;
@@ -225,14 +237,14 @@ impl Context {
             });
         enc.copy_buffer_to_buffer(view.buffer, view.offset * 4, &staging, 0, bytes);
         self.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         staging
             .slice(..)
             .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
-        self.wait()?;
-        rx.recv()
-            .map_err(|e| GpuError::Readback(e.to_string()))?
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        self.poll()?;
+        let mapped = rx.await.map_err(|e| GpuError::Readback(e.to_string()))?;
+        self.take_uncaptured()?;
+        mapped.map_err(|e| GpuError::Readback(e.to_string()))?;
         let out = {
             let mapped = staging
                 .slice(..)

@@ -57,6 +57,10 @@ pub struct Context {
     pub subgroups: bool,
     /// Adapter name, backend, type and driver.
     pub summary: AdapterSummary,
+    /// In a browser, the first error the device reported since the last read (WebGPU's error
+    /// scopes resolve asynchronously, so launches there go unscoped and reads check this).
+    #[cfg(target_arch = "wasm32")]
+    uncaptured: std::sync::Arc<std::sync::Mutex<Option<GpuError>>>,
 }
 
 impl Context {
@@ -70,7 +74,8 @@ impl Context {
         pollster::block_on(Self::open(opts))
     }
 
-    async fn open(opts: ContextOptions) -> Result<Self> {
+    /// [`Context::with_options`] without blocking: the only way to open one in a browser.
+    pub async fn open(opts: ContextOptions) -> Result<Self> {
         let (instance, backends) = instance();
         let adapter = select_adapter(&instance, backends, opts.adapter_name).await?;
         let have = adapter.limits();
@@ -158,6 +163,20 @@ impl Context {
             .max_workgroups_per_dim
             .unwrap_or(u32::MAX)
             .clamp(1, limits.max_compute_workgroups_per_dimension);
+        #[cfg(target_arch = "wasm32")]
+        let uncaptured = {
+            let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let keep = slot.clone();
+            device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+                let err = match e {
+                    wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(e.to_string()),
+                    _ => GpuError::Validation(e.to_string()),
+                };
+                let mut first = keep.lock().unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert(err);
+            }));
+            slot
+        };
         Ok(Context {
             adapter,
             device,
@@ -168,11 +187,14 @@ impl Context {
             timestamps,
             subgroups,
             summary,
+            #[cfg(target_arch = "wasm32")]
+            uncaptured,
         })
     }
 
     /// Runs `f` inside out-of-memory and validation error scopes, returning what they caught
     /// as an error instead of letting wgpu panic in its default handler.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -186,6 +208,28 @@ impl Context {
             return Err(GpuError::Validation(e.to_string()));
         }
         out
+    }
+
+    /// In a browser, runs `f` unscoped: the device's error handler keeps the first error,
+    /// which the next read returns ([`Context::read_async`]).
+    #[cfg(target_arch = "wasm32")]
+    pub fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        f()
+    }
+
+    /// The first error the device reported since the last call (in a browser; elsewhere
+    /// errors are returned where they happen).
+    pub(crate) fn take_uncaptured(&self) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        if let Some(e) = self
+            .uncaptured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Records `f` into one compute pass of one command buffer and submits it, inside error
@@ -234,12 +278,39 @@ impl Context {
         })
     }
 
-    /// Blocks until all submitted work has finished.
+    /// Blocks until all submitted work has finished. In a browser, where nothing may block,
+    /// this is an error: use [`Context::wait_async`].
     pub fn wait(&self) -> Result<()> {
+        if cfg!(target_arch = "wasm32") {
+            return Err(GpuError::Readback(
+                "a browser cannot block on the GPU: use the async entry points".into(),
+            ));
+        }
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
             .map_err(|e| GpuError::Readback(e.to_string()))
+    }
+
+    /// Waits until all submitted work has finished, without blocking a browser's thread.
+    pub async fn wait_async(&self) -> Result<()> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        self.poll()?;
+        rx.await.map_err(|e| GpuError::Readback(e.to_string()))?;
+        self.take_uncaptured()
+    }
+
+    /// Natively, drives the device until the submitted work and its callbacks are done; a
+    /// browser does that by itself.
+    pub(crate) fn poll(&self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        Ok(())
     }
 
     /// What `nst devices` prints about this context: the adapter, its limits, and whether

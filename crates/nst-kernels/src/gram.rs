@@ -52,22 +52,27 @@ nst_gpu::contracts! {
 const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_SYMMETRIC: u32 = 2;
 
-/// Workgroups the forward's split-K aims for in all: enough to fill a large GPU (several per
-/// multiprocessor on ~100–150 of them). Common practice, not tuned for any adapter.
+/// Workgroups the forward's split-K aims for in all, by default: enough to fill a large GPU
+/// (several per multiprocessor on ~100–150 of them). Also the most [`GramTiles::groups`] may
+/// be, which bounds the partial sums before the tiles are known ([`partials_bound`]).
 pub const TARGET_WORKGROUPS: u64 = 1024;
 
 /// Fewest staging steps (of `tk`) in one K-slice, so that a workgroup's products outweigh its
-/// tile of partial sums written and read back.
+/// tile of partial sums written and read back (with 1, relu5_1's forward at 256² took twice
+/// as long on a software adapter).
 pub const MIN_SLICE_STEPS: u64 = 8;
 
 /// Most bytes of split-K partial sums one forward launch allocates (fewer splits beyond this),
-/// unless a single split needs more.
+/// unless a single split needs more: a memory cap, not a speed knob (from 4 MiB to none, the
+/// forwards at 512² took the same time on a software adapter), without which one launch
+/// would take up to 29 MiB.
 pub const MAX_PARTIALS_BYTES: u64 = 16 << 20;
 
 /// Tile sizes of the Gram GEMMs (the shader's override constants), with the same constraints
-/// as [`crate::ConvTiles`]. Forward: each workgroup computes `tm` rows (channels of chunk a)
-/// × `tn` columns (channels of chunk b) of G over one K-slice; backward: `tm` channels × `tn`
-/// pixels of dF. Both stage `tk` of K at a time and give each invocation `rm × 4` outputs.
+/// as [`crate::ConvTiles`], and how far the forward splits K. Forward: each workgroup computes
+/// `tm` rows (channels of chunk a) × `tn` columns (channels of chunk b) of G over one K-slice;
+/// backward: `tm` channels × `tn` pixels of dF. Both stage `tk` of K at a time and give each
+/// invocation `rm × 4` outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GramTiles {
     /// Rows per workgroup tile (GEMM M: channels of chunk a).
@@ -78,17 +83,22 @@ pub struct GramTiles {
     pub tk: u32,
     /// Rows per invocation: 4 or 8.
     pub rm: u32,
+    /// Workgroups the forward's split-K aims for in all (1 to [`TARGET_WORKGROUPS`]): a
+    /// large GPU wants many, a software adapter with a few cores fewer, since each split's
+    /// partial sums are written and added back. Chosen on the host; the backward ignores it.
+    pub groups: u32,
 }
 
 impl Default for GramTiles {
     /// Common fp32 SGEMM practice, as [`crate::ConvTiles::default`]: 64×64 tiles, 256
-    /// invocations of 4×4 outputs, K steps of 16.
+    /// invocations of 4×4 outputs, K steps of 16; split K for [`TARGET_WORKGROUPS`].
     fn default() -> Self {
         GramTiles {
             tm: 64,
             tn: 64,
             tk: 16,
             rm: 4,
+            groups: TARGET_WORKGROUPS as u32,
         }
     }
 }
@@ -96,13 +106,27 @@ impl Default for GramTiles {
 impl GramTiles {
     /// Checks the constraints the shader relies on, and the context's limits.
     pub fn check(&self, ctx: &Context) -> Result<()> {
-        let GramTiles { tm, tn, tk, rm } = *self;
+        let GramTiles {
+            tm,
+            tn,
+            tk,
+            rm,
+            groups,
+        } = *self;
+        if groups == 0 || groups as u64 > TARGET_WORKGROUPS {
+            return Err(GpuError::BadShape(format!(
+                "gram tiles {self}: groups must be 1 to {TARGET_WORKGROUPS}"
+            )));
+        }
         match crate::tile_problem(ctx, tm, tn, tk, rm) {
             None => Ok(()),
-            Some(problem) => Err(GpuError::BadShape(format!(
-                "gram tiles {self:?}: {problem}"
-            ))),
+            Some(problem) => Err(GpuError::BadShape(format!("gram tiles {self}: {problem}"))),
         }
+    }
+
+    /// Whether `other` compiles to the same shader (it may split K otherwise).
+    pub fn same_shader(&self, other: &GramTiles) -> bool {
+        self.constants() == other.constants()
     }
 
     fn constants(&self) -> [(&'static str, f64); 4] {
@@ -130,36 +154,65 @@ impl GramTiles {
 }
 
 impl std::fmt::Display for GramTiles {
-    /// `TMxTNxTKxRM`: the form the tuning cache stores, which [`str::parse`] reads back.
+    /// `TMxTNxTKxRM/GROUPS`: the form the tuning cache stores, which [`str::parse`] reads back.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}x{}x{}", self.tm, self.tn, self.tk, self.rm)
+        let GramTiles {
+            tm,
+            tn,
+            tk,
+            rm,
+            groups,
+        } = self;
+        write!(f, "{tm}x{tn}x{tk}x{rm}/{groups}")
     }
 }
 
 impl std::str::FromStr for GramTiles {
     type Err = String;
 
+    /// `TMxTNxTKxRM/GROUPS`, or without `/GROUPS` for the default.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let n: Vec<u32> = s.split('x').filter_map(|v| v.parse().ok()).collect();
+        let bad = || format!("`{s}` is not Gram tiles (TMxTNxTKxRM/GROUPS, e.g. 64x64x16x4/1024)");
+        let (shape, groups) = match s.split_once('/') {
+            Some((shape, g)) => (shape, g.parse().map_err(|_| bad())?),
+            None => (s, TARGET_WORKGROUPS as u32),
+        };
+        let n = shape
+            .split('x')
+            .map(|v| v.parse().map_err(|_| bad()))
+            .collect::<std::result::Result<Vec<u32>, String>>()?;
         match n.as_slice() {
-            &[tm, tn, tk, rm] => Ok(GramTiles { tm, tn, tk, rm }),
-            _ => Err(format!(
-                "`{s}` is not Gram tiles (TMxTNxTKxRM, e.g. 64x64x16x4)"
-            )),
+            &[tm, tn, tk, rm] => Ok(GramTiles {
+                tm,
+                tn,
+                tk,
+                rm,
+                groups,
+            }),
+            _ => Err(bad()),
         }
     }
 }
 
 impl GramTiles {
-    /// The tiles autotuning times: the default and three other shapes, those
-    /// [`GramTiles::check`] accepts.
+    /// The tiles autotuning times, those [`GramTiles::check`] accepts: the default and three
+    /// other shapes, and the default shape splitting K for fewer workgroups (16 was 20 %
+    /// faster than 1,024 over the forwards on a 2-core software adapter).
     pub fn candidates(ctx: &Context) -> Vec<GramTiles> {
-        let t = |tm, tn, tk, rm| GramTiles { tm, tn, tk, rm };
+        let t = |tm, tn, tk, rm, groups| GramTiles {
+            tm,
+            tn,
+            tk,
+            rm,
+            groups,
+        };
         [
-            t(64, 64, 16, 4),
-            t(32, 32, 8, 8),
-            t(128, 32, 16, 8),
-            t(64, 128, 8, 8),
+            t(64, 64, 16, 4, 1024),
+            t(32, 32, 8, 8, 1024),
+            t(128, 32, 16, 8, 1024),
+            t(64, 128, 8, 8, 1024),
+            t(64, 64, 16, 4, 128),
+            t(64, 64, 16, 4, 16),
         ]
         .into_iter()
         .filter(|t| t.check(ctx).is_ok())
@@ -242,14 +295,14 @@ struct SplitK {
     k_slice: u32,
 }
 
-/// The split for `tiles` tiles of an `ca × cb` block over K = `n`: about
-/// [`TARGET_WORKGROUPS`] workgroups in all (at most `max_groups`), at least
+/// The split for `tiles` tiles of an `ca × cb` block over K = `n`: about `target`
+/// workgroups in all (at most `max_groups`), at least
 /// [`MIN_SLICE_STEPS`] steps of `tk` per slice, at most [`MAX_PARTIALS_BYTES`] (and one
 /// binding) of partial sums; no slice is empty.
 fn split_k(
     tiles: u64,
     (ca, cb, n): (u32, u32, u32),
-    tk: u32,
+    (tk, target): (u32, u32),
     max_binding: u64,
     max_groups: u64,
 ) -> Result<SplitK> {
@@ -265,7 +318,7 @@ fn split_k(
     let steps = (n as u64).div_ceil(tk as u64);
     let fit = (MAX_PARTIALS_BYTES.min(max_binding) / block).max(1);
     let tiles = tiles.max(1);
-    let wanted = TARGET_WORKGROUPS.div_ceil(tiles);
+    let wanted = (target as u64).div_ceil(tiles);
     let splits = wanted
         .min(steps / MIN_SLICE_STEPS)
         .min(fit)
@@ -278,7 +331,7 @@ fn split_k(
     })
 }
 
-/// One tiling's entry points.
+/// One shader's entry points (tilings that differ only in `groups` share them).
 struct Compiled {
     tiles: GramTiles,
     forward: EntryPoint,
@@ -339,8 +392,13 @@ impl Gram {
     /// Compiles every tiling `choice` may pick.
     pub fn with_choice(ctx: &Context, choice: GramChoice) -> Result<Self> {
         let module = nst_gpu::shader(ctx, "gram.wgsl", crate::GRAM_WGSL)?;
-        let compiled = choice
-            .tiles()
+        let mut shaders: Vec<GramTiles> = Vec::new();
+        for t in choice.tiles() {
+            if !shaders.iter().any(|s| s.same_shader(&t)) {
+                shaders.push(t);
+            }
+        }
+        let compiled = shaders
             .into_iter()
             .map(|tiles| {
                 tiles.check(ctx)?;
@@ -361,17 +419,20 @@ impl Gram {
         &self.choice
     }
 
-    fn pick(&self, backward: bool, c: u32, n: u32) -> &Compiled {
+    /// The tiles for a launch and the entry points that run them.
+    fn pick(&self, backward: bool, c: u32, n: u32) -> (GramTiles, &Compiled) {
         let class = GramClass {
             backward,
             c,
             pixels_log2: crate::log2_ceil(n as u64),
         };
         let tiles = self.choice.pick(&class);
-        self.compiled
+        let k = self
+            .compiled
             .iter()
-            .find(|k| k.tiles == tiles)
-            .expect("every tiling the choice picks is compiled")
+            .find(|k| k.tiles.same_shader(&tiles))
+            .expect("every tiling the choice picks is compiled");
+        (tiles, k)
     }
 
     fn check(c: u32, n: u32, a: Channels, b: Channels) -> Result<()> {
@@ -420,13 +481,13 @@ impl Gram {
         // The same channels of the same map: a symmetric block.
         let symmetric =
             a == b && fa.buffer == fb.buffer && fa.offset == fb.offset && fa.len == fb.len;
-        let k = self.pick(false, a.count, n);
-        let tiles = k.tiles.forward_tiles(a.count, b.count, symmetric);
+        let (chosen, k) = self.pick(false, a.count, n);
+        let tiles = chosen.forward_tiles(a.count, b.count, symmetric);
         let max_per_dim = ctx.max_workgroups_per_dim as u64;
         let split = split_k(
             tiles,
             (a.count, b.count, n),
-            k.tiles.tk,
+            (chosen.tk, chosen.groups),
             ctx.max_binding_bytes,
             max_per_dim * max_per_dim,
         )?;
@@ -504,7 +565,7 @@ impl Gram {
         expect_len("gram features", &fb, b.count as u64 * n as u64)?;
         expect_len("gram matrix gradient", &gg, c as u64 * c as u64)?;
         // Pixel tiles along x (folded into y past the limit), channel tiles along z.
-        let k = self.pick(true, a.count, n);
+        let (_, k) = self.pick(true, a.count, n);
         let pixel_tiles = (n as u64).div_ceil(k.tiles.tn as u64);
         let [x, y, _] = nst_gpu::grid(pixel_tiles, 1, ctx.max_workgroups_per_dim)?;
         let channel_tiles = a.count.div_ceil(k.tiles.tm);
@@ -571,27 +632,52 @@ mod tests {
     }
 
     #[test]
+    fn tiles_read_back_what_they_write() {
+        let t = GramTiles {
+            groups: 16,
+            ..GramTiles::default()
+        };
+        assert_eq!(t.to_string(), "64x64x16x4/16");
+        assert_eq!("64x64x16x4/16".parse::<GramTiles>(), Ok(t));
+        // A cache written before the split was tuned: the default target.
+        assert_eq!("64x64x16x4".parse::<GramTiles>(), Ok(GramTiles::default()));
+        for bad in ["64x64x16", "64x64x16x4/", "64x64x16x4/x", "tiled:64x64x16x4"] {
+            let err = bad.parse::<GramTiles>().unwrap_err();
+            assert!(err.contains("TMxTNxTKxRM/GROUPS"), "{bad}: {err}");
+        }
+        assert!(t.same_shader(&GramTiles::default()));
+        assert!(!t.same_shader(&GramTiles { tk: 8, ..t }));
+    }
+
+    #[test]
+    fn split_k_follows_the_tiles_target() {
+        // relu1_1 at 256²: one tile, 4,096 steps; 16 workgroups rather than 1,024.
+        let s = split_k(1, (64, 64, 256 * 256), (16, 16), BIG, BIG).unwrap();
+        assert_eq!((s.splits, s.k_slice), (16, 4096));
+    }
+
+    #[test]
     fn split_k_fills_the_gpu_within_its_caps() {
         // relu1_1 at 512²: one tile, 16,384 steps, 16 KiB per split: 1,024 splits of 16 steps.
-        let s = split_k(1, (64, 64, 512 * 512), 16, BIG, BIG).unwrap();
+        let s = split_k(1, (64, 64, 512 * 512), (16, 1024), BIG, BIG).unwrap();
         assert_eq!((s.splits, s.k_slice), (1024, 256));
         // relu4_1 at 512²: 36 tiles want 29 splits; 1 MiB per split caps them at 16.
-        let s = split_k(36, (512, 512, 64 * 64), 16, BIG, BIG).unwrap();
+        let s = split_k(36, (512, 512, 64 * 64), (16, 1024), BIG, BIG).unwrap();
         assert_eq!((s.splits, s.k_slice), (16, 256));
         // relu5_1 at 512²: 64 steps allow 8 slices of at least 8 steps.
-        let s = split_k(36, (512, 512, 32 * 32), 16, BIG, BIG).unwrap();
+        let s = split_k(36, (512, 512, 32 * 32), (16, 1024), BIG, BIG).unwrap();
         assert_eq!((s.splits, s.k_slice), (8, 128));
         // Few steps: one slice.
-        let s = split_k(1, (5, 5, 63), 16, BIG, BIG).unwrap();
+        let s = split_k(1, (5, 5, 63), (16, 1024), BIG, BIG).unwrap();
         assert_eq!((s.splits, s.k_slice), (1, 64));
         // A small binding limit caps the splits: 10 blocks of 8×8 fit in 2,560 bytes.
-        let s = split_k(1, (8, 8, 70_000), 16, 2_560, BIG).unwrap();
+        let s = split_k(1, (8, 8, 70_000), (16, 1024), 2_560, BIG).unwrap();
         assert_eq!(s.splits, 10);
         // A grid capped at 16 × 16 workgroups: 3 tiles allow 85 splits.
-        let s = split_k(3, (70, 70, 70_000), 16, BIG, 256).unwrap();
+        let s = split_k(3, (70, 70, 70_000), (16, 1024), BIG, 256).unwrap();
         assert_eq!(s.splits, 85);
         // Even one block over the binding limit is an error.
-        let err = split_k(1, (8, 8, 70_000), 16, 255, BIG).unwrap_err();
+        let err = split_k(1, (8, 8, 70_000), (16, 1024), 255, BIG).unwrap_err();
         assert!(matches!(err, GpuError::TooLarge { .. }), "{err}");
     }
 
@@ -601,7 +687,7 @@ mod tests {
             1, 15, 16, 17, 127, 128, 129, 1000, 4097, 70_000, 262_144, 1_000_003,
         ] {
             for tiles in [1, 3, 36, 2000] {
-                let s = split_k(tiles, (64, 64, n), 16, BIG, BIG).unwrap();
+                let s = split_k(tiles, (64, 64, n), (16, 1024), BIG, BIG).unwrap();
                 let (splits, k) = (s.splits as u64, s.k_slice as u64);
                 assert!(splits >= 1 && k.is_multiple_of(16), "n = {n}: {s:?}");
                 assert!(

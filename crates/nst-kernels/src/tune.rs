@@ -128,6 +128,10 @@ pub fn gram(
     let mut out: Vec<(GramTiles, f64)> = Vec::new();
     for k in candidates {
         let tiles = k.choice().default;
+        // The backward does not split K: one timing per shader.
+        if backward && out.iter().any(|(t, _)| t.same_shader(&tiles)) {
+            continue;
+        }
         let best = out.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
         let ms = match backward {
             false => time(

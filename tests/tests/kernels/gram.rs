@@ -171,6 +171,7 @@ fn gram_with_other_tiles_matches_reference() {
             tn: 64,
             tk: 16,
             rm: 4,
+            groups: 7,
         });
         for (t, tiles) in all.into_iter().enumerate() {
             let k = Gram::with_tiles(&g.ctx, tiles).unwrap();
@@ -188,6 +189,8 @@ fn gram_rejects_tiles_the_shader_cannot_run() {
         for (tiles, what) in [
             (GramTiles { rm: 2, ..d }, "rm must be"),
             (GramTiles { tk: 12, ..d }, "divide evenly"),
+            (GramTiles { groups: 0, ..d }, "groups must be"),
+            (GramTiles { groups: 1025, ..d }, "groups must be"),
         ] {
             let err = Gram::with_tiles(&g.ctx, tiles).err().unwrap();
             let msg = err.to_string();
@@ -203,7 +206,13 @@ fn gram_in_channel_chunks_matches_reference() {
     with_gpu(|g| {
         // The default tiles, and a tuned choice that gives each chunk size other tiles (the
         // nearest tuned class for the rest), as a tuning cache may.
-        let t = |tm, tn, tk, rm| GramTiles { tm, tn, tk, rm };
+        let t = |tm, tn, tk, rm| GramTiles {
+            tm,
+            tn,
+            tk,
+            rm,
+            ..GramTiles::default()
+        };
         let class = |backward, c| GramClass {
             backward,
             c,
