@@ -641,7 +641,12 @@ mod tests {
         assert_eq!("64x64x16x4/16".parse::<GramTiles>(), Ok(t));
         // A cache written before the split was tuned: the default target.
         assert_eq!("64x64x16x4".parse::<GramTiles>(), Ok(GramTiles::default()));
-        for bad in ["64x64x16", "64x64x16x4/", "64x64x16x4/x", "tiled:64x64x16x4"] {
+        for bad in [
+            "64x64x16",
+            "64x64x16x4/",
+            "64x64x16x4/x",
+            "tiled:64x64x16x4",
+        ] {
             let err = bad.parse::<GramTiles>().unwrap_err();
             assert!(err.contains("TMxTNxTKxRM/GROUPS"), "{bad}: {err}");
         }

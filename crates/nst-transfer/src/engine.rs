@@ -15,7 +15,9 @@ use nst_kernels::{AdamParams, ConvShape, Kernels, LbfgsParams};
 use nst_vgg::{Graph, LayerId, Pooling, VggWeights};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// std's Instant panics in a browser; this one reads the page's clock there.
+use web_time::Instant;
 
 /// What the engine tells its caller as it runs.
 #[derive(Debug, Serialize)]
@@ -299,7 +301,12 @@ impl Problem {
 
     /// Reads the loss values back.
     pub fn values(&self, ctx: &Context) -> Result<LossValues> {
-        self.objective.read(ctx)
+        pollster::block_on(self.values_async(ctx))
+    }
+
+    /// [`Problem::values`] without blocking (for a browser).
+    pub async fn values_async(&self, ctx: &Context) -> Result<LossValues> {
+        self.objective.read(ctx).await
     }
 }
 
@@ -471,11 +478,12 @@ impl Engine {
         layers: &[LayerId],
         pooling: Pooling,
     ) -> Result<Vec<Vec<f32>>> {
-        self.grams_with(image, layers, &Settings::default().pooling(pooling))
+        let settings = Settings::default().pooling(pooling);
+        pollster::block_on(self.grams_with(image, layers, &settings))
     }
 
     /// [`Engine::grams`] with `settings`' pooling, memory budget and tile size.
-    fn grams_with(
+    async fn grams_with(
         &self,
         image: &Image,
         layers: &[LayerId],
@@ -485,12 +493,12 @@ impl Engine {
             capture: Vec::new(),
             grams: layers.to_vec(),
         };
-        Ok(self.forward(image, &job, settings)?.grams)
+        Ok(self.forward(image, &job, settings).await?.grams)
     }
 
     /// Runs `job`'s forward over `image` tile by tile: its Gram matrices and its full-size
     /// captures, read back.
-    fn forward(&self, image: &Image, job: &Job, settings: &Settings) -> Result<Forward> {
+    async fn forward(&self, image: &Image, job: &Job, settings: &Settings) -> Result<Forward> {
         let Job::Forward { capture, grams } = job else {
             unreachable!("forward jobs only")
         };
@@ -510,16 +518,14 @@ impl Engine {
                 captures.record(t, pass);
             })?;
         }
-        let grams = sums
-            .grams
-            .iter()
-            .map(|g| Ok(ctx.read::<f32>(View::whole(g))?))
-            .collect::<Result<_>>()?;
-        let captured = captures
-            .tensors
-            .iter()
-            .map(|(_, t)| Ok(t.read(ctx)?))
-            .collect::<Result<_>>()?;
+        let mut grams = Vec::new();
+        for g in &sums.grams {
+            grams.push(ctx.read_async::<f32>(View::whole(g)).await?);
+        }
+        let mut captured = Vec::new();
+        for (_, t) in &captures.tensors {
+            captured.push(t.read_async(ctx).await?);
+        }
         Ok(Forward { grams, captured })
     }
 
@@ -528,11 +534,12 @@ impl Engine {
     /// from the content, independent of any loss weight. The content image is resized to
     /// `image`'s size and each style image to `image`'s longest side.
     pub fn measure(&self, content: &Image, styles: &[Style], image: &Image) -> Result<Measure> {
-        self.measure_with(content, styles, image, &Settings::default())
+        let settings = Settings::default();
+        pollster::block_on(self.measure_with(content, styles, image, &settings))
     }
 
     /// [`Engine::measure`] within `settings`' memory budget and tile size.
-    fn measure_with(
+    async fn measure_with(
         &self,
         content: &Image,
         styles: &[Style],
@@ -548,10 +555,10 @@ impl Engine {
             capture: vec![measure::content_layer()],
             grams: style_layers.clone(),
         };
-        let of_image = self.forward(image, &job, &s)?;
-        let of_content = self.forward(&resize(content, w, h), &job, &s)?;
+        let of_image = self.forward(image, &job, &s).await?;
+        let of_content = self.forward(&resize(content, w, h), &job, &s).await?;
         let images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), 1.0);
-        let targets = self.style_targets(&images, &style_layers, &s)?;
+        let targets = self.style_targets(&images, &style_layers, &s).await?;
         let blended: Vec<Vec<f64>> = targets.iter().map(|t| t.blended(&blend)).collect();
         Ok(Measure::from_features(
             &of_image.grams,
@@ -563,7 +570,7 @@ impl Engine {
     }
 
     /// Each style image's Gram matrices at `layers`.
-    fn style_targets(
+    async fn style_targets(
         &self,
         styles: &[Image],
         layers: &[LayerId],
@@ -579,7 +586,7 @@ impl Engine {
         for s in styles {
             for (t, g) in targets
                 .iter_mut()
-                .zip(self.grams_with(s, layers, settings)?)
+                .zip(self.grams_with(s, layers, settings).await?)
             {
                 t.grams.push(g);
             }
@@ -596,9 +603,20 @@ impl Engine {
         blend: &[f64],
         settings: &Settings,
     ) -> Result<Problem> {
+        pollster::block_on(self.problem_async(content, styles, blend, settings))
+    }
+
+    /// [`Engine::problem`] without blocking (for a browser).
+    pub async fn problem_async(
+        &self,
+        content: &Image,
+        styles: &[Image],
+        blend: &[f64],
+        settings: &Settings,
+    ) -> Result<Problem> {
         let cfg = &settings.loss;
         let layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
-        let targets = self.style_targets(styles, &layers, settings)?;
+        let targets = self.style_targets(styles, &layers, settings).await?;
         let job = Job::Optimize {
             styles: styles.len(),
         };
@@ -614,7 +632,7 @@ impl Engine {
                 captures.record(t, pass);
             })?;
         }
-        let content_ms = content_mean_squares(ctx, k, &captures)?;
+        let content_ms = content_mean_squares(ctx, k, &captures).await?;
         let objective = Objective::new(ctx, k, &tg, cfg, &targets, blend, captures, &content_ms)?;
         Ok(Problem {
             tg,
@@ -651,7 +669,7 @@ impl Engine {
         let values = problem.values(&self.ctx)?;
         let grad = self.ctx.read::<f32>(problem.image_grad())?;
         drop(problem);
-        let measure = self.measure_with(content, styles, image, settings)?;
+        let measure = pollster::block_on(self.measure_with(content, styles, image, settings))?;
         Ok(Score {
             values,
             grad,
@@ -665,6 +683,18 @@ impl Engine {
     /// stopped early). `on_event` hears of each scale, each reported iteration and each
     /// snapshot, and may stop the run.
     pub fn stylize(
+        &self,
+        content: &Image,
+        styles: &[Style],
+        settings: &Settings,
+        on_event: impl FnMut(Event<'_>) -> Flow,
+    ) -> Result<Outcome> {
+        pollster::block_on(self.stylize_async(content, styles, settings, on_event))
+    }
+
+    /// [`Engine::stylize`] without blocking: in a browser, each reported iteration and
+    /// snapshot lets the page run (set [`Settings::report_every`] low to keep it lively).
+    pub async fn stylize_async(
         &self,
         content: &Image,
         styles: &[Style],
@@ -731,7 +761,9 @@ impl Engine {
                 break;
             }
             begun += 1;
-            let problem = self.problem(&c, &styles_here, &blend, settings)?;
+            let problem = self
+                .problem_async(&c, &styles_here, &blend, settings)
+                .await?;
             let start = match (&current, &init) {
                 (Some(prev), _) => resize(prev, w, h),
                 (None, Init::Random) => noise(w, h, settings.seed),
@@ -746,7 +778,7 @@ impl Engine {
                 index,
                 last: index + 1 == count,
             };
-            let done = self.optimize(&run, &start, settings, &mut on_event)?;
+            let done = self.optimize(&run, &start, settings, &mut on_event).await?;
             current = Some(done.image);
             if done.stopped {
                 stopped = true;
@@ -761,7 +793,7 @@ impl Engine {
         }
         let measure = match stopped {
             true => None,
-            false => Some(self.measure_with(content, styles, &image, settings)?),
+            false => Some(self.measure_with(content, styles, &image, settings).await?),
         };
         Ok(Outcome {
             image,
@@ -774,7 +806,7 @@ impl Engine {
     }
 
     /// One scale's optimization: one submission per iteration.
-    fn optimize(
+    async fn optimize(
         &self,
         run: &ScaleRun<'_>,
         start: &Image,
@@ -791,9 +823,9 @@ impl Engine {
         let mut good = start.data.clone();
         let clamp = self.k.pixel.clamp(ctx, h, w, tg.image_mut())?;
         let stepper = Stepper::new(self, settings.optimizer, settings.step_size(), tg)?;
-        let read_image = || -> Result<Image> {
-            let data = ctx.read::<f32>(tg.image())?;
-            Ok(Image::from_parts(w, h, data))
+        let read_image = || async {
+            let data = ctx.read_async::<f32>(tg.image()).await?;
+            Ok::<Image, TransferError>(Image::from_parts(w, h, data))
         };
         let last_good = |good: Vec<f32>, term: Term, iteration: u32| -> Result<ScaleDone> {
             Err(TransferError::NonFinite {
@@ -827,11 +859,11 @@ impl Engine {
             } else {
                 // The values first, then (once they prove finite) the step.
                 ctx.submit(|pass| run.problem.record_value_and_grad(pass))?;
-                let values = run.problem.values(ctx)?;
+                let values = run.problem.values_async(ctx).await?;
                 if let Some(bad) = values.first_non_finite() {
                     return last_good(good, bad.term, t);
                 }
-                good = ctx.read::<f32>(tg.image())?;
+                good = ctx.read_async::<f32>(tg.image()).await?;
                 ctx.submit(|pass| step(pass, t))?;
                 let per = since.elapsed() / (t - since_iter).max(1);
                 since = Instant::now();
@@ -844,11 +876,11 @@ impl Engine {
                     per_iteration: per,
                 });
                 if flow == Flow::Stop {
-                    return Ok(stopped(read_image()?));
+                    return Ok(stopped(read_image().await?));
                 }
             }
             if settings.snapshot_every > 0 && t % settings.snapshot_every == 0 {
-                let image = read_image()?;
+                let image = read_image().await?;
                 let event = Event::Snapshot {
                     scale: run.index,
                     iteration: t,
@@ -865,11 +897,11 @@ impl Engine {
         // The loss of the image returned, as `score` computes it: the last step may have
         // made it (or its pixels, which clamping need not clean: lavapipe's makes NaN 0) NaN.
         self.ctx.submit(|pass| run.problem.record_value(pass))?;
-        let values = run.problem.values(ctx)?;
+        let values = run.problem.values_async(ctx).await?;
         if let Some(bad) = values.first_non_finite() {
             return last_good(good, bad.term, iterations);
         }
-        let image = read_image()?;
+        let image = read_image().await?;
         let mut kept = None;
         if run.last {
             on_event(Event::Final { values: &values });

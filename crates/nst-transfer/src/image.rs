@@ -4,8 +4,8 @@
 //! In memory an image is planar RGB `f32` in [0, 1], the layout the GPU pipeline uploads.
 
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::fs;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 // `::image` is the external crate; this module shares its name.
@@ -347,6 +347,14 @@ pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ImageError> {
             path: path.to_owned(),
         });
     }
+    let bytes = fs::read(path).map_err(|e| read_error(path, &e))?;
+    decode(&bytes, path)
+}
+
+/// [`load`] on a file's bytes (a browser's file, say): `name` stands for the path in errors,
+/// and its extension is the fallback for formats without a magic number.
+pub fn decode(bytes: &[u8], name: impl AsRef<Path>) -> Result<Loaded, ImageError> {
+    let path = name.as_ref();
     let undecodable = |e: ::image::ImageError| match e {
         ::image::ImageError::IoError(e) => read_error(path, &e),
         e => ImageError::Undecodable {
@@ -355,10 +363,14 @@ pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ImageError> {
         },
     };
 
-    // `open` guesses from the extension; the content sniff then overrides it, so a PNG named
-    // .jpg still loads while formats without a magic number (TGA) fall back to the extension.
-    let mut reader = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
+    // The extension first; the content sniff then overrides it, so a PNG named .jpg still
+    // loads while formats without a magic number (TGA) fall back to the extension.
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(format) = ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let mut reader = reader
+        .with_guessed_format()
         .map_err(|e| read_error(path, &e))?;
     // The default 512 MiB allocation cap would refuse legitimate large 16-bit photos; the
     // pixel-count check below bounds the allocation instead.
@@ -395,7 +407,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ImageError> {
         dynamic.apply_orientation(orientation);
     }
     match format {
-        Some(ImageFormat::Png) if is_indexed_png(path) => {
+        Some(ImageFormat::Png) if is_indexed_png(bytes) => {
             notes.push("is a palette (indexed-colour) PNG: expanded to RGB".to_owned());
         }
         Some(ImageFormat::Gif) => {
@@ -450,15 +462,9 @@ fn describe_orientation(o: Orientation) -> &'static str {
 
 /// Whether the file is a PNG whose IHDR chunk says colour type 3 (palette). The decoder
 /// expands palettes silently, so the header is the only place this is visible.
-fn is_indexed_png(path: &Path) -> bool {
+fn is_indexed_png(head: &[u8]) -> bool {
     const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-    let mut head = [0u8; 26];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && head.starts_with(SIGNATURE)
-        && &head[12..16] == b"IHDR"
-        && head[25] == 3
+    head.len() >= 26 && head.starts_with(SIGNATURE) && &head[12..16] == b"IHDR" && head[25] == 3
 }
 
 /// Converts any decoded image to planar RGB in [0, 1], returning the notes for the conversions.
@@ -646,6 +652,16 @@ pub fn save(img: &Image, path: impl AsRef<Path>, sixteen_bit: bool) -> Result<()
     })
 }
 
+/// `img` as an 8-bit PNG, in memory (for a browser's download).
+pub fn encode_png(img: &Image) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::new();
+    write_encoded(img, &mut out, OutputFormat::Png, false).map_err(|reason| ImageError::Write {
+        path: PathBuf::from("(in memory).png"),
+        reason,
+    })?;
+    Ok(out)
+}
+
 /// Encodes `img` into `out`.
 fn write_encoded(
     img: &Image,
@@ -754,6 +770,19 @@ pub fn check_output_path(
 mod tests {
     use super::*;
     use ::image::{ImageEncoder, Luma, LumaA, Rgba};
+    use std::fs::File;
+
+    #[test]
+    fn png_in_memory_decodes_to_the_same_pixels() {
+        let data: Vec<f32> = (0..3 * 5 * 4).map(|i| (i % 256) as f32 / 255.0).collect();
+        let img = Image::new(5, 4, data).unwrap();
+        let png = encode_png(&img).unwrap();
+        let back = decode(&png, "in memory").unwrap().image;
+        assert_eq!((back.width(), back.height()), (5, 4));
+        assert_eq!(back.data(), img.data());
+        let err = decode(b"not an image", "x.png").unwrap_err();
+        assert!(err.to_string().contains("x.png"), "{err}");
+    }
 
     /// A fresh folder, removed when dropped.
     struct TempDir(tempfile::TempDir);

@@ -195,8 +195,8 @@ impl Objective {
     }
 
     /// Reads the values written by the last recorded forward. Waits for the GPU.
-    pub fn read(&self, ctx: &Context) -> Result<LossValues> {
-        let raw = ctx.read::<f32>(View::whole(&self.scalars))?;
+    pub async fn read(&self, ctx: &Context) -> Result<LossValues> {
+        let raw = ctx.read_async::<f32>(View::whole(&self.scalars)).await?;
         Ok(LossValues {
             terms: self
                 .terms
@@ -213,7 +213,7 @@ impl Objective {
 }
 
 /// mean(F²) of each captured activation, one f32 sum per chunk, added here in f64.
-pub(crate) fn content_mean_squares(
+pub(crate) async fn content_mean_squares(
     ctx: &Context,
     k: &Kernels,
     content: &Captures,
@@ -232,7 +232,7 @@ pub(crate) fn content_mean_squares(
         }
     }
     ctx.submit(|pass| reductions.iter().for_each(|r| r.record(pass)))?;
-    let sums = ctx.read::<f32>(View::whole(&sums))?;
+    let sums = ctx.read_async::<f32>(View::whole(&sums)).await?;
     let mut at = 0;
     Ok(acts
         .iter()

@@ -87,9 +87,14 @@ impl Tensor {
 
     /// Copies the whole tensor (`c × h × w`, row-major) back to the CPU. Waits for the GPU.
     pub fn read(&self, ctx: &Context) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_async(ctx))
+    }
+
+    /// [`Tensor::read`] without blocking (for a browser).
+    pub async fn read_async(&self, ctx: &Context) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.layout.len() as usize);
         for i in 0..self.chunk_count() {
-            out.extend(ctx.read::<f32>(self.view(i))?);
+            out.extend(ctx.read_async::<f32>(self.view(i)).await?);
         }
         Ok(out)
     }
