@@ -106,14 +106,8 @@ impl Default for GramTiles {
 impl GramTiles {
     /// Checks the constraints the shader relies on, and the context's limits.
     pub fn check(&self, ctx: &Context) -> Result<()> {
-        let GramTiles {
-            tm,
-            tn,
-            tk,
-            rm,
-            groups,
-        } = *self;
-        if groups == 0 || groups as u64 > TARGET_WORKGROUPS {
+        let GramTiles { tm, tn, tk, rm, .. } = *self;
+        if self.groups == 0 || self.groups as u64 > TARGET_WORKGROUPS {
             return Err(GpuError::BadShape(format!(
                 "gram tiles {self}: groups must be 1 to {TARGET_WORKGROUPS}"
             )));
@@ -156,14 +150,8 @@ impl GramTiles {
 impl std::fmt::Display for GramTiles {
     /// `TMxTNxTKxRM/GROUPS`: the form the tuning cache stores, which [`str::parse`] reads back.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let GramTiles {
-            tm,
-            tn,
-            tk,
-            rm,
-            groups,
-        } = self;
-        write!(f, "{tm}x{tn}x{tk}x{rm}/{groups}")
+        let t = self;
+        write!(f, "{}x{}x{}x{}/{}", t.tm, t.tn, t.tk, t.rm, t.groups)
     }
 }
 

@@ -47,11 +47,12 @@ fn root() -> PathBuf {
 }
 
 /// Builds the page into `out`: `index.html`, `app.js` and `style.css` from `web/`, and the
-/// module in `out/pkg`. The module is compiled in its own target folder (`target/web`), so
-/// that a build started from a running `cargo test` does not wait on that test's lock.
+/// module in `out/pkg`. The module is compiled in the workspace's target folder, whose host
+/// build (proc macros) it shares; cargo holds that folder's lock only while it compiles, so a
+/// test may call this.
 pub fn build(out: &Path, profile: Profile) -> Result<(), BuildError> {
     let root = root();
-    let target_dir = root.join("target").join("web");
+    let target_dir = root.join("target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)

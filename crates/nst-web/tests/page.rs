@@ -33,7 +33,7 @@ fn skip_or_fail(why: &str) {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn chromium() -> Option<PathBuf> {
