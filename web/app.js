@@ -257,6 +257,13 @@ async function run() {
 // ---- Start --------------------------------------------------------------------------------
 
 async function main() {
+  if (!navigator.gpu && !window.isSecureContext) {
+    $('adapter').textContent = 'WebGPU is only offered to secure pages: serve this page over ' +
+      'HTTPS, or open it from localhost or 127.0.0.1.';
+    $('adapter').classList.add('error');
+    setState('no-webgpu');
+    return;
+  }
   if (!navigator.gpu) {
     $('adapter').textContent = 'This browser has no WebGPU, which nst needs. Chrome and Edge ' +
       'have it from version 113 on Windows, macOS and ChromeOS (Android from 121), Safari from ' +
