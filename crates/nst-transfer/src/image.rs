@@ -96,6 +96,14 @@ impl Image {
         out
     }
 
+    /// 8-bit RGBA, opaque, as a PNG file stores it and a browser's `ImageData` takes it.
+    pub fn to_rgba8(&self) -> Vec<u8> {
+        self.to_interleaved()
+            .chunks_exact(3)
+            .flat_map(|p| [to_u8(p[0]), to_u8(p[1]), to_u8(p[2]), 255])
+            .collect()
+    }
+
     /// Splits RGBRGB… samples into planes.
     fn from_interleaved(width: u32, height: u32, rgb: &[f32]) -> Self {
         let n = width as usize * height as usize;
@@ -652,6 +660,11 @@ pub fn save(img: &Image, path: impl AsRef<Path>, sixteen_bit: bool) -> Result<()
     })
 }
 
+/// A sample in [0, 1] as 8 bits: clamped and rounded.
+fn to_u8(v: f32) -> u8 {
+    (v.clamp(0.0, 1.0) * 255.0).round() as u8
+}
+
 /// `img` as an 8-bit PNG, in memory (for a browser's download).
 pub fn encode_png(img: &Image) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::new();
@@ -680,10 +693,7 @@ fn write_encoded(
         let buffer = ImageBuffer::<Rgb<u16>, Vec<u16>>::from_raw(w, h, raw).ok_or_else(bad_size)?;
         buffer.write_with_encoder(PngEncoder::new(&mut out))
     } else {
-        let raw = samples
-            .iter()
-            .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-            .collect();
+        let raw = samples.iter().map(|&v| to_u8(v)).collect();
         let buffer = ImageBuffer::<Rgb<u8>, Vec<u8>>::from_raw(w, h, raw).ok_or_else(bad_size)?;
         match format {
             OutputFormat::Png => buffer.write_with_encoder(PngEncoder::new(&mut out)),
@@ -780,6 +790,10 @@ mod tests {
         let back = decode(&png, "in memory").unwrap().image;
         assert_eq!((back.width(), back.height()), (5, 4));
         assert_eq!(back.data(), img.data());
+        let rgba = img.to_rgba8();
+        assert_eq!(rgba.len(), 4 * 20);
+        // Pixel 1: samples 1, 21 and 41 of the planes, opaque.
+        assert_eq!(&rgba[4..8], &[1, 21, 41, 255]);
         let err = decode(b"not an image", "x.png").unwrap_err();
         assert!(err.to_string().contains("x.png"), "{err}");
     }

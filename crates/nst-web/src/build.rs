@@ -68,9 +68,11 @@ pub fn build(out: &Path, profile: Profile) -> Result<(), BuildError> {
     }
     let status = cmd.status().map_err(BuildError::Cargo)?;
     if !status.success() {
-        return Err(BuildError::Compile {
-            hint: missing_target_hint(),
-        });
+        let hint = match wasm_target_installed() {
+            false => format!(". The target is not installed: `rustup target add {WASM_TARGET}`"),
+            true => String::new(),
+        };
+        return Err(BuildError::Compile { hint });
     }
     let dir = match profile {
         Profile::Debug => "debug",
@@ -98,14 +100,20 @@ pub fn build(out: &Path, profile: Profile) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// How to install the target, when rustup says it is missing.
-fn missing_target_hint() -> String {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
+/// Whether the toolchain has the standard library for [`WASM_TARGET`] (in rustc's sysroot,
+/// however the toolchain was installed).
+pub fn wasm_target_installed() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "sysroot"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(WASM_TARGET));
-    match installed {
-        Ok(false) => format!(". The target is not installed: `rustup target add {WASM_TARGET}`"),
-        _ => String::new(),
-    }
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .is_some_and(|root| {
+            root.join("lib/rustlib")
+                .join(WASM_TARGET)
+                .join("lib")
+                .is_dir()
+        })
 }

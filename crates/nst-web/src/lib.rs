@@ -13,7 +13,7 @@ mod build;
 pub mod page;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use build::{build, BuildError, Profile};
+pub use build::{build, wasm_target_installed, BuildError, Profile, WASM_TARGET};
 
 /// The settings the page sends with a run, as JSON: what its controls set. Fields left out
 /// take the engine's defaults.

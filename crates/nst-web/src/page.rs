@@ -151,18 +151,10 @@ async fn run(
 
 /// A snapshot as `{width, height, rgba}` for a canvas's `ImageData`.
 fn preview(img: &Image) -> JsValue {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let plane = w * h;
-    let data = img.data();
-    let mut rgba = vec![255u8; 4 * plane];
-    for i in 0..plane {
-        for c in 0..3 {
-            rgba[4 * i + c] = (data[c * plane + i].clamp(0.0, 1.0) * 255.0).round() as u8;
-        }
-    }
+    let rgba = img.to_rgba8();
     let out = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&out, &"width".into(), &(w as u32).into());
-    let _ = js_sys::Reflect::set(&out, &"height".into(), &(h as u32).into());
+    let _ = js_sys::Reflect::set(&out, &"width".into(), &img.width().into());
+    let _ = js_sys::Reflect::set(&out, &"height".into(), &img.height().into());
     let _ = js_sys::Reflect::set(
         &out,
         &"rgba".into(),

@@ -294,13 +294,15 @@ fn the_web_page_stylises_an_image_in_headless_chromium() {
     };
     let (photo, painting) = (images.join("tubingen.jpg"), images.join("starry_night.jpg"));
 
-    let page = tempfile::tempdir().unwrap();
-    if let Err(e) = nst_web::build(page.path(), nst_web::Profile::Debug) {
-        if std::env::var_os("CI").is_none() && e.to_string().contains("rustup target add") {
-            return skip_or_fail(&e.to_string());
-        }
-        panic!("{e}");
+    if !nst_web::wasm_target_installed() {
+        return skip_or_fail(&format!(
+            "the {} target is not installed (`rustup target add {}`)",
+            nst_web::WASM_TARGET,
+            nst_web::WASM_TARGET
+        ));
     }
+    let page = tempfile::tempdir().unwrap();
+    nst_web::build(page.path(), nst_web::Profile::Debug).unwrap_or_else(|e| panic!("{e}"));
     let port = serve(page.path().to_path_buf(), weights.clone());
     let (_browser, devtools) = launch(&chromium);
     let downloads = tempfile::tempdir().unwrap();
