@@ -136,6 +136,12 @@ pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
+/// Bytes of a storage buffer of `len` 4-byte elements as [`Context::tensor`] creates it (an
+/// empty one still takes one element): what memory plans count.
+pub const fn tensor_bytes(len: u64) -> u64 {
+    4 * if len == 0 { 1 } else { len }
+}
+
 impl Context {
     fn check_buffer_size(&self, label: &str, bytes: u64) -> Result<()> {
         if bytes > self.limits.max_buffer_size {
@@ -149,18 +155,32 @@ impl Context {
         Ok(())
     }
 
-    /// A zero-filled storage buffer of `len` 4-byte elements.
+    /// A zero-filled storage buffer of `len` 4-byte elements ([`tensor_bytes`] of them).
     pub fn tensor(&self, label: &str, len: u64) -> Result<wgpu::Buffer> {
-        let bytes = len.max(1) * 4;
+        let bytes = tensor_bytes(len);
         self.check_buffer_size(label, bytes)?;
-        self.scoped(|| {
+        let b = self.scoped(|| {
             Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: bytes,
                 usage: TENSOR_USAGE,
                 mapped_at_creation: false,
             }))
-        })
+        })?;
+        self.count_created(bytes);
+        Ok(b)
+    }
+
+    /// Bytes of every storage buffer ([`Context::tensor`], [`Context::tensor_from`]) created
+    /// on this context so far, freed or not: what memory plans are checked against. Uniforms
+    /// and read-back staging buffers are not counted.
+    pub fn created_bytes(&self) -> u64 {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_created(&self, bytes: u64) {
+        self.created
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A storage buffer holding `data`.
@@ -170,7 +190,7 @@ impl Context {
             return self.tensor(label, 1);
         }
         self.check_buffer_size(label, bytes)?;
-        self.scoped(|| {
+        let b = self.scoped(|| {
             Ok(self
                 .device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -178,7 +198,9 @@ impl Context {
                     contents: bytemuck::cast_slice(data),
                     usage: TENSOR_USAGE,
                 }))
-        })
+        })?;
+        self.count_created(bytes);
+        Ok(b)
     }
 
     /// A uniform buffer holding one value (shapes and scalars for a kernel), zero-padded to

@@ -57,6 +57,8 @@ pub struct Context {
     pub subgroups: bool,
     /// Adapter name, backend, type and driver.
     pub summary: AdapterSummary,
+    /// Bytes of every storage buffer created so far ([`Context::created_bytes`]).
+    pub(crate) created: std::sync::atomic::AtomicU64,
     /// In a browser, the first error the device reported since the last read (WebGPU's error
     /// scopes resolve asynchronously, so launches there go unscoped and reads check this).
     #[cfg(target_arch = "wasm32")]
@@ -187,6 +189,7 @@ impl Context {
             timestamps,
             subgroups,
             summary,
+            created: std::sync::atomic::AtomicU64::new(0),
             #[cfg(target_arch = "wasm32")]
             uncaptured,
         })

@@ -10,7 +10,7 @@ mod grid;
 mod kernel;
 mod timer;
 
-pub use buffer::{View, ViewMut, TENSOR_USAGE};
+pub use buffer::{tensor_bytes, View, ViewMut, TENSOR_USAGE};
 pub use context::{list_adapters, AdapterSummary, Context, ContextOptions};
 pub use error::{human_bytes, GpuError, Result};
 pub use grid::grid;

@@ -276,6 +276,44 @@ pub fn partials_bound(ca: u32, cb: u32, n: u32) -> u64 {
     (block * splits).min(MAX_PARTIALS_BYTES.max(block))
 }
 
+/// Bytes of split-K partial sums [`Gram::forward_part`] allocates, with `choice`'s tiles, for
+/// an `ca × cb` block over `n` pixels (`symmetric`: a diagonal block, the same chunk twice) on
+/// a device whose largest binding and most workgroups per grid dimension are `device`: what
+/// a memory plan counts for it.
+pub fn forward_partials_bytes(
+    choice: &GramChoice,
+    (ca, cb, n): (u32, u32, u32),
+    symmetric: bool,
+    device: (u64, u32),
+) -> Result<u64> {
+    let class = GramClass {
+        backward: false,
+        c: ca,
+        pixels_log2: crate::log2_ceil(n as u64),
+    };
+    let (_, split) = forward_split(choice.pick(&class), (ca, cb, n), symmetric, device)?;
+    Ok(nst_gpu::tensor_bytes(split.splits as u64 * ca as u64 * cb as u64))
+}
+
+/// The workgroup tiles of a forward launch with `tiles` and how it splits K.
+fn forward_split(
+    tiles: GramTiles,
+    (ca, cb, n): (u32, u32, u32),
+    symmetric: bool,
+    (max_binding, max_per_dim): (u64, u32),
+) -> Result<(u64, SplitK)> {
+    let count = tiles.forward_tiles(ca, cb, symmetric);
+    let max_per_dim = max_per_dim as u64;
+    let split = split_k(
+        count,
+        (ca, cb, n),
+        (tiles.tk, tiles.groups),
+        max_binding,
+        max_per_dim * max_per_dim,
+    )?;
+    Ok((count, split))
+}
+
 /// How a forward launch splits K: `splits` slices of `k_slice` (the last one may be shorter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SplitK {
@@ -470,15 +508,8 @@ impl Gram {
         let symmetric =
             a == b && fa.buffer == fb.buffer && fa.offset == fb.offset && fa.len == fb.len;
         let (chosen, k) = self.pick(false, a.count, n);
-        let tiles = chosen.forward_tiles(a.count, b.count, symmetric);
-        let max_per_dim = ctx.max_workgroups_per_dim as u64;
-        let split = split_k(
-            tiles,
-            (a.count, b.count, n),
-            (chosen.tk, chosen.groups),
-            ctx.max_binding_bytes,
-            max_per_dim * max_per_dim,
-        )?;
+        let device = (ctx.max_binding_bytes, ctx.max_workgroups_per_dim);
+        let (tiles, split) = forward_split(chosen, (a.count, b.count, n), symmetric, device)?;
         let groups = nst_gpu::grid(tiles * split.splits as u64, 1, ctx.max_workgroups_per_dim)?;
         let block = a.count as u64 * b.count as u64;
         let partials = ctx.tensor("gram partial sums", split.splits as u64 * block)?;

@@ -236,7 +236,7 @@ impl Lbfgs {
             d_from_grad: vector.copy(ctx, c(-1.0), grad, dw, sv)?,
             scale_gamma: vector.scale(ctx, Coef::ratio(1.0, Some(at.gamma()), None), dw, sv)?,
             pairs,
-            bytes: (2 * m as u64 + 2) * n * 4 + at.count() as u64 * 4,
+            bytes: LbfgsRun::bytes_for(n, m),
             _buffers: [scalars, g_prev, d].into_iter().chain(s).chain(y).collect(),
         };
         Ok(run)
@@ -286,5 +286,15 @@ impl LbfgsRun {
     /// Bytes of GPU memory the history and scratch vectors take.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Bytes of storage [`Lbfgs::prepare`] creates for `n` parameters and `history` pairs:
+    /// the scalars, the previous gradient, the direction, the pairs, and the partial sums of
+    /// the four dot products per pair and the gradient's ℓ1 norm.
+    pub fn bytes_for(n: u64, history: u32) -> u64 {
+        let vectors = (2 * history as u64 + 2) * nst_gpu::tensor_bytes(n);
+        let scalars = nst_gpu::tensor_bytes(Slots { m: history }.count() as u64);
+        let reductions = (4 * history as u64 + 1) * Reduction::BYTES;
+        vectors + scalars + reductions
     }
 }

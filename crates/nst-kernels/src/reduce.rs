@@ -51,6 +51,11 @@ pub struct Reduction {
     _partials: wgpu::Buffer,
 }
 
+impl Reduction {
+    /// Bytes of storage one reduction creates: its partial sums.
+    pub const BYTES: u64 = nst_gpu::tensor_bytes(MAX_PARTIALS as u64);
+}
+
 impl Record for Reduction {
     fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         self.partial.record(pass);

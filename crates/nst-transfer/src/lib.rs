@@ -54,23 +54,28 @@ pub fn default_taps() -> Vec<LayerId> {
 
 pub mod colour;
 pub mod defaults;
+pub mod bench;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod image;
 pub mod log;
 pub mod loss;
 pub mod measure;
 pub mod memory;
 pub mod objective;
+pub mod optimize;
 #[cfg(feature = "plot")]
 pub mod plot;
+pub mod problem;
 pub mod settings;
 pub mod tiles;
 pub mod tuning;
 
-pub use engine::{
-    Bench, Engine, EngineOptions, Event, Flow, GpuMemory, KernelTime, Outcome, Problem, Score,
-};
+pub use bench::{Bench, GpuMemory, KernelTime};
+pub use engine::{Engine, EngineOptions};
+pub use events::{Event, Flow, Outcome, Score};
+pub use problem::Problem;
 pub use error::{Field, Result, TransferError};
 pub use image::{Image, ImageError};
 pub use log::{Log, LogRow};

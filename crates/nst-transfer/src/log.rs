@@ -1,7 +1,7 @@
 //! A run's log: one row per reported iteration and one for the final image, written as CSV
 //! or JSON.
 
-use crate::engine::{Event, Outcome};
+use crate::events::{Event, Outcome};
 use crate::error::{Result, TransferError};
 use crate::image::write_atomic;
 use crate::loss::LossValues;

@@ -1,0 +1,191 @@
+//! What the engine tells its caller as it runs ([`Event`], answered by [`Flow`]) and what its
+//! runs return ([`Outcome`], [`Score`]).
+
+use crate::error::{Result, TransferError};
+use crate::image::Image;
+use crate::loss::LossValues;
+use crate::measure::Measure;
+use serde::Serialize;
+use std::time::Duration;
+
+/// What the engine tells its caller as it runs.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event<'a> {
+    /// A scale begins.
+    Scale {
+        /// 0-based.
+        index: usize,
+        /// Number of scales.
+        count: usize,
+        /// Its size.
+        width: u32,
+        /// Its size.
+        height: u32,
+        /// Tiles it is evaluated in (1: whole), as the memory budget needs.
+        tiles: usize,
+    },
+    /// Losses were read back after `iteration` (1-based, within the scale).
+    Iteration {
+        /// Scale index, 0-based.
+        scale: usize,
+        /// Iteration within the scale, 1-based: the values are the loss of the image before
+        /// that iteration's step.
+        iteration: u32,
+        /// Iterations in the scale.
+        of: u32,
+        /// The losses.
+        values: &'a LossValues,
+        /// Mean wall time per iteration since the last report.
+        #[serde(serialize_with = "seconds")]
+        per_iteration: Duration,
+    },
+    /// The current image, every `snapshot_every` iterations.
+    Snapshot {
+        /// Scale index, 0-based.
+        scale: usize,
+        /// Iteration within the scale.
+        iteration: u32,
+        /// The image.
+        #[serde(skip)]
+        image: &'a Image,
+    },
+    /// The loss of the final image of the last scale (what `score` reports for it).
+    Final {
+        /// The losses.
+        values: &'a LossValues,
+    },
+}
+
+impl std::fmt::Display for Event<'_> {
+    /// One line for people, as `nst stylize` prints progress.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Scale {
+                index,
+                count,
+                width,
+                height,
+                tiles,
+            } => {
+                write!(f, "scale {}/{count}: {width}×{height}", index + 1)?;
+                match tiles {
+                    1 => Ok(()),
+                    n => write!(f, " in {n} tiles"),
+                }
+            }
+            Event::Iteration {
+                scale,
+                iteration,
+                of,
+                values,
+                per_iteration,
+            } => {
+                let ms = per_iteration.as_secs_f64() * 1e3;
+                let s = scale + 1;
+                write!(
+                    f,
+                    "scale {s} iteration {iteration}/{of}: loss {values} {ms:.0} ms/it"
+                )
+            }
+            Event::Snapshot {
+                scale, iteration, ..
+            } => write!(f, "scale {} iteration {iteration}: snapshot", scale + 1),
+            Event::Final { values } => write!(f, "final loss {values}"),
+        }
+    }
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The caller's answer to an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Stop now and return the current image (Ctrl-C).
+    Stop,
+}
+
+/// A run's result.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The output image.
+    pub image: Image,
+    /// Whether the caller stopped it early.
+    pub stopped: bool,
+    /// The final image's losses, if the run finished.
+    pub values: Option<LossValues>,
+    /// The final image's [`Measure`], if the run finished.
+    pub measure: Option<Measure>,
+    /// Scales begun.
+    pub scales: usize,
+    /// Iterations per scale.
+    pub iterations: u32,
+}
+
+/// The losses of one image, their gradient, and its [`Measure`]. Serialised (without the
+/// gradient) and displayed as `nst score` prints them.
+#[derive(Debug, Serialize)]
+pub struct Score {
+    /// The image's width.
+    pub width: u32,
+    /// The image's height.
+    pub height: u32,
+    /// The terms and total.
+    #[serde(flatten)]
+    pub values: LossValues,
+    /// The image's measure against the content and styles.
+    #[serde(flatten)]
+    pub measure: Measure,
+    /// ∂total/∂image over RGB [0, 1] pixels, 3 × height × width.
+    #[serde(skip)]
+    pub grad: Vec<f32>,
+}
+
+impl std::fmt::Display for Score {
+    /// One line per term (value × weight = weighted value), the total, then the measure.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for t in &self.values.terms {
+            let (key, raw, w) = (t.term.key(), t.raw, t.weight);
+            writeln!(f, "{key:<24} {raw:>14.6e} × {w:<10.4e} = {:.6e}", raw * w)?;
+        }
+        let m = &self.measure;
+        writeln!(f, "{:<24} {:>14.6e}", "total", self.values.total())?;
+        writeln!(f, "{:<24} {:>14.6}", "style distance", m.style_distance)?;
+        writeln!(f, "{:<24} {:>14.6}", "content distance", m.content_distance)?;
+        writeln!(
+            f,
+            "{:<24} {:>14.6}",
+            "style gap closed",
+            m.style_gap_closed()
+        )
+    }
+}
+
+impl Score {
+    /// Writes [`Score::grad`] to a `.safetensors` file as the float32 tensor `grad` of shape
+    /// 3 × height × width, atomically.
+    pub fn write_grad(&self, path: &std::path::Path) -> Result<()> {
+        let fail = |reason: String| TransferError::Write {
+            path: path.to_owned(),
+            reason,
+        };
+        let ok = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+        if !ok {
+            return Err(fail("use a .safetensors file name".into()));
+        }
+        let bytes: Vec<u8> = bytemuck::cast_slice(&self.grad).to_vec();
+        let shape = vec![3, self.height as usize, self.width as usize];
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)
+            .map_err(|e| fail(e.to_string()))?;
+        let data =
+            safetensors::serialize([("grad", view)], None).map_err(|e| fail(e.to_string()))?;
+        crate::image::write_atomic(path, |out| out.write_all(&data))
+            .map_err(|e: std::io::Error| fail(e.to_string()))
+    }
+}

@@ -1,0 +1,339 @@
+//! The optimization loop: coarse-to-fine scales, one GPU submission per iteration, color
+//! preservation, and the update step ([`Stepper`]).
+
+use crate::colour;
+use crate::engine::{noise, scaled_styles, Engine};
+use crate::error::{Field, Result, TransferError};
+use crate::events::{Event, Flow, Outcome};
+use crate::image::{fit_longest, resize, Image};
+use crate::loss::{LossValues, Term};
+use crate::memory::Job;
+use crate::problem::Problem;
+use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
+use crate::tiles::TiledGraph;
+use nst_gpu::{Context, ViewMut};
+use nst_kernels::{AdamParams, LbfgsParams};
+// std's Instant panics in a browser; this one reads the page's clock there.
+use web_time::Instant;
+
+impl Engine {
+    /// Runs style transfer: returns the output image (the current one if the caller
+    /// stopped early). `on_event` hears of each scale, each reported iteration and each
+    /// snapshot, and may stop the run.
+    pub fn stylize(
+        &self,
+        content: &Image,
+        styles: &[Style],
+        settings: &Settings,
+        on_event: impl FnMut(Event<'_>) -> Flow,
+    ) -> Result<Outcome> {
+        pollster::block_on(self.stylize_async(content, styles, settings, on_event))
+    }
+
+    /// [`Engine::stylize`] without blocking: in a browser, each reported iteration and
+    /// snapshot lets the page run (set [`Settings::report_every`] low to keep it lively).
+    pub async fn stylize_async(
+        &self,
+        content: &Image,
+        styles: &[Style],
+        settings: &Settings,
+        mut on_event: impl FnMut(Event<'_>) -> Flow,
+    ) -> Result<Outcome> {
+        settings.validate()?;
+        let blend = normalized_blend(styles)?;
+        let init = match &settings.init {
+            Init::File(path) => Init::Image(
+                crate::image::load(path)
+                    .map_err(|source| TransferError::Image {
+                        field: Field::Init,
+                        source,
+                    })?
+                    .image,
+            ),
+            other => other.clone(),
+        };
+        let (content_in, style_in) = match settings.preserve_colors {
+            PreserveColors::None => (
+                content.clone(),
+                styles.iter().map(|s| s.image.clone()).collect::<Vec<_>>(),
+            ),
+            PreserveColors::Histogram => (
+                content.clone(),
+                styles
+                    .iter()
+                    .map(|s| colour::match_colour(&s.image, content))
+                    .collect(),
+            ),
+            PreserveColors::Luminance => (
+                grey(content),
+                styles
+                    .iter()
+                    .map(|s| colour::luminance_only_style(&s.image, content))
+                    .collect(),
+            ),
+        };
+        let sizes = settings.scale_sizes();
+        let largest = sizes.iter().copied().max().unwrap_or(settings.size);
+        self.check_fits(&content_in, &style_in, largest, settings)?;
+        let mut current: Option<Image> = None;
+        let mut stopped = false;
+        let mut final_values = None;
+        let count = sizes.len();
+        let mut begun = 0;
+        for (index, &side) in sizes.iter().enumerate() {
+            let (w, h) = fit_longest(content_in.width, content_in.height, side);
+            let c = resize(&content_in, w, h);
+            let styles_here = scaled_styles(style_in.iter(), w.max(h), settings.style_scale);
+            let job = Job::Optimize {
+                styles: styles_here.len(),
+            };
+            let event = Event::Scale {
+                index,
+                count,
+                width: w,
+                height: h,
+                tiles: self.plan(settings, &job, w, h)?.tiling.tiles.len(),
+            };
+            if on_event(event) == Flow::Stop {
+                stopped = true;
+                break;
+            }
+            begun += 1;
+            let problem = self
+                .problem_async(&c, &styles_here, &blend, settings)
+                .await?;
+            let start = match (&current, &init) {
+                (Some(prev), _) => resize(prev, w, h),
+                (None, Init::Random) => noise(w, h, settings.seed),
+                (None, Init::Image(img)) => match settings.preserve_colors {
+                    PreserveColors::Luminance => resize(&grey(img), w, h),
+                    _ => resize(img, w, h),
+                },
+                (None, _) => c.clone(),
+            };
+            let run = ScaleRun {
+                problem: &problem,
+                index,
+                last: index + 1 == count,
+            };
+            let done = self.optimize(&run, &start, settings, &mut on_event).await?;
+            current = Some(done.image);
+            if done.stopped {
+                stopped = true;
+                break;
+            }
+            final_values = done.values;
+        }
+        let mut image = current.unwrap_or_else(|| content_in.clone());
+        if settings.preserve_colors == PreserveColors::Luminance {
+            let c = resize(content, image.width, image.height);
+            image = colour::with_luminance(&c, &colour::luminance(&image));
+        }
+        let measure = match stopped {
+            true => None,
+            false => Some(self.measure_with(content, styles, &image, settings).await?),
+        };
+        Ok(Outcome {
+            image,
+            stopped,
+            values: if stopped { None } else { final_values },
+            measure,
+            scales: begun,
+            iterations: settings.iterations,
+        })
+    }
+
+    /// One scale's optimization: one submission per iteration.
+    async fn optimize(
+        &self,
+        run: &ScaleRun<'_>,
+        start: &Image,
+        settings: &Settings,
+        on_event: &mut impl FnMut(Event<'_>) -> Flow,
+    ) -> Result<ScaleDone> {
+        let ctx = &self.ctx;
+        let tg = &run.problem.tg;
+        let (h, w) = tg.size();
+        ctx.write(tg.image().buffer, 0, &start.data);
+        // The last image whose loss was finite (the start until then), kept on the CPU: a
+        // reporting iteration reads its image back once its values prove finite, so no
+        // image-sized GPU buffer is spent on it.
+        let mut good = start.data.clone();
+        let clamp = self.k.pixel.clamp(ctx, h, w, tg.image_mut())?;
+        let stepper = Stepper::new(self, settings.optimizer, settings.step_size(), tg)?;
+        let read_image = || async {
+            let data = ctx.read_async::<f32>(tg.image()).await?;
+            Ok::<Image, TransferError>(Image::from_parts(w, h, data))
+        };
+        let last_good = |good: Vec<f32>, term: Term, iteration: u32| -> Result<ScaleDone> {
+            Err(TransferError::NonFinite {
+                term,
+                iteration,
+                last_good: Box::new(Image::from_parts(w, h, good)),
+            })
+        };
+        let stopped = |image: Image| ScaleDone {
+            image,
+            values: None,
+            stopped: true,
+        };
+        let step = |pass: &mut wgpu::ComputePass<'_>, t: u32| {
+            stepper.record(pass, t);
+            if stepper.clamps_each_step() {
+                clamp.record(pass);
+            }
+        };
+        let iterations = settings.iterations;
+        let mut since = Instant::now();
+        let mut since_iter = 0;
+        for t in 1..=iterations {
+            stepper.set_step(ctx, t);
+            let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
+            if !report {
+                ctx.submit(|pass| {
+                    run.problem.record_value_and_grad(pass);
+                    step(pass, t);
+                })?;
+            } else {
+                // The values first, then (once they prove finite) the step.
+                ctx.submit(|pass| run.problem.record_value_and_grad(pass))?;
+                let values = run.problem.values_async(ctx).await?;
+                if let Some(bad) = values.first_non_finite() {
+                    return last_good(good, bad.term, t);
+                }
+                good = ctx.read_async::<f32>(tg.image()).await?;
+                ctx.submit(|pass| step(pass, t))?;
+                let per = since.elapsed() / (t - since_iter).max(1);
+                since = Instant::now();
+                since_iter = t;
+                let flow = on_event(Event::Iteration {
+                    scale: run.index,
+                    iteration: t,
+                    of: iterations,
+                    values: &values,
+                    per_iteration: per,
+                });
+                if flow == Flow::Stop {
+                    return Ok(stopped(read_image().await?));
+                }
+            }
+            if settings.snapshot_every > 0 && t % settings.snapshot_every == 0 {
+                let image = read_image().await?;
+                let event = Event::Snapshot {
+                    scale: run.index,
+                    iteration: t,
+                    image: &image,
+                };
+                if on_event(event) == Flow::Stop {
+                    return Ok(stopped(image));
+                }
+            }
+        }
+        if !stepper.clamps_each_step() {
+            self.ctx.submit(|pass| clamp.record(pass))?;
+        }
+        // The loss of the image returned, as `score` computes it: the last step may have
+        // made it (or its pixels, which clamping need not clean: lavapipe's makes NaN 0) NaN.
+        self.ctx.submit(|pass| run.problem.record_value(pass))?;
+        let values = run.problem.values_async(ctx).await?;
+        if let Some(bad) = values.first_non_finite() {
+            return last_good(good, bad.term, iterations);
+        }
+        let image = read_image().await?;
+        let mut kept = None;
+        if run.last {
+            on_event(Event::Final { values: &values });
+            kept = Some(values);
+        }
+        Ok(ScaleDone {
+            image,
+            values: kept,
+            stopped: false,
+        })
+    }
+}
+
+/// One scale of a run, as [`Engine::optimize`] needs it.
+struct ScaleRun<'a> {
+    problem: &'a Problem,
+    index: usize,
+    last: bool,
+}
+
+/// What one scale's optimization ends with.
+struct ScaleDone {
+    image: Image,
+    /// The final image's losses (on the last scale).
+    values: Option<LossValues>,
+    stopped: bool,
+}
+
+/// The update step of one scale.
+pub(crate) enum Stepper {
+    Adam {
+        step: nst_kernels::AdamStep,
+        /// Its moment buffers, kept with it.
+        _moments: [wgpu::Buffer; 2],
+    },
+    Lbfgs(Box<nst_kernels::LbfgsRun>),
+}
+
+impl Stepper {
+    pub(crate) fn new(engine: &Engine, optimizer: Optimizer, lr: f64, tg: &TiledGraph) -> Result<Stepper> {
+        let (ctx, k) = (&engine.ctx, &engine.k);
+        let n = tg.image().len;
+        Ok(match optimizer {
+            Optimizer::Adam => {
+                let m = ctx.tensor("adam m", n)?;
+                let v = ctx.tensor("adam v", n)?;
+                let step = k.adam.prepare(
+                    ctx,
+                    AdamParams::new(lr),
+                    tg.image_grad(),
+                    tg.image_mut(),
+                    ViewMut::whole(&m),
+                    ViewMut::whole(&v),
+                )?;
+                Stepper::Adam {
+                    step,
+                    _moments: [m, v],
+                }
+            }
+            Optimizer::Lbfgs { history } => Stepper::Lbfgs(Box::new(k.lbfgs.prepare(
+                ctx,
+                &k.vector,
+                LbfgsParams { history, lr },
+                tg.image_mut(),
+                tg.image_grad(),
+            )?)),
+        })
+    }
+
+    /// Before recording iteration `t`.
+    pub(crate) fn set_step(&self, ctx: &Context, t: u32) {
+        if let Stepper::Adam { step, .. } = self {
+            step.set_step(ctx, t);
+        }
+    }
+
+    pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
+        match self {
+            Stepper::Adam { step, .. } => nst_gpu::Record::record(step, pass),
+            Stepper::Lbfgs(run) => run.record(pass, t),
+        }
+    }
+
+    pub(crate) fn clamps_each_step(&self) -> bool {
+        matches!(self, Stepper::Adam { .. })
+    }
+}
+
+/// The image's luminance in all three channels.
+fn grey(img: &Image) -> Image {
+    let y = colour::luminance(img);
+    let mut data = Vec::with_capacity(y.len() * 3);
+    for _ in 0..3 {
+        data.extend_from_slice(&y);
+    }
+    Image::from_parts(img.width, img.height, data)
+}

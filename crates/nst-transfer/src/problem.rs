@@ -1,0 +1,138 @@
+//! [`Problem`]: the graph for one image size and the loss over it, with its targets.
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::image::Image;
+use crate::loss::LossValues;
+use crate::memory::{Job, MemoryPlan};
+use crate::objective::{content_mean_squares, Objective};
+use crate::settings::Settings;
+use crate::tiles::{Captures, TiledGraph};
+use nst_gpu::{Context, View};
+use nst_vgg::{Graph, LayerId};
+
+/// The graph for one image size and the loss over it: what one iteration evaluates, whole
+/// or tile by tile (the same values and gradient either way, up to float32 rounding).
+pub struct Problem {
+    pub(crate) tg: TiledGraph,
+    objective: Objective,
+    pub(crate) memory: MemoryPlan,
+}
+
+impl Problem {
+    /// Records every tile's forward and the loss values.
+    pub fn record_value(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for t in 0..self.tg.tiles() {
+            self.tg.record_forward(t, pass);
+            self.objective.record_tile_values(t, pass);
+        }
+        self.objective.record_values(pass);
+    }
+
+    /// Records the loss values and the gradient with respect to the image, in
+    /// [`Problem::image_grad`]: the values, then per tile (its forward again when tiled) the
+    /// taps' gradients and the backward, then the whole-image terms' gradients.
+    pub fn record_value_and_grad(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_value(pass);
+        self.objective.record_gram_gradients(pass);
+        for t in 0..self.tg.tiles() {
+            if self.tg.is_tiled() {
+                self.tg.record_forward(t, pass);
+                self.objective.record_tile_masks(t, pass);
+            }
+            self.objective.record_tap_gradients(pass);
+            self.tg.record_backward(t, pass);
+        }
+        self.objective.record_image_gradients(pass);
+    }
+
+    /// The graph (at the size of one tile's window when tiled).
+    pub fn graph(&self) -> &Graph {
+        self.tg.graph()
+    }
+
+    /// The graph with its tiles.
+    pub fn tiled(&self) -> &TiledGraph {
+        &self.tg
+    }
+
+    /// The memory plan it was built from.
+    pub fn memory(&self) -> &MemoryPlan {
+        &self.memory
+    }
+
+    /// `(height, width)` of the image.
+    pub fn size(&self) -> (u32, u32) {
+        self.tg.size()
+    }
+
+    /// The image being optimized, RGB in [0, 1], `3 × h × w`.
+    pub fn image(&self) -> View<'_> {
+        self.tg.image()
+    }
+
+    /// The gradient with respect to the image.
+    pub fn image_grad(&self) -> View<'_> {
+        self.tg.image_grad()
+    }
+
+    /// Reads the loss values back.
+    pub fn values(&self, ctx: &Context) -> Result<LossValues> {
+        pollster::block_on(self.values_async(ctx))
+    }
+
+    /// [`Problem::values`] without blocking (for a browser).
+    pub async fn values_async(&self, ctx: &Context) -> Result<LossValues> {
+        self.objective.read(ctx).await
+    }
+}
+
+impl Engine {
+    /// The problem for an output of `content`'s size under `settings` (its loss, pooling,
+    /// memory budget and tile size), with the style and content targets captured.
+    pub fn problem(
+        &self,
+        content: &Image,
+        styles: &[Image],
+        blend: &[f64],
+        settings: &Settings,
+    ) -> Result<Problem> {
+        pollster::block_on(self.problem_async(content, styles, blend, settings))
+    }
+
+    /// [`Engine::problem`] without blocking (for a browser).
+    pub async fn problem_async(
+        &self,
+        content: &Image,
+        styles: &[Image],
+        blend: &[f64],
+        settings: &Settings,
+    ) -> Result<Problem> {
+        let cfg = &settings.loss;
+        let layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
+        let targets = self.style_targets(styles, &layers, settings).await?;
+        let job = Job::Optimize {
+            styles: styles.len(),
+        };
+        let memory = self.plan(settings, &job, content.width, content.height)?;
+        let tg = self.tiled_graph(&memory, settings, &job)?;
+        let (ctx, k) = (&self.ctx, &self.k);
+        let content_layers: Vec<LayerId> = cfg.content_layers.iter().map(|l| l.layer).collect();
+        let captures = Captures::new(ctx, k, &tg, &content_layers)?;
+        self.ctx.write(tg.image().buffer, 0, &content.data);
+        for t in 0..tg.tiles() {
+            self.ctx.submit(|pass| {
+                tg.record_forward(t, pass);
+                captures.record(t, pass);
+            })?;
+        }
+        let content_ms = content_mean_squares(ctx, k, &captures).await?;
+        let objective = Objective::new(ctx, k, &tg, cfg, &targets, blend, captures, &content_ms)?;
+        Ok(Problem {
+            tg,
+            objective,
+            memory,
+        })
+    }
+
+}
