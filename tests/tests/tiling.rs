@@ -99,7 +99,7 @@ fn tiled_equals_untiled_with_vgg_tiny() {
     let whole = Settings::default().style_scale(0.9);
     let tiled = whole.clone().tile(Some(192));
     let plan = engine
-        .plan(&tiled, &Job::Optimize { styles: 2 }, w, h)
+        .memory_plan(&tiled, &Job::Optimize { styles: 2 }, w, h)
         .unwrap();
     assert_eq!(plan.tiling.tiles.len(), 25, "{plan}");
     let a = engine.score(&content, &styles, &x, &tiled).unwrap();
@@ -134,7 +134,9 @@ fn same_in_48px_tiles(
         let job = Job::Optimize {
             styles: styles.len(),
         };
-        let plan = engine.plan(&tiled, &job, x.width(), x.height()).unwrap();
+        let plan = engine
+            .memory_plan(&tiled, &job, x.width(), x.height())
+            .unwrap();
         assert!(plan.tiling.tiles.len() >= 4, "{plan}");
         let a = engine.score(content, styles, x, &tiled).unwrap();
         let b = engine.score(content, styles, x, &whole).unwrap();
@@ -210,11 +212,11 @@ fn a_memory_budget_tiles_and_the_measured_peak_stays_under_it() {
     let (w, h) = (480, 360);
     let adam = Settings::default().optimizer(Optimizer::Adam);
     let job = Job::Optimize { styles: 1 };
-    let untiled = engine.plan(&adam, &job, w, h).unwrap();
+    let untiled = engine.memory_plan(&adam, &job, w, h).unwrap();
     assert!(!untiled.tiling.is_tiled());
     let budget = untiled.bytes * 2 / 3;
     let s = adam.max_memory(Some(budget));
-    let plan = engine.plan(&s, &job, w, h).unwrap();
+    let plan = engine.memory_plan(&s, &job, w, h).unwrap();
     assert!(plan.tiling.is_tiled() && plan.bytes <= budget, "{plan}");
     let bench = engine.bench(w, h, 0, 1, &s).unwrap();
     assert_eq!(bench.tiles, plan.tiling.tiles.len());

@@ -89,7 +89,7 @@ fn tiny_case(g: &Gpu, pooling: Pooling, max_chunk_bytes: Option<u64>) -> Run {
     if let Some(limit) = max_chunk_bytes {
         // The point of the limit: conv1_1's output must really be split.
         let chunks = graph
-            .plan()
+            .layout()
             .output(LayerId::parse("conv1_1").unwrap())
             .unwrap()
             .chunks
@@ -185,7 +185,7 @@ fn graph_gradient_matches_finite_differences() {
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    let n = graph.plan().output(*t).unwrap().len() as usize;
+                    let n = graph.layout().output(*t).unwrap().len() as usize;
                     nst_tests::random(10 + i as u64, n, -1.0, 1.0)
                         .iter()
                         .map(|&v| v as f32)

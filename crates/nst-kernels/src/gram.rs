@@ -54,7 +54,7 @@ const FLAG_SYMMETRIC: u32 = 2;
 
 /// Workgroups the forward's split-K aims for in all, by default: enough to fill a large GPU
 /// (several per multiprocessor on ~100–150 of them). Also the most [`GramTiles::groups`] may
-/// be, which bounds the partial sums before the tiles are known ([`partials_bound`]).
+/// be.
 pub const TARGET_WORKGROUPS: u64 = 1024;
 
 /// Fewest staging steps (of `tk`) in one K-slice, so that a workgroup's products outweigh its
@@ -267,15 +267,6 @@ impl GramChoice {
     }
 }
 
-/// At most the bytes of split-K partial sums a forward launch of an `ca × cb` block over `n`
-/// pixels allocates, whatever its tiles (each slice has at least [`MIN_SLICE_STEPS`] steps of
-/// at least 4 pixels): for planning memory before the kernels exist.
-pub fn partials_bound(ca: u32, cb: u32, n: u32) -> u64 {
-    let block = 4 * ca as u64 * cb as u64;
-    let splits = (n as u64 / (4 * MIN_SLICE_STEPS)).clamp(1, TARGET_WORKGROUPS);
-    (block * splits).min(MAX_PARTIALS_BYTES.max(block))
-}
-
 /// Bytes of split-K partial sums [`Gram::forward_part`] allocates, with `choice`'s tiles, for
 /// an `ca × cb` block over `n` pixels (`symmetric`: a diagonal block, the same chunk twice) on
 /// a device whose largest binding and most workgroups per grid dimension are `device`: what
@@ -292,7 +283,9 @@ pub fn forward_partials_bytes(
         pixels_log2: crate::log2_ceil(n as u64),
     };
     let (_, split) = forward_split(choice.pick(&class), (ca, cb, n), symmetric, device)?;
-    Ok(nst_gpu::tensor_bytes(split.splits as u64 * ca as u64 * cb as u64))
+    Ok(nst_gpu::tensor_bytes(
+        split.splits as u64 * ca as u64 * cb as u64,
+    ))
 }
 
 /// The workgroup tiles of a forward launch with `tiles` and how it splits K.

@@ -193,7 +193,7 @@ impl Engine {
         // Its iterations are Adam steps, whatever optimizer `settings` names.
         let settings = &settings.clone().optimizer(Optimizer::Adam);
         let problem = self.problem(&content, &[style], &[1.0], settings)?;
-        let adam = Stepper::new(self, Optimizer::Adam, crate::defaults::LR, &problem.tg)?;
+        let adam = Stepper::new(self, &problem, Optimizer::Adam, crate::defaults::LR)?;
         let iteration = |pass: &mut wgpu::ComputePass<'_>| {
             problem.record_value_and_grad(pass);
             adam.record(pass, 1);
@@ -238,7 +238,7 @@ impl Engine {
             m.reserved = m.reserved.max(now.reserved);
         }
         let c_out = self.weights.c_out();
-        let deepest = problem.graph().plan().deepest;
+        let deepest = problem.graph().layout().deepest;
         // Each convolution runs forward and backward (its input gradient) once.
         let conv_flops = LayerId::all()
             .take_while(|&id| id <= deepest)

@@ -3,11 +3,11 @@
 //! problem one iteration evaluates in [`crate::problem`], `bench` in [`crate::bench`].
 
 use crate::error::{Field, Result, TransferError};
+use crate::events::Score;
 use crate::image::{fit_longest, resize, Image};
 use crate::measure::{self, Measure};
-use crate::memory::{Job, MemoryPlan, Target};
+use crate::memory::{ForwardJob, Job, MemoryPlan, ScalePlan, Target};
 use crate::objective::StyleTarget;
-use crate::events::Score;
 use crate::settings::{normalized_blend, Settings, Style};
 use crate::tiles::{Captures, GramSums, Masks, TiledGraph};
 use nst_gpu::{Context, View};
@@ -156,57 +156,62 @@ impl Engine {
         &self.weights
     }
 
-    /// The network and device memory plans are made for.
+    /// The network, device and kernels memory plans are made for.
     pub fn target(&self) -> Target {
         Target {
             c_out: self.weights.c_out(),
             weight_bytes: self.weights.bytes(),
             limits: nst_vgg::Limits::of(&self.ctx),
+            max_workgroups_per_dim: self.ctx.max_workgroups_per_dim,
             max_chunk_bytes: self.max_chunk_bytes,
+            gram: self.choice.kernels.gram.clone(),
         }
     }
 
     /// Plans `job` at `w × h` under `settings`' budget and tile size.
-    pub fn plan(&self, settings: &Settings, job: &Job, w: u32, h: u32) -> Result<MemoryPlan> {
+    pub fn memory_plan(
+        &self,
+        settings: &Settings,
+        job: &Job,
+        w: u32,
+        h: u32,
+    ) -> Result<MemoryPlan> {
         MemoryPlan::new(&self.target(), settings, job, w, h)
     }
 
-    /// Builds the (tiled) graph of `plan`.
-    pub(crate) fn tiled_graph(&self, plan: &MemoryPlan, settings: &Settings, job: &Job) -> Result<TiledGraph> {
-        let config = plan.graph_config(&self.target(), settings, job);
-        TiledGraph::new(
-            &self.ctx,
-            &self.k,
-            &self.weights,
-            &config,
-            plan.tiling.clone(),
-        )
+    /// Plans one scale of `job` (an optimization or an evaluation) for an output of
+    /// `width × height` and style images of `style_sizes`: each style image's forward,
+    /// then the problem. Nothing is allocated.
+    pub fn scale_plan(
+        &self,
+        (width, height): (u32, u32),
+        style_sizes: &[(u32, u32)],
+        settings: &Settings,
+        job: &Job,
+    ) -> Result<ScalePlan> {
+        let problem = self.memory_plan(settings, job, width, height)?;
+        let grams = settings.loss.style_layer_ids();
+        let forward = Job::Forward(ForwardJob {
+            capture: Vec::new(),
+            grams,
+        });
+        let styles = style_sizes
+            .iter()
+            .map(|&(w, h)| self.memory_plan(settings, &forward, w, h))
+            .collect::<Result<_>>()?;
+        Ok(ScalePlan { styles, problem })
     }
 
-    /// Checks, without allocating, that an output of `side` (longest side, the content's
-    /// aspect) and the styles at `style_scale` times it fit this device and the budget.
-    pub(crate) fn check_fits(&self, content: &Image, styles: &[Image], side: u32, s: &Settings) -> Result<()> {
-        let (w, h) = fit_longest(content.width, content.height, side);
-        self.plan(
-            s,
-            &Job::Optimize {
-                styles: styles.len(),
-            },
-            w,
-            h,
-        )?;
-        let grams: Vec<LayerId> = s.loss.style_layers.iter().map(|l| l.layer).collect();
-        if !grams.is_empty() {
-            let job = Job::Forward {
-                capture: Vec::new(),
-                grams,
-            };
-            for img in styles {
-                let (sw, sh) = style_size(img, side, s.style_scale);
-                self.plan(s, &job, sw, sh)?;
-            }
-        }
-        Ok(())
+    /// Builds the (tiled) graph of `plan`.
+    pub(crate) fn tiled_graph(
+        &self,
+        plan: &MemoryPlan,
+        settings: &Settings,
+        job: &Job,
+    ) -> Result<TiledGraph> {
+        let config = plan.graph_config(&self.target(), settings, job);
+        let (ctx, k, w) = (&self.ctx, &self.k, &self.weights);
+        TiledGraph::new(ctx, k, w, &config, plan.tiling.clone())
     }
 
     /// The Gram matrices of `image` at `layers`: the style targets of one style image.
@@ -217,35 +222,34 @@ impl Engine {
         pooling: Pooling,
     ) -> Result<Vec<Vec<f32>>> {
         let settings = Settings::default().pooling(pooling);
-        pollster::block_on(self.grams_with(image, layers, &settings))
-    }
-
-    /// [`Engine::grams`] with `settings`' pooling, memory budget and tile size.
-    async fn grams_with(
-        &self,
-        image: &Image,
-        layers: &[LayerId],
-        settings: &Settings,
-    ) -> Result<Vec<Vec<f32>>> {
-        let job = Job::Forward {
+        let job = ForwardJob {
             capture: Vec::new(),
             grams: layers.to_vec(),
         };
-        Ok(self.forward(image, &job, settings).await?.grams)
+        let plan = self.forward_plan(&job, image, &settings)?;
+        Ok(pollster::block_on(self.forward(image, &job, &plan, &settings))?.grams)
     }
 
-    /// Runs `job`'s forward over `image` tile by tile: its Gram matrices and its full-size
-    /// captures, read back.
-    async fn forward(&self, image: &Image, job: &Job, settings: &Settings) -> Result<Forward> {
-        let Job::Forward { capture, grams } = job else {
-            unreachable!("forward jobs only")
-        };
-        let plan = self.plan(settings, job, image.width, image.height)?;
-        let tg = self.tiled_graph(&plan, settings, job)?;
+    /// The plan of `job` over `image`.
+    fn forward_plan(&self, job: &ForwardJob, image: &Image, s: &Settings) -> Result<MemoryPlan> {
+        let (w, h) = (image.width, image.height);
+        self.memory_plan(s, &Job::Forward(job.clone()), w, h)
+    }
+
+    /// Runs `job`'s forward over `image` tile by tile, as `plan` says: its Gram matrices and
+    /// its full-size captures, read back.
+    async fn forward(
+        &self,
+        image: &Image,
+        job: &ForwardJob,
+        plan: &MemoryPlan,
+        settings: &Settings,
+    ) -> Result<Forward> {
+        let tg = self.tiled_graph(plan, settings, &Job::Forward(job.clone()))?;
         let (ctx, k) = (&self.ctx, &self.k);
         let mut masks = Masks::new(&tg);
-        let sums = GramSums::new(ctx, k, &tg, &mut masks, grams)?;
-        let captures = Captures::new(ctx, k, &tg, capture)?;
+        let sums = GramSums::new(ctx, k, &tg, &mut masks, &job.grams)?;
+        let captures = Captures::new(ctx, k, &tg, &job.capture)?;
         self.ctx.write(tg.image().buffer, 0, &image.data);
         // One submission per tile: a long image's work is not one huge command buffer.
         for t in 0..tg.tiles() {
@@ -289,14 +293,24 @@ impl Engine {
         let style_layers = measure::style_layers();
         // The measure is defined on max pooling, whatever the run used.
         let s = settings.clone().pooling(Pooling::Max);
-        let job = Job::Forward {
+        let job = ForwardJob {
             capture: vec![measure::content_layer()],
             grams: style_layers.clone(),
         };
-        let of_image = self.forward(image, &job, &s).await?;
-        let of_content = self.forward(&resize(content, w, h), &job, &s).await?;
+        // The image and the content at its size share one plan.
+        let plan = self.forward_plan(&job, image, &s)?;
+        let of_image = self.forward(image, &job, &plan, &s).await?;
+        let of_content = self
+            .forward(&resize(content, w, h), &job, &plan, &s)
+            .await?;
         let images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), 1.0);
-        let targets = self.style_targets(&images, &style_layers, &s).await?;
+        let job = ForwardJob {
+            capture: Vec::new(),
+            grams: style_layers,
+        };
+        let plans =
+            (images.iter().map(|i| self.forward_plan(&job, i, &s))).collect::<Result<Vec<_>>>()?;
+        let targets = self.style_targets(&images, &plans, &s).await?;
         let blended: Vec<Vec<f64>> = targets.iter().map(|t| t.blended(&blend)).collect();
         Ok(Measure::from_features(
             &of_image.grams,
@@ -307,13 +321,15 @@ impl Engine {
         ))
     }
 
-    /// Each style image's Gram matrices at `layers`.
+    /// Each style image's Gram matrices at `settings`' style layers, each forward as its
+    /// plan in `plans` says.
     pub(crate) async fn style_targets(
         &self,
         styles: &[Image],
-        layers: &[LayerId],
+        plans: &[MemoryPlan],
         settings: &Settings,
     ) -> Result<Vec<StyleTarget>> {
+        let layers = settings.loss.style_layer_ids();
         let mut targets: Vec<StyleTarget> = layers
             .iter()
             .map(|&layer| StyleTarget {
@@ -321,16 +337,19 @@ impl Engine {
                 grams: Vec::new(),
             })
             .collect();
-        for s in styles {
-            for (t, g) in targets
-                .iter_mut()
-                .zip(self.grams_with(s, layers, settings).await?)
-            {
+        let job = ForwardJob {
+            capture: Vec::new(),
+            grams: layers,
+        };
+        for (s, plan) in styles.iter().zip(plans) {
+            let grams = self.forward(s, &job, plan, settings).await?.grams;
+            for (t, g) in targets.iter_mut().zip(grams) {
                 t.grams.push(g);
             }
         }
         Ok(targets)
     }
+
     /// The losses of `image`, their gradient with respect to its pixels, and its measure:
     /// exactly what [`Engine::stylize`] minimizes at the scale of `image` with `settings`
     /// (its loss, pooling and style scale). The content image is resized to `image`'s size
@@ -352,7 +371,13 @@ impl Engine {
             longest,
             settings.style_scale,
         );
-        let problem = self.problem(&c, &style_images, &blend, settings)?;
+        let sizes: Vec<(u32, u32)> = style_images.iter().map(|s| (s.width, s.height)).collect();
+        let job = Job::Evaluate {
+            styles: styles.len(),
+        };
+        let plan = self.scale_plan((w, h), &sizes, settings, &job)?;
+        let problem =
+            pollster::block_on(self.planned_problem(&c, &style_images, &blend, settings, plan))?;
         self.ctx.write(problem.image().buffer, 0, &image.data);
         self.ctx
             .submit(|pass| problem.record_value_and_grad(pass))?;

@@ -52,9 +52,9 @@ pub fn default_taps() -> Vec<LayerId> {
     LossConfig::default().taps()
 }
 
+pub mod bench;
 pub mod colour;
 pub mod defaults;
-pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -74,16 +74,17 @@ pub mod tuning;
 
 pub use bench::{Bench, GpuMemory, KernelTime};
 pub use engine::{Engine, EngineOptions};
-pub use events::{Event, Flow, Outcome, Score};
-pub use problem::Problem;
 pub use error::{Field, Result, TransferError};
+pub use events::{Event, Flow, Outcome, Score};
 pub use image::{Image, ImageError};
 pub use log::{Log, LogRow};
 pub use loss::{LayerWeight, LossConfig, LossValues, Term, TermValue, Weight};
 pub use measure::Measure;
-pub use memory::{Job, MemoryPlan, Target};
+pub use memory::{ForwardJob, Job, MemoryPart, MemoryPlan, ScalePlan, Target};
 pub use nst_vgg::Pooling;
 pub use objective::{Objective, StyleTarget};
+pub use optimize::Stepper;
+pub use problem::Problem;
 pub use settings::{
     plan_scales, Init, Optimizer, PreserveColors, Settings, Style, MAX_LBFGS_HISTORY, MAX_SIZE,
     MULTISCALE_ABOVE,

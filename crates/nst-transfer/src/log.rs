@@ -1,8 +1,8 @@
 //! A run's log: one row per reported iteration and one for the final image, written as CSV
 //! or JSON.
 
-use crate::events::{Event, Outcome};
 use crate::error::{Result, TransferError};
+use crate::events::{Event, Outcome};
 use crate::image::write_atomic;
 use crate::loss::LossValues;
 use crate::measure::Measure;

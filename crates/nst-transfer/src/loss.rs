@@ -184,14 +184,20 @@ impl LossConfig {
         self
     }
 
+    /// The content terms' layers, in their order.
+    pub fn content_layer_ids(&self) -> Vec<LayerId> {
+        self.content_layers.iter().map(|l| l.layer).collect()
+    }
+
+    /// The style terms' layers, in their order.
+    pub fn style_layer_ids(&self) -> Vec<LayerId> {
+        self.style_layers.iter().map(|l| l.layer).collect()
+    }
+
     /// Every layer a term reads, in network order, each once.
     pub fn taps(&self) -> Vec<LayerId> {
-        let mut taps: Vec<LayerId> = self
-            .content_layers
-            .iter()
-            .chain(&self.style_layers)
-            .map(|l| l.layer)
-            .collect();
+        let mut taps = self.content_layer_ids();
+        taps.extend(self.style_layer_ids());
         taps.sort();
         taps.dedup();
         taps

@@ -1,19 +1,23 @@
-//! GPU memory of one scale, planned before anything is allocated, and the tiling that keeps
-//! it within a budget ([`Settings::max_memory`], [`Settings::tile`]).
+//! GPU memory of one job at one size, planned before anything is allocated, and the tiling
+//! that keeps it within a budget ([`Settings::max_memory`], [`Settings::tile`]).
 //!
-//! The plan counts every buffer nst allocates for the job: the weights, the graph at the
-//! window's size, the full-size image and gradient of a tiled graph, the masked taps, the
-//! content targets, the Gram matrices and their split-K partial sums and the optimizer's
-//! state.
+//! A plan is the sum of what each part of the job states it creates, beside the code that
+//! creates it: the weights, the (tiled) graph ([`TiledGraph::bytes`]), the masked taps, the
+//! Gram matrices and their split-K partial sums, the content targets, the loss and the
+//! optimizer's state. A test checks the sum against the bytes the GPU context counts.
 
 use crate::error::{Field, Result, TransferError};
+use crate::objective::{content_mean_squares_bytes, Objective};
+use crate::optimize::Stepper;
 use crate::settings::{Optimizer, Settings};
+use crate::tiles::{full_layout, Captures, GramSums, Masks, TiledGraph};
 use nst_gpu::human_bytes;
+use nst_kernels::{GramChoice, GramTiles, LbfgsRun};
 use nst_vgg::tiling::halo_and_scale;
-use nst_vgg::{GraphConfig, LayerId, Limits, Plan, Tiling, VggError};
+use nst_vgg::{ChunkLayout, GraphConfig, GraphLayout, LayerId, Limits, Tiling, VggError};
 use serde::Serialize;
 
-/// The network and device a plan is for.
+/// The network, device and kernels a plan is for.
 #[derive(Clone, Debug)]
 pub struct Target {
     /// Output channels of each convolution.
@@ -22,19 +26,26 @@ pub struct Target {
     pub weight_bytes: u64,
     /// The adapter's limits.
     pub limits: Limits,
+    /// Most workgroups per grid dimension (the Gram forward splits K within it).
+    pub max_workgroups_per_dim: u32,
     /// Chunks of at most this many bytes (tests force chunking with it).
     pub max_chunk_bytes: Option<u64>,
+    /// The Gram kernels' tiles, which set how much memory their split-K partial sums take.
+    pub gram: GramChoice,
 }
 
 impl Target {
-    /// VGG-19 with the real weights' shapes (f32 weights, all 16 convolutions uploaded).
+    /// VGG-19 with the real weights' shapes (f32 weights, all 16 convolutions uploaded), the
+    /// built-in Gram tiles and WebGPU's default grid limit: a plan without a GPU.
     pub fn vgg19(limits: Limits) -> Target {
         let layers = &nst_weights::VGG19_LAYERS;
         Target {
             c_out: layers.iter().map(|l| l.c_out as u32).collect(),
             weight_bytes: nst_vgg::vgg19_weight_bytes(),
             limits,
+            max_workgroups_per_dim: 65_535,
             max_chunk_bytes: None,
+            gram: GramChoice::all(GramTiles::default()),
         }
     }
 }
@@ -42,19 +53,44 @@ impl Target {
 /// What a graph is built for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Job {
-    /// Optimizing an image with `styles` style images: gradients and the optimizer's state.
+    /// Optimizing an image against `styles` style images: the problem (graph, targets, loss
+    /// and gradient) and the optimizer's state.
     Optimize {
         /// Style images.
         styles: usize,
     },
-    /// A forward pass that captures the activations at `capture` and the Gram matrices at
-    /// `grams` (style targets, the measure).
-    Forward {
-        /// Layers read back at full size.
-        capture: Vec<LayerId>,
-        /// Layers whose Gram matrices are taken.
-        grams: Vec<LayerId>,
+    /// The problem alone: the loss and its gradient for one image (`score`).
+    Evaluate {
+        /// Style images.
+        styles: usize,
     },
+    /// A forward pass that reads activations and Gram matrices back.
+    Forward(ForwardJob),
+}
+
+/// A forward pass that captures the activations at `capture` and the Gram matrices at
+/// `grams` (style targets, the measure).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForwardJob {
+    /// Layers read back at full size.
+    pub capture: Vec<LayerId>,
+    /// Layers whose Gram matrices are taken.
+    pub grams: Vec<LayerId>,
+}
+
+/// One part of a plan: what it is for and the bytes it creates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemoryPart {
+    /// What it holds, e.g. "graph" or "optimizer".
+    pub what: &'static str,
+    /// Its bytes.
+    pub bytes: u64,
+}
+
+impl MemoryPart {
+    fn new(what: &'static str, bytes: u64) -> Self {
+        MemoryPart { what, bytes }
+    }
 }
 
 /// The memory of one job at one size: the tiling and the bytes it takes.
@@ -68,12 +104,41 @@ pub struct MemoryPlan {
     pub tiling: Tiling,
     /// Bytes of the graph's tensors at the window's size.
     pub graph_bytes: u64,
-    /// Bytes of everything the job allocates, weights included.
+    /// Bytes of everything the job allocates, weights included: the sum of `parts`.
     pub bytes: u64,
+    /// What the bytes are for.
+    pub parts: Vec<MemoryPart>,
     /// The same untiled, where the adapter's limits allow an untiled graph.
     pub untiled_bytes: Option<u64>,
     /// The budget it was planned for.
     pub budget: Option<u64>,
+}
+
+impl MemoryPlan {
+    /// Bytes the job itself creates: all but the weights, which the engine holds.
+    pub fn job_bytes(&self) -> u64 {
+        let weights = self.parts.iter().filter(|p| p.what == "weights");
+        self.bytes - weights.map(|p| p.bytes).sum::<u64>()
+    }
+}
+
+/// The memory plans of one scale of a run: each style image's forward (its style targets),
+/// run one after another and freed, then the problem, which is kept.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScalePlan {
+    /// One forward per style image.
+    pub styles: Vec<MemoryPlan>,
+    /// The problem (and, for [`Job::Optimize`], the optimizer's state).
+    pub problem: MemoryPlan,
+}
+
+impl ScalePlan {
+    /// Bytes of storage building the scale creates, all but the weights: what the GPU
+    /// context counts ([`nst_gpu::Context::created_bytes`]).
+    pub fn job_bytes(&self) -> u64 {
+        let styles: u64 = self.styles.iter().map(MemoryPlan::job_bytes).sum();
+        styles + self.problem.job_bytes()
+    }
 }
 
 impl std::fmt::Display for MemoryPlan {
@@ -132,8 +197,8 @@ impl MemoryPlan {
                 // A forward job (style targets, the measure) may reach deeper than the
                 // optimized loss: its tiles grow to what its deepest layer needs.
                 let side = match job {
-                    Job::Forward { .. } => side.max(Tiling::least_window(deepest)),
-                    Job::Optimize { .. } => side,
+                    Job::Forward(_) => side.max(Tiling::least_window(deepest)),
+                    Job::Optimize { .. } | Job::Evaluate { .. } => side,
                 };
                 let tiling = Tiling::new(height, width, (side, side), deepest)
                     .map_err(|e| too_small(e, Field::Tile))?;
@@ -180,8 +245,8 @@ fn too_small(e: VggError, field: Field) -> TransferError {
 /// The layers a job's graph taps.
 fn job_taps(settings: &Settings, job: &Job) -> Vec<LayerId> {
     match job {
-        Job::Optimize { .. } => settings.loss.taps(),
-        Job::Forward { capture, grams } => {
+        Job::Optimize { .. } | Job::Evaluate { .. } => settings.loss.taps(),
+        Job::Forward(ForwardJob { capture, grams }) => {
             let mut t: Vec<LayerId> = capture.iter().chain(grams).copied().collect();
             t.sort();
             t.dedup();
@@ -265,7 +330,8 @@ fn over_budget(settings: &Settings, job: &Job, plan: &MemoryPlan, budget: u64) -
     let need = human_bytes(plan.bytes);
     let (w, h) = (plan.width, plan.height);
     if let (Optimizer::Lbfgs { history }, Job::Optimize { .. }) = (settings.optimizer, job) {
-        let pair = 2 * image_bytes(w, h);
+        let n = 3 * w as u64 * h as u64;
+        let pair = LbfgsRun::bytes_for(n, 2) - LbfgsRun::bytes_for(n, 1);
         let without = plan.bytes - history as u64 * pair;
         if without <= budget {
             let fits = (budget - without) / pair;
@@ -299,12 +365,7 @@ fn over_budget(settings: &Settings, job: &Job, plan: &MemoryPlan, budget: u64) -
     )
 }
 
-/// Bytes of one RGB image in f32.
-fn image_bytes(w: u32, h: u32) -> u64 {
-    12 * w as u64 * h as u64
-}
-
-/// The plan of `job` over `tiling`.
+/// The plan of `job` over `tiling`: the sum of what each part states it creates.
 fn plan_with(
     target: &Target,
     settings: &Settings,
@@ -313,72 +374,73 @@ fn plan_with(
 ) -> Result<MemoryPlan> {
     let (height, width) = (tiling.height, tiling.width);
     let (wh, ww) = tiling.window();
-    let taps = job_taps(settings, job);
     let config = GraphConfig {
         height: wh,
         width: ww,
-        taps,
+        taps: job_taps(settings, job),
         pooling: settings.pooling,
         max_chunk_bytes: target.max_chunk_bytes,
     };
-    let plan = Plan::new(&target.c_out, &config, target.limits)?;
+    let layout = GraphLayout::new(&target.c_out, &config, target.limits)?;
     let tiled = tiling.is_tiled();
-    let px = image_bytes(width, height);
-    let len = |l: LayerId, h: u32, w: u32| {
-        let (c, lh, lw) = nst_vgg::output_shape(l, &target.c_out, h, w);
-        4 * c as u64 * lh as u64 * lw as u64
+    let chunk_limit = target.limits.chunk_limit(target.max_chunk_bytes);
+    let full = |layers: &[LayerId]| -> Result<Vec<ChunkLayout>> {
+        let at = |&l| full_layout(&target.c_out, l, (height, width), chunk_limit);
+        layers.iter().map(at).collect()
     };
-    let (content, grams): (Vec<LayerId>, Vec<LayerId>) = match job {
-        Job::Optimize { .. } => (
-            settings
-                .loss
-                .content_layers
-                .iter()
-                .map(|l| l.layer)
-                .collect(),
-            settings.loss.style_layers.iter().map(|l| l.layer).collect(),
-        ),
-        Job::Forward { capture, grams } => (capture.clone(), grams.clone()),
-    };
-    let mut bytes = target.weight_bytes + plan.bytes;
-    if tiled {
-        bytes += 2 * px; // the full image and its gradient
-        let mut read: Vec<LayerId> = content.iter().chain(&grams).copied().collect();
-        read.sort();
-        read.dedup();
-        bytes += read.iter().map(|&l| len(l, wh, ww)).sum::<u64>(); // masked taps
-    }
-    for &l in &content {
-        bytes += len(l, height, width); // full-size capture
-        if tiled && matches!(job, Job::Optimize { .. }) {
-            bytes += len(l, wh, ww); // the target at a tile's own positions
+    let device = (
+        target.limits.max_binding_bytes,
+        target.max_workgroups_per_dim,
+    );
+    let grams = |layers: &[LayerId]| GramSums::bytes(&layout, layers, tiled, &target.gram, device);
+    let mut parts = vec![
+        MemoryPart::new("weights", target.weight_bytes),
+        MemoryPart::new("graph", TiledGraph::bytes(&layout, &tiling)),
+    ];
+    match job {
+        Job::Forward(f) => {
+            parts.push(MemoryPart::new(
+                "masked taps",
+                Masks::bytes(&layout, &f.grams, tiled)?,
+            ));
+            parts.push(MemoryPart::new("Gram matrices", grams(&f.grams)?));
+            parts.push(MemoryPart::new(
+                "captures",
+                Captures::bytes(&full(&f.capture)?),
+            ));
         }
-    }
-    let per_gram = match job {
-        // G, its gradient, the blended target and each style's target.
-        Job::Optimize { styles } => 3 + *styles as u64,
-        Job::Forward { .. } => 1,
-    } + tiled as u64;
-    for &l in &grams {
-        let (c, lh, lw) = nst_vgg::output_shape(l, &target.c_out, wh, ww);
-        bytes += per_gram * 4 * c as u64 * c as u64;
-        let chunks = plan.output(l).map_or(1, |o| o.chunks.len() as u64);
-        let per = c.div_ceil(chunks as u32);
-        bytes += chunks * chunks * nst_kernels::gram::partials_bound(per, per, lh * lw);
-    }
-    if let Job::Optimize { .. } = job {
-        bytes += match settings.optimizer {
-            Optimizer::Adam => 2 * px,
-            // Pairs (s, y), the previous gradient and the direction.
-            Optimizer::Lbfgs { history } => (2 * history as u64 + 2) * px,
-        };
+        Job::Optimize { styles } | Job::Evaluate { styles } => {
+            let loss = &settings.loss;
+            let content = full(&loss.content_layer_ids())?;
+            let style = loss.style_layer_ids();
+            let read: Vec<LayerId> = loss
+                .content_layer_ids()
+                .into_iter()
+                .chain(style.clone())
+                .collect();
+            parts.extend([
+                MemoryPart::new("content targets", Captures::bytes(&content)),
+                MemoryPart::new("content norms", content_mean_squares_bytes(&content)),
+                MemoryPart::new("masked taps", Masks::bytes(&layout, &read, tiled)?),
+                MemoryPart::new("Gram matrices", grams(&style)?),
+                MemoryPart::new("loss", Objective::bytes(&layout, loss, *styles, tiled)?),
+            ]);
+            if let Job::Optimize { .. } = job {
+                let n = 3 * height as u64 * width as u64;
+                parts.push(MemoryPart::new(
+                    "optimizer",
+                    Stepper::bytes(settings.optimizer, n),
+                ));
+            }
+        }
     }
     Ok(MemoryPlan {
         width,
         height,
         tiling,
-        graph_bytes: plan.bytes,
-        bytes,
+        graph_bytes: layout.bytes,
+        bytes: parts.iter().map(|p| p.bytes).sum(),
+        parts,
         untiled_bytes: None,
         budget: None,
     })

@@ -6,10 +6,10 @@
 
 use crate::error::{Field, Result, TransferError};
 use crate::loss::{LossConfig, LossValues, Term, TermValue};
-use crate::tiles::{copy_region, Captures, GramSums, Masks, TiledGraph};
+use crate::tiles::{copy_region, tap_layout, tensor_bytes, Captures, GramSums, Masks, TiledGraph};
 use nst_gpu::{Context, Dispatch, GpuError, Record, View, ViewMut};
 use nst_kernels::{Kernels, Reduction, WindowMode};
-use nst_vgg::{LayerId, Tensor};
+use nst_vgg::{ChunkLayout, GraphLayout, LayerId, Tensor};
 
 /// The style targets at one layer: each style image's Gram matrix (C × C, row-major).
 #[derive(Clone, Debug)]
@@ -83,7 +83,7 @@ impl Objective {
         let terms = factors.terms(cfg, blend);
         let scalars = ctx.tensor("loss values", terms.len() as u64)?;
         let mut masks = Masks::new(tg);
-        let style_layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
+        let style_layers = cfg.style_layer_ids();
         let grams = GramSums::new(ctx, k, tg, &mut masks, &style_layers)?;
         let mut b = Builder {
             ctx,
@@ -141,6 +141,34 @@ impl Objective {
             _keep: keep,
             _targets: targets,
         })
+    }
+
+    /// Bytes of storage [`Objective::new`] creates for `cfg` with `styles` style images over
+    /// `layout`'s graph, besides the masked taps and Gram sums it shares with forward jobs
+    /// ([`Masks::bytes`], [`GramSums::bytes`]): the value slots, the content targets at a
+    /// tile's positions (tiled), each style target, the blended targets and the Gram
+    /// gradients, and the partial sums of every value's reduction.
+    pub(crate) fn bytes(
+        layout: &GraphLayout,
+        cfg: &LossConfig,
+        styles: usize,
+        tiled: bool,
+    ) -> Result<u64> {
+        let terms = cfg.content_layers.len() + cfg.style_layers.len() * styles + 1;
+        let mut bytes = nst_gpu::tensor_bytes(terms as u64);
+        let mut reductions = 1; // total variation
+        for l in &cfg.content_layers {
+            let at = tap_layout(layout, l.layer)?;
+            bytes += tensor_bytes(at) * tiled as u64;
+            reductions += 2 * at.chunks.len() as u64; // for the first tile and the others
+        }
+        for l in &cfg.style_layers {
+            let c = tap_layout(layout, l.layer)?.c as u64;
+            // Each style's target, the blended target and the gradient.
+            bytes += (styles as u64 + 2) * nst_gpu::tensor_bytes(c * c);
+            reductions += styles as u64;
+        }
+        Ok(bytes + reductions * Reduction::BYTES)
     }
 
     /// Records tile `t`'s masks and its share of every value. After the tile's forward.
@@ -243,6 +271,16 @@ pub(crate) async fn content_mean_squares(
             total / a.layout.len() as f64
         })
         .collect())
+}
+
+/// Bytes of storage [`content_mean_squares`] creates (and frees) for captures laid out as
+/// `content`: one sum per chunk, and each sum's reduction.
+pub(crate) fn content_mean_squares_bytes(content: &[ChunkLayout]) -> u64 {
+    let slots: u64 = content.iter().map(|l| l.chunks.len() as u64).sum();
+    match slots {
+        0 => 0,
+        n => nst_gpu::tensor_bytes(n) + n * Reduction::BYTES,
+    }
 }
 
 /// The factor of every raw term, and each style layer's target, checked against the config.

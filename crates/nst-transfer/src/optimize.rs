@@ -2,7 +2,7 @@
 //! preservation, and the update step ([`Stepper`]).
 
 use crate::colour;
-use crate::engine::{noise, scaled_styles, Engine};
+use crate::engine::{noise, scaled_styles, style_size, Engine};
 use crate::error::{Field, Result, TransferError};
 use crate::events::{Event, Flow, Outcome};
 use crate::image::{fit_longest, resize, Image};
@@ -10,7 +10,6 @@ use crate::loss::{LossValues, Term};
 use crate::memory::Job;
 use crate::problem::Problem;
 use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
-use crate::tiles::TiledGraph;
 use nst_gpu::{Context, ViewMut};
 use nst_kernels::{AdamParams, LbfgsParams};
 // std's Instant panics in a browser; this one reads the page's clock there.
@@ -72,27 +71,34 @@ impl Engine {
                     .collect(),
             ),
         };
-        let sizes = settings.scale_sizes();
-        let largest = sizes.iter().copied().max().unwrap_or(settings.size);
-        self.check_fits(&content_in, &style_in, largest, settings)?;
+        // Every scale is planned before anything runs: a scale that cannot fit fails now.
+        let sides = settings.scale_sizes();
+        let job = Job::Optimize {
+            styles: style_in.len(),
+        };
+        let mut plans = Vec::new();
+        for &side in &sides {
+            let (w, h) = fit_longest(content_in.width, content_in.height, side);
+            let sizes: Vec<(u32, u32)> = (style_in.iter())
+                .map(|s| style_size(s, w.max(h), settings.style_scale))
+                .collect();
+            plans.push(self.scale_plan((w, h), &sizes, settings, &job)?);
+        }
         let mut current: Option<Image> = None;
         let mut stopped = false;
         let mut final_values = None;
-        let count = sizes.len();
+        let count = sides.len();
         let mut begun = 0;
-        for (index, &side) in sizes.iter().enumerate() {
-            let (w, h) = fit_longest(content_in.width, content_in.height, side);
+        for (index, plan) in plans.into_iter().enumerate() {
+            let (w, h) = (plan.problem.width, plan.problem.height);
             let c = resize(&content_in, w, h);
             let styles_here = scaled_styles(style_in.iter(), w.max(h), settings.style_scale);
-            let job = Job::Optimize {
-                styles: styles_here.len(),
-            };
             let event = Event::Scale {
                 index,
                 count,
                 width: w,
                 height: h,
-                tiles: self.plan(settings, &job, w, h)?.tiling.tiles.len(),
+                tiles: plan.problem.tiling.tiles.len(),
             };
             if on_event(event) == Flow::Stop {
                 stopped = true;
@@ -100,7 +106,7 @@ impl Engine {
             }
             begun += 1;
             let problem = self
-                .problem_async(&c, &styles_here, &blend, settings)
+                .planned_problem(&c, &styles_here, &blend, settings, plan)
                 .await?;
             let start = match (&current, &init) {
                 (Some(prev), _) => resize(prev, w, h),
@@ -160,7 +166,7 @@ impl Engine {
         // image-sized GPU buffer is spent on it.
         let mut good = start.data.clone();
         let clamp = self.k.pixel.clamp(ctx, h, w, tg.image_mut())?;
-        let stepper = Stepper::new(self, settings.optimizer, settings.step_size(), tg)?;
+        let stepper = Stepper::new(self, run.problem, settings.optimizer, settings.step_size())?;
         let read_image = || async {
             let data = ctx.read_async::<f32>(tg.image()).await?;
             Ok::<Image, TransferError>(Image::from_parts(w, h, data))
@@ -268,8 +274,11 @@ struct ScaleDone {
     stopped: bool,
 }
 
-/// The update step of one scale.
-pub(crate) enum Stepper {
+/// The update step of one scale: the optimizer's state for a [`Problem`]'s image, and the
+/// launches of one step, recorded after the problem's value and gradient.
+pub struct Stepper(Step);
+
+enum Step {
     Adam {
         step: nst_kernels::AdamStep,
         /// Its moment buffers, kept with it.
@@ -279,10 +288,11 @@ pub(crate) enum Stepper {
 }
 
 impl Stepper {
-    pub(crate) fn new(engine: &Engine, optimizer: Optimizer, lr: f64, tg: &TiledGraph) -> Result<Stepper> {
-        let (ctx, k) = (&engine.ctx, &engine.k);
+    /// `optimizer`'s state for `problem`'s image, stepping `lr` (see [`Settings::step_size`]).
+    pub fn new(engine: &Engine, problem: &Problem, optimizer: Optimizer, lr: f64) -> Result<Self> {
+        let (ctx, k, tg) = (&engine.ctx, &engine.k, &problem.tg);
         let n = tg.image().len;
-        Ok(match optimizer {
+        Ok(Stepper(match optimizer {
             Optimizer::Adam => {
                 let m = ctx.tensor("adam m", n)?;
                 let v = ctx.tensor("adam v", n)?;
@@ -294,37 +304,48 @@ impl Stepper {
                     ViewMut::whole(&m),
                     ViewMut::whole(&v),
                 )?;
-                Stepper::Adam {
+                Step::Adam {
                     step,
                     _moments: [m, v],
                 }
             }
-            Optimizer::Lbfgs { history } => Stepper::Lbfgs(Box::new(k.lbfgs.prepare(
+            Optimizer::Lbfgs { history } => Step::Lbfgs(Box::new(k.lbfgs.prepare(
                 ctx,
                 &k.vector,
                 LbfgsParams { history, lr },
                 tg.image_mut(),
                 tg.image_grad(),
             )?)),
-        })
+        }))
     }
 
-    /// Before recording iteration `t`.
-    pub(crate) fn set_step(&self, ctx: &Context, t: u32) {
-        if let Stepper::Adam { step, .. } = self {
+    /// Bytes of storage [`Stepper::new`] creates for an image of `n` values.
+    pub(crate) fn bytes(optimizer: Optimizer, n: u64) -> u64 {
+        match optimizer {
+            Optimizer::Adam => 2 * nst_gpu::tensor_bytes(n), // the moments
+            Optimizer::Lbfgs { history } => nst_kernels::LbfgsRun::bytes_for(n, history),
+        }
+    }
+
+    /// Sets the step number before iteration `t` (1-based) is recorded.
+    pub fn set_step(&self, ctx: &Context, t: u32) {
+        if let Step::Adam { step, .. } = &self.0 {
             step.set_step(ctx, t);
         }
     }
 
-    pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
-        match self {
-            Stepper::Adam { step, .. } => nst_gpu::Record::record(step, pass),
-            Stepper::Lbfgs(run) => run.record(pass, t),
+    /// Records iteration `t`'s step, after the problem's value and gradient.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
+        match &self.0 {
+            Step::Adam { step, .. } => nst_gpu::Record::record(step, pass),
+            Step::Lbfgs(run) => run.record(pass, t),
         }
     }
 
-    pub(crate) fn clamps_each_step(&self) -> bool {
-        matches!(self, Stepper::Adam { .. })
+    /// Whether the image is clamped to [0, 1] after every step (Adam's), rather than once
+    /// at the end (L-BFGS's, whose history would not hold for a clamped step).
+    pub fn clamps_each_step(&self) -> bool {
+        matches!(self.0, Step::Adam { .. })
     }
 }
 

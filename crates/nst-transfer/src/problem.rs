@@ -4,12 +4,12 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::image::Image;
 use crate::loss::LossValues;
-use crate::memory::{Job, MemoryPlan};
+use crate::memory::{Job, MemoryPlan, ScalePlan};
 use crate::objective::{content_mean_squares, Objective};
 use crate::settings::Settings;
 use crate::tiles::{Captures, TiledGraph};
 use nst_gpu::{Context, View};
-use nst_vgg::{Graph, LayerId};
+use nst_vgg::Graph;
 
 /// The graph for one image size and the loss over it: what one iteration evaluates, whole
 /// or tile by tile (the same values and gradient either way, up to float32 rounding).
@@ -89,7 +89,8 @@ impl Problem {
 
 impl Engine {
     /// The problem for an output of `content`'s size under `settings` (its loss, pooling,
-    /// memory budget and tile size), with the style and content targets captured.
+    /// memory budget and tile size), with the style and content targets captured. Its plan
+    /// ([`Problem::memory`]) counts the state of `settings`' optimizer ([`crate::Stepper`]) too.
     pub fn problem(
         &self,
         content: &Image,
@@ -108,17 +109,35 @@ impl Engine {
         blend: &[f64],
         settings: &Settings,
     ) -> Result<Problem> {
-        let cfg = &settings.loss;
-        let layers: Vec<LayerId> = cfg.style_layers.iter().map(|l| l.layer).collect();
-        let targets = self.style_targets(styles, &layers, settings).await?;
+        let size = (content.width, content.height);
+        let sizes: Vec<(u32, u32)> = styles.iter().map(|s| (s.width, s.height)).collect();
         let job = Job::Optimize {
             styles: styles.len(),
         };
-        let memory = self.plan(settings, &job, content.width, content.height)?;
+        let plan = self.scale_plan(size, &sizes, settings, &job)?;
+        self.planned_problem(content, styles, blend, settings, plan)
+            .await
+    }
+
+    /// The problem as `plan` (from [`Engine::scale_plan`]) says: its style targets, then its
+    /// graph, content targets and loss.
+    pub(crate) async fn planned_problem(
+        &self,
+        content: &Image,
+        styles: &[Image],
+        blend: &[f64],
+        settings: &Settings,
+        plan: ScalePlan,
+    ) -> Result<Problem> {
+        let cfg = &settings.loss;
+        let targets = self.style_targets(styles, &plan.styles, settings).await?;
+        let job = Job::Evaluate {
+            styles: styles.len(),
+        };
+        let memory = plan.problem;
         let tg = self.tiled_graph(&memory, settings, &job)?;
         let (ctx, k) = (&self.ctx, &self.k);
-        let content_layers: Vec<LayerId> = cfg.content_layers.iter().map(|l| l.layer).collect();
-        let captures = Captures::new(ctx, k, &tg, &content_layers)?;
+        let captures = Captures::new(ctx, k, &tg, &cfg.content_layer_ids())?;
         self.ctx.write(tg.image().buffer, 0, &content.data);
         for t in 0..tg.tiles() {
             self.ctx.submit(|pass| {
@@ -134,5 +153,4 @@ impl Engine {
             memory,
         })
     }
-
 }

@@ -9,9 +9,11 @@
 
 use crate::error::{Result, TransferError};
 use nst_gpu::{Context, Dispatch, GpuError, Record, View, ViewMut};
-use nst_kernels::{Coef, Kernels, Plane, WindowMode, WindowShape};
+use nst_kernels::{Coef, GramChoice, Kernels, Plane, WindowMode, WindowShape};
 use nst_vgg::tiling::halo_and_scale;
-use nst_vgg::{ChunkLayout, Graph, GraphConfig, LayerId, Rect, Tensor, Tiling, VggWeights};
+use nst_vgg::{
+    ChunkLayout, Graph, GraphConfig, GraphLayout, LayerId, Rect, Tensor, Tiling, VggWeights,
+};
 
 /// A graph and the tiles it runs over.
 pub struct TiledGraph {
@@ -185,12 +187,14 @@ impl TiledGraph {
 
     /// Layer `l`'s output at the image's full size, in chunks that bind.
     pub fn full_layout(&self, l: LayerId) -> Result<ChunkLayout> {
-        let (h, w) = self.size();
-        let (c, lh, lw) = nst_vgg::output_shape(l, &self.c_out, h, w);
-        ChunkLayout::split(c, lh, lw, self.chunk_limit).ok_or_else(|| {
-            let m = format!("one channel of {l} at {w}×{h} does not fit in a binding");
-            TransferError::Gpu(GpuError::BadShape(m))
-        })
+        full_layout(&self.c_out, l, self.size(), self.chunk_limit)
+    }
+
+    /// Bytes of storage [`TiledGraph::new`] creates: the graph at the window's size, and the
+    /// full-size image and gradient when tiled.
+    pub fn bytes(layout: &GraphLayout, tiling: &Tiling) -> u64 {
+        let image = nst_gpu::tensor_bytes(3 * tiling.height as u64 * tiling.width as u64);
+        layout.bytes + 2 * image * tiling.is_tiled() as u64
     }
 
     /// The tensor at tapped layer `l`.
@@ -199,6 +203,36 @@ impl TiledGraph {
             TransferError::Gpu(GpuError::BadShape(format!("layer {l} is not tapped")))
         })
     }
+}
+
+/// Layer `l`'s output for an `h × w` image, in chunks of at most `chunk_limit` bytes.
+pub(crate) fn full_layout(
+    c_out: &[u32],
+    l: LayerId,
+    (h, w): (u32, u32),
+    chunk_limit: u64,
+) -> Result<ChunkLayout> {
+    let (c, lh, lw) = nst_vgg::output_shape(l, c_out, h, w);
+    ChunkLayout::split(c, lh, lw, chunk_limit).ok_or_else(|| {
+        let m = format!("one channel of {l} at {w}×{h} does not fit in a binding");
+        TransferError::Gpu(GpuError::BadShape(m))
+    })
+}
+
+/// Bytes of storage [`tensor`] creates for `layout`.
+pub(crate) fn tensor_bytes(layout: &ChunkLayout) -> u64 {
+    let chunks = 0..layout.chunks.len();
+    chunks
+        .map(|i| nst_gpu::tensor_bytes(layout.chunk_len(i)))
+        .sum()
+}
+
+/// The layout of tapped layer `l` in `layout`'s graph.
+pub(crate) fn tap_layout(layout: &GraphLayout, l: LayerId) -> Result<&ChunkLayout> {
+    layout
+        .output(l)
+        .filter(|_| layout.is_tap(l))
+        .ok_or_else(|| TransferError::Gpu(GpuError::BadShape(format!("layer {l} is not tapped"))))
 }
 
 /// A tensor of `layout`, zeroed.
@@ -293,6 +327,19 @@ impl Masks {
             d.record(pass);
         }
     }
+
+    /// Bytes of storage the masked copies of `layers` (each counted once) take in `layout`'s
+    /// graph: none untiled, where losses read the taps themselves.
+    pub(crate) fn bytes(layout: &GraphLayout, layers: &[LayerId], tiled: bool) -> Result<u64> {
+        let mut distinct = layers.to_vec();
+        distinct.sort();
+        distinct.dedup();
+        let mut bytes = 0;
+        for l in distinct.into_iter().filter(|_| tiled) {
+            bytes += tensor_bytes(tap_layout(layout, l)?);
+        }
+        Ok(bytes)
+    }
 }
 
 /// Gram matrices over every tile's own positions: `G = Σ_q f_q·f_qᵀ / N` over the image's
@@ -366,6 +413,33 @@ impl GramSums {
         Ok(s)
     }
 
+    /// Bytes of storage [`GramSums::new`] creates for `layers` of `layout`'s graph: per
+    /// layer `G`, a tile's `G` when tiled, and the split-K partial sums of every pair of
+    /// chunks, with `gram`'s tiles on a device of `device` (largest binding, most workgroups
+    /// per grid dimension).
+    pub(crate) fn bytes(
+        layout: &GraphLayout,
+        layers: &[LayerId],
+        tiled: bool,
+        gram: &GramChoice,
+        device: (u64, u32),
+    ) -> Result<u64> {
+        let mut bytes = 0;
+        for &l in layers {
+            let f = tap_layout(layout, l)?;
+            let (c, n) = (f.c as u64, f.h * f.w);
+            bytes += (1 + tiled as u64) * nst_gpu::tensor_bytes(c * c);
+            for (i, a) in f.chunks.iter().enumerate() {
+                for (j, b) in f.chunks.iter().enumerate() {
+                    let block = (a.count, b.count, n);
+                    bytes +=
+                        nst_kernels::gram::forward_partials_bytes(gram, block, i == j, device)?;
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Records tile `t`'s share (after its forward and masks).
     pub(crate) fn record(&self, t: usize, pass: &mut wgpu::ComputePass<'_>) {
         for r in &self.shared {
@@ -404,6 +478,12 @@ impl Captures {
             tensors.push((l, full));
         }
         Ok(Captures { tensors, per_tile })
+    }
+
+    /// Bytes of storage [`Captures::new`] creates: each layer at full size, as laid out in
+    /// `full`.
+    pub(crate) fn bytes(full: &[ChunkLayout]) -> u64 {
+        full.iter().map(tensor_bytes).sum()
     }
 
     /// Records tile `t`'s copies (after its forward).

@@ -264,7 +264,7 @@ fn launches(ctx: &Context, c_out: &[u32], width: u32, height: u32) -> Vec<Launch
     let config = crate::LossConfig::default();
     let taps = config.taps();
     let deepest = taps.iter().copied().max().expect("default taps");
-    let style: Vec<LayerId> = config.style_layers.iter().map(|l| l.layer).collect();
+    let style = config.style_layer_ids();
     let fit = |c: u32, plane: u64| -> u32 {
         let most = (ctx.max_binding_bytes / (4 * plane.max(1))).max(1);
         c.min(most.min(u32::MAX as u64) as u32)

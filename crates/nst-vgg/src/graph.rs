@@ -1,7 +1,7 @@
 //! The VGG-19 graph for one image size: forward from RGB pixels to the deepest tapped layer,
 //! and the hand-written backward from gradients at the tapped layers to the RGB pixels.
 //!
-//! Everything is planned on the CPU first ([`Plan`]: which tensors exist, how each is
+//! Everything is planned on the CPU first ([`GraphLayout`]: which tensors exist, how each is
 //! chunked, how many bytes they take), then allocated once, and every kernel launch is
 //! prepared once; recording an iteration allocates nothing.
 //!
@@ -84,7 +84,7 @@ enum GradHome {
 
 /// The tensors of a graph for one size, before anything is allocated.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub struct GraphLayout {
     /// Image height.
     pub height: u32,
     /// Image width.
@@ -107,10 +107,14 @@ pub struct Plan {
 /// Why a size does not fit, before the largest size that does is worked out.
 struct DoesNotFit(String);
 
-impl Plan {
+impl GraphLayout {
     /// Plans the graph of `config` for a network whose convolutions output `c_out[k]`
     /// channels, under `limits`.
-    pub fn new(c_out: &[u32], config: &GraphConfig, limits: Limits) -> Result<Plan, VggError> {
+    pub fn new(
+        c_out: &[u32],
+        config: &GraphConfig,
+        limits: Limits,
+    ) -> Result<GraphLayout, VggError> {
         let deepest = *config.taps.iter().max().ok_or(VggError::NoTaps)?;
         let (h, w) = (config.height, config.width);
         let halvings = {
@@ -139,7 +143,7 @@ impl Plan {
         limits: Limits,
         h: u32,
         w: u32,
-    ) -> Result<Plan, DoesNotFit> {
+    ) -> Result<GraphLayout, DoesNotFit> {
         let deepest = *config.taps.iter().max().expect("checked by new");
         let taps: BTreeSet<usize> = config.taps.iter().map(|t| t.0).collect();
         let bind = limits.max_binding_bytes.min(limits.max_buffer_bytes);
@@ -211,7 +215,7 @@ impl Plan {
             }
         }
         elems += scratch.iter().flatten().sum::<u64>();
-        Ok(Plan {
+        Ok(GraphLayout {
             height: h,
             width: w,
             deepest,
@@ -238,7 +242,7 @@ impl Plan {
 
 /// The graph for one image size, allocated and ready to record.
 pub struct Graph {
-    plan: Plan,
+    plan: GraphLayout,
     input: wgpu::Buffer,
     input_grad: wgpu::Buffer,
     activations: Vec<Option<Tensor>>,
@@ -281,7 +285,7 @@ impl Graph {
         config: &GraphConfig,
     ) -> Result<Graph, VggError> {
         let c_out = weights.c_out();
-        let plan = Plan::new(&c_out, config, Limits::of(ctx))?;
+        let plan = GraphLayout::new(&c_out, config, Limits::of(ctx))?;
         let mut alloc = Allocator { ctx, allocated: 0 };
         match Self::build(ctx, k, weights, plan.clone(), &mut alloc) {
             Ok(g) => Ok(g),
@@ -298,7 +302,7 @@ impl Graph {
                         width: w,
                         ..config.clone()
                     };
-                    Plan::new(&c_out, &c, Limits::of(ctx)).is_ok_and(|p| p.bytes <= fit)
+                    GraphLayout::new(&c_out, &c, Limits::of(ctx)).is_ok_and(|p| p.bytes <= fit)
                 }))
             }
             Err(e) => Err(e.into()),
@@ -310,7 +314,7 @@ impl Graph {
         ctx: &Context,
         k: &Kernels,
         weights: &VggWeights,
-        plan: Plan,
+        plan: GraphLayout,
         alloc: &mut Allocator<'_>,
     ) -> Result<Graph, GpuError> {
         let b = Buffers::allocate(&plan, alloc)?;
@@ -334,7 +338,7 @@ impl Graph {
     }
 
     /// The plan it was built from.
-    pub fn plan(&self) -> &Plan {
+    pub fn layout(&self) -> &GraphLayout {
         &self.plan
     }
 
@@ -405,7 +409,7 @@ impl Graph {
 }
 
 /// The pooling kernel of `plan`'s kind.
-fn pool_kernel<'k>(k: &'k Kernels, plan: &Plan) -> &'k nst_kernels::Pool2d {
+fn pool_kernel<'k>(k: &'k Kernels, plan: &GraphLayout) -> &'k nst_kernels::Pool2d {
     match plan.pooling {
         Pooling::Max => &k.max_pool2d,
         Pooling::Avg => &k.avg_pool2d,
@@ -437,7 +441,7 @@ impl Buffers {
     /// Allocates what `plan` keeps: the image and its gradient, the network input, each
     /// stored output, max pooling's arg-max, the tapped layers' gradients and two scratch
     /// sets that the other gradients alternate between.
-    fn allocate(plan: &Plan, alloc: &mut Allocator<'_>) -> Result<Buffers, GpuError> {
+    fn allocate(plan: &GraphLayout, alloc: &mut Allocator<'_>) -> Result<Buffers, GpuError> {
         let n = plan.deepest.0 + 1;
         let image = ChunkLayout {
             c: 3,
@@ -477,7 +481,7 @@ impl Buffers {
     }
 
     /// The gradient at layer `idx`'s output, wherever it lives.
-    fn grad(&self, plan: &Plan, idx: usize) -> Tensor {
+    fn grad(&self, plan: &GraphLayout, idx: usize) -> Tensor {
         match plan.grad_home[idx] {
             GradHome::Own => self.gradients[idx]
                 .clone()
@@ -496,7 +500,7 @@ struct Wire<'a> {
     ctx: &'a Context,
     k: &'a Kernels,
     weights: &'a VggWeights,
-    plan: &'a Plan,
+    plan: &'a GraphLayout,
     b: &'a Buffers,
 }
 
@@ -692,7 +696,7 @@ mod tests {
 
     #[test]
     fn builds_only_to_the_deepest_tap() {
-        let p = Plan::new(&vgg19_c_out(), &config(64, 64, STYLE_TAPS), LAVAPIPE).unwrap();
+        let p = GraphLayout::new(&vgg19_c_out(), &config(64, 64, STYLE_TAPS), LAVAPIPE).unwrap();
         assert_eq!(p.deepest.name(), "relu5_1");
         assert!(p.output(LayerId::parse("relu5_1").unwrap()).is_some());
         assert!(p.output(LayerId::parse("conv5_2").unwrap()).is_none());
@@ -700,7 +704,8 @@ mod tests {
 
     #[test]
     fn large_images_are_chunked_under_the_binding_limit() {
-        let p = Plan::new(&vgg19_c_out(), &config(2048, 2048, STYLE_TAPS), LAVAPIPE).unwrap();
+        let p =
+            GraphLayout::new(&vgg19_c_out(), &config(2048, 2048, STYLE_TAPS), LAVAPIPE).unwrap();
         // conv1_1's output at 2048² is 1 GiB: eight chunks of 8 channels (128 MiB each).
         let l = p.output(LayerId::parse("relu1_1").unwrap()).unwrap();
         assert_eq!(l.chunks.len(), 8);
@@ -714,7 +719,8 @@ mod tests {
 
     #[test]
     fn an_image_too_large_to_bind_names_the_largest_that_fits() {
-        let e = Plan::new(&vgg19_c_out(), &config(4000, 3000, STYLE_TAPS), LAVAPIPE).unwrap_err();
+        let e = GraphLayout::new(&vgg19_c_out(), &config(4000, 3000, STYLE_TAPS), LAVAPIPE)
+            .unwrap_err();
         let VggError::TooLarge {
             largest: Some((h, w)),
             ..
@@ -733,15 +739,16 @@ mod tests {
 
     #[test]
     fn an_image_too_small_for_the_deepest_tap_is_an_error() {
-        let e = Plan::new(&vgg19_c_out(), &config(15, 64, STYLE_TAPS), LAVAPIPE).unwrap_err();
+        let e =
+            GraphLayout::new(&vgg19_c_out(), &config(15, 64, STYLE_TAPS), LAVAPIPE).unwrap_err();
         assert!(matches!(e, VggError::TooSmall { min_side: 16, .. }), "{e}");
-        assert!(Plan::new(&vgg19_c_out(), &config(16, 16, STYLE_TAPS), LAVAPIPE).is_ok());
+        assert!(GraphLayout::new(&vgg19_c_out(), &config(16, 16, STYLE_TAPS), LAVAPIPE).is_ok());
         let none = GraphConfig {
             taps: Vec::new(),
             ..config(16, 16, STYLE_TAPS)
         };
         assert!(matches!(
-            Plan::new(&vgg19_c_out(), &none, LAVAPIPE),
+            GraphLayout::new(&vgg19_c_out(), &none, LAVAPIPE),
             Err(VggError::NoTaps)
         ));
     }
@@ -749,10 +756,10 @@ mod tests {
     #[test]
     fn bytes_grow_with_the_image_area() {
         let c = vgg19_c_out();
-        let b512 = Plan::new(&c, &config(512, 512, STYLE_TAPS), LAVAPIPE)
+        let b512 = GraphLayout::new(&c, &config(512, 512, STYLE_TAPS), LAVAPIPE)
             .unwrap()
             .bytes;
-        let b1024 = Plan::new(&c, &config(1024, 1024, STYLE_TAPS), LAVAPIPE)
+        let b1024 = GraphLayout::new(&c, &config(1024, 1024, STYLE_TAPS), LAVAPIPE)
             .unwrap()
             .bytes;
         assert_eq!(b1024, 4 * b512);

@@ -20,7 +20,7 @@ pub mod tiling;
 pub mod weights;
 
 pub use error::{largest_fitting, VggError};
-pub use graph::{Graph, GraphConfig, Limits, Plan, Pooling};
+pub use graph::{Graph, GraphConfig, GraphLayout, Limits, Pooling};
 pub use layers::{layers, output_shape, valid_names, Layer, LayerId, LayerKind};
 pub use report::{vgg19_weight_bytes, LayerRow, PlanReport};
 pub use tensor::{ChunkLayout, Tensor};

@@ -1,7 +1,7 @@
 //! A plan described for people and scripts: `nst layers`.
 
 use crate::error::VggError;
-use crate::graph::{GraphConfig, Limits, Plan, Pooling};
+use crate::graph::{GraphConfig, GraphLayout, Limits, Pooling};
 use crate::layers::{layers, output_shape, LayerId, LayerKind};
 use serde::Serialize;
 use std::fmt;
@@ -68,7 +68,7 @@ impl PlanReport {
             max_binding_bytes,
             max_buffer_bytes: u64::MAX,
         };
-        let plan = Plan::new(&c_out, config, limits)?;
+        let plan = GraphLayout::new(&c_out, config, limits)?;
         Ok(Self::new(
             &plan,
             config,
@@ -81,7 +81,7 @@ impl PlanReport {
     /// Describes `plan`, made from `config` for a network whose convolutions output `c_out`
     /// channels and whose weights take `weights_bytes`, with chunks for `max_binding_bytes`.
     pub fn new(
-        plan: &Plan,
+        plan: &GraphLayout,
         config: &GraphConfig,
         c_out: &[u32],
         weights_bytes: u64,
