@@ -9,7 +9,7 @@ use crate::measure::{self, Measure};
 use crate::memory::{ForwardJob, Job, MemoryPlan, ScalePlan, Target};
 use crate::objective::StyleTarget;
 use crate::settings::{normalized_blend, Settings, Style};
-use crate::tiles::{Captures, GramSums, Masks, TiledGraph};
+use crate::tiled_graph::{Captures, GramSums, Masks, TiledGraph};
 use nst_gpu::{Context, View};
 use nst_kernels::Kernels;
 use nst_vgg::{LayerId, Pooling, VggWeights};

@@ -69,7 +69,7 @@ pub mod optimize;
 pub mod plot;
 pub mod problem;
 pub mod settings;
-pub mod tiles;
+pub mod tiled_graph;
 pub mod tuning;
 
 pub use bench::{Bench, GpuMemory, KernelTime};

@@ -10,7 +10,7 @@ use crate::error::{Field, Result, TransferError};
 use crate::objective::{content_mean_squares_bytes, Objective};
 use crate::optimize::Stepper;
 use crate::settings::{Optimizer, Settings};
-use crate::tiles::{full_layout, Captures, GramSums, Masks, TiledGraph};
+use crate::tiled_graph::{full_layout, Captures, GramSums, Masks, TiledGraph};
 use nst_gpu::human_bytes;
 use nst_kernels::{GramChoice, GramTiles, LbfgsRun};
 use nst_vgg::tiling::halo_and_scale;

@@ -6,7 +6,9 @@
 
 use crate::error::{Field, Result, TransferError};
 use crate::loss::{LossConfig, LossValues, Term, TermValue};
-use crate::tiles::{copy_region, tap_layout, tensor_bytes, Captures, GramSums, Masks, TiledGraph};
+use crate::tiled_graph::{
+    copy_region, tap_layout, tensor_bytes, Captures, GramSums, Masks, TiledGraph,
+};
 use nst_gpu::{Context, Dispatch, GpuError, Record, View, ViewMut};
 use nst_kernels::{Kernels, Reduction, WindowMode};
 use nst_vgg::{ChunkLayout, GraphLayout, LayerId, Tensor};
@@ -407,7 +409,8 @@ impl<'a> Builder<'a> {
         let target = match tg.is_tiled() {
             false => full.clone(),
             true => {
-                let t = crate::tiles::tensor(ctx, &format!("content target {l}"), &act.layout)?;
+                let t =
+                    crate::tiled_graph::tensor(ctx, &format!("content target {l}"), &act.layout)?;
                 for tile in 0..tg.tiles() {
                     let (own, at) = tg.own_at(tile, l);
                     let copies =

@@ -7,7 +7,7 @@ use crate::loss::LossValues;
 use crate::memory::{Job, MemoryPlan, ScalePlan};
 use crate::objective::{content_mean_squares, Objective};
 use crate::settings::Settings;
-use crate::tiles::{Captures, TiledGraph};
+use crate::tiled_graph::{Captures, TiledGraph};
 use nst_gpu::{Context, View};
 use nst_vgg::Graph;
 
