@@ -413,6 +413,12 @@ impl Record for Dispatch {
     }
 }
 
+impl<T: Record + ?Sized> Record for Box<T> {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        (**self).record(pass)
+    }
+}
+
 impl<T: Record> Record for [T] {
     fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         for r in self {

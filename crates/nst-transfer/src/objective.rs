@@ -190,17 +190,13 @@ impl Objective {
     /// Records the values that need every tile's share (style) or the whole image (total
     /// variation). After the last tile's values.
     pub fn record_values(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for r in &self.after {
-            r.record(pass);
-        }
+        self.after.record(pass);
     }
 
     /// Records the style terms' gradients with respect to the Gram matrices. After
     /// [`Objective::record_values`].
     pub fn record_gram_gradients(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.gram_backward {
-            d.record(pass);
-        }
+        self.gram_backward.record(pass);
     }
 
     /// Records tile `t`'s masks again (tiled graphs: after the tile's second forward).
@@ -211,17 +207,13 @@ impl Objective {
     /// Records the terms' gradients into the graph's tap gradients, for the tile whose
     /// forward and masks were recorded last. Before the graph's backward.
     pub fn record_tap_gradients(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.tap_backward {
-            d.record(pass);
-        }
+        self.tap_backward.record(pass);
     }
 
     /// Records the total variation's gradient, added to the image gradient. After every
     /// tile's backward (the first overwrites the image gradient).
     pub fn record_image_gradients(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.image_backward {
-            d.record(pass);
-        }
+        self.image_backward.record(pass);
     }
 
     /// Reads the values written by the last recorded forward. Waits for the GPU.

@@ -323,9 +323,7 @@ impl Masks {
 
     /// Records tile `t`'s copies.
     pub(crate) fn record(&self, t: usize, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.per_tile[t] {
-            d.record(pass);
-        }
+        self.per_tile[t].record(pass);
     }
 
     /// Bytes of storage the masked copies of `layers` (each counted once) take in `layout`'s
@@ -442,13 +440,9 @@ impl GramSums {
 
     /// Records tile `t`'s share (after its forward and masks).
     pub(crate) fn record(&self, t: usize, pass: &mut wgpu::ComputePass<'_>) {
-        for r in &self.shared {
-            r.record(pass);
-        }
+        self.shared.record(pass);
         let fold = if t == 0 { &self.first } else { &self.rest };
-        for d in fold {
-            d.record(pass);
-        }
+        fold.record(pass);
     }
 }
 
@@ -488,8 +482,6 @@ impl Captures {
 
     /// Records tile `t`'s copies (after its forward).
     pub(crate) fn record(&self, t: usize, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.per_tile[t] {
-            d.record(pass);
-        }
+        self.per_tile[t].record(pass);
     }
 }

@@ -15,7 +15,7 @@ use crate::layers::{layers, output_shape, LayerId, LayerKind};
 use crate::tensor::{ChunkLayout, Tensor};
 use crate::weights::VggWeights;
 use nst_gpu::human_bytes as bytes;
-use nst_gpu::{Context, Dispatch, GpuError, View, ViewMut};
+use nst_gpu::{Context, Dispatch, GpuError, Record, View, ViewMut};
 use nst_kernels::{Channels, ConvPart, ConvShape, Kernels, PoolShape};
 use std::collections::BTreeSet;
 
@@ -389,17 +389,13 @@ impl Graph {
 
     /// Records the forward pass: the pixel transform and every layer up to the deepest tap.
     pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.forward {
-            d.record(pass);
-        }
+        self.forward.record(pass);
     }
 
     /// Records the backward pass from the tapped layers' gradients to
     /// [`Graph::input_grad`] (which it overwrites).
     pub fn record_backward(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.backward {
-            d.record(pass);
-        }
+        self.backward.record(pass);
     }
 
     /// Kernel launches per iteration (forward, backward).
