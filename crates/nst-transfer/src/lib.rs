@@ -80,7 +80,9 @@ pub use image::{Image, ImageError};
 pub use log::{Log, LogRow};
 pub use loss::{LayerWeight, LossConfig, LossValues, Term, TermValue, Weight};
 pub use measure::Measure;
-pub use memory::{ForwardJob, Job, MemoryPart, MemoryPlan, ScalePlan, Target};
+pub use memory::{
+    plan_vgg19, ForwardJob, Job, LayersPlan, MemoryPart, MemoryPlan, ScalePlan, Target,
+};
 pub use nst_vgg::Pooling;
 pub use objective::{Objective, StyleTarget};
 pub use optimize::Stepper;

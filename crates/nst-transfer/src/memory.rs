@@ -141,6 +141,57 @@ impl ScalePlan {
     }
 }
 
+/// What `nst layers` shows: VGG-19's graph for an image size, or a run's plan within a
+/// memory budget.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum LayersPlan {
+    /// Every layer to the deepest tap: its shape, whether it is kept, its chunks.
+    Graph(nst_vgg::PlanReport),
+    /// An optimization run's tiles and memory.
+    Run(MemoryPlan),
+}
+
+impl std::fmt::Display for LayersPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LayersPlan::Graph(g) => g.fmt(f),
+            LayersPlan::Run(r) => r.fmt(f),
+        }
+    }
+}
+
+/// Plans VGG-19 with the real weights' shapes for a `width × height` image, without a GPU,
+/// for a device whose storage bindings hold at most `max_binding_bytes`: with
+/// [`Settings::max_memory`], the tiles and memory of an optimization run with one style
+/// image (`settings`' optimizer's state counted); else the graph that taps `taps`, by
+/// default the loss's layers.
+pub fn plan_vgg19(
+    settings: &Settings,
+    (width, height): (u32, u32),
+    taps: Option<Vec<LayerId>>,
+    max_binding_bytes: u64,
+) -> Result<LayersPlan> {
+    if settings.max_memory.is_some() {
+        let limits = Limits {
+            max_binding_bytes,
+            max_buffer_bytes: u64::MAX,
+        };
+        let job = Job::Optimize { styles: 1 };
+        let plan = MemoryPlan::new(&Target::vgg19(limits), settings, &job, width, height)?;
+        return Ok(LayersPlan::Run(plan));
+    }
+    let config = GraphConfig {
+        height,
+        width,
+        taps: taps.unwrap_or_else(|| settings.loss.taps()),
+        pooling: settings.pooling,
+        max_chunk_bytes: None,
+    };
+    let report = nst_vgg::PlanReport::vgg19(&config, max_binding_bytes)?;
+    Ok(LayersPlan::Graph(report))
+}
+
 impl std::fmt::Display for MemoryPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = &self.tiling;
