@@ -3,17 +3,10 @@
 //   x ← x − (lr / bc1) · m / (√v / √bc2 + ε),   bc1 = 1 − β1ᵗ, bc2 = 1 − β2ᵗ
 // The bias corrections are computed on the CPU in f64 for each step and passed in.
 
-struct Params {
-    n: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    step_size: f32,  // lr / bc1
-    sqrt_bc2: f32,   // √bc2
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/adam.rs), and
+// prepended to the compiled source.
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: Uniform;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;

@@ -28,21 +28,13 @@
 // (tile = wid.x + wid.y·nwg.x; whole workgroups past the end return before any barrier),
 // channel tiles along z.
 
-struct Shape {
-    c_src: u32,     // channels in the source chunk (x forward, gy backward)
-    c_dst: u32,     // channels in the destination chunk
-    h: u32,
-    w: u32,
-    src_off: u32,   // first channel of the source chunk in its tensor
-    dst_off: u32,   // first channel of the destination chunk in its tensor
-    w_cin: u32,     // input channels of the whole forward weight (its row stride)
-    flags: u32,     // FLAG_ACCUMULATE | FLAG_RELU
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/conv2d.rs), and
+// prepended to the compiled source.
 
 const FLAG_ACCUMULATE: u32 = 1u; // dst += result (else forward: dst = bias + result; backward: dst = result)
 const FLAG_RELU: u32 = 2u;       // forward only: dst = max(dst, 0) after adding
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: Uniform;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;   // (C_out_fwd, C_in_fwd, 3, 3)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

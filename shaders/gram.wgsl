@@ -23,24 +23,13 @@
 // x, folded into y past the per-dimension limit (whole workgroups past the end return before
 // any barrier); the backward's channel tiles along z.
 
-struct Shape {
-    c: u32,       // channels of the whole map (G's row stride)
-    n: u32,       // H·W
-    ca: u32,      // channels in chunk a (rows of the G block, or of dFa)
-    cb: u32,      // channels in chunk b
-    a_off: u32,   // first channel of chunk a
-    b_off: u32,   // first channel of chunk b
-    flags: u32,   // FLAG_ACCUMULATE (backward) | FLAG_SYMMETRIC (forward)
-    splits: u32,  // forward: K-slices
-    k_slice: u32, // forward: K per slice, a multiple of TK (the last slice may be shorter)
-    tiles: u32,   // forward: tiles per slice (upper-triangle ones only when symmetric)
-    inv_n: f32,
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/gram.rs), and
+// prepended to the compiled source.
 
 const FLAG_ACCUMULATE: u32 = 1u; // backward: dFa += result
 const FLAG_SYMMETRIC: u32 = 2u;  // forward: a = b, so the block is symmetric
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: Uniform;
 @group(0) @binding(1) var<storage, read> fa: array<f32>;        // forward only
 @group(0) @binding(2) var<storage, read> fb: array<f32>;
 @group(0) @binding(3) var<storage, read> grad_g: array<f32>;    // backward only

@@ -5,18 +5,10 @@
 //                     mask 1, γ = sᵀy / yᵀy; otherwise sᵀy 1 and mask 0 (the caller then
 //                     zeroes the pair, which the two-loop recursion ignores); t = lr.
 
-struct Params {
-    ys: u32,        // sᵀy of the newest pair, from a dot
-    yy: u32,        // yᵀy of the newest pair, from a dot
-    gamma: u32,     // H₀ = γ·I
-    t: u32,         // step length
-    asum: u32,      // ‖g‖₁, from an asum
-    slot_ys: u32,   // the pair's kept sᵀy (1 when refused: a safe divisor)
-    slot_mask: u32, // the pair's mask, 1 or 0
-    lr: f32,
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/lbfgs.rs), and
+// prepended to the compiled source.
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: Uniform;
 @group(0) @binding(1) var<storage, read_write> scalars: array<f32>;
 
 const CURVATURE_EPS: f32 = 1e-10;

@@ -7,19 +7,10 @@
 // `scale` is the upstream gradient (the loss weight); `accumulate` adds into the gradient
 // buffer, so several losses can share one tap. sign(0) = 0, as PyTorch's |·|.
 
-struct Shape {
-    n: u32,          // elements
-    c: u32,          // tv only
-    h: u32,
-    w: u32,
-    partials: u32,   // number of workgroups in the partial pass (grid-stride)
-    accumulate: u32,
-    scale: f32,      // backward: upstream gradient
-    inv_nh: f32,     // tv: 1 / (c·(h−1)·w), 0 when h = 1
-    inv_nw: f32,     // tv: 1 / (c·h·(w−1)), 0 when w = 1
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/loss.rs), and
+// prepended to the compiled source.
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: Uniform;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;        // mse only
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>; // partial sums, or the gradient

@@ -3,16 +3,10 @@
 // (original VGG: perm = BGR, scale 255, offset −mean pixel; torchvision: RGB, 1/std, −mean/std).
 // Backward: gx[k] = scale[c] · gy[c] with perm[c] = k.
 
-struct Params {
-    perm: vec4<u32>,
-    inv_perm: vec4<u32>,
-    scale: vec4<f32>,
-    offset: vec4<f32>,
-    plane: u32,      // H·W
-    accumulate: u32, // backward: add into gx
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/pixel.rs), and
+// prepended to the compiled source.
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: Uniform;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 

@@ -4,14 +4,10 @@
 // scan order (0,0),(0,1),(1,0),(1,1); its backward sends each output's gradient to that input
 // only. Both backward passes are gathers: one invocation per input element.
 
-struct Shape {
-    c: u32,
-    h: u32,   // input height
-    w: u32,   // input width
-    accumulate: u32, // backward: add into gx
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/pool.rs), and
+// prepended to the compiled source.
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: Uniform;
 @group(0) @binding(1) var<storage, read> src: array<f32>;            // x (forward) or gy (backward)
 @group(0) @binding(2) var<storage, read> argmax_in: array<u32>;      // max backward
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;      // y (forward) or gx (backward)

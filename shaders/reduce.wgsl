@@ -2,14 +2,10 @@
 // sums written by a first-stage kernel and stores scale · Σ into one slot of a scalar buffer
 // (or adds to it). One workgroup of 256 invocations; at most 256 partial sums.
 
-struct Params {
-    count: u32,      // number of partial sums
-    out_index: u32,  // slot in `scalars`
-    accumulate: u32, // 1: scalars[out_index] += result
-    scale: f32,
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/reduce.rs), and
+// prepended to the compiled source.
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: Uniform;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 @group(0) @binding(2) var<storage, read_write> scalars: array<f32>;
 

@@ -1,11 +1,9 @@
 // ReLU: y = max(x, 0); backward gx (+)= gy where y > 0, else 0 (PyTorch's convention at 0).
 
-struct Shape {
-    n: u32,
-    accumulate: u32, // backward: add into gx (a tapped layer's gradient already holds its losses')
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/relu.rs), and
+// prepended to the compiled source.
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: Uniform;
 @group(0) @binding(1) var<storage, read> src: array<f32>;      // x (forward) or y (backward)
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>; // backward only
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;

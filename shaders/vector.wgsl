@@ -7,15 +7,10 @@
 // coef = c · scalars[num] / scalars[den], where an index of 0xffffffff stands for 1, so the
 // coefficients of the recursion (α = ρ·sᵀq, γ = sᵀy / yᵀy …) come straight from earlier dots.
 
-struct Params {
-    n: u32,
-    partials: u32,
-    num: u32,
-    den: u32,
-    c: f32,
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/vector.rs), and
+// prepended to the compiled source.
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: Uniform;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> x2: array<f32>;             // dot's second operand (may alias x)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;        // axpy, scale, scaled_copy

@@ -5,26 +5,10 @@
 // One invocation per element of the domain: the region (modes 0 and 2) or, for mode 1, the
 // whole destination plane, so that positions outside the region are written (zero) too.
 
-struct Shape {
-    channels: u32, // channels copied
-    src_c0: u32,   // first of them in the source
-    src_h: u32,
-    src_w: u32,
-    src_y: u32,    // the region's origin in the source
-    src_x: u32,
-    dst_c0: u32,   // first of them in the destination
-    dst_h: u32,
-    dst_w: u32,
-    dst_y: u32,    // the region's origin in the destination
-    dst_x: u32,
-    rh: u32,       // the region's size
-    rw: u32,
-    mode: u32,     // 0 copy (the rest kept), 1 copy (the rest of the plane zeroed), 2 add
-    dom_h: u32,    // the domain: rh × rw, or dst_h × dst_w for mode 1
-    dom_w: u32,
-}
+// `Uniform` (binding 0) is declared once, in Rust (crates/nst-kernels/src/window.rs), and
+// prepended to the compiled source.
 
-@group(0) @binding(0) var<uniform> shape: Shape;
+@group(0) @binding(0) var<uniform> shape: Uniform;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 

@@ -10,7 +10,7 @@ use crate::error::{GpuError, Result};
 use crate::grid::grid;
 
 /// The Rust side of a uniform struct: its size and each field's name and byte offset, for the
-/// shader test to compare with the WGSL struct. Build it with [`uniform_layout!`].
+/// shader test to compare with the WGSL struct. [`crate::uniform!`] makes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UniformLayout {
     /// `size_of` the Rust struct (the buffer is zero-padded to a multiple of 16 bytes).
@@ -19,15 +19,109 @@ pub struct UniformLayout {
     pub fields: &'static [(&'static str, usize)],
 }
 
-/// The [`UniformLayout`] of a `#[repr(C)]` struct: `uniform_layout!(Uniform { n, accumulate })`
-/// lists every field, in order.
+/// A type a uniform field may have: how WGSL spells it, and its alignment in a uniform buffer.
+pub trait WgslType: bytemuck::Pod {
+    /// The WGSL type.
+    const NAME: &'static str;
+    /// Its WGSL alignment (a multiple of the Rust one).
+    const ALIGN: usize;
+}
+
+macro_rules! wgsl_types {
+    ($($t:ty => $name:literal, $align:literal;)+) => {
+        $(impl WgslType for $t {
+            const NAME: &'static str = $name;
+            const ALIGN: usize = $align;
+        })+
+    };
+}
+
+// Rust has no vector types: a 4-array stands for a `vec4` (a WGSL array in a uniform buffer
+// would need a 16-byte stride).
+wgsl_types! {
+    u32 => "u32", 4;
+    i32 => "i32", 4;
+    f32 => "f32", 4;
+    [u32; 4] => "vec4<u32>", 16;
+    [f32; 4] => "vec4<f32>", 16;
+}
+
+/// Declares a kernel's uniform struct once: the `#[repr(C)]` Rust struct (bytemuck `Pod`, so
+/// the calling crate depends on bytemuck), its [`UniformLayout`] as `Name::LAYOUT`, and its
+/// WGSL declaration, of the same name and fields, as `Name::WGSL`, which the kernel prepends
+/// to its shader's source. Fields are [`WgslType`]s, each at an offset that is a multiple of
+/// its WGSL alignment (checked at compile time), so both languages lay the struct out alike;
+/// the buffer is zero-padded to 16 bytes ([`crate::Context::uniform`]), which covers the WGSL
+/// struct's rounded-up size.
+///
+/// ```
+/// nst_gpu::uniform! {
+///     /// The shape of a launch.
+///     struct Uniform {
+///         scale: [f32; 4],
+///         n: u32,
+///         /// Add into the output.
+///         accumulate: u32,
+///     }
+/// }
+/// assert_eq!(
+///     Uniform::WGSL,
+///     "struct Uniform {\n    scale: vec4<f32>,\n    n: u32,\n    accumulate: u32,\n}\n"
+/// );
+/// assert_eq!(Uniform::LAYOUT.fields, [("scale", 0), ("n", 16), ("accumulate", 20)]);
+/// # let _ = Uniform { scale: [0.0; 4], n: 1, accumulate: 0 };
+/// ```
+///
+/// A field WGSL would place elsewhere does not compile:
+///
+/// ```compile_fail
+/// nst_gpu::uniform! {
+///     struct Uniform {
+///         n: u32,
+///         scale: [f32; 4],
+///     }
+/// }
+/// ```
 #[macro_export]
-macro_rules! uniform_layout {
-    ($t:ty { $($f:ident),* $(,)? }) => {
-        $crate::UniformLayout {
-            size: ::std::mem::size_of::<$t>(),
-            fields: &[$((stringify!($f), ::std::mem::offset_of!($t, $f))),*],
+macro_rules! uniform {
+    ($(#[$attr:meta])* $vis:vis struct $name:ident {
+        $($(#[$field_attr:meta])* $field:ident: $ty:ty),+ $(,)?
+    }) => {
+        $(#[$attr])*
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $($(#[$field_attr])* $field: $ty),+
         }
+
+        impl $name {
+            /// Size and field offsets, for the shader test.
+            #[allow(dead_code)]
+            $vis const LAYOUT: $crate::UniformLayout = $crate::UniformLayout {
+                size: ::std::mem::size_of::<$name>(),
+                fields: &[$((stringify!($field), ::std::mem::offset_of!($name, $field))),+],
+            };
+
+            /// The WGSL declaration.
+            #[allow(dead_code)]
+            $vis const WGSL: &'static str = $crate::const_format::concatcp!(
+                "struct ", stringify!($name), " {\n",
+                $("    ", stringify!($field), ": ", <$ty as $crate::WgslType>::NAME, ",\n",)+
+                "}\n"
+            );
+        }
+
+        // WGSL places each field at the next multiple of its alignment, as `repr(C)` does with
+        // Rust's smaller ones: the two agree when every Rust offset is a multiple of WGSL's.
+        const _: () = {
+            $(assert!(
+                ::std::mem::offset_of!($name, $field) % <$ty as $crate::WgslType>::ALIGN == 0,
+                concat!(
+                    "uniform field `", stringify!($field),
+                    "` is not at a multiple of its WGSL alignment: move it or pad before it"
+                ),
+            );)+
+        };
     };
 }
 
@@ -88,7 +182,7 @@ impl Slot {
 /// are left out of its layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Contract {
-    /// The shader file, as named in `nst_kernels::SOURCES`.
+    /// The shader file, as named in `nst_kernels::SHADERS`.
     pub shader: &'static str,
     /// The entry point.
     pub entry: &'static str,
@@ -97,12 +191,13 @@ pub struct Contract {
 }
 
 /// Declares the [`Contract`]s of a shader file's entry points as `pub const`s, each with the
-/// uniform `$uniform` (a [`UniformLayout`]) at binding 0 and then its storage slots:
+/// uniform struct `$uniform` (declared with [`crate::uniform!`]) at binding 0 and then its storage
+/// slots:
 ///
 /// ```
-/// # const UNIFORM: nst_gpu::UniformLayout = nst_gpu::UniformLayout { size: 4, fields: &[("n", 0)] };
+/// # nst_gpu::uniform! { struct Uniform { n: u32 } }
 /// nst_gpu::contracts! {
-///     "relu.wgsl", UNIFORM;
+///     "relu.wgsl", Uniform;
 ///     /// `relu_forward`: `y` from `x`.
 ///     FORWARD = "relu_forward": read(1, "x"), read_write(3, "y");
 /// }
@@ -110,7 +205,7 @@ pub struct Contract {
 /// ```
 #[macro_export]
 macro_rules! contracts {
-    ($shader:literal, $uniform:ident;
+    ($shader:literal, $uniform:ty;
      $($(#[$doc:meta])* $name:ident = $entry:literal: $($access:ident($binding:literal, $slot:literal)),+;)+) => {
         $(
             $(#[$doc])*
@@ -118,7 +213,7 @@ macro_rules! contracts {
                 shader: $shader,
                 entry: $entry,
                 slots: &[
-                    $crate::Slot::uniform(0, &$uniform),
+                    $crate::Slot::uniform(0, &<$uniform>::LAYOUT),
                     $($crate::Slot::$access($binding, $slot)),+
                 ],
             };

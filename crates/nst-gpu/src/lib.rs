@@ -16,7 +16,10 @@ pub use error::{human_bytes, GpuError, Result};
 pub use grid::grid;
 pub use kernel::{
     layout, pipeline, shader, Access, Bind, Contract, Dispatch, EntryPoint, Groups, Record, Slot,
-    UniformLayout, BOUNDS_CHECKS,
+    UniformLayout, WgslType, BOUNDS_CHECKS,
 };
+// For `uniform!`'s WGSL text, built at compile time.
+#[doc(hidden)]
+pub use const_format;
 pub use timer::{profile, EntryTime, GpuTimer};
 pub use wgpu;

@@ -60,19 +60,30 @@ impl GpuTimer {
 
     /// Reads back the durations in milliseconds of the first `pairs` pairs.
     pub fn read_ms(&self, ctx: &Context, pairs: u32) -> Result<Vec<f64>> {
-        let raw: Vec<u32> = ctx.read(View::range(&self.resolve, 0, pairs as u64 * 4))?;
-        Ok((0..pairs as usize)
-            .map(|i| {
-                let t = |k: usize| raw[2 * k] as u64 | ((raw[2 * k + 1] as u64) << 32);
-                let (b, e) = (t(2 * i), t(2 * i + 1));
-                e.saturating_sub(b) as f64 * self.period_ns / 1e6
-            })
+        let ticks = self.read_ticks(ctx, 2 * pairs)?;
+        Ok(ticks.chunks_exact(2).map(|t| self.ms(t[0], t[1])).collect())
+    }
+
+    /// The first `count` timestamps, once resolved and submitted.
+    fn read_ticks(&self, ctx: &Context, count: u32) -> Result<Vec<u64>> {
+        let raw: Vec<u32> = ctx.read(View::range(&self.resolve, 0, 2 * count as u64))?;
+        Ok(raw
+            .chunks_exact(2)
+            .map(|t| t[0] as u64 | ((t[1] as u64) << 32))
             .collect())
+    }
+
+    /// Milliseconds from timestamp `begin` to `end`.
+    fn ms(&self, begin: u64, end: u64) -> f64 {
+        end.saturating_sub(begin) as f64 * self.period_ns / 1e6
     }
 }
 
-/// Most dispatches one [`profile`] times (wgpu's cap on queries in a set, less the first).
-const PROFILE_CAPACITY: u32 = 4095;
+/// The timestamps of one [`profile`], in a [`GpuTimer`]'s pairs: wgpu's cap on queries in a set.
+const PROFILE_PAIRS: u32 = 2048;
+
+/// Most dispatches one [`profile`] times: one timestamp after each, and one before the first.
+const PROFILE_CAPACITY: u32 = 2 * PROFILE_PAIRS - 1;
 
 /// The query set [`profile`] is writing to on this thread, and the entry point of each
 /// timestamp written so far after the first.
@@ -111,44 +122,31 @@ pub fn profile(
     ctx: &Context,
     f: impl FnOnce(&mut wgpu::ComputePass<'_>),
 ) -> Result<Option<Vec<EntryTime>>> {
-    if !ctx.timestamps {
+    let Some(timer) = GpuTimer::new(ctx, PROFILE_PAIRS) else {
         return Ok(None);
-    }
-    let count = PROFILE_CAPACITY + 1;
-    let query_set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-        label: Some("nst profile"),
-        ty: wgpu::QueryType::Timestamp,
-        count,
-    });
-    let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("nst profile resolve"),
-        size: count as u64 * 8,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
+    };
     let entries = ctx.scoped(|| {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.write_timestamp(&query_set, 0);
+            pass.write_timestamp(&timer.query_set, 0);
             MARKS.set(Some(Marks {
-                query_set: query_set.clone(),
+                query_set: timer.query_set.clone(),
                 entries: Vec::new(),
             }));
             f(&mut pass);
         }
         let entries = MARKS.take().map(|m| m.entries).unwrap_or_default();
-        enc.resolve_query_set(&query_set, 0..entries.len() as u32 + 1, &resolve, 0);
+        let written = entries.len() as u32 + 1;
+        enc.resolve_query_set(&timer.query_set, 0..written, &timer.resolve, 0);
         ctx.queue.submit([enc.finish()]);
         Ok(entries)
     })?;
     ctx.wait()?;
-    let raw: Vec<u32> = ctx.read(View::range(&resolve, 0, 2 * (entries.len() as u64 + 1)))?;
-    let t = |k: usize| raw[2 * k] as u64 | ((raw[2 * k + 1] as u64) << 32);
-    let period_ns = ctx.queue.get_timestamp_period() as f64;
+    let ticks = timer.read_ticks(ctx, entries.len() as u32 + 1)?;
     let mut out: Vec<EntryTime> = Vec::new();
     for (i, &entry) in entries.iter().enumerate() {
-        let ms = t(i + 1).saturating_sub(t(i)) as f64 * period_ns / 1e6;
+        let ms = timer.ms(ticks[i], ticks[i + 1]);
         match out.iter_mut().find(|e| e.0 == entry) {
             Some(e) => {
                 e.1 += 1;

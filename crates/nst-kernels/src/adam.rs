@@ -1,43 +1,36 @@
 //! Adam, exactly as PyTorch's `torch.optim.Adam` (no weight decay, no amsgrad), updating the
 //! image in place on the GPU. See `shaders/adam.wgsl`.
-//!
-//! [`AdamParams`] is the CPU reference's type, so the GPU and the reference read the same
-//! hyper-parameters and PyTorch's defaults are written once.
 
-use crate::{entry, expect_len, per_element};
-use nst_gpu::{
-    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Record, Result, UniformLayout, View,
-    ViewMut,
-};
-pub use nst_reference::adam::AdamParams;
+use crate::{entry, expect_len, per_element, Shader};
+use const_format::concatcp;
+use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Record, Result, View, ViewMut};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    n: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    step_size: f32,
-    sqrt_bc2: f32,
+nst_gpu::uniform! {
+    struct Uniform {
+        n: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        /// `lr / bc1`.
+        step_size: f32,
+        /// `√bc2`.
+        sqrt_bc2: f32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    n,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    step_size,
-    sqrt_bc2
-});
-
 nst_gpu::contracts! {
-    "adam.wgsl", UNIFORM;
+    "adam.wgsl", Uniform;
     /// `adam_step`: `x`, `m` and `v` updated from `grad`.
     STEP = "adam_step": read(1, "grad"), read_write(2, "x"), read_write(3, "m"), read_write(4, "v");
 }
+
+/// `shaders/adam.wgsl`: Adam's update.
+pub const SHADER: Shader = Shader {
+    file: "adam.wgsl",
+    source: concatcp!(Uniform::WGSL, crate::shader_file!("adam.wgsl")),
+    contracts: &[&STEP],
+};
 
 impl Uniform {
     fn at_step(n: u32, p: &AdamParams, step: u32) -> Self {
@@ -52,6 +45,31 @@ impl Uniform {
             eps: p.eps as f32,
             step_size: (p.lr / bc1) as f32,
             sqrt_bc2: bc2.sqrt() as f32,
+        }
+    }
+}
+
+/// Adam hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamParams {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay of the first-moment estimate `m`.
+    pub beta1: f64,
+    /// Decay of the second-moment estimate `v`.
+    pub beta2: f64,
+    /// Added to the denominator `√v̂` for stability.
+    pub eps: f64,
+}
+
+impl AdamParams {
+    /// PyTorch's defaults with the given learning rate: betas (0.9, 0.999), eps 1e-8.
+    pub fn new(lr: f64) -> Self {
+        AdamParams {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
         }
     }
 }
@@ -71,7 +89,7 @@ pub struct AdamStep {
 impl Adam {
     /// Compiles `shaders/adam.wgsl`.
     pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "adam.wgsl", crate::ADAM_WGSL)?;
+        let module = SHADER.compile(ctx)?;
         Ok(Adam {
             step: entry(ctx, &module, &STEP)?,
         })

@@ -1,11 +1,10 @@
 //! 3×3 convolution (stride 1, zero padding 1) with bias and optional fused ReLU, and its
 //! gradient with respect to the input, as a tiled implicit GEMM. See `shaders/conv2d.wgsl`.
 
-use crate::{expect_len, expect_nonzero};
-use nst_gpu::{
-    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Groups, Result, UniformLayout, View,
-    ViewMut,
-};
+use crate::choice::{ConvChoice, LaunchClass};
+use crate::{expect_len, expect_nonzero, Shader};
+use const_format::concatcp;
+use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Groups, Result, View, ViewMut};
 
 /// Shape of a convolution: `c_in` → `c_out` channels over an `h × w` image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,32 +57,27 @@ pub struct ConvPart {
     pub accumulate: bool,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    c_src: u32,
-    c_dst: u32,
-    h: u32,
-    w: u32,
-    src_off: u32,
-    dst_off: u32,
-    w_cin: u32,
-    flags: u32,
+nst_gpu::uniform! {
+    struct Uniform {
+        /// Channels in the source chunk (x forward, gy backward).
+        c_src: u32,
+        /// Channels in the destination chunk.
+        c_dst: u32,
+        h: u32,
+        w: u32,
+        /// First channel of the source chunk in its tensor.
+        src_off: u32,
+        /// First channel of the destination chunk in its tensor.
+        dst_off: u32,
+        /// Input channels of the whole forward weight (its row stride).
+        w_cin: u32,
+        /// `FLAG_ACCUMULATE | FLAG_RELU`.
+        flags: u32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    c_src,
-    c_dst,
-    h,
-    w,
-    src_off,
-    dst_off,
-    w_cin,
-    flags
-});
-
 nst_gpu::contracts! {
-    "conv2d.wgsl", UNIFORM;
+    "conv2d.wgsl", Uniform;
     /// `conv2d_forward`: `y` from `x`, `weight` and `bias`.
     FORWARD = "conv2d_forward": read(1, "x"), read(2, "weight"), read(3, "bias"), read_write(4, "y");
     /// `conv2d_backward_input`: `gx` from `gy` and `weight`.
@@ -95,13 +89,40 @@ nst_gpu::contracts! {
 }
 
 nst_gpu::contracts! {
-    "conv2d_subgroup.wgsl", UNIFORM;
+    "conv2d_subgroup.wgsl", Uniform;
     /// `conv2d_forward_subgroup`: [`FORWARD_DIRECT`] sharing weights through subgroups.
     FORWARD_SUBGROUP = "conv2d_forward_subgroup": read(1, "x"), read(2, "weight"), read(3, "bias"), read_write(4, "y");
     /// `conv2d_backward_input_subgroup`: [`BACKWARD_INPUT_DIRECT`] sharing weights through
     /// subgroups.
     BACKWARD_INPUT_SUBGROUP = "conv2d_backward_input_subgroup": read(1, "gy"), read(2, "weight"), read_write(4, "gx");
 }
+
+/// What both conv2d files are compiled after: the uniform struct, the GEMM core and the
+/// gathers they share.
+const COMMON: &str = concatcp!(
+    Uniform::WGSL,
+    crate::shader_file!("gemm.wgsl"),
+    crate::shader_file!("conv2d_common.wgsl")
+);
+
+/// `shaders/conv2d.wgsl`, on the implicit GEMM of `gemm.wgsl`: the tiled and direct kernels.
+pub const SHADER: Shader = Shader {
+    file: "conv2d.wgsl",
+    source: concatcp!(COMMON, crate::shader_file!("conv2d.wgsl")),
+    contracts: &[
+        &FORWARD,
+        &BACKWARD_INPUT,
+        &FORWARD_DIRECT,
+        &BACKWARD_INPUT_DIRECT,
+    ],
+};
+
+/// `shaders/conv2d_subgroup.wgsl`: the direct kernel sharing weights through subgroups.
+pub const SUBGROUP_SHADER: Shader = Shader {
+    file: "conv2d_subgroup.wgsl",
+    source: concatcp!(COMMON, crate::shader_file!("conv2d_subgroup.wgsl")),
+    contracts: &[&FORWARD_SUBGROUP, &BACKWARD_INPUT_SUBGROUP],
+};
 
 const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_RELU: u32 = 2;
@@ -344,55 +365,19 @@ impl ConvClass {
             pixels_log2: crate::log2_ceil(s.h as u64 * s.w as u64),
         }
     }
+}
 
-    /// How far apart two classes of the same direction are, for picking the nearest tuned
-    /// one: the sum of the log₂ ratios of their channels and the difference of their pixels.
+impl LaunchClass for ConvClass {
+    fn backward(&self) -> bool {
+        self.backward
+    }
+
+    /// The sum of the log₂ ratios of the channels and the difference of the pixels' log₂.
     fn distance(&self, other: &ConvClass) -> f64 {
         let l = |a: u32, b: u32| (a.max(1) as f64 / b.max(1) as f64).log2().abs();
         l(self.c_src, other.c_src)
             + l(self.c_dst, other.c_dst)
             + (self.pixels_log2 as f64 - other.pixels_log2 as f64).abs()
-    }
-}
-
-/// Which kernel each class of convolution launch uses: the tuned winners, and a default for
-/// an adapter nothing was tuned on. A class without an entry takes the nearest tuned class of
-/// its direction.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConvChoice {
-    /// Used when `tuned` is empty.
-    pub default: ConvKernel,
-    /// The winners per class.
-    pub tuned: Vec<(ConvClass, ConvKernel)>,
-}
-
-impl ConvChoice {
-    /// Every class on `kernel`.
-    pub fn all(kernel: ConvKernel) -> Self {
-        ConvChoice {
-            default: kernel,
-            tuned: Vec::new(),
-        }
-    }
-
-    /// The kernel for `class`.
-    pub fn pick(&self, class: &ConvClass) -> ConvKernel {
-        self.tuned
-            .iter()
-            .filter(|(c, _)| c.backward == class.backward)
-            .min_by(|a, b| a.0.distance(class).total_cmp(&b.0.distance(class)))
-            .map_or(self.default, |&(_, k)| k)
-    }
-
-    /// Every distinct kernel it may pick.
-    pub fn kernels(&self) -> Vec<ConvKernel> {
-        let mut all = vec![self.default];
-        for &(_, k) in &self.tuned {
-            if !all.contains(&k) {
-                all.push(k);
-            }
-        }
-        all
     }
 }
 
@@ -428,7 +413,7 @@ impl Conv2d {
     /// Compiles every kernel `choice` may pick.
     pub fn with_choice(ctx: &Context, choice: ConvChoice) -> Result<Self> {
         let compiled = choice
-            .kernels()
+            .variants()
             .into_iter()
             .map(|kernel| compile(ctx, kernel))
             .collect::<Result<_>>()?;
@@ -565,10 +550,8 @@ impl Conv2d {
 fn compile(ctx: &Context, kernel: ConvKernel) -> Result<Compiled> {
     kernel.check(ctx)?;
     let module = match kernel {
-        ConvKernel::Subgroup { .. } => {
-            nst_gpu::shader(ctx, "conv2d_subgroup.wgsl", crate::CONV2D_SUBGROUP_WGSL)?
-        }
-        _ => nst_gpu::shader(ctx, "conv2d.wgsl", crate::CONV2D_WGSL)?,
+        ConvKernel::Subgroup { .. } => SUBGROUP_SHADER.compile(ctx)?,
+        _ => SHADER.compile(ctx)?,
     };
     let constants = kernel.constants();
     let (f, b) = match kernel {
@@ -659,6 +642,6 @@ mod tests {
         assert_eq!(choice.pick(&class(false, 256, 512, 8)), subgroup);
         // No backward class was tuned: the default.
         assert_eq!(choice.pick(&class(true, 64, 64, 12)), tiled);
-        assert_eq!(choice.kernels(), [tiled, direct, subgroup]);
+        assert_eq!(choice.variants(), [tiled, direct, subgroup]);
     }
 }

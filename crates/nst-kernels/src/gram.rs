@@ -2,45 +2,40 @@
 //! `dF = (dG + dGᵀ)·F / N`, whole or over channel chunks, as tiled GEMMs: the forward split
 //! along K = N, symmetric when both operands are the same chunk. See `shaders/gram.wgsl`.
 
+use crate::choice::{GramChoice, LaunchClass};
 use crate::conv2d::Channels;
-use crate::{expect_len, expect_nonzero, per_element};
-use nst_gpu::{
-    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Groups, Record, Result, UniformLayout,
-    View, ViewMut,
-};
+use crate::{expect_len, expect_nonzero, per_element, Shader};
+use const_format::concatcp;
+use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Groups, Record, Result, View, ViewMut};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    c: u32,
-    n: u32,
-    ca: u32,
-    cb: u32,
-    a_off: u32,
-    b_off: u32,
-    flags: u32,
-    splits: u32,
-    k_slice: u32,
-    tiles: u32,
-    inv_n: f32,
+nst_gpu::uniform! {
+    struct Uniform {
+        /// Channels of the whole map (G's row stride).
+        c: u32,
+        /// H·W.
+        n: u32,
+        /// Channels in chunk a (rows of the G block, or of dFa).
+        ca: u32,
+        /// Channels in chunk b.
+        cb: u32,
+        /// First channel of chunk a.
+        a_off: u32,
+        /// First channel of chunk b.
+        b_off: u32,
+        /// FLAG_ACCUMULATE (backward) | FLAG_SYMMETRIC (forward).
+        flags: u32,
+        /// Forward: K-slices.
+        splits: u32,
+        /// Forward: K per slice, a multiple of TK (the last slice may be shorter).
+        k_slice: u32,
+        /// Forward: tiles per slice (upper-triangle ones only when symmetric).
+        tiles: u32,
+        inv_n: f32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    c,
-    n,
-    ca,
-    cb,
-    a_off,
-    b_off,
-    flags,
-    splits,
-    k_slice,
-    tiles,
-    inv_n
-});
-
 nst_gpu::contracts! {
-    "gram.wgsl", UNIFORM;
+    "gram.wgsl", Uniform;
     /// `gram_forward`: one K-slice's partial sums of `fa·fbᵀ`, per split.
     FORWARD = "gram_forward": read(1, "fa"), read(2, "fb"), read_write(5, "partial sums");
     /// `gram_forward_finish`: the splits added into the block of G.
@@ -48,6 +43,17 @@ nst_gpu::contracts! {
     /// `gram_backward`: chunk b's contribution to `gfa`, from `fb` and `gg`.
     BACKWARD = "gram_backward": read(2, "fb"), read(3, "gg"), read_write(5, "gfa");
 }
+
+/// `shaders/gram.wgsl`, on the GEMM of `gemm.wgsl`.
+pub const SHADER: Shader = Shader {
+    file: "gram.wgsl",
+    source: concatcp!(
+        Uniform::WGSL,
+        crate::shader_file!("gemm.wgsl"),
+        crate::shader_file!("gram.wgsl")
+    ),
+    contracts: &[&FORWARD, &FORWARD_FINISH, &BACKWARD],
+};
 
 const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_SYMMETRIC: u32 = 2;
@@ -220,50 +226,15 @@ pub struct GramClass {
     pub pixels_log2: u32,
 }
 
-impl GramClass {
+impl LaunchClass for GramClass {
+    fn backward(&self) -> bool {
+        self.backward
+    }
+
+    /// The log₂ ratio of the channels and the difference of the pixels' log₂.
     fn distance(&self, other: &GramClass) -> f64 {
         (self.c.max(1) as f64 / other.c.max(1) as f64).log2().abs()
             + (self.pixels_log2 as f64 - other.pixels_log2 as f64).abs()
-    }
-}
-
-/// Which tiles each class of Gram launch uses: the tuned winners and the default; a class
-/// without an entry takes the nearest tuned class of its direction.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GramChoice {
-    /// Used when `tuned` is empty.
-    pub default: GramTiles,
-    /// The winners per class.
-    pub tuned: Vec<(GramClass, GramTiles)>,
-}
-
-impl GramChoice {
-    /// Every class on `tiles`.
-    pub fn all(tiles: GramTiles) -> Self {
-        GramChoice {
-            default: tiles,
-            tuned: Vec::new(),
-        }
-    }
-
-    /// The tiles for `class`.
-    pub fn pick(&self, class: &GramClass) -> GramTiles {
-        self.tuned
-            .iter()
-            .filter(|(c, _)| c.backward == class.backward)
-            .min_by(|a, b| a.0.distance(class).total_cmp(&b.0.distance(class)))
-            .map_or(self.default, |&(_, t)| t)
-    }
-
-    /// Every distinct tiling it may pick.
-    pub fn tiles(&self) -> Vec<GramTiles> {
-        let mut all = vec![self.default];
-        for &(_, t) in &self.tuned {
-            if !all.contains(&t) {
-                all.push(t);
-            }
-        }
-        all
     }
 }
 
@@ -410,9 +381,9 @@ impl Gram {
 
     /// Compiles every tiling `choice` may pick.
     pub fn with_choice(ctx: &Context, choice: GramChoice) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "gram.wgsl", crate::GRAM_WGSL)?;
+        let module = SHADER.compile(ctx)?;
         let mut shaders: Vec<GramTiles> = Vec::new();
-        for t in choice.tiles() {
+        for t in choice.variants() {
             if !shaders.iter().any(|s| s.same_shader(&t)) {
                 shaders.push(t);
             }

@@ -5,13 +5,11 @@
 //! including how a pair without positive curvature is handled, are
 //! `nst_reference::lbfgs`'s. See `shaders/lbfgs.wgsl`.
 
-use crate::expect_len;
 use crate::reduce::Reduction;
 use crate::vector::{Coef, VectorOps};
-use nst_gpu::{
-    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Groups, Record, Result, UniformLayout,
-    View, ViewMut,
-};
+use crate::{expect_len, Shader};
+use const_format::concatcp;
+use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Groups, Record, Result, View, ViewMut};
 
 /// L-BFGS's settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,37 +20,40 @@ pub struct LbfgsParams {
     pub lr: f64,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    ys: u32,
-    yy: u32,
-    gamma: u32,
-    t: u32,
-    asum: u32,
-    slot_ys: u32,
-    slot_mask: u32,
-    lr: f32,
+nst_gpu::uniform! {
+    struct Uniform {
+        /// `sᵀy` of the newest pair, from a dot.
+        ys: u32,
+        /// `yᵀy` of the newest pair, from a dot.
+        yy: u32,
+        /// H₀ = γ·I.
+        gamma: u32,
+        /// Step length.
+        t: u32,
+        /// ‖g‖₁, from an asum.
+        asum: u32,
+        /// The pair's kept sᵀy (1 when refused: a safe divisor).
+        slot_ys: u32,
+        /// The pair's mask, 1 or 0.
+        slot_mask: u32,
+        lr: f32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    ys,
-    yy,
-    gamma,
-    t,
-    asum,
-    slot_ys,
-    slot_mask,
-    lr
-});
-
 nst_gpu::contracts! {
-    "lbfgs.wgsl", UNIFORM;
+    "lbfgs.wgsl", Uniform;
     /// `lbfgs_first_step`: the first step's length, from ‖g‖₁.
     FIRST_STEP = "lbfgs_first_step": read_write(1, "scalars");
     /// `lbfgs_accept`: keeps or refuses the newest pair.
     ACCEPT = "lbfgs_accept": read_write(1, "scalars");
 }
+
+/// `shaders/lbfgs.wgsl`: L-BFGS's scalar steps.
+pub const SHADER: Shader = Shader {
+    file: "lbfgs.wgsl",
+    source: concatcp!(Uniform::WGSL, crate::shader_file!("lbfgs.wgsl")),
+    contracts: &[&FIRST_STEP, &ACCEPT],
+};
 
 /// The scalar kernels.
 pub struct Lbfgs {
@@ -138,7 +139,7 @@ pub struct LbfgsRun {
 impl Lbfgs {
     /// Compiles `shaders/lbfgs.wgsl`.
     pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "lbfgs.wgsl", crate::LBFGS_WGSL)?;
+        let module = SHADER.compile(ctx)?;
         Ok(Lbfgs {
             first_step: EntryPoint::new(ctx, &module, &FIRST_STEP, &[])?,
             accept: EntryPoint::new(ctx, &module, &ACCEPT, &[])?,

@@ -5,8 +5,23 @@
 //! pipelines and explicit bind-group layouts, is built once per [`Context`], and prepares
 //! [`Dispatch`]es (bind groups and uniforms made once) that callers record into their own
 //! compute passes: nothing here submits work by itself.
+//!
+//! An op module declares its uniform struct ([`nst_gpu::uniform!`]), its entry points'
+//! contracts ([`nst_gpu::contracts!`]) and its [`Shader`]s, which [`SHADERS`] lists.
+
+/// `shaders/<file>`'s text (defined before the modules, which use it). The shaders live in the
+/// workspace's top-level `shaders/`; `shaders` in this crate is a symlink to it, so that
+/// `cargo package` (which follows links) ships them.
+macro_rules! shader_file {
+    ($f:literal) => {
+        include_str!(concat!("../shaders/", $f))
+    };
+}
+pub(crate) use shader_file;
 
 pub mod adam;
+pub mod candidate_timing;
+pub mod choice;
 pub mod conv2d;
 pub mod gram;
 pub mod lbfgs;
@@ -15,15 +30,13 @@ pub mod pixel;
 pub mod pool;
 pub mod reduce;
 pub mod relu;
-pub mod tune;
 pub mod vector;
 pub mod window;
 
 pub use adam::{Adam, AdamParams, AdamStep};
-pub use conv2d::{
-    Channels, Conv2d, ConvChoice, ConvClass, ConvKernel, ConvPart, ConvShape, ConvTiles,
-};
-pub use gram::{Gram, GramChoice, GramClass, GramForward, GramTiles};
+pub use choice::{Choice, ConvChoice, GramChoice, KernelChoice, LaunchClass};
+pub use conv2d::{Channels, Conv2d, ConvClass, ConvKernel, ConvPart, ConvShape, ConvTiles};
+pub use gram::{Gram, GramClass, GramForward, GramTiles};
 pub use lbfgs::{Lbfgs, LbfgsParams, LbfgsRun};
 pub use loss::{Mse, TotalVariation};
 pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View, ViewMut};
@@ -36,118 +49,44 @@ pub use window::{Plane, Window, WindowMode, WindowShape};
 
 use nst_gpu::{Contract, EntryPoint, Groups};
 
-/// Every shader's source, as compiled (WGSL has no includes: files that use the workgroup
-/// reduction or the GEMM core have those snippets prepended). Tests validate each with naga.
-pub const SOURCES: &[(&str, &str)] = &[
-    ("conv2d.wgsl", CONV2D_WGSL),
-    ("relu.wgsl", RELU_WGSL),
-    ("pool.wgsl", POOL_WGSL),
-    ("gram.wgsl", GRAM_WGSL),
-    ("loss.wgsl", LOSS_WGSL),
-    ("reduce.wgsl", REDUCE_WGSL),
-    ("pixel.wgsl", PIXEL_WGSL),
-    ("adam.wgsl", ADAM_WGSL),
-    ("vector.wgsl", VECTOR_WGSL),
-    ("lbfgs.wgsl", LBFGS_WGSL),
-    ("conv2d_subgroup.wgsl", CONV2D_SUBGROUP_WGSL),
-    ("window.wgsl", WINDOW_WGSL),
+/// One shader file as compiled, and the binding contracts of its entry points.
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    /// The file under `shaders/`.
+    pub file: &'static str,
+    /// The source as compiled: the generated uniform struct, then the snippets the file uses
+    /// (WGSL has no includes), then the file.
+    pub source: &'static str,
+    /// Every entry point's contract.
+    pub contracts: &'static [&'static Contract],
+}
+
+impl Shader {
+    /// Compiles the source.
+    pub fn compile(&self, ctx: &Context) -> Result<wgpu::ShaderModule> {
+        nst_gpu::shader(ctx, self.file, self.source)
+    }
+}
+
+/// Every shader: where an op is registered. The shader test validates each source with naga
+/// and holds each contract to its entry point.
+pub const SHADERS: &[&Shader] = &[
+    &adam::SHADER,
+    &conv2d::SHADER,
+    &conv2d::SUBGROUP_SHADER,
+    &gram::SHADER,
+    &lbfgs::SHADER,
+    &loss::SHADER,
+    &pixel::SHADER,
+    &pool::SHADER,
+    &reduce::SHADER,
+    &relu::SHADER,
+    &vector::SHADER,
+    &window::SHADER,
 ];
 
 /// Files prepended to others rather than compiled alone.
 pub const SNIPPETS: &[&str] = &["workgroup_sum.wgsl", "gemm.wgsl", "conv2d_common.wgsl"];
-
-/// Every entry point's binding contract, for the shader test to check against the WGSL.
-pub const CONTRACTS: &[&Contract] = &[
-    &conv2d::FORWARD,
-    &conv2d::BACKWARD_INPUT,
-    &conv2d::FORWARD_DIRECT,
-    &conv2d::BACKWARD_INPUT_DIRECT,
-    &conv2d::FORWARD_SUBGROUP,
-    &conv2d::BACKWARD_INPUT_SUBGROUP,
-    &relu::FORWARD,
-    &relu::BACKWARD,
-    &pool::MAX_FORWARD,
-    &pool::MAX_BACKWARD,
-    &pool::AVG_FORWARD,
-    &pool::AVG_BACKWARD,
-    &gram::FORWARD,
-    &gram::FORWARD_FINISH,
-    &gram::BACKWARD,
-    &loss::MSE_PARTIAL,
-    &loss::MSE_BACKWARD,
-    &loss::TV_PARTIAL,
-    &loss::TV_BACKWARD,
-    &reduce::FINISH,
-    &pixel::FORWARD,
-    &pixel::BACKWARD,
-    &pixel::CLAMP,
-    &adam::STEP,
-    &vector::DOT_PARTIAL,
-    &vector::ASUM_PARTIAL,
-    &vector::AXPY,
-    &vector::SCALE,
-    &vector::SCALED_COPY,
-    &lbfgs::FIRST_STEP,
-    &lbfgs::ACCEPT,
-    &window::WINDOW,
-];
-
-// The shaders live in the workspace's top-level `shaders/`; `shaders` in this crate is a
-// symlink to it, so that `cargo package` (which follows links) ships them.
-macro_rules! shader_file {
-    ($f:literal) => {
-        include_str!(concat!("../shaders/", $f))
-    };
-}
-
-const CONV2D_WGSL: &str = concat!(
-    shader_file!("gemm.wgsl"),
-    shader_file!("conv2d_common.wgsl"),
-    shader_file!("conv2d.wgsl")
-);
-const CONV2D_SUBGROUP_WGSL: &str = concat!(
-    shader_file!("gemm.wgsl"),
-    shader_file!("conv2d_common.wgsl"),
-    shader_file!("conv2d_subgroup.wgsl")
-);
-const GRAM_WGSL: &str = concat!(shader_file!("gemm.wgsl"), shader_file!("gram.wgsl"));
-const RELU_WGSL: &str = shader_file!("relu.wgsl");
-const POOL_WGSL: &str = shader_file!("pool.wgsl");
-const PIXEL_WGSL: &str = shader_file!("pixel.wgsl");
-const ADAM_WGSL: &str = shader_file!("adam.wgsl");
-const LBFGS_WGSL: &str = shader_file!("lbfgs.wgsl");
-const WINDOW_WGSL: &str = shader_file!("window.wgsl");
-const LOSS_WGSL: &str = concat!(
-    shader_file!("workgroup_sum.wgsl"),
-    shader_file!("loss.wgsl")
-);
-const REDUCE_WGSL: &str = concat!(
-    shader_file!("workgroup_sum.wgsl"),
-    shader_file!("reduce.wgsl")
-);
-const VECTOR_WGSL: &str = concat!(
-    shader_file!("workgroup_sum.wgsl"),
-    shader_file!("vector.wgsl")
-);
-
-/// Which variant of each tuned kernel every class of launch uses.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KernelChoice {
-    /// The convolutions'.
-    pub conv: ConvChoice,
-    /// The Gram matrices'.
-    pub gram: GramChoice,
-}
-
-impl KernelChoice {
-    /// The built-in choice for an adapter nothing was tuned on.
-    pub fn builtin(ctx: &Context) -> Self {
-        KernelChoice {
-            conv: ConvChoice::all(ConvKernel::default_for(ctx)),
-            gram: GramChoice::all(GramTiles::default()),
-        }
-    }
-}
 
 /// Every kernel, compiled once for a context.
 pub struct Kernels {
@@ -186,8 +125,8 @@ impl Kernels {
     /// Compiles every shader and builds every pipeline, with `choice`'s variants.
     pub fn with_choice(ctx: &Context, choice: &KernelChoice) -> Result<Self> {
         // Files with several op types, and the reduction three of them share, are built once.
-        let pool = nst_gpu::shader(ctx, "pool.wgsl", POOL_WGSL)?;
-        let loss = nst_gpu::shader(ctx, "loss.wgsl", LOSS_WGSL)?;
+        let pool = pool::SHADER.compile(ctx)?;
+        let loss = loss::SHADER.compile(ctx)?;
         let reduce = Reduce::new(ctx)?;
         Ok(Kernels {
             conv2d: Conv2d::with_choice(ctx, choice.conv.clone())?,

@@ -2,40 +2,33 @@
 //! See `shaders/loss.wgsl`.
 
 use crate::reduce::{Reduce, Reduction};
-use crate::{entry, expect_len, expect_nonzero, per_element};
-use nst_gpu::{
-    uniform_layout, Bind, Context, Contract, Dispatch, EntryPoint, Groups, Result, UniformLayout,
-    View, ViewMut,
-};
+use crate::{entry, expect_len, expect_nonzero, per_element, Shader};
+use const_format::concatcp;
+use nst_gpu::{Bind, Context, Contract, Dispatch, EntryPoint, Groups, Result, View, ViewMut};
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    n: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    partials: u32,
-    accumulate: u32,
-    scale: f32,
-    inv_nh: f32,
-    inv_nw: f32,
+nst_gpu::uniform! {
+    #[derive(Default)]
+    struct Uniform {
+        /// Elements.
+        n: u32,
+        /// TV only.
+        c: u32,
+        h: u32,
+        w: u32,
+        /// Number of workgroups in the partial pass (grid-stride).
+        partials: u32,
+        accumulate: u32,
+        /// Backward: upstream gradient.
+        scale: f32,
+        /// TV: 1 / (c·(h−1)·w), 0 when h = 1.
+        inv_nh: f32,
+        /// TV: 1 / (c·h·(w−1)), 0 when w = 1.
+        inv_nw: f32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    n,
-    c,
-    h,
-    w,
-    partials,
-    accumulate,
-    scale,
-    inv_nh,
-    inv_nw
-});
-
 nst_gpu::contracts! {
-    "loss.wgsl", UNIFORM;
+    "loss.wgsl", Uniform;
     /// `mse_partial`: partial sums of `(a − b)²`.
     MSE_PARTIAL = "mse_partial": read(1, "a"), read(2, "b"), read_write(3, "partial sums");
     /// `mse_backward`: `ga` from `a` and `b`.
@@ -45,6 +38,17 @@ nst_gpu::contracts! {
     /// `tv_backward`: `gx` from `x`.
     TV_BACKWARD = "tv_backward": read(1, "x"), read_write(3, "gx");
 }
+
+/// `shaders/loss.wgsl`: the losses, on the workgroup reduction of `workgroup_sum.wgsl`.
+pub const SHADER: Shader = Shader {
+    file: "loss.wgsl",
+    source: concatcp!(
+        Uniform::WGSL,
+        crate::shader_file!("workgroup_sum.wgsl"),
+        crate::shader_file!("loss.wgsl")
+    ),
+    contracts: &[&MSE_PARTIAL, &MSE_BACKWARD, &TV_PARTIAL, &TV_BACKWARD],
+};
 
 /// What a loss's two launches share: a first-stage kernel reduced into a scalar slot, and an
 /// element-wise backward; `inputs` are bound before the partial sums or the gradient.

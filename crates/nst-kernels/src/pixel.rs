@@ -1,38 +1,29 @@
 //! The pixel transform from RGB in [0, 1] to a weight set's input convention, and its
 //! backward. See `shaders/pixel.wgsl`.
 //!
-//! The transform is [`PixelTransform`], the CPU reference's type: plain numbers that the
-//! caller builds from the weights' input convention (`nst_vgg::transform_for`), so the
-//! convention is written down once, in `nst_weights`.
+//! The transform is [`PixelTransform`]: plain numbers that the caller builds from the weights'
+//! input convention (`nst_vgg::transform_for`), so the convention is written down once, in
+//! `nst_weights`.
 
-use crate::{entry, expect_len, expect_nonzero, per_element};
-use nst_gpu::{
-    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Result, UniformLayout, View, ViewMut,
-};
-pub use nst_reference::pixel::PixelTransform;
+use crate::{entry, expect_len, expect_nonzero, per_element, Shader};
+use const_format::concatcp;
+use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Result, View, ViewMut};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    perm: [u32; 4],
-    inv_perm: [u32; 4],
-    scale: [f32; 4],
-    offset: [f32; 4],
-    plane: u32,
-    accumulate: u32,
+nst_gpu::uniform! {
+    struct Uniform {
+        perm: [u32; 4],
+        inv_perm: [u32; 4],
+        scale: [f32; 4],
+        offset: [f32; 4],
+        /// H·W.
+        plane: u32,
+        /// Backward: add into gx.
+        accumulate: u32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    perm,
-    inv_perm,
-    scale,
-    offset,
-    plane,
-    accumulate
-});
-
 nst_gpu::contracts! {
-    "pixel.wgsl", UNIFORM;
+    "pixel.wgsl", Uniform;
     /// `pixel_forward`: the network input `y` from the RGB image `x`.
     FORWARD = "pixel_forward": read(1, "x"), read_write(2, "y");
     /// `pixel_backward`: the RGB gradient `gx` from the network input's `gy`.
@@ -40,6 +31,13 @@ nst_gpu::contracts! {
     /// `pixel_clamp`: `x` clamped to [0, 1] in place.
     CLAMP = "pixel_clamp": read_write(2, "x");
 }
+
+/// `shaders/pixel.wgsl`: the pixel transform and the clamp.
+pub const SHADER: Shader = Shader {
+    file: "pixel.wgsl",
+    source: concatcp!(Uniform::WGSL, crate::shader_file!("pixel.wgsl")),
+    contracts: &[&FORWARD, &BACKWARD, &CLAMP],
+};
 
 impl Uniform {
     /// `t` for images of `plane` pixels, after checking that its channel order is a
@@ -67,6 +65,18 @@ impl Uniform {
     }
 }
 
+/// A per-channel affine map with a channel permutation:
+/// `out[c] = scale[c] · x[perm[c]] + offset[c]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelTransform {
+    /// Output channel `c` reads input (RGB) channel `perm[c]`.
+    pub perm: [usize; 3],
+    /// Multiplier of output channel `c`.
+    pub scale: [f64; 3],
+    /// Added to output channel `c` after scaling.
+    pub offset: [f64; 3],
+}
+
 /// Elements of a `3 × h × w` image, after checking that it has some.
 fn image_len(h: u32, w: u32) -> Result<u64> {
     expect_nonzero("image", &[h, w])?;
@@ -83,7 +93,7 @@ pub struct PixelTransformKernel {
 impl PixelTransformKernel {
     /// Compiles `shaders/pixel.wgsl`.
     pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "pixel.wgsl", crate::PIXEL_WGSL)?;
+        let module = SHADER.compile(ctx)?;
         Ok(PixelTransformKernel {
             forward: entry(ctx, &module, &FORWARD)?,
             backward: entry(ctx, &module, &BACKWARD)?,

@@ -1,11 +1,9 @@
 //! 2×2, stride-2 max and average pooling with PyTorch's semantics (odd sizes floor; the max
 //! pool's gradient goes to the first maximum). See `shaders/pool.wgsl`.
 
-use crate::{entry, expect_len, expect_nonzero, per_element};
-use nst_gpu::{
-    uniform_layout, Bind, Context, Dispatch, EntryPoint, GpuError, Result, UniformLayout, View,
-    ViewMut,
-};
+use crate::{entry, expect_len, expect_nonzero, per_element, Shader};
+use const_format::concatcp;
+use nst_gpu::{Bind, Context, Dispatch, EntryPoint, GpuError, Result, View, ViewMut};
 
 /// Shape of a pooling input: `c × h × w`; the output is `c × ⌊h/2⌋ × ⌊w/2⌋`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,24 +27,20 @@ impl PoolShape {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    c: u32,
-    h: u32,
-    w: u32,
-    accumulate: u32,
+nst_gpu::uniform! {
+    struct Uniform {
+        c: u32,
+        /// Input height.
+        h: u32,
+        /// Input width.
+        w: u32,
+        /// Backward: add into gx.
+        accumulate: u32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    c,
-    h,
-    w,
-    accumulate
-});
-
 nst_gpu::contracts! {
-    "pool.wgsl", UNIFORM;
+    "pool.wgsl", Uniform;
     /// `max_pool2d_forward`: `y` and `argmax` from `x`.
     MAX_FORWARD = "max_pool2d_forward": read(1, "x"), read_write(3, "y"), read_write(4, "argmax");
     /// `max_pool2d_backward`: `gx` from `gy` and `argmax`.
@@ -56,6 +50,13 @@ nst_gpu::contracts! {
     /// `avg_pool2d_backward`: `gx` from `gy`.
     AVG_BACKWARD = "avg_pool2d_backward": read(1, "gy"), read_write(3, "gx");
 }
+
+/// `shaders/pool.wgsl`: max and average pooling.
+pub const SHADER: Shader = Shader {
+    file: "pool.wgsl",
+    source: concatcp!(Uniform::WGSL, crate::shader_file!("pool.wgsl")),
+    contracts: &[&MAX_FORWARD, &MAX_BACKWARD, &AVG_FORWARD, &AVG_BACKWARD],
+};
 
 /// Which pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

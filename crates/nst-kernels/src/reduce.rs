@@ -3,10 +3,9 @@
 //! `reduce_finish` (`shaders/reduce.wgsl`) adds them in a fixed order and stores
 //! `scale · Σ` into one slot of a scalar buffer.
 
-use nst_gpu::{
-    uniform_layout, Context, Dispatch, EntryPoint, Groups, Record, Result, UniformLayout, View,
-    ViewMut,
-};
+use crate::Shader;
+use const_format::concatcp;
+use nst_gpu::{Context, Dispatch, EntryPoint, Groups, Record, Result, View, ViewMut};
 
 /// Most workgroups a first-stage pass uses; the finishing workgroup sums this many values.
 pub const MAX_PARTIALS: u32 = 256;
@@ -16,27 +15,34 @@ pub fn partial_count(n: u64) -> u32 {
     n.div_ceil(256).clamp(1, MAX_PARTIALS as u64) as u32
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    count: u32,
-    out_index: u32,
-    accumulate: u32,
-    scale: f32,
+nst_gpu::uniform! {
+    struct Uniform {
+        /// Number of partial sums.
+        count: u32,
+        /// Slot in `scalars`.
+        out_index: u32,
+        /// 1: scalars[out_index] += result.
+        accumulate: u32,
+        scale: f32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    count,
-    out_index,
-    accumulate,
-    scale
-});
-
 nst_gpu::contracts! {
-    "reduce.wgsl", UNIFORM;
+    "reduce.wgsl", Uniform;
     /// `reduce_finish`: `scalars[index] (+)= scale · Σ partials`.
     FINISH = "reduce_finish": read(1, "partial sums"), read_write(2, "scalars");
 }
+
+/// `shaders/reduce.wgsl`: the last pass of a reduction, on `workgroup_sum.wgsl`.
+pub const SHADER: Shader = Shader {
+    file: "reduce.wgsl",
+    source: concatcp!(
+        Uniform::WGSL,
+        crate::shader_file!("workgroup_sum.wgsl"),
+        crate::shader_file!("reduce.wgsl")
+    ),
+    contracts: &[&FINISH],
+};
 
 /// The finishing kernel (cheap to clone: the op types that reduce share one).
 #[derive(Clone)]
@@ -66,7 +72,7 @@ impl Record for Reduction {
 impl Reduce {
     /// Compiles `shaders/reduce.wgsl`.
     pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "reduce.wgsl", crate::REDUCE_WGSL)?;
+        let module = SHADER.compile(ctx)?;
         Ok(Reduce {
             finish: EntryPoint::new(ctx, &module, &FINISH, &[])?,
         })

@@ -1,26 +1,31 @@
 //! ReLU forward and backward. See `shaders/relu.wgsl`.
 
-use crate::{entry, expect_len, per_element};
-use nst_gpu::{
-    uniform_layout, Context, Dispatch, EntryPoint, Result, UniformLayout, View, ViewMut,
-};
+use crate::{entry, expect_len, per_element, Shader};
+use const_format::concatcp;
+use nst_gpu::{Context, Dispatch, EntryPoint, Result, View, ViewMut};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    n: u32,
-    accumulate: u32,
+nst_gpu::uniform! {
+    struct Uniform {
+        n: u32,
+        /// Backward: add into gx (a tapped layer's gradient already holds its losses').
+        accumulate: u32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform { n, accumulate });
-
 nst_gpu::contracts! {
-    "relu.wgsl", UNIFORM;
+    "relu.wgsl", Uniform;
     /// `relu_forward`: `y` from `x`.
     FORWARD = "relu_forward": read(1, "x"), read_write(3, "y");
     /// `relu_backward`: `gx` from `y` and `gy`.
     BACKWARD = "relu_backward": read(1, "y"), read(2, "gy"), read_write(3, "gx");
 }
+
+/// `shaders/relu.wgsl`: ReLU.
+pub const SHADER: Shader = Shader {
+    file: "relu.wgsl",
+    source: concatcp!(Uniform::WGSL, crate::shader_file!("relu.wgsl")),
+    contracts: &[&FORWARD, &BACKWARD],
+};
 
 /// The ReLU kernels.
 pub struct Relu {
@@ -31,7 +36,7 @@ pub struct Relu {
 impl Relu {
     /// Compiles `shaders/relu.wgsl`.
     pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "relu.wgsl", crate::RELU_WGSL)?;
+        let module = SHADER.compile(ctx)?;
         Ok(Relu {
             forward: entry(ctx, &module, &FORWARD)?,
             backward: entry(ctx, &module, &BACKWARD)?,

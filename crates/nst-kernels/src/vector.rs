@@ -3,11 +3,9 @@
 //! See `shaders/vector.wgsl`.
 
 use crate::reduce::{Reduce, Reduction};
-use crate::{entry, expect_len, per_element};
-use nst_gpu::{
-    uniform_layout, Bind, Context, Dispatch, EntryPoint, GpuError, Groups, Result, UniformLayout,
-    View, ViewMut,
-};
+use crate::{entry, expect_len, per_element, Shader};
+use const_format::concatcp;
+use nst_gpu::{Bind, Context, Dispatch, EntryPoint, GpuError, Groups, Result, View, ViewMut};
 
 /// A coefficient `c · scalars[num] / scalars[den]`; `None` indices stand for 1.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,26 +35,18 @@ impl Coef {
 
 const NONE: u32 = u32::MAX;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    n: u32,
-    partials: u32,
-    num: u32,
-    den: u32,
-    c: f32,
+nst_gpu::uniform! {
+    struct Uniform {
+        n: u32,
+        partials: u32,
+        num: u32,
+        den: u32,
+        c: f32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    n,
-    partials,
-    num,
-    den,
-    c
-});
-
 nst_gpu::contracts! {
-    "vector.wgsl", UNIFORM;
+    "vector.wgsl", Uniform;
     /// `dot_partial`: partial sums of `x · y`.
     DOT_PARTIAL = "dot_partial": read(1, "x"), read(2, "y"), read_write(5, "partial sums");
     /// `asum_partial`: partial sums of `|x|`.
@@ -68,6 +58,17 @@ nst_gpu::contracts! {
     /// `scaled_copy`: `y = coef · x`.
     SCALED_COPY = "scaled_copy": read(1, "x"), read_write(3, "y"), read(4, "scalars");
 }
+
+/// `shaders/vector.wgsl`: the vector operations, on the workgroup reduction of `workgroup_sum.wgsl`.
+pub const SHADER: Shader = Shader {
+    file: "vector.wgsl",
+    source: concatcp!(
+        Uniform::WGSL,
+        crate::shader_file!("workgroup_sum.wgsl"),
+        crate::shader_file!("vector.wgsl")
+    ),
+    contracts: &[&DOT_PARTIAL, &ASUM_PARTIAL, &AXPY, &SCALE, &SCALED_COPY],
+};
 
 impl Uniform {
     fn new(n: u64, partials: u32, coef: Coef) -> Self {
@@ -106,7 +107,7 @@ fn check_slots(coef: &Coef, scalars: &View<'_>) -> Result<()> {
 impl VectorOps {
     /// Compiles `shaders/vector.wgsl`; dot and asum finish with `reduce`.
     pub fn new(ctx: &Context, reduce: Reduce) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "vector.wgsl", crate::VECTOR_WGSL)?;
+        let module = SHADER.compile(ctx)?;
         Ok(VectorOps {
             dot: entry(ctx, &module, &DOT_PARTIAL)?,
             asum: entry(ctx, &module, &ASUM_PARTIAL)?,

@@ -2,10 +2,9 @@
 //! of the full image, a tapped activation kept only at a tile's own positions, a tile's
 //! gradient added back into the full one. See `shaders/window.wgsl`.
 
-use crate::{entry, expect_len, expect_nonzero, per_element};
-use nst_gpu::{
-    uniform_layout, Context, Dispatch, EntryPoint, GpuError, Result, UniformLayout, View, ViewMut,
-};
+use crate::{entry, expect_len, expect_nonzero, per_element, Shader};
+use const_format::concatcp;
+use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Result, View, ViewMut};
 
 /// One side of a window copy: a tensor chunk of `c × h × w` and where the region lies in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,51 +72,47 @@ pub enum WindowMode {
     Add,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniform {
-    channels: u32,
-    src_c0: u32,
-    src_h: u32,
-    src_w: u32,
-    src_y: u32,
-    src_x: u32,
-    dst_c0: u32,
-    dst_h: u32,
-    dst_w: u32,
-    dst_y: u32,
-    dst_x: u32,
-    rh: u32,
-    rw: u32,
-    mode: u32,
-    dom_h: u32,
-    dom_w: u32,
+nst_gpu::uniform! {
+    struct Uniform {
+        /// Channels copied.
+        channels: u32,
+        /// First of them in the source.
+        src_c0: u32,
+        src_h: u32,
+        src_w: u32,
+        /// The region's origin in the source.
+        src_y: u32,
+        src_x: u32,
+        /// First of them in the destination.
+        dst_c0: u32,
+        dst_h: u32,
+        dst_w: u32,
+        /// The region's origin in the destination.
+        dst_y: u32,
+        dst_x: u32,
+        /// The region's size.
+        rh: u32,
+        rw: u32,
+        /// 0 copy (the rest kept), 1 copy (the rest of the plane zeroed), 2 add.
+        mode: u32,
+        /// The domain: rh × rw, or dst_h × dst_w for mode 1.
+        dom_h: u32,
+        dom_w: u32,
+    }
 }
 
-const UNIFORM: UniformLayout = uniform_layout!(Uniform {
-    channels,
-    src_c0,
-    src_h,
-    src_w,
-    src_y,
-    src_x,
-    dst_c0,
-    dst_h,
-    dst_w,
-    dst_y,
-    dst_x,
-    rh,
-    rw,
-    mode,
-    dom_h,
-    dom_w
-});
-
 nst_gpu::contracts! {
-    "window.wgsl", UNIFORM;
+    "window.wgsl", Uniform;
     /// `window`: a region of `dst` from `src`.
     WINDOW = "window": read(1, "src"), read_write(2, "dst");
 }
+
+/// `shaders/window.wgsl`: region copies.
+pub const SHADER: Shader = Shader {
+    file: "window.wgsl",
+    source: concatcp!(Uniform::WGSL, crate::shader_file!("window.wgsl")),
+    contracts: &[&WINDOW],
+};
 
 /// The window kernel.
 pub struct Window {
@@ -127,7 +122,7 @@ pub struct Window {
 impl Window {
     /// Compiles `shaders/window.wgsl`.
     pub fn new(ctx: &Context) -> Result<Self> {
-        let module = nst_gpu::shader(ctx, "window.wgsl", crate::WINDOW_WGSL)?;
+        let module = SHADER.compile(ctx)?;
         Ok(Window {
             window: entry(ctx, &module, &WINDOW)?,
         })

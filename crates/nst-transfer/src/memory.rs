@@ -17,6 +17,17 @@ use nst_vgg::tiling::halo_and_scale;
 use nst_vgg::{ChunkLayout, GraphConfig, GraphLayout, LayerId, Limits, Tiling, VggError};
 use serde::Serialize;
 
+/// Bytes reserved in every plan for what is not storage: wgpu's own zero-filled buffer (512
+/// KiB in wgpu-core 30), a small uniform buffer per launch, and read-back staging. On lavapipe
+/// a tiled problem of 247 launches took 90 KB besides the zero buffer, as the allocator
+/// reported it: 1 MiB leaves room for ten times as many launches.
+pub const RESERVE_BYTES: u64 = (512 << 10) + (1 << 20);
+
+/// The name of the weights' part of a plan.
+const WEIGHTS: &str = "weights";
+/// The name of the reserve's part of a plan.
+const RESERVE: &str = "reserve (uniforms, staging, wgpu's own)";
+
 /// The network, device and kernels a plan is for.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -115,10 +126,14 @@ pub struct MemoryPlan {
 }
 
 impl MemoryPlan {
-    /// Bytes the job itself creates: all but the weights, which the engine holds.
+    /// Bytes of storage the job itself creates: all but the weights, which the engine holds,
+    /// and the [`RESERVE_BYTES`].
     pub fn job_bytes(&self) -> u64 {
-        let weights = self.parts.iter().filter(|p| p.what == "weights");
-        self.bytes - weights.map(|p| p.bytes).sum::<u64>()
+        let other = self
+            .parts
+            .iter()
+            .filter(|p| [WEIGHTS, RESERVE].contains(&p.what));
+        self.bytes - other.map(|p| p.bytes).sum::<u64>()
     }
 }
 
@@ -445,7 +460,8 @@ fn plan_with(
     );
     let grams = |layers: &[LayerId]| GramSums::bytes(&layout, layers, tiled, &target.gram, device);
     let mut parts = vec![
-        MemoryPart::new("weights", target.weight_bytes),
+        MemoryPart::new(WEIGHTS, target.weight_bytes),
+        MemoryPart::new(RESERVE, RESERVE_BYTES),
         MemoryPart::new("graph", TiledGraph::bytes(&layout, &tiling)),
     ];
     match job {

@@ -5,7 +5,7 @@
 
 use crate::error::{Result, TransferError};
 use nst_gpu::Context;
-use nst_kernels::tune;
+use nst_kernels::candidate_timing;
 use nst_kernels::{ConvClass, ConvKernel, ConvShape, GramClass, GramTiles, KernelChoice};
 use nst_vgg::{LayerId, LayerKind};
 use serde::{Deserialize, Serialize};
@@ -283,7 +283,7 @@ fn launches(ctx: &Context, c_out: &[u32], width: u32, height: u32) -> Vec<Launch
                 w,
             };
             for backward in [false, true] {
-                let class = tune::conv_class(s, backward);
+                let class = candidate_timing::conv_class(s, backward);
                 if !seen_conv.contains(&class) {
                     seen_conv.push(class);
                     out.push(Launch::Conv {
@@ -318,13 +318,13 @@ pub fn tune(
     size: u32,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Tuning> {
-    let conv_candidates = tune::conv_candidates(ctx, &ConvKernel::candidates(ctx))?;
-    let gram_candidates = tune::gram_candidates(ctx, &GramTiles::candidates(ctx))?;
+    let conv_candidates = candidate_timing::conv_candidates(ctx, &ConvKernel::candidates(ctx))?;
+    let gram_candidates = candidate_timing::gram_candidates(ctx, &GramTiles::candidates(ctx))?;
     let mut classes = Vec::new();
     for launch in launches(ctx, c_out, size, size) {
         let tuned = match launch {
             Launch::Conv { class, hw, layer } => {
-                let ms = tune::conv(ctx, class, hw, &conv_candidates)?;
+                let ms = candidate_timing::conv(ctx, class, hw, &conv_candidates)?;
                 let op = match class.backward {
                     false => "conv2d forward",
                     true => "conv2d backward",
@@ -343,12 +343,12 @@ pub fn tune(
                 n,
                 layer,
             } => {
-                let ms = tune::gram(ctx, backward, (c, n), &gram_candidates)?;
+                let ms = candidate_timing::gram(ctx, backward, (c, n), &gram_candidates)?;
                 let op = match backward {
                     false => "gram forward",
                     true => "gram backward",
                 };
-                let class = tune::gram_class(backward, c, n);
+                let class = candidate_timing::gram_class(backward, c, n);
                 tuned(op, (c, c, class.pixels_log2), size, layer, ms)
             }
         };

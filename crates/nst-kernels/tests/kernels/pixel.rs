@@ -27,14 +27,14 @@ fn pixel_case(g: &Gpu, convention: InputConvention, h: u32, w: u32, seed: u64) {
     assert_close(
         &format!("pixel {convention} forward"),
         &g.read(&by),
-        &t.forward(&x, hh, ww),
+        &forward(convention, &x, (hh, ww)),
         1e-4,
         1e-6,
     );
     assert_close(
         &format!("pixel {convention} backward"),
         &g.read(&bgx),
-        &t.backward(&gy, hh, ww),
+        &r::pixel::backward(&gy, (hh, ww), t.perm, t.scale),
         1e-5,
         1e-6,
     );
@@ -70,6 +70,12 @@ fn pixel_clamp_matches_reference() {
 
 // ---- the conventions' transforms on the CPU (no GPU needed) ----
 
+/// The reference transform with `convention`'s numbers.
+fn forward(convention: InputConvention, x: &[f64], hw: (usize, usize)) -> Vec<f64> {
+    let t = nst_vgg::transform_for(convention);
+    r::pixel::forward(x, hw, t.perm, t.scale, t.offset)
+}
+
 fn assert_near(got: &[f64], want: &[f64]) {
     for (a, b) in got.iter().zip(want) {
         assert!(
@@ -81,7 +87,7 @@ fn assert_near(got: &[f64], want: &[f64]) {
 
 #[test]
 fn caffe_maps_a_red_pixel_to_bgr_minus_the_mean() {
-    let y = nst_vgg::transform_for(InputConvention::CaffeBgr).forward(&[1.0, 0.0, 0.0], 1, 1);
+    let y = forward(InputConvention::CaffeBgr, &[1.0, 0.0, 0.0], (1, 1));
     assert_near(&y, &[-103.939, -116.779, 255.0 - 123.68]); // B, G, R
 }
 
@@ -89,7 +95,7 @@ fn caffe_maps_a_red_pixel_to_bgr_minus_the_mean() {
 fn caffe_keeps_planes_apart() {
     // 1×2 image: pixel 0 pure blue, pixel 1 pure green.
     let x = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0]; // R plane, G plane, B plane
-    let y = nst_vgg::transform_for(InputConvention::CaffeBgr).forward(&x, 1, 2);
+    let y = forward(InputConvention::CaffeBgr, &x, (1, 2));
     let want = [
         255.0 - 103.939,
         -103.939,
@@ -103,12 +109,12 @@ fn caffe_keeps_planes_apart() {
 
 #[test]
 fn torchvision_normalizes_by_mean_and_std() {
-    let t = nst_vgg::transform_for(InputConvention::TorchvisionRgb);
     let (mean, std) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
-    let y = t.forward(&mean, 1, 1);
+    let y = forward(InputConvention::TorchvisionRgb, &mean, (1, 1));
     assert!(y.iter().all(|v| v.abs() < 1e-15), "{y:?}");
     let x: Vec<f64> = (0..3).map(|c| mean[c] + std[c]).collect();
-    assert_near(&t.forward(&x, 1, 1), &[1.0; 3]);
+    let y = forward(InputConvention::TorchvisionRgb, &x, (1, 1));
+    assert_near(&y, &[1.0; 3]);
 }
 
 #[test]
@@ -119,9 +125,9 @@ fn conventions_backward_matches_finite_differences() {
     for convention in [InputConvention::CaffeBgr, InputConvention::TorchvisionRgb] {
         let t = nst_vgg::transform_for(convention);
         r::finite_diff::check_gradient(
-            |x| r::vector::dot(&g, &t.forward(x, h, w)),
+            |x| r::vector::dot(&g, &forward(convention, x, (h, w))),
             &x,
-            &t.backward(&g, h, w),
+            &r::pixel::backward(&g, (h, w), t.perm, t.scale),
             1e-6,
             1e-8,
             1e-6,

@@ -21,11 +21,19 @@ fn parse(name: &str, source: &str) -> (naga::Module, ModuleInfo) {
 }
 
 fn source(shader: &str) -> &'static str {
-    nst_kernels::SOURCES
+    nst_kernels::SHADERS
         .iter()
-        .find(|(n, _)| *n == shader)
-        .unwrap_or_else(|| panic!("{shader} is not in nst_kernels::SOURCES"))
-        .1
+        .find(|s| s.file == shader)
+        .unwrap_or_else(|| panic!("{shader} is not in nst_kernels::SHADERS"))
+        .source
+}
+
+/// `shaders/<file>` as it is on disk.
+fn file_text(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("shaders")
+        .join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// What an entry point uses of one binding, as the WGSL says.
@@ -182,24 +190,38 @@ fn contract_problems(contract: &Contract) -> Vec<String> {
 
 #[test]
 fn every_shader_parses_and_validates() {
-    assert!(!nst_kernels::SOURCES.is_empty());
-    for (name, source) in nst_kernels::SOURCES {
-        parse(name, source);
+    assert!(!nst_kernels::SHADERS.is_empty());
+    for shader in nst_kernels::SHADERS {
+        parse(shader.file, shader.source);
     }
 }
 
 #[test]
 fn every_shader_file_is_compiled_by_a_kernel() {
-    // A new file under shaders/ must be added to nst_kernels::SOURCES, or to SNIPPETS when it
-    // is prepended to other files.
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders");
+    // A new file under shaders/ must be registered in nst_kernels::SHADERS, or in SNIPPETS
+    // when it is prepended to other files.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         assert!(
-            nst_kernels::SOURCES.iter().any(|(n, _)| *n == name)
+            nst_kernels::SHADERS.iter().any(|s| s.file == name)
                 || nst_kernels::SNIPPETS.contains(&name.as_str()),
-            "shaders/{name} is not in nst_kernels::SOURCES"
+            "shaders/{name} is not in nst_kernels::SHADERS"
         );
+    }
+}
+
+/// A registered shader compiles its own file, after the generated uniform struct and any
+/// snippets, and lists only contracts of that file.
+#[test]
+fn every_shader_is_its_file_and_its_contracts() {
+    for shader in nst_kernels::SHADERS {
+        let file = shader.file;
+        assert!(shader.source.starts_with("struct Uniform {"), "{file}");
+        assert!(shader.source.ends_with(&file_text(file)), "{file}");
+        for c in shader.contracts {
+            assert_eq!(c.shader, file, "{} is registered with {file}", c.entry);
+        }
     }
 }
 
@@ -209,7 +231,7 @@ fn every_shader_file_is_compiled_by_a_kernel() {
 #[test]
 fn every_contract_matches_its_entry_point() {
     let mut failures = Vec::new();
-    for contract in nst_kernels::CONTRACTS {
+    for contract in nst_kernels::SHADERS.iter().flat_map(|s| s.contracts) {
         for p in contract_problems(contract) {
             failures.push(format!("{} {}: {p}", contract.shader, contract.entry));
         }
@@ -219,14 +241,13 @@ fn every_contract_matches_its_entry_point() {
 
 #[test]
 fn every_entry_point_has_a_contract() {
-    for (name, source) in nst_kernels::SOURCES {
-        let (module, _) = parse(name, source);
+    for shader in nst_kernels::SHADERS {
+        let (module, _) = parse(shader.file, shader.source);
         for e in &module.entry_points {
             assert!(
-                nst_kernels::CONTRACTS
-                    .iter()
-                    .any(|c| c.shader == *name && c.entry == e.name),
-                "{name} {} has no contract in nst_kernels::CONTRACTS",
+                shader.contracts.iter().any(|c| c.entry == e.name),
+                "{} {} has no contract in its nst_kernels::Shader",
+                shader.file,
                 e.name
             );
         }

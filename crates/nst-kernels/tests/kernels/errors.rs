@@ -57,9 +57,9 @@ fn a_binding_over_the_limit_is_a_clear_error() {
 #[test]
 fn a_launch_that_breaks_its_contract_is_an_error() {
     with_gpu(|g| {
-        let module =
-            nst_gpu::shader(&g.ctx, "relu.wgsl", nst_kernels::SOURCES[1].1).expect("relu.wgsl");
-        assert_eq!(nst_kernels::SOURCES[1].0, "relu.wgsl");
+        let module = nst_kernels::relu::SHADER
+            .compile(&g.ctx)
+            .expect("relu.wgsl");
         let relu = EntryPoint::new(&g.ctx, &module, &nst_kernels::relu::FORWARD, &[]).unwrap();
         let (x, y) = (g.zeros("x", 4), g.zeros("y", 4));
         let u = [4u32, 0];

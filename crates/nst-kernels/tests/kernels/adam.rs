@@ -28,7 +28,7 @@ fn adam_matches_reference_over_several_steps() {
             g.ctx.write(&bg, 0, &gf);
             step.set_step(&g.ctx, t);
             g.run(&[&step]);
-            r::adam::adam_step(&mut x, &grad, &mut state, &p);
+            r::adam::adam_step(&mut x, &grad, &mut state, [p.lr, p.beta1, p.beta2, p.eps]);
         }
         assert_close("adam after 6 steps", &g.read(&bx), &x, 1e-5, 1e-5);
     });

@@ -1,6 +1,7 @@
-//! Autotuning, as cuDNN's benchmark mode: for one class of launch, time each candidate kernel
-//! on the adapter in use and rank them. Which classes a run needs, and where the winners are
-//! kept, is the caller's business (nst-transfer's `tuning`).
+//! Timing candidate kernels, as cuDNN's benchmark mode: for one class of launch, time each
+//! candidate on the adapter in use and rank them, for autotuning to choose by. Which classes a
+//! run needs, and where the winners are kept, is the caller's business (nst-transfer's
+//! `tuning`).
 
 use crate::conv2d::{ConvClass, ConvKernel, ConvPart, ConvShape};
 use crate::gram::{GramClass, GramTiles};
@@ -15,7 +16,7 @@ const RUNS: u32 = 3;
 /// A candidate slower than this many times the best so far is not run again.
 const GIVE_UP: f64 = 3.0;
 
-/// Milliseconds of one launch of `work`: the fastest of [`RUNS`] after a warm-up, by GPU
+/// Milliseconds of one launch of `work`: the fastest of `RUNS` after a warm-up, by GPU
 /// timestamps where the adapter has them, else wall-clock around a blocking wait. Stops early
 /// once a run is over `give_up` ms.
 pub fn time(ctx: &Context, work: &dyn Record, give_up: f64) -> Result<f64> {
@@ -73,10 +74,10 @@ pub fn conv(
     };
     let s = ConvShape { c_in, c_out, h, w };
     let plane = h as u64 * w as u64;
-    let x = ctx.tensor("tune x", c_in as u64 * plane)?;
-    let weight = ctx.tensor("tune weight", c_in as u64 * c_out as u64 * 9)?;
-    let bias = ctx.tensor("tune bias", c_out as u64)?;
-    let y = ctx.tensor("tune y", c_out as u64 * plane)?;
+    let x = ctx.tensor("timing x", c_in as u64 * plane)?;
+    let weight = ctx.tensor("timing weight", c_in as u64 * c_out as u64 * 9)?;
+    let bias = ctx.tensor("timing bias", c_out as u64)?;
+    let y = ctx.tensor("timing y", c_out as u64 * plane)?;
     let mut out: Vec<(ConvKernel, f64)> = Vec::new();
     for k in candidates {
         let kernel = k.choice().default;
@@ -122,9 +123,9 @@ pub fn gram(
     (c, n): (u32, u32),
     candidates: &[Gram],
 ) -> Result<Vec<(GramTiles, f64)>> {
-    let f = ctx.tensor("tune f", c as u64 * n as u64)?;
-    let g = ctx.tensor("tune g", c as u64 * c as u64)?;
-    let gf = ctx.tensor("tune gf", c as u64 * n as u64)?;
+    let f = ctx.tensor("timing f", c as u64 * n as u64)?;
+    let g = ctx.tensor("timing g", c as u64 * c as u64)?;
+    let gf = ctx.tensor("timing gf", c as u64 * n as u64)?;
     let mut out: Vec<(GramTiles, f64)> = Vec::new();
     for k in candidates {
         let tiles = k.choice().default;
