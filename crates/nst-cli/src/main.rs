@@ -4,7 +4,7 @@
 mod transfer;
 
 use clap::{Parser, Subcommand};
-use nst_transfer::{Field, TransferError};
+use nst_transfer::{Field, Optimizer, Pooling, TransferError};
 use nst_vgg::{GraphConfig, LayerId, PlanReport};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,8 +51,8 @@ struct LayersArgs {
     #[arg(long, value_delimiter = ',', value_parser = transfer::parse_layer)]
     taps: Option<Vec<LayerId>>,
     /// Pooling.
-    #[arg(long, value_enum, default_value = "max")]
-    pooling: nst_transfer::Pooling,
+    #[arg(long, default_value = "max", value_parser = transfer::named(&Pooling::NAMED, Pooling::name))]
+    pooling: Pooling,
     /// Storage-binding limit to plan the chunks for, in MiB (128: the software driver's and
     /// WebGPU's default; real GPUs allow more).
     #[arg(long, default_value_t = 128)]
@@ -62,8 +62,8 @@ struct LayersArgs {
     #[arg(long, value_parser = transfer::parse_bytes)]
     max_memory: Option<u64>,
     /// With --max-memory: the run's optimizer, whose state counts.
-    #[arg(long, value_enum, default_value = "lbfgs", requires = "max_memory")]
-    optimizer: transfer::OptimizerArg,
+    #[arg(long, default_value = "lbfgs", requires = "max_memory", value_parser = transfer::named(&Optimizer::NAMED, Optimizer::name))]
+    optimizer: Optimizer,
     /// With --max-memory: L-BFGS's history (pairs of image-sized vectors).
     #[arg(long, default_value_t = nst_transfer::defaults::LBFGS_HISTORY, requires = "max_memory")]
     lbfgs_history: u32,

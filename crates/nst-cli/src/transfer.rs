@@ -1,18 +1,27 @@
 //! `nst stylize`, `nst score` and `nst bench`: flags in, one engine call, reports out.
 
 use crate::{fail, Failure};
-use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Args;
 use nst_transfer::image::{self as img, Image};
 use nst_transfer::{
-    defaults, Engine, EngineOptions, Event, Flow, Init, LayerWeight, Log, LossConfig, Optimizer,
-    Pooling, PreserveColors, Settings, Style, TransferError,
+    defaults, Engine, EngineOptions, Flow, Init, LayerWeight, Log, LossConfig, Optimizer, Pooling,
+    PreserveColors, Reporter, Reporting, Settings, Style, TransferError,
 };
 use nst_vgg::LayerId;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// A value of one of the library's named kinds, read by its `FromStr`, its names listed.
+pub fn named<T>(values: &[T], name: fn(&T) -> &'static str) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr<Err: std::fmt::Display> + Clone + Send + Sync + 'static,
+{
+    let names = values.iter().map(name);
+    PossibleValuesParser::new(names).try_map(|s| s.parse::<T>().map_err(|e| e.to_string()))
+}
 
 /// The images and loss flags that `stylize`, `score` and `bench` share.
 #[derive(Args, Debug)]
@@ -45,7 +54,7 @@ pub struct LossArgs {
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     style_layer_weights: Option<Vec<f64>>,
     /// Pooling.
-    #[arg(long, value_enum, default_value = "max")]
+    #[arg(long, default_value = "max", value_parser = named(&Pooling::NAMED, Pooling::name))]
     pooling: Pooling,
     /// The weights file (default: NST_WEIGHTS, then weights/vgg19.safetensors under the current
     /// directory, then the user cache; fetched if none).
@@ -202,32 +211,6 @@ fn load(path: &Path, flag: &str, quiet: bool) -> Result<Image, Failure> {
     Ok(loaded.image)
 }
 
-/// `--optimizer`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum OptimizerArg {
-    /// Adam.
-    Adam,
-    /// L-BFGS.
-    Lbfgs,
-}
-
-impl OptimizerArg {
-    /// The optimizer, with L-BFGS keeping `history` pairs.
-    pub fn with_history(self, history: u32) -> Optimizer {
-        match self {
-            OptimizerArg::Adam => Optimizer::Adam,
-            OptimizerArg::Lbfgs => Optimizer::Lbfgs { history },
-        }
-    }
-}
-
-/// `--init`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum InitArg {
-    Content,
-    Random,
-}
-
 /// `nst stylize`.
 #[derive(Args, Debug)]
 pub struct StylizeArgs {
@@ -246,8 +229,8 @@ pub struct StylizeArgs {
     #[arg(long, default_value_t = defaults::ITERATIONS)]
     iterations: u32,
     /// The optimizer (default: lbfgs).
-    #[arg(long, value_enum)]
-    optimizer: Option<OptimizerArg>,
+    #[arg(long, value_parser = named(&Optimizer::NAMED, Optimizer::name))]
+    optimizer: Option<Optimizer>,
     /// Adam's step size in [0, 1] pixel units (default 0.02); L-BFGS's step length (default 1).
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
@@ -255,8 +238,8 @@ pub struct StylizeArgs {
     #[arg(long, default_value_t = defaults::LBFGS_HISTORY)]
     lbfgs_history: u32,
     /// Starting image.
-    #[arg(long, value_enum, default_value = "content")]
-    init: InitArg,
+    #[arg(long, default_value = "content", value_parser = named(&Init::NAMED, Init::name))]
+    init: Init,
     /// Start from this image file instead.
     #[arg(long, conflicts_with = "init")]
     init_image: Option<PathBuf>,
@@ -264,7 +247,7 @@ pub struct StylizeArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Keep colours.
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, default_value = "none", value_parser = named(&PreserveColors::NAMED, PreserveColors::name))]
     preserve_colors: PreserveColors,
     /// Number of coarse-to-fine scales (default: 1 up to 700 px, else steps of about √2 from --min-size).
     #[arg(long)]
@@ -299,22 +282,16 @@ pub struct StylizeArgs {
 
 impl StylizeArgs {
     fn settings(&self) -> Result<Settings, Failure> {
-        let history = self.lbfgs_history;
-        let optimizer = match (self.optimizer, defaults::OPTIMIZER) {
-            (Some(o), _) => o.with_history(history),
-            (None, Optimizer::Adam) => Optimizer::Adam,
-            (None, Optimizer::Lbfgs { .. }) => Optimizer::Lbfgs { history },
-        };
-        let init = match (&self.init_image, self.init) {
-            (Some(p), _) => Init::File(p.clone()),
-            (None, InitArg::Content) => Init::Content,
-            (None, InitArg::Random) => Init::Random,
+        let optimizer = self.optimizer.unwrap_or(defaults::OPTIMIZER);
+        let init = match &self.init_image {
+            Some(p) => Init::File(p.clone()),
+            None => self.init.clone(),
         };
         let s = Settings::default()
             .size(self.size)
             .style_scale(self.images.style_scale)
             .iterations(self.iterations)
-            .optimizer(optimizer)
+            .optimizer(optimizer.with_history(self.lbfgs_history))
             .lr(self.lr)
             .loss(self.loss.config()?)
             .pooling(self.loss.pooling)
@@ -373,66 +350,23 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
             std::process::exit(130);
         }
     });
-    let total = settings.iterations as u64 * settings.scale_sizes().len() as u64;
-    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-        let style = "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}";
-        ProgressBar::new(total).with_style(ProgressStyle::with_template(style).expect("valid"))
-    });
-    let say = |line: String| match &bar {
-        Some(b) => b.println(line),
-        None if !quiet => eprintln!("{line}"),
-        None => {}
+    let stem = a.output.file_stem().and_then(|s| s.to_str());
+    let dir = a.save_dir.clone().unwrap_or_else(|| ".".into());
+    let how = Reporting {
+        quiet,
+        json: a.json,
+        bar: true,
+        snapshots: Some((dir, stem.unwrap_or("nst").into())),
+        log: a.log.clone(),
+        plot: a.plot.clone(),
     };
-    let stem = a
-        .output
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("nst");
-    let mut log = Log::new();
-    let mut save_error = None;
+    let mut reporter = Reporter::new(how, &settings);
     let result = engine.stylize(&content, &styles, &settings, |e| {
-        match (&e, &bar) {
-            (
-                Event::Iteration {
-                    scale,
-                    iteration,
-                    of,
-                    ..
-                },
-                Some(b),
-            ) => {
-                b.set_position(*scale as u64 * *of as u64 + *iteration as u64);
-                b.set_message(e.to_string());
-            }
-            (
-                Event::Snapshot {
-                    scale,
-                    iteration,
-                    image,
-                },
-                _,
-            ) => {
-                let dir = a.save_dir.as_deref().unwrap_or(Path::new("."));
-                let p = dir.join(format!("{stem}_s{}_{iteration:05}.png", scale + 1));
-                if let Err(e) = img::save(image, &p, false) {
-                    save_error = Some(fail(1, format!("saving an intermediate image: {e}")));
-                    return Flow::Stop;
-                }
-            }
-            (Event::Final { .. }, _) => {}
-            _ => say(e.to_string()),
-        }
-        if let (Some(row), true) = (log.record(&e), a.json) {
-            println!("{}", serde_json::to_string(row).expect("serialisable"));
-        }
-        match interrupted.load(Ordering::SeqCst) {
-            true => Flow::Stop,
-            false => Flow::Continue,
+        match (reporter.event(&e), interrupted.load(Ordering::SeqCst)) {
+            (Flow::Continue, false) => Flow::Continue,
+            _ => Flow::Stop,
         }
     });
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
     let sixteen = a.bit_depth == "16";
     let out = match result {
         Ok(out) => out,
@@ -440,32 +374,18 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
             let TransferError::NonFinite { last_good, .. } = &e else {
                 return Err(e.into());
             };
+            drop(reporter);
             img::save(last_good, &a.output, sixteen).map_err(|e| fail(1, e))?;
             return Err(fail(5, format!("{e} (written to {})", a.output.display())));
         }
     };
-    if let Some(row) = log.finish(&out) {
-        let m = row.measure.as_ref().expect("the final row has the measure");
-        match a.json {
-            true => println!("{}", serde_json::to_string(row).expect("serialisable")),
-            false => say(format!("final loss {:.4e}; {m}", row.values.total())),
-        }
-    }
-    if let Some(path) = &a.log {
-        log.write(path)?;
-    }
-    if let Some(path) = &a.plot {
-        nst_transfer::plot::write(path, log.rows(), settings.iterations)?;
-    }
-    if let Some(e) = save_error {
-        return Err(e);
-    }
+    reporter.finish(&out)?;
     img::save(&out.image, &a.output, sixteen).map_err(|e| fail(1, e))?;
     let how = match out.stopped {
         true => "stopped early; wrote the current image to",
         false => "wrote",
     };
-    say(format!("{how} {}", a.output.display()));
+    reporter.say(format!("{how} {}", a.output.display()));
     Ok(())
 }
 

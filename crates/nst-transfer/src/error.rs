@@ -27,8 +27,12 @@ pub enum Field {
     Lr,
     /// The history of [`crate::Optimizer::Lbfgs`].
     LbfgsHistory,
+    /// [`crate::Settings::optimizer`].
+    Optimizer,
     /// [`crate::Settings::init`].
     Init,
+    /// [`crate::Settings::preserve_colors`].
+    PreserveColors,
     /// [`crate::Settings::min_size`].
     MinSize,
     /// [`crate::Settings::scales`].
@@ -59,6 +63,9 @@ pub enum Field {
     Image,
     /// The weights file ([`crate::EngineOptions::weights`]).
     Weights,
+    /// A settings document as a whole ([`crate::Settings::from_json`]): its syntax, a key it
+    /// does not know, a value of the wrong type.
+    Settings,
 }
 
 impl Field {
@@ -71,7 +78,9 @@ impl Field {
             Field::Iterations => "iterations",
             Field::Lr => "lr",
             Field::LbfgsHistory => "lbfgs_history",
+            Field::Optimizer => "optimizer",
             Field::Init => "init",
+            Field::PreserveColors => "preserve_colors",
             Field::MinSize => "min_size",
             Field::Scales => "scales",
             Field::ReportEvery => "report_every",
@@ -87,6 +96,7 @@ impl Field {
             Field::Content => "content",
             Field::Image => "image",
             Field::Weights => "weights",
+            Field::Settings => "settings",
         }
     }
 }
@@ -126,6 +136,9 @@ pub enum TransferError {
         /// Why, and the fix.
         reason: String,
     },
+    /// An intermediate image ([`crate::Settings::snapshot_every`]) could not be saved.
+    #[error("saving an intermediate image: {0}")]
+    Snapshot(#[source] ImageError),
     /// The weights could not be found, fetched or loaded.
     #[error(transparent)]
     Weights(#[from] WeightsError),

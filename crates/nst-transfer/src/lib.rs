@@ -64,6 +64,7 @@ pub mod memory;
 pub mod objective;
 #[cfg(feature = "plot")]
 pub mod plot;
+pub mod report;
 pub mod settings;
 pub mod tiles;
 pub mod tuning;
@@ -79,6 +80,7 @@ pub use measure::Measure;
 pub use memory::{Job, MemoryPlan, Target};
 pub use nst_vgg::Pooling;
 pub use objective::{Objective, StyleTarget};
+pub use report::{Reporter, Reporting};
 pub use settings::{
     plan_scales, Init, Optimizer, PreserveColors, Settings, Style, MAX_LBFGS_HISTORY, MAX_SIZE,
     MULTISCALE_ABOVE,
