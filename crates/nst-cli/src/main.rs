@@ -48,7 +48,7 @@ struct LayersArgs {
     size: (u32, u32),
     /// Tapped layers (the graph is built to the deepest); default: the style transfer's
     /// content and style layers.
-    #[arg(long, value_delimiter = ',', value_parser = transfer::parse_layer)]
+    #[arg(long, value_delimiter = ',')]
     taps: Option<Vec<LayerId>>,
     /// Pooling.
     #[arg(long, default_value = "max", value_parser = transfer::named(&Pooling::NAMED, Pooling::name))]
@@ -188,11 +188,13 @@ impl From<nst_weights::WeightsError> for Failure {
     }
 }
 
-/// The flag that sets `field`: its name in kebab case, but for two.
+/// The flag that sets `field`: its name in kebab case, but for a few.
 fn flag(field: Field) -> String {
     match field {
         Field::Init => "--init-image".into(),
         Field::Styles => "--style-weights".into(),
+        Field::Snapshots => "--save-dir".into(),
+        Field::Output => "-o".into(),
         f => format!("--{}", f.name().replace('_', "-")),
     }
 }

@@ -5,8 +5,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use nst_transfer::image::{self as img, Image};
 use nst_transfer::{
-    defaults, Engine, EngineOptions, Flow, Init, LayerWeight, Log, LossConfig, Optimizer, Pooling,
-    PreserveColors, Reporter, Reporting, Settings, Style, TransferError,
+    defaults, Engine, EngineOptions, Field, Flow, Init, LayerWeight, LossConfig, Optimizer,
+    Pooling, PreserveColors, Reporter, Reporting, Settings, Style, TransferError,
 };
 use nst_vgg::LayerId;
 use std::path::{Path, PathBuf};
@@ -40,14 +40,14 @@ pub struct LossArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = defaults::TV_WEIGHT)]
     tv_weight: f64,
     /// Content layers, comma-separated (relu4_2 or block4_relu2 style names).
-    #[arg(long, value_delimiter = ',', default_values = nst_transfer::CONTENT_LAYERS, value_parser = parse_layer)]
+    #[arg(long, value_delimiter = ',', default_values = nst_transfer::CONTENT_LAYERS)]
     content_layers: Vec<LayerId>,
     /// Raw weights a_l, one per content layer (default: each layer divided by the mean square
     /// of the content image's activations there).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     content_layer_weights: Option<Vec<f64>>,
     /// Style layers, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values = nst_transfer::STYLE_LAYERS, value_parser = parse_layer)]
+    #[arg(long, value_delimiter = ',', default_values = nst_transfer::STYLE_LAYERS)]
     style_layers: Vec<LayerId>,
     /// Raw weights c_l, one per style layer (default: each layer divided by the mean square of
     /// its target Gram matrix).
@@ -92,29 +92,18 @@ pub fn parse_dims(s: &str) -> Result<(u32, u32), String> {
     }
 }
 
-pub fn parse_layer(s: &str) -> Result<LayerId, String> {
-    LayerId::parse(s).map_err(|e| e.to_string())
-}
-
 impl LossArgs {
     fn config(&self) -> Result<LossConfig, Failure> {
-        let list = |layers, weights: &Option<Vec<f64>>, flag| {
-            LayerWeight::list(
-                nst_transfer::Field::ContentLayers,
-                layers,
-                weights.as_deref(),
-            )
-            .map_err(|e| fail(2, format!("{flag}: {}", reason(&e))))
-        };
-        let content = list(
+        let (content, style) = (&self.content_layer_weights, &self.style_layer_weights);
+        let content = LayerWeight::list(
+            Field::ContentLayerWeights,
             &self.content_layers,
-            &self.content_layer_weights,
-            "--content-layer-weights",
+            content.as_deref(),
         )?;
-        let style = list(
+        let style = LayerWeight::list(
+            Field::StyleLayerWeights,
             &self.style_layers,
-            &self.style_layer_weights,
-            "--style-layer-weights",
+            style.as_deref(),
         )?;
         let cfg = LossConfig::default()
             .content_weight(self.content_weight)
@@ -130,35 +119,18 @@ impl LossArgs {
         Ok(cfg)
     }
 
-    /// `s` with the memory budget and tile size.
-    fn memory(&self, s: Settings) -> Settings {
-        s.max_memory(self.max_memory).tile(self.tile)
+    /// The default settings with this loss, pooling, memory budget and tile size.
+    fn settings(&self) -> Result<Settings, Failure> {
+        let s = Settings::default()
+            .loss(self.config()?)
+            .pooling(self.pooling);
+        Ok(s.max_memory(self.max_memory).tile(self.tile))
     }
 
     fn open(&self, quiet: bool) -> Result<Engine, Failure> {
         let options = EngineOptions::default().fetch(true);
-        let options = match &self.weights {
-            Some(w) => options.weights(w),
-            None => options,
-        };
-        let say = &mut |m: &str| {
-            if !quiet {
-                eprintln!("{m}")
-            }
-        };
-        let engine = Engine::open_with_progress(options, say)?;
-        let s = &engine.context().summary;
-        say(&format!("GPU: {} ({})", s.name, s.backend));
-        engine.tuning().hint().inspect(|h| say(h));
-        Ok(engine)
-    }
-}
-
-/// The reason of an error without the library's field name (the CLI names its flag instead).
-fn reason(e: &TransferError) -> String {
-    match e {
-        TransferError::Invalid { reason, .. } => reason.clone(),
-        e => e.to_string(),
+        let options = self.weights.iter().fold(options, |o, w| o.weights(w));
+        Ok(nst_transfer::report::open_engine(options, quiet)?)
     }
 }
 
@@ -287,14 +259,12 @@ impl StylizeArgs {
             Some(p) => Init::File(p.clone()),
             None => self.init.clone(),
         };
-        let s = Settings::default()
+        let s = (self.loss.settings()?)
             .size(self.size)
             .style_scale(self.images.style_scale)
             .iterations(self.iterations)
             .optimizer(optimizer.with_history(self.lbfgs_history))
             .lr(self.lr)
-            .loss(self.loss.config()?)
-            .pooling(self.loss.pooling)
             .init(init)
             .seed(self.seed)
             .preserve_colors(self.preserve_colors)
@@ -302,35 +272,23 @@ impl StylizeArgs {
             .min_size(self.min_size)
             .report_every(self.report_every)
             .snapshot_every(self.save_every);
-        let s = self.loss.memory(s);
         s.validate()?;
         Ok(s)
     }
 
-    /// Checks every output path before any work, so a long run never ends unable to write.
-    fn check_outputs(&self) -> Result<(), Failure> {
-        let mut inputs = self.images.paths();
-        inputs.extend(self.init_image.as_deref());
-        let out = img::check_output_path(&self.output, &inputs, self.bit_depth == "16");
-        out.map_err(|e| fail(2, format!("-o: {e}")))?;
-        if let Some(log) = &self.log {
-            Log::check_path(log).map_err(|e| fail(2, format!("--log: {e}")))?;
-        }
-        if let Some(plot) = &self.plot {
-            inputs.push(&self.output);
-            inputs.extend(self.log.as_deref());
-            let checked = nst_transfer::plot::check_path(plot, &inputs);
-            checked.map_err(|e| fail(2, format!("--plot: {e}")))?;
-        }
-        match &self.save_dir {
-            Some(d) if !d.is_dir() => {
-                let m = format!(
-                    "--save-dir {}: no such folder; create it first",
-                    d.display()
-                );
-                Err(fail(2, m))
-            }
-            _ => Ok(()),
+    /// How the run is reported.
+    fn reporting(&self) -> Reporting {
+        let stem = self.output.file_stem().and_then(|s| s.to_str());
+        let dir = self.save_dir.clone().unwrap_or_else(|| ".".into());
+        Reporting {
+            quiet: self.quiet || self.json,
+            json: self.json,
+            bar: true,
+            output: Some(self.output.clone()),
+            sixteen_bit: self.bit_depth == "16",
+            snapshots: Some((dir, stem.unwrap_or("nst").into())),
+            log: self.log.clone(),
+            plot: self.plot.clone(),
         }
     }
 }
@@ -338,10 +296,12 @@ impl StylizeArgs {
 /// Runs `nst stylize`.
 pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
     let settings = a.settings()?;
-    a.check_outputs()?;
-    let quiet = a.quiet || a.json;
-    let (content, styles) = a.images.load(quiet)?;
-    let engine = a.loss.open(quiet)?;
+    let how = a.reporting();
+    let mut inputs = a.images.paths();
+    inputs.extend(a.init_image.as_deref());
+    how.check(&inputs)?;
+    let (content, styles) = a.images.load(how.quiet)?;
+    let engine = a.loss.open(how.quiet)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     // A second Ctrl-C while the first is handled exits at once.
@@ -350,16 +310,6 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
             std::process::exit(130);
         }
     });
-    let stem = a.output.file_stem().and_then(|s| s.to_str());
-    let dir = a.save_dir.clone().unwrap_or_else(|| ".".into());
-    let how = Reporting {
-        quiet,
-        json: a.json,
-        bar: true,
-        snapshots: Some((dir, stem.unwrap_or("nst").into())),
-        log: a.log.clone(),
-        plot: a.plot.clone(),
-    };
     let mut reporter = Reporter::new(how, &settings);
     let result = engine.stylize(&content, &styles, &settings, |e| {
         match (reporter.event(&e), interrupted.load(Ordering::SeqCst)) {
@@ -367,26 +317,12 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
             _ => Flow::Stop,
         }
     });
-    let sixteen = a.bit_depth == "16";
-    let out = match result {
-        Ok(out) => out,
-        Err(e) => {
-            let TransferError::NonFinite { last_good, .. } = &e else {
-                return Err(e.into());
-            };
-            drop(reporter);
-            img::save(last_good, &a.output, sixteen).map_err(|e| fail(1, e))?;
-            return Err(fail(5, format!("{e} (written to {})", a.output.display())));
+    match reporter.finish(result) {
+        Err(e @ TransferError::NonFinite { .. }) => {
+            Err(fail(5, format!("{e} (written to {})", a.output.display())))
         }
-    };
-    reporter.finish(&out)?;
-    img::save(&out.image, &a.output, sixteen).map_err(|e| fail(1, e))?;
-    let how = match out.stopped {
-        true => "stopped early; wrote the current image to",
-        false => "wrote",
-    };
-    reporter.say(format!("{how} {}", a.output.display()));
-    Ok(())
+        other => other.map(drop).map_err(Failure::from),
+    }
 }
 
 /// `nst score`.
@@ -410,11 +346,7 @@ pub struct ScoreArgs {
 
 /// Runs `nst score`.
 pub fn score(a: ScoreArgs) -> Result<(), Failure> {
-    let settings = Settings::default()
-        .style_scale(a.images.style_scale)
-        .loss(a.loss.config()?)
-        .pooling(a.loss.pooling);
-    let settings = a.loss.memory(settings);
+    let settings = a.loss.settings()?.style_scale(a.images.style_scale);
     settings.validate()?;
     let mut inputs = a.images.paths();
     inputs.push(&a.image);
@@ -460,30 +392,19 @@ pub struct BenchArgs {
 
 /// Runs `nst bench`: full iterations (forward, losses, backward, Adam) on noise images.
 pub fn bench(a: BenchArgs) -> Result<(), Failure> {
-    let settings = Settings::default()
-        .loss(a.loss.config()?)
-        .pooling(a.loss.pooling);
-    let settings = a.loss.memory(settings);
+    let settings = a.loss.settings()?;
     let engine = a.loss.open(a.json)?;
     let (w, h) = a.size;
     let b = engine.bench(w, h, a.warmup, a.iterations, &settings)?;
     report(&b, a.json)
 }
 
-/// Prints `value` for people, or as JSON; a closed pipe (`nst layers | head`) is not an error.
+/// Prints `value` for people, or as JSON ([`nst_transfer::report::print`]).
 pub fn report(
     value: &(impl std::fmt::Display + serde::Serialize),
     json: bool,
 ) -> Result<(), Failure> {
-    use std::io::Write;
-    let text = match json {
-        true => serde_json::to_string_pretty(value).expect("serialisable") + "\n",
-        false => value.to_string(),
-    };
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(1, e)),
-        _ => Ok(()),
-    }
+    nst_transfer::report::print(value, json).map_err(|e| fail(1, e))
 }
 
 /// `nst tune`.

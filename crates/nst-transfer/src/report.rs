@@ -1,7 +1,7 @@
 //! Reporting a run as it goes: a [`Reporter`] hears the engine's [`Event`]s and prints
 //! progress for people (a progress bar on a terminal with the `progress` feature), prints the
-//! log's rows as JSON lines, saves snapshots, and at the end writes the log (and, with the
-//! `plot` feature, the loss curves).
+//! log's rows as JSON lines, saves snapshots, and at the end saves the output and writes the
+//! log (and, with the `plot` feature, the loss curves).
 //!
 //! ```no_run
 //! # fn run(engine: &nst_transfer::Engine, content: &nst_transfer::Image,
@@ -9,19 +9,24 @@
 //! use nst_transfer::report::{Reporter, Reporting};
 //! use nst_transfer::Settings;
 //! let settings = Settings::default();
-//! let reporting = Reporting { log: Some("log.csv".into()), ..Reporting::default() };
+//! let reporting = Reporting {
+//!     output: Some("out.png".into()),
+//!     log: Some("log.csv".into()),
+//!     ..Reporting::default()
+//! };
+//! reporting.check(&[])?;
 //! let mut reporter = Reporter::new(reporting, &settings);
-//! let out = engine.stylize(content, styles, &settings, |e| reporter.event(&e))?;
-//! reporter.finish(&out)?;
+//! let result = engine.stylize(content, styles, &settings, |e| reporter.event(&e));
+//! let outcome = reporter.finish(result)?;
 //! # Ok(()) }
 //! ```
 
-use crate::engine::{Event, Flow, Outcome};
-use crate::error::{Result, TransferError};
+use crate::engine::{Engine, EngineOptions, Event, Flow, Outcome};
+use crate::error::{Field, Result, TransferError};
 use crate::image;
 use crate::log::{Log, LogRow};
 use crate::settings::Settings;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What to report and where.
 #[derive(Clone, Debug, Default)]
@@ -33,6 +38,11 @@ pub struct Reporting {
     /// Draw a progress bar on standard error when it is a terminal and `quiet` is off (with
     /// the `progress` feature; progress lines otherwise).
     pub bar: bool,
+    /// Save the result here when the run ends (and the last good image when the loss became
+    /// NaN or infinite): a `.png`, `.jpg` or `.webp` name.
+    pub output: Option<PathBuf>,
+    /// Save a PNG output with 16 bits per channel.
+    pub sixteen_bit: bool,
     /// Save each [`Event::Snapshot`] as `<folder>/<stem>_s<scale>_<iteration>.png`: the
     /// folder and the stem.
     pub snapshots: Option<(PathBuf, String)>,
@@ -41,6 +51,69 @@ pub struct Reporting {
     /// Draw the loss curves into this PNG file when the run ends.
     #[cfg(feature = "plot")]
     pub plot: Option<PathBuf>,
+}
+
+impl Reporting {
+    /// Checks, before a run, that every file can be written, so that a long run never ends
+    /// unable to write: the output and the plot none of `taken` (the run's inputs) nor of the
+    /// other outputs, the log's and the plot's names, the snapshots' folder. Errors name the
+    /// file's field.
+    pub fn check(&self, taken: &[&Path]) -> Result<()> {
+        let named = |field| move |e: TransferError| TransferError::invalid(field, e.to_string());
+        let mut taken = taken.to_vec();
+        if let Some(out) = &self.output {
+            let checked = image::check_output_path(out, &taken, self.sixteen_bit);
+            checked.map_err(|e| TransferError::invalid(Field::Output, e.to_string()))?;
+            taken.push(out);
+        }
+        if let Some(log) = &self.log {
+            Log::check_path(log).map_err(named(Field::Log))?;
+        }
+        #[cfg(feature = "plot")]
+        if let Some(plot) = &self.plot {
+            taken.extend(self.log.as_deref());
+            crate::plot::check_path(plot, &taken).map_err(named(Field::Plot))?;
+        }
+        match &self.snapshots {
+            Some((dir, _)) if !dir.is_dir() => Err(TransferError::invalid(
+                Field::Snapshots,
+                format!("{}: no such folder; create it first", dir.display()),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Opens the engine ([`Engine::open_with_progress`]), telling its progress, the GPU and any
+/// tuning hint on standard error unless `quiet`.
+pub fn open_engine(options: EngineOptions, quiet: bool) -> Result<Engine> {
+    let say = &mut |m: &str| {
+        if !quiet {
+            eprintln!("{m}")
+        }
+    };
+    let engine = Engine::open_with_progress(options, say)?;
+    let s = &engine.context().summary;
+    say(&format!("GPU: {} ({})", s.name, s.backend));
+    engine.tuning().hint().inspect(|h| say(h));
+    Ok(engine)
+}
+
+/// Prints `value` on standard output for people, or as JSON; a closed pipe (`nst layers |
+/// head`) is not an error.
+pub fn print(
+    value: &(impl std::fmt::Display + serde::Serialize),
+    json: bool,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let text = match json {
+        true => serde_json::to_string_pretty(value).expect("serialisable") + "\n",
+        false => value.to_string(),
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Reports one run (see the [module](self)).
@@ -138,12 +211,22 @@ impl Reporter {
         }
     }
 
-    /// Reports the end of a run that returned `outcome`: the bar cleared, the final row
-    /// printed, the log and the plot written; then the error of a snapshot that could not be
-    /// saved, if one could not.
-    pub fn finish(&mut self, outcome: &Outcome) -> Result<()> {
+    /// Reports the end of a run that returned `result`: the bar cleared, the final row
+    /// printed, the log and the plot written, the error of a snapshot that could not be saved
+    /// returned, else the output saved. When the loss became NaN or infinite, the last good
+    /// image is saved as the output and the error returned.
+    pub fn finish(&mut self, result: Result<Outcome>) -> Result<Outcome> {
         self.clear_bar();
-        if let Some(row) = self.log.finish(outcome).cloned() {
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                if let TransferError::NonFinite { last_good, .. } = &e {
+                    self.save(last_good)?;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(row) = self.log.finish(&out).cloned() {
             let m = row.measure.expect("the final row has the measure");
             match self.how.json {
                 true => print_json(&row),
@@ -157,10 +240,26 @@ impl Reporter {
         if let Some(path) = &self.how.plot {
             crate::plot::write(path, self.log.rows(), self.iterations)?;
         }
-        match self.snapshot_error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if let Some(e) = self.snapshot_error.take() {
+            return Err(e);
         }
+        if let Some(path) = self.save(&out.image)? {
+            let how = match out.stopped {
+                true => "stopped early; wrote the current image to",
+                false => "wrote",
+            };
+            self.say(format!("{how} {}", path.display()));
+        }
+        Ok(out)
+    }
+
+    /// Saves `image` as the output, if there is one, and says where.
+    fn save(&self, image: &image::Image) -> Result<Option<&Path>> {
+        let Some(path) = &self.how.output else {
+            return Ok(None);
+        };
+        image::save(image, path, self.how.sixteen_bit).map_err(TransferError::Output)?;
+        Ok(Some(path))
     }
 
     /// The log so far.
