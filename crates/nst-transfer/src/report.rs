@@ -44,7 +44,7 @@ pub struct Reporting {
     /// Save a PNG output with 16 bits per channel.
     pub sixteen_bit: bool,
     /// Save each [`Event::Snapshot`] as `<folder>/<stem>_s<scale>_<iteration>.png`: the
-    /// folder and the stem.
+    /// folder and the stem (`None`: snapshots are not saved).
     pub snapshots: Option<(PathBuf, String)>,
     /// Write the log here (`.csv` or `.json`) when the run ends.
     pub log: Option<PathBuf>,
@@ -169,11 +169,12 @@ impl Reporter {
                 iteration,
                 image,
             } => {
-                let (dir, stem) = self.how.snapshots.clone().unwrap_or_default();
-                let path = dir.join(format!("{stem}_s{}_{iteration:05}.png", scale + 1));
-                if let Err(e) = image::save(image, &path, false) {
-                    self.snapshot_error = Some(TransferError::Snapshot(e));
-                    return Flow::Stop;
+                if let Some((dir, stem)) = &self.how.snapshots {
+                    let path = dir.join(format!("{stem}_s{}_{iteration:05}.png", scale + 1));
+                    if let Err(e) = image::save(image, &path, false) {
+                        self.snapshot_error = Some(TransferError::Snapshot(e));
+                        return Flow::Stop;
+                    }
                 }
             }
             Event::Final { .. } => {}
@@ -277,4 +278,89 @@ impl Drop for Reporter {
 
 fn print_json(row: &LogRow) {
     println!("{}", serde_json::to_string(row).expect("serialisable"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Image;
+    use crate::loss::{LossValues, Term, TermValue};
+    use crate::measure::Measure;
+    use std::time::Duration;
+
+    #[test]
+    fn a_run_leaves_its_snapshots_log_and_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        let how = Reporting {
+            quiet: true,
+            output: Some(at("out.png")),
+            snapshots: Some((dir.path().to_owned(), "out".into())),
+            log: Some(at("log.csv")),
+            ..Reporting::default()
+        };
+        how.check(&[]).unwrap();
+        let settings = Settings::default().iterations(2);
+        let mut reporter = Reporter::new(how, &settings);
+        let image = Image::new(2, 2, vec![0.5; 12]).unwrap();
+        let values = LossValues {
+            terms: vec![TermValue {
+                term: Term::Tv,
+                raw: 1.0,
+                weight: 0.5,
+            }],
+        };
+        let per_iteration = Duration::from_millis(3);
+        for iteration in 1..=2 {
+            let e = Event::Iteration {
+                scale: 0,
+                iteration,
+                of: 2,
+                values: &values,
+                per_iteration,
+            };
+            assert_eq!(reporter.event(&e), Flow::Continue);
+        }
+        let snapshot = Event::Snapshot {
+            scale: 0,
+            iteration: 2,
+            image: &image,
+        };
+        assert_eq!(reporter.event(&snapshot), Flow::Continue);
+        let outcome = Outcome {
+            image,
+            stopped: false,
+            values: Some(values.clone()),
+            measure: Some(Measure {
+                style_distance: 0.5,
+                content_distance: 0.25,
+                content_style_distance: 1.0,
+            }),
+            scales: 1,
+            iterations: 2,
+        };
+        reporter.finish(Ok(outcome)).unwrap();
+        assert_eq!(reporter.log().rows().len(), 3);
+        let log = std::fs::read_to_string(at("log.csv")).unwrap();
+        assert_eq!(log.lines().count(), 4, "{log}");
+        assert!(at("out_s1_00002.png").is_file() && at("out.png").is_file());
+    }
+
+    #[test]
+    fn each_bad_output_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.png");
+        std::fs::write(&input, b"x").unwrap();
+        let field = |how: Reporting| how.check(&[&input]).unwrap_err().field();
+        let d = Reporting::default;
+        let output = Some(input.clone());
+        assert_eq!(field(Reporting { output, ..d() }), Some(Field::Output));
+        let log = Some(dir.path().join("log.txt"));
+        assert_eq!(field(Reporting { log, ..d() }), Some(Field::Log));
+        let snapshots = Some((dir.path().join("none"), "x".into()));
+        assert_eq!(
+            field(Reporting { snapshots, ..d() }),
+            Some(Field::Snapshots)
+        );
+    }
 }
