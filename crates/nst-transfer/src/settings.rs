@@ -348,87 +348,9 @@ impl Default for Settings {
     }
 }
 
-/// [`Settings`] as written: flat, the optimizer's kind and history apart.
-#[derive(Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Written {
-    size: u32,
-    style_scale: f64,
-    iterations: u32,
-    optimizer: Optimizer,
-    lbfgs_history: u32,
-    lr: Option<f64>,
-    loss: LossConfig,
-    pooling: Pooling,
-    init: Init,
-    seed: u64,
-    preserve_colors: PreserveColors,
-    scales: Option<u32>,
-    min_size: u32,
-    report_every: u32,
-    snapshot_every: u32,
-    max_memory: Option<u64>,
-    tile: Option<u32>,
-}
-
-impl Default for Written {
-    fn default() -> Self {
-        Settings::default().into()
-    }
-}
-
-impl From<Settings> for Written {
-    fn from(s: Settings) -> Written {
-        let lbfgs_history = match s.optimizer {
-            Optimizer::Lbfgs { history } => history,
-            Optimizer::Adam => defaults::LBFGS_HISTORY,
-        };
-        Written {
-            size: s.size,
-            style_scale: s.style_scale,
-            iterations: s.iterations,
-            optimizer: s.optimizer,
-            lbfgs_history,
-            lr: s.lr,
-            loss: s.loss,
-            pooling: s.pooling,
-            init: s.init,
-            seed: s.seed,
-            preserve_colors: s.preserve_colors,
-            scales: s.scales,
-            min_size: s.min_size,
-            report_every: s.report_every,
-            snapshot_every: s.snapshot_every,
-            max_memory: s.max_memory,
-            tile: s.tile,
-        }
-    }
-}
-
-impl From<Written> for Settings {
-    fn from(w: Written) -> Settings {
-        Settings {
-            size: w.size,
-            style_scale: w.style_scale,
-            iterations: w.iterations,
-            optimizer: w.optimizer.with_history(w.lbfgs_history),
-            lr: w.lr,
-            loss: w.loss,
-            pooling: w.pooling,
-            init: w.init,
-            seed: w.seed,
-            preserve_colors: w.preserve_colors,
-            scales: w.scales,
-            min_size: w.min_size,
-            report_every: w.report_every,
-            snapshot_every: w.snapshot_every,
-            max_memory: w.max_memory,
-            tile: w.tile,
-        }
-    }
-}
-
-macro_rules! builders {
+/// From one list of the fields: a builder method for each, and [`Settings`] as written
+/// (`Written`), flat, the optimizer's kind and L-BFGS's history apart.
+macro_rules! fields {
     ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
         impl Settings {
             $(
@@ -439,10 +361,44 @@ macro_rules! builders {
                 }
             )*
         }
+
+        #[derive(Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Written {
+            $($name: $ty,)*
+            lbfgs_history: u32,
+        }
+
+        impl From<Settings> for Written {
+            fn from(s: Settings) -> Written {
+                let lbfgs_history = match s.optimizer {
+                    Optimizer::Lbfgs { history } => history,
+                    Optimizer::Adam => defaults::LBFGS_HISTORY,
+                };
+                Written {
+                    $($name: s.$name,)*
+                    lbfgs_history,
+                }
+            }
+        }
+
+        impl From<Written> for Settings {
+            fn from(w: Written) -> Settings {
+                let s = Settings { $($name: w.$name,)* };
+                let optimizer = s.optimizer.with_history(w.lbfgs_history);
+                s.optimizer(optimizer)
+            }
+        }
+
+        impl Default for Written {
+            fn default() -> Self {
+                Settings::default().into()
+            }
+        }
     };
 }
 
-builders! {
+fields! {
     /// Sets [`Settings::size`].
     size: u32,
     /// Sets [`Settings::style_scale`].
