@@ -83,11 +83,14 @@ impl Init {
         match self {
             Init::Content => "content",
             Init::Random => "random",
-            Init::File(_) => "file",
+            Init::File(_) => FILE,
             Init::Image(_) => "image",
         }
     }
 }
+
+/// The name of [`Init::File`], and its key in a settings file.
+const FILE: &str = "file";
 
 impl fmt::Display for Init {
     /// Its name, and a file's path.
@@ -104,7 +107,7 @@ from_name!(Init, Field::Init);
 impl Serialize for Init {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
-            Init::File(path) => s.serialize_newtype_variant("Init", 2, "file", path),
+            Init::File(path) => s.serialize_newtype_variant("Init", 2, FILE, path),
             Init::Image(_) => Err(serde::ser::Error::custom(
                 "init: an image in memory cannot be written; save it and give its file",
             )),
@@ -129,17 +132,10 @@ impl<'de> Deserialize<'de> for Init {
                 self,
                 mut map: A,
             ) -> std::result::Result<Init, A::Error> {
-                #[derive(Deserialize)]
-                #[serde(rename_all = "lowercase")]
-                enum Key {
-                    File,
-                }
-                let (Key::File, path) = map
-                    .next_entry::<Key, PathBuf>()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                match map.next_key::<Key>()? {
-                    None => Ok(Init::File(path)),
-                    Some(_) => Err(de::Error::custom("init: give one file")),
+                let entry = map.next_entry::<String, PathBuf>()?;
+                match (entry, map.next_key::<String>()?) {
+                    (Some((key, path)), None) if key == FILE => Ok(Init::File(path)),
+                    _ => Err(de::Error::invalid_value(de::Unexpected::Map, &self)),
                 }
             }
         }
@@ -683,6 +679,7 @@ mod tests {
             (r#"{"pooling": "min"}"#, "pooling"),
             (r#"{"init": "noise"}"#, "init"),
             (r#"{"preserve_colors": "sepia"}"#, "preserve_colors"),
+            (r#"{"init": {"path": "x.png"}}"#, "{\"file\": PATH}"),
             ("[", "settings"),
         ] {
             let err = Settings::from_json(json).unwrap_err().to_string();
