@@ -201,14 +201,11 @@ fn flag(field: Field) -> String {
 
 fn devices() -> Result<(), Failure> {
     let all = nst_gpu::list_adapters();
-    println!(
-        "adapters:{}",
-        if all.is_empty() {
-            " none on the backends searched"
-        } else {
-            ""
-        }
-    );
+    let none = match all.is_empty() {
+        true => " none on the backends searched",
+        false => "",
+    };
+    println!("adapters:{none}");
     all.iter().for_each(|a| println!("  {a}"));
     let ctx = nst_gpu::Context::new()?;
     let choice = nst_transfer::tuning::Choice::load(&ctx);
