@@ -179,13 +179,16 @@ function setUpSettings() {
   show();
 }
 
+// The engine's settings (nst_transfer::Settings as JSON): what is left out keeps its default.
 function settings() {
   return JSON.stringify({
     size: Number($('size').value),
     iterations: Number($('iterations').value),
-    strength: Number($('strength').value),
+    loss: { strength: Number($('strength').value) },
     optimizer: $('optimizer').value,
-    preview_every: Number($('preview-every').value),
+    snapshot_every: Number($('preview-every').value),
+    // The losses every iteration, so that the page updates (and can stop) at each.
+    report_every: 1,
   });
 }
 

@@ -4,8 +4,8 @@
 mod transfer;
 
 use clap::{Parser, Subcommand};
-use nst_transfer::{Field, TransferError};
-use nst_vgg::{GraphConfig, LayerId, PlanReport};
+use nst_transfer::{Field, Optimizer, Pooling, TransferError};
+use nst_vgg::LayerId;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,11 +48,11 @@ struct LayersArgs {
     size: (u32, u32),
     /// Tapped layers (the graph is built to the deepest); default: the style transfer's
     /// content and style layers.
-    #[arg(long, value_delimiter = ',', value_parser = transfer::parse_layer)]
+    #[arg(long, value_delimiter = ',')]
     taps: Option<Vec<LayerId>>,
     /// Pooling.
-    #[arg(long, value_enum, default_value = "max")]
-    pooling: nst_transfer::Pooling,
+    #[arg(long, default_value = "max", value_parser = transfer::named(&Pooling::NAMED, Pooling::name))]
+    pooling: Pooling,
     /// Storage-binding limit to plan the chunks for, in MiB (128: the software driver's and
     /// WebGPU's default; real GPUs allow more).
     #[arg(long, default_value_t = 128)]
@@ -62,8 +62,8 @@ struct LayersArgs {
     #[arg(long, value_parser = transfer::parse_bytes)]
     max_memory: Option<u64>,
     /// With --max-memory: the run's optimizer, whose state counts.
-    #[arg(long, value_enum, default_value = "lbfgs", requires = "max_memory")]
-    optimizer: transfer::OptimizerArg,
+    #[arg(long, default_value = "lbfgs", requires = "max_memory", value_parser = transfer::named(&Optimizer::NAMED, Optimizer::name))]
+    optimizer: Optimizer,
     /// With --max-memory: L-BFGS's history (pairs of image-sized vectors).
     #[arg(long, default_value_t = nst_transfer::defaults::LBFGS_HISTORY, requires = "max_memory")]
     lbfgs_history: u32,
@@ -188,25 +188,24 @@ impl From<nst_weights::WeightsError> for Failure {
     }
 }
 
-/// The flag that sets `field`: its name in kebab case, but for two.
+/// The flag that sets `field`: its name in kebab case, but for a few.
 fn flag(field: Field) -> String {
     match field {
         Field::Init => "--init-image".into(),
         Field::Styles => "--style-weights".into(),
+        Field::Snapshots => "--save-dir".into(),
+        Field::Output => "-o".into(),
         f => format!("--{}", f.name().replace('_', "-")),
     }
 }
 
 fn devices() -> Result<(), Failure> {
     let all = nst_gpu::list_adapters();
-    println!(
-        "adapters:{}",
-        if all.is_empty() {
-            " none on the backends searched"
-        } else {
-            ""
-        }
-    );
+    let none = match all.is_empty() {
+        true => " none on the backends searched",
+        false => "",
+    };
+    println!("adapters:{none}");
     all.iter().for_each(|a| println!("  {a}"));
     let ctx = nst_gpu::Context::new()?;
     let choice = nst_transfer::tuning::Choice::load(&ctx);
@@ -243,31 +242,11 @@ fn info(weights: Option<PathBuf>, json: bool) -> Result<(), Failure> {
 }
 
 fn layers(args: LayersArgs) -> Result<(), Failure> {
-    let (width, height) = args.size;
-    let taps = args.taps.unwrap_or_else(nst_transfer::default_taps);
-    let (pooling, max_chunk_bytes) = (args.pooling, None);
-    let config = GraphConfig {
-        height,
-        width,
-        taps,
-        pooling,
-        max_chunk_bytes,
-    };
-    let max_binding_bytes = args.max_binding_mib << 20;
-    if let Some(budget) = args.max_memory {
-        let limits = nst_vgg::Limits {
-            max_binding_bytes,
-            max_buffer_bytes: u64::MAX,
-        };
-        let settings = nst_transfer::Settings::default()
-            .pooling(pooling)
-            .optimizer(args.optimizer.with_history(args.lbfgs_history))
-            .max_memory(Some(budget));
-        let target = nst_transfer::Target::vgg19(limits);
-        let job = nst_transfer::Job::Optimize { styles: 1 };
-        let plan = nst_transfer::MemoryPlan::new(&target, &settings, &job, width, height)?;
-        return transfer::report(&plan, args.json);
-    }
-    let report = PlanReport::vgg19(&config, max_binding_bytes)?;
-    transfer::report(&report, args.json)
+    let settings = nst_transfer::Settings::default()
+        .pooling(args.pooling)
+        .optimizer(args.optimizer.with_history(args.lbfgs_history))
+        .max_memory(args.max_memory);
+    let binding = args.max_binding_mib << 20;
+    let plan = nst_transfer::plan_vgg19(&settings, args.size, args.taps, binding)?;
+    transfer::report(&plan, args.json)
 }

@@ -1,18 +1,27 @@
 //! `nst stylize`, `nst score` and `nst bench`: flags in, one engine call, reports out.
 
 use crate::{fail, Failure};
-use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Args;
 use nst_transfer::image::{self as img, Image};
 use nst_transfer::{
-    defaults, Engine, EngineOptions, Event, Flow, Init, LayerWeight, Log, LossConfig, Optimizer,
-    Pooling, PreserveColors, Settings, Style, TransferError,
+    defaults, Engine, EngineOptions, Field, Flow, Init, LayerWeight, LossConfig, Optimizer,
+    Pooling, PreserveColors, Reporter, Reporting, Settings, Style, TransferError,
 };
 use nst_vgg::LayerId;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// A value of one of the library's named kinds, read by its `FromStr`, its names listed.
+pub fn named<T>(values: &[T], name: fn(&T) -> &'static str) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr<Err: std::fmt::Display> + Clone + Send + Sync + 'static,
+{
+    let names = values.iter().map(name);
+    PossibleValuesParser::new(names).try_map(|s| s.parse::<T>().map_err(|e| e.to_string()))
+}
 
 /// The images and loss flags that `stylize`, `score` and `bench` share.
 #[derive(Args, Debug)]
@@ -31,21 +40,21 @@ pub struct LossArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = defaults::TV_WEIGHT)]
     tv_weight: f64,
     /// Content layers, comma-separated (relu4_2 or block4_relu2 style names).
-    #[arg(long, value_delimiter = ',', default_values = nst_transfer::CONTENT_LAYERS, value_parser = parse_layer)]
+    #[arg(long, value_delimiter = ',', default_values = nst_transfer::CONTENT_LAYERS)]
     content_layers: Vec<LayerId>,
     /// Raw weights a_l, one per content layer (default: each layer divided by the mean square
     /// of the content image's activations there).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     content_layer_weights: Option<Vec<f64>>,
     /// Style layers, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values = nst_transfer::STYLE_LAYERS, value_parser = parse_layer)]
+    #[arg(long, value_delimiter = ',', default_values = nst_transfer::STYLE_LAYERS)]
     style_layers: Vec<LayerId>,
     /// Raw weights c_l, one per style layer (default: each layer divided by the mean square of
     /// its target Gram matrix).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     style_layer_weights: Option<Vec<f64>>,
     /// Pooling.
-    #[arg(long, value_enum, default_value = "max")]
+    #[arg(long, default_value = "max", value_parser = named(&Pooling::NAMED, Pooling::name))]
     pooling: Pooling,
     /// The weights file (default: NST_WEIGHTS, then weights/vgg19.safetensors under the current
     /// directory, then the user cache; fetched if none).
@@ -83,29 +92,18 @@ pub fn parse_dims(s: &str) -> Result<(u32, u32), String> {
     }
 }
 
-pub fn parse_layer(s: &str) -> Result<LayerId, String> {
-    LayerId::parse(s).map_err(|e| e.to_string())
-}
-
 impl LossArgs {
     fn config(&self) -> Result<LossConfig, Failure> {
-        let list = |layers, weights: &Option<Vec<f64>>, flag| {
-            LayerWeight::list(
-                nst_transfer::Field::ContentLayers,
-                layers,
-                weights.as_deref(),
-            )
-            .map_err(|e| fail(2, format!("{flag}: {}", reason(&e))))
-        };
-        let content = list(
+        let (content, style) = (&self.content_layer_weights, &self.style_layer_weights);
+        let content = LayerWeight::list(
+            Field::ContentLayerWeights,
             &self.content_layers,
-            &self.content_layer_weights,
-            "--content-layer-weights",
+            content.as_deref(),
         )?;
-        let style = list(
+        let style = LayerWeight::list(
+            Field::StyleLayerWeights,
             &self.style_layers,
-            &self.style_layer_weights,
-            "--style-layer-weights",
+            style.as_deref(),
         )?;
         let cfg = LossConfig::default()
             .content_weight(self.content_weight)
@@ -121,35 +119,18 @@ impl LossArgs {
         Ok(cfg)
     }
 
-    /// `s` with the memory budget and tile size.
-    fn memory(&self, s: Settings) -> Settings {
-        s.max_memory(self.max_memory).tile(self.tile)
+    /// The default settings with this loss, pooling, memory budget and tile size.
+    fn settings(&self) -> Result<Settings, Failure> {
+        let s = Settings::default()
+            .loss(self.config()?)
+            .pooling(self.pooling);
+        Ok(s.max_memory(self.max_memory).tile(self.tile))
     }
 
     fn open(&self, quiet: bool) -> Result<Engine, Failure> {
         let options = EngineOptions::default().fetch(true);
-        let options = match &self.weights {
-            Some(w) => options.weights(w),
-            None => options,
-        };
-        let say = &mut |m: &str| {
-            if !quiet {
-                eprintln!("{m}")
-            }
-        };
-        let engine = Engine::open_with_progress(options, say)?;
-        let s = &engine.context().summary;
-        say(&format!("GPU: {} ({})", s.name, s.backend));
-        engine.tuning().hint().inspect(|h| say(h));
-        Ok(engine)
-    }
-}
-
-/// The reason of an error without the library's field name (the CLI names its flag instead).
-fn reason(e: &TransferError) -> String {
-    match e {
-        TransferError::Invalid { reason, .. } => reason.clone(),
-        e => e.to_string(),
+        let options = self.weights.iter().fold(options, |o, w| o.weights(w));
+        Ok(nst_transfer::report::open_engine(options, quiet)?)
     }
 }
 
@@ -202,32 +183,6 @@ fn load(path: &Path, flag: &str, quiet: bool) -> Result<Image, Failure> {
     Ok(loaded.image)
 }
 
-/// `--optimizer`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum OptimizerArg {
-    /// Adam.
-    Adam,
-    /// L-BFGS.
-    Lbfgs,
-}
-
-impl OptimizerArg {
-    /// The optimizer, with L-BFGS keeping `history` pairs.
-    pub fn with_history(self, history: u32) -> Optimizer {
-        match self {
-            OptimizerArg::Adam => Optimizer::Adam,
-            OptimizerArg::Lbfgs => Optimizer::Lbfgs { history },
-        }
-    }
-}
-
-/// `--init`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum InitArg {
-    Content,
-    Random,
-}
-
 /// `nst stylize`.
 #[derive(Args, Debug)]
 pub struct StylizeArgs {
@@ -246,8 +201,8 @@ pub struct StylizeArgs {
     #[arg(long, default_value_t = defaults::ITERATIONS)]
     iterations: u32,
     /// The optimizer (default: lbfgs).
-    #[arg(long, value_enum)]
-    optimizer: Option<OptimizerArg>,
+    #[arg(long, value_parser = named(&Optimizer::NAMED, Optimizer::name))]
+    optimizer: Option<Optimizer>,
     /// Adam's step size in [0, 1] pixel units (default 0.02); L-BFGS's step length (default 1).
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
@@ -255,8 +210,8 @@ pub struct StylizeArgs {
     #[arg(long, default_value_t = defaults::LBFGS_HISTORY)]
     lbfgs_history: u32,
     /// Starting image.
-    #[arg(long, value_enum, default_value = "content")]
-    init: InitArg,
+    #[arg(long, default_value = "content", value_parser = named(&Init::NAMED, Init::name))]
+    init: Init,
     /// Start from this image file instead.
     #[arg(long, conflicts_with = "init")]
     init_image: Option<PathBuf>,
@@ -264,7 +219,7 @@ pub struct StylizeArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Keep colours.
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, default_value = "none", value_parser = named(&PreserveColors::NAMED, PreserveColors::name))]
     preserve_colors: PreserveColors,
     /// Number of coarse-to-fine scales (default: 1 up to 700 px, else steps of about √2 from --min-size).
     #[arg(long)]
@@ -299,25 +254,17 @@ pub struct StylizeArgs {
 
 impl StylizeArgs {
     fn settings(&self) -> Result<Settings, Failure> {
-        let history = self.lbfgs_history;
-        let optimizer = match (self.optimizer, defaults::OPTIMIZER) {
-            (Some(o), _) => o.with_history(history),
-            (None, Optimizer::Adam) => Optimizer::Adam,
-            (None, Optimizer::Lbfgs { .. }) => Optimizer::Lbfgs { history },
+        let optimizer = self.optimizer.unwrap_or(defaults::OPTIMIZER);
+        let init = match &self.init_image {
+            Some(p) => Init::File(p.clone()),
+            None => self.init.clone(),
         };
-        let init = match (&self.init_image, self.init) {
-            (Some(p), _) => Init::File(p.clone()),
-            (None, InitArg::Content) => Init::Content,
-            (None, InitArg::Random) => Init::Random,
-        };
-        let s = Settings::default()
+        let s = (self.loss.settings()?)
             .size(self.size)
             .style_scale(self.images.style_scale)
             .iterations(self.iterations)
-            .optimizer(optimizer)
+            .optimizer(optimizer.with_history(self.lbfgs_history))
             .lr(self.lr)
-            .loss(self.loss.config()?)
-            .pooling(self.loss.pooling)
             .init(init)
             .seed(self.seed)
             .preserve_colors(self.preserve_colors)
@@ -325,35 +272,23 @@ impl StylizeArgs {
             .min_size(self.min_size)
             .report_every(self.report_every)
             .snapshot_every(self.save_every);
-        let s = self.loss.memory(s);
         s.validate()?;
         Ok(s)
     }
 
-    /// Checks every output path before any work, so a long run never ends unable to write.
-    fn check_outputs(&self) -> Result<(), Failure> {
-        let mut inputs = self.images.paths();
-        inputs.extend(self.init_image.as_deref());
-        let out = img::check_output_path(&self.output, &inputs, self.bit_depth == "16");
-        out.map_err(|e| fail(2, format!("-o: {e}")))?;
-        if let Some(log) = &self.log {
-            Log::check_path(log).map_err(|e| fail(2, format!("--log: {e}")))?;
-        }
-        if let Some(plot) = &self.plot {
-            inputs.push(&self.output);
-            inputs.extend(self.log.as_deref());
-            let checked = nst_transfer::plot::check_path(plot, &inputs);
-            checked.map_err(|e| fail(2, format!("--plot: {e}")))?;
-        }
-        match &self.save_dir {
-            Some(d) if !d.is_dir() => {
-                let m = format!(
-                    "--save-dir {}: no such folder; create it first",
-                    d.display()
-                );
-                Err(fail(2, m))
-            }
-            _ => Ok(()),
+    /// How the run is reported.
+    fn reporting(&self) -> Reporting {
+        let stem = self.output.file_stem().and_then(|s| s.to_str());
+        let dir = self.save_dir.clone().unwrap_or_else(|| ".".into());
+        Reporting {
+            quiet: self.quiet || self.json,
+            json: self.json,
+            bar: true,
+            output: Some(self.output.clone()),
+            sixteen_bit: self.bit_depth == "16",
+            snapshots: Some((dir, stem.unwrap_or("nst").into())),
+            log: self.log.clone(),
+            plot: self.plot.clone(),
         }
     }
 }
@@ -361,10 +296,12 @@ impl StylizeArgs {
 /// Runs `nst stylize`.
 pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
     let settings = a.settings()?;
-    a.check_outputs()?;
-    let quiet = a.quiet || a.json;
-    let (content, styles) = a.images.load(quiet)?;
-    let engine = a.loss.open(quiet)?;
+    let how = a.reporting();
+    let mut inputs = a.images.paths();
+    inputs.extend(a.init_image.as_deref());
+    how.check(&inputs)?;
+    let (content, styles) = a.images.load(how.quiet)?;
+    let engine = a.loss.open(how.quiet)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     // A second Ctrl-C while the first is handled exits at once.
@@ -373,100 +310,19 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
             std::process::exit(130);
         }
     });
-    let total = settings.iterations as u64 * settings.scale_sizes().len() as u64;
-    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-        let style = "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}";
-        ProgressBar::new(total).with_style(ProgressStyle::with_template(style).expect("valid"))
-    });
-    let say = |line: String| match &bar {
-        Some(b) => b.println(line),
-        None if !quiet => eprintln!("{line}"),
-        None => {}
-    };
-    let stem = a
-        .output
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("nst");
-    let mut log = Log::new();
-    let mut save_error = None;
+    let mut reporter = Reporter::new(how, &settings);
     let result = engine.stylize(&content, &styles, &settings, |e| {
-        match (&e, &bar) {
-            (
-                Event::Iteration {
-                    scale,
-                    iteration,
-                    of,
-                    ..
-                },
-                Some(b),
-            ) => {
-                b.set_position(*scale as u64 * *of as u64 + *iteration as u64);
-                b.set_message(e.to_string());
-            }
-            (
-                Event::Snapshot {
-                    scale,
-                    iteration,
-                    image,
-                },
-                _,
-            ) => {
-                let dir = a.save_dir.as_deref().unwrap_or(Path::new("."));
-                let p = dir.join(format!("{stem}_s{}_{iteration:05}.png", scale + 1));
-                if let Err(e) = img::save(image, &p, false) {
-                    save_error = Some(fail(1, format!("saving an intermediate image: {e}")));
-                    return Flow::Stop;
-                }
-            }
-            (Event::Final { .. }, _) => {}
-            _ => say(e.to_string()),
-        }
-        if let (Some(row), true) = (log.record(&e), a.json) {
-            println!("{}", serde_json::to_string(row).expect("serialisable"));
-        }
-        match interrupted.load(Ordering::SeqCst) {
-            true => Flow::Stop,
-            false => Flow::Continue,
+        match (reporter.event(&e), interrupted.load(Ordering::SeqCst)) {
+            (Flow::Continue, false) => Flow::Continue,
+            _ => Flow::Stop,
         }
     });
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    let sixteen = a.bit_depth == "16";
-    let out = match result {
-        Ok(out) => out,
-        Err(e) => {
-            let TransferError::NonFinite { last_good, .. } = &e else {
-                return Err(e.into());
-            };
-            img::save(last_good, &a.output, sixteen).map_err(|e| fail(1, e))?;
-            return Err(fail(5, format!("{e} (written to {})", a.output.display())));
+    match reporter.finish(result) {
+        Err(e @ TransferError::NonFinite { .. }) => {
+            Err(fail(5, format!("{e} (written to {})", a.output.display())))
         }
-    };
-    if let Some(row) = log.finish(&out) {
-        let m = row.measure.as_ref().expect("the final row has the measure");
-        match a.json {
-            true => println!("{}", serde_json::to_string(row).expect("serialisable")),
-            false => say(format!("final loss {:.4e}; {m}", row.values.total())),
-        }
+        other => other.map(drop).map_err(Failure::from),
     }
-    if let Some(path) = &a.log {
-        log.write(path)?;
-    }
-    if let Some(path) = &a.plot {
-        nst_transfer::plot::write(path, log.rows(), settings.iterations)?;
-    }
-    if let Some(e) = save_error {
-        return Err(e);
-    }
-    img::save(&out.image, &a.output, sixteen).map_err(|e| fail(1, e))?;
-    let how = match out.stopped {
-        true => "stopped early; wrote the current image to",
-        false => "wrote",
-    };
-    say(format!("{how} {}", a.output.display()));
-    Ok(())
 }
 
 /// `nst score`.
@@ -490,11 +346,7 @@ pub struct ScoreArgs {
 
 /// Runs `nst score`.
 pub fn score(a: ScoreArgs) -> Result<(), Failure> {
-    let settings = Settings::default()
-        .style_scale(a.images.style_scale)
-        .loss(a.loss.config()?)
-        .pooling(a.loss.pooling);
-    let settings = a.loss.memory(settings);
+    let settings = a.loss.settings()?.style_scale(a.images.style_scale);
     settings.validate()?;
     let mut inputs = a.images.paths();
     inputs.push(&a.image);
@@ -540,30 +392,19 @@ pub struct BenchArgs {
 
 /// Runs `nst bench`: full iterations (forward, losses, backward, Adam) on noise images.
 pub fn bench(a: BenchArgs) -> Result<(), Failure> {
-    let settings = Settings::default()
-        .loss(a.loss.config()?)
-        .pooling(a.loss.pooling);
-    let settings = a.loss.memory(settings);
+    let settings = a.loss.settings()?;
     let engine = a.loss.open(a.json)?;
     let (w, h) = a.size;
     let b = engine.bench(w, h, a.warmup, a.iterations, &settings)?;
     report(&b, a.json)
 }
 
-/// Prints `value` for people, or as JSON; a closed pipe (`nst layers | head`) is not an error.
+/// Prints `value` for people, or as JSON ([`nst_transfer::report::print`]).
 pub fn report(
     value: &(impl std::fmt::Display + serde::Serialize),
     json: bool,
 ) -> Result<(), Failure> {
-    use std::io::Write;
-    let text = match json {
-        true => serde_json::to_string_pretty(value).expect("serialisable") + "\n",
-        false => value.to_string(),
-    };
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(fail(1, e)),
-        _ => Ok(()),
-    }
+    nst_transfer::report::print(value, json).map_err(|e| fail(1, e))
 }
 
 /// `nst tune`.

@@ -27,8 +27,12 @@ pub enum Field {
     Lr,
     /// The history of [`crate::Optimizer::Lbfgs`].
     LbfgsHistory,
+    /// [`crate::Settings::optimizer`].
+    Optimizer,
     /// [`crate::Settings::init`].
     Init,
+    /// [`crate::Settings::preserve_colors`].
+    PreserveColors,
     /// [`crate::Settings::min_size`].
     MinSize,
     /// [`crate::Settings::scales`].
@@ -51,6 +55,10 @@ pub enum Field {
     ContentLayers,
     /// [`crate::LossConfig::style_layers`] (the layers or their weights).
     StyleLayers,
+    /// The raw weights given for the content layers ([`crate::LayerWeight::list`]).
+    ContentLayerWeights,
+    /// The raw weights given for the style layers ([`crate::LayerWeight::list`]).
+    StyleLayerWeights,
     /// The style images and their blend weights ([`crate::Style`]).
     Styles,
     /// The content image.
@@ -59,6 +67,17 @@ pub enum Field {
     Image,
     /// The weights file ([`crate::EngineOptions::weights`]).
     Weights,
+    /// [`crate::Reporting::output`].
+    Output,
+    /// [`crate::Reporting::log`].
+    Log,
+    /// The plot file of [`crate::Reporting`].
+    Plot,
+    /// The folder of [`crate::Reporting::snapshots`].
+    Snapshots,
+    /// A settings document as a whole ([`crate::Settings::from_json`]): its syntax, a key it
+    /// does not know, a value of the wrong type.
+    Settings,
 }
 
 impl Field {
@@ -71,7 +90,9 @@ impl Field {
             Field::Iterations => "iterations",
             Field::Lr => "lr",
             Field::LbfgsHistory => "lbfgs_history",
+            Field::Optimizer => "optimizer",
             Field::Init => "init",
+            Field::PreserveColors => "preserve_colors",
             Field::MinSize => "min_size",
             Field::Scales => "scales",
             Field::ReportEvery => "report_every",
@@ -83,10 +104,17 @@ impl Field {
             Field::Strength => "strength",
             Field::ContentLayers => "content_layers",
             Field::StyleLayers => "style_layers",
+            Field::ContentLayerWeights => "content_layer_weights",
+            Field::StyleLayerWeights => "style_layer_weights",
             Field::Styles => "styles",
             Field::Content => "content",
             Field::Image => "image",
             Field::Weights => "weights",
+            Field::Output => "output",
+            Field::Log => "log",
+            Field::Plot => "plot",
+            Field::Snapshots => "snapshots",
+            Field::Settings => "settings",
         }
     }
 }
@@ -126,6 +154,12 @@ pub enum TransferError {
         /// Why, and the fix.
         reason: String,
     },
+    /// An intermediate image ([`crate::Settings::snapshot_every`]) could not be saved.
+    #[error("saving an intermediate image: {0}")]
+    Snapshot(#[source] ImageError),
+    /// The output image ([`crate::Reporting::output`]) could not be saved.
+    #[error(transparent)]
+    Output(ImageError),
     /// The weights could not be found, fetched or loaded.
     #[error(transparent)]
     Weights(#[from] WeightsError),

@@ -68,6 +68,7 @@ pub mod optimize;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod problem;
+pub mod report;
 pub mod settings;
 pub mod tiled_graph;
 pub mod tuning;
@@ -87,6 +88,7 @@ pub use nst_vgg::Pooling;
 pub use objective::{Objective, StyleTarget};
 pub use optimize::Stepper;
 pub use problem::Problem;
+pub use report::{Reporter, Reporting};
 pub use settings::{
     plan_scales, Init, Optimizer, PreserveColors, Settings, Style, MAX_LBFGS_HISTORY, MAX_SIZE,
     MULTISCALE_ABOVE,

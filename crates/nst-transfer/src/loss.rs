@@ -24,10 +24,12 @@
 use crate::error::{Field, Result, TransferError};
 use nst_vgg::LayerId;
 use serde::ser::{SerializeStruct, Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// How one layer's term is weighted in its sum.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// How one layer's term is weighted in its sum. Written `{"normalized": 1.0}` or
+/// `{"raw": 1e3}`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Weight {
     /// This number divided by the mean square of the layer's target (F_l(c) for content,
     /// the blended style Gram for style), computed from the images at each run: a weight that
@@ -58,8 +60,10 @@ impl Weight {
     }
 }
 
-/// A layer and its weight in a sum of per-layer losses.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A layer and its weight in a sum of per-layer losses. Written
+/// `{"layer": "relu4_2", "weight": {"normalized": 1.0}}`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LayerWeight {
     /// The layer.
     pub layer: LayerId,
@@ -112,7 +116,12 @@ impl LayerWeight {
 
 /// What the loss is made of and how its terms are weighted. Build it from
 /// [`LossConfig::default`] and the builder methods.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Written with its fields' names; when read, a field left out keeps its default, a field
+/// not known is an error, and `strength` may stand for `content_weight` and `style_weight`
+/// ([`LossConfig::with_strength`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "LossRead")]
 pub struct LossConfig {
     /// Weight of the content terms.
     pub content_weight: f64,
@@ -142,6 +151,41 @@ impl Default for LossConfig {
             tv_weight: crate::defaults::TV_WEIGHT,
             content_layers: layers(crate::CONTENT_LAYERS),
             style_layers: layers(crate::STYLE_LAYERS),
+        }
+    }
+}
+
+/// [`LossConfig`] as read: what is left out keeps its default.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LossRead {
+    strength: Option<f64>,
+    content_weight: Option<f64>,
+    style_weight: Option<f64>,
+    tv_weight: Option<f64>,
+    content_layers: Option<Vec<LayerWeight>>,
+    style_layers: Option<Vec<LayerWeight>>,
+}
+
+impl TryFrom<LossRead> for LossConfig {
+    type Error = TransferError;
+
+    fn try_from(r: LossRead) -> Result<LossConfig> {
+        let d = LossConfig::default();
+        let cfg = LossConfig {
+            content_weight: r.content_weight.unwrap_or(d.content_weight),
+            style_weight: r.style_weight.unwrap_or(d.style_weight),
+            tv_weight: r.tv_weight.unwrap_or(d.tv_weight),
+            content_layers: r.content_layers.unwrap_or(d.content_layers),
+            style_layers: r.style_layers.unwrap_or(d.style_layers),
+        };
+        match (r.strength, r.content_weight.or(r.style_weight)) {
+            (None, _) => Ok(cfg),
+            (Some(s), None) => cfg.with_strength(s),
+            (Some(_), Some(_)) => Err(TransferError::invalid(
+                Field::Strength,
+                "sets content_weight and style_weight: give either it or them",
+            )),
         }
     }
 }

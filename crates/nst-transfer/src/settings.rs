@@ -5,10 +5,62 @@ use crate::error::{Field, Result, TransferError};
 use crate::image::Image;
 use crate::loss::LossConfig;
 use nst_vgg::Pooling;
-use serde::Serialize;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
-/// Where the optimization starts.
+/// `FromStr` for an enum of named values: its `NAMED` values found by `name`, any other
+/// word an error about `$field`.
+macro_rules! from_name {
+    ($ty:ty, $field:expr) => {
+        impl FromStr for $ty {
+            type Err = TransferError;
+
+            fn from_str(s: &str) -> Result<Self> {
+                let found = Self::NAMED.iter().find(|v| v.name() == s).cloned();
+                found.ok_or_else(|| unknown_name($field, s, Self::NAMED.iter().map(Self::name)))
+            }
+        }
+    };
+}
+
+/// `Display`, `Serialize` and `Deserialize` for an enum written as its `name` alone.
+macro_rules! as_name {
+    ($ty:ty) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+/// The error for a name that is none of `names`.
+fn unknown_name<'a>(
+    field: Field,
+    got: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> TransferError {
+    let names: Vec<&str> = names.collect();
+    let reason = format!("must be {}, got `{got}`", names.join(" or "));
+    TransferError::invalid(field, reason)
+}
+
+/// Where the optimization starts. Written `content` or `random`; in a settings file also
+/// `{"file": PATH}`. An image in memory is not written.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum Init {
     /// The content image.
@@ -22,10 +74,77 @@ pub enum Init {
     Image(Image),
 }
 
-/// How colours are kept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
+impl Init {
+    /// The starts that have a name.
+    pub const NAMED: [Init; 2] = [Init::Content, Init::Random];
+
+    /// Its name: `content`, `random`, and for the others `file` and `image`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Init::Content => "content",
+            Init::Random => "random",
+            Init::File(_) => FILE,
+            Init::Image(_) => "image",
+        }
+    }
+}
+
+/// The name of [`Init::File`], and its key in a settings file.
+const FILE: &str = "file";
+
+impl fmt::Display for Init {
+    /// Its name, and a file's path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Init::File(path) => write!(f, "file {}", path.display()),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+from_name!(Init, Field::Init);
+
+impl Serialize for Init {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Init::File(path) => s.serialize_newtype_variant("Init", 2, FILE, path),
+            Init::Image(_) => Err(serde::ser::Error::custom(
+                "init: an image in memory cannot be written; save it and give its file",
+            )),
+            named => s.serialize_str(named.name()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Init {
+    /// A name, or `{"file": PATH}`.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Init, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Init;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`content`, `random` or {\"file\": PATH}")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Init, E> {
+                s.parse().map_err(E::custom)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Init, A::Error> {
+                let entry = map.next_entry::<String, PathBuf>()?;
+                match (entry, map.next_key::<String>()?) {
+                    (Some((key, path)), None) if key == FILE => Ok(Init::File(path)),
+                    _ => Err(de::Error::invalid_value(de::Unexpected::Map, &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// How colours are kept. Written `none`, `luminance` or `histogram`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PreserveColors {
     /// The style's colours.
     #[default]
@@ -36,9 +155,30 @@ pub enum PreserveColors {
     Histogram,
 }
 
-/// How the image is updated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+impl PreserveColors {
+    /// Every kind.
+    pub const NAMED: [PreserveColors; 3] = [
+        PreserveColors::None,
+        PreserveColors::Luminance,
+        PreserveColors::Histogram,
+    ];
+
+    /// Its name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PreserveColors::None => "none",
+            PreserveColors::Luminance => "luminance",
+            PreserveColors::Histogram => "histogram",
+        }
+    }
+}
+
+from_name!(PreserveColors, Field::PreserveColors);
+as_name!(PreserveColors);
+
+/// How the image is updated. Written `adam` or `lbfgs` (which reads as
+/// [`Optimizer::LBFGS`]; [`Settings`] writes the history as `lbfgs_history`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Optimizer {
     /// Adam (PyTorch's), the image clamped to [0, 1] after each step.
     Adam,
@@ -56,6 +196,25 @@ impl Optimizer {
         history: defaults::LBFGS_HISTORY,
     };
 
+    /// Every kind, L-BFGS with the default history.
+    pub const NAMED: [Optimizer; 2] = [Optimizer::Adam, Optimizer::LBFGS];
+
+    /// Its name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Adam => "adam",
+            Optimizer::Lbfgs { .. } => "lbfgs",
+        }
+    }
+
+    /// The same optimizer, L-BFGS keeping `history` pairs (Adam keeps none).
+    pub fn with_history(self, history: u32) -> Optimizer {
+        match self {
+            Optimizer::Adam => Optimizer::Adam,
+            Optimizer::Lbfgs { .. } => Optimizer::Lbfgs { history },
+        }
+    }
+
     /// The step size used when none is given: Adam's in pixel units, L-BFGS's step length.
     pub fn default_lr(self) -> f64 {
         match self {
@@ -64,6 +223,9 @@ impl Optimizer {
         }
     }
 }
+
+from_name!(Optimizer, Field::Optimizer);
+as_name!(Optimizer);
 
 impl Default for Optimizer {
     fn default() -> Self {
@@ -104,7 +266,19 @@ pub const MAX_SIZE: u32 = 16384;
 /// let s = Settings::default().size(256).iterations(100).optimizer(Optimizer::Adam);
 /// assert_eq!(s.scale_sizes(), vec![256]);
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Settings are also read from and written to JSON ([`Settings::from_json`], serde): the
+/// fields by their names, the optimizer by its name with L-BFGS's history as
+/// `lbfgs_history`, and the loss as [`LossConfig`] writes it. A field left out keeps its
+/// default; a field not known is an error.
+///
+/// ```
+/// use nst_transfer::{Optimizer, Settings};
+/// let s = Settings::from_json(r#"{"size": 256, "optimizer": "adam"}"#).unwrap();
+/// assert_eq!(s, Settings::default().size(256).optimizer(Optimizer::Adam));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Written", into = "Written")]
 pub struct Settings {
     /// Longest side of the output, in pixels.
     pub size: u32,
@@ -170,7 +344,9 @@ impl Default for Settings {
     }
 }
 
-macro_rules! builders {
+/// From one list of the fields: a builder method for each, and [`Settings`] as written
+/// (`Written`), flat, the optimizer's kind and L-BFGS's history apart.
+macro_rules! fields {
     ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
         impl Settings {
             $(
@@ -181,10 +357,44 @@ macro_rules! builders {
                 }
             )*
         }
+
+        #[derive(Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Written {
+            $($name: $ty,)*
+            lbfgs_history: u32,
+        }
+
+        impl From<Settings> for Written {
+            fn from(s: Settings) -> Written {
+                let lbfgs_history = match s.optimizer {
+                    Optimizer::Lbfgs { history } => history,
+                    Optimizer::Adam => defaults::LBFGS_HISTORY,
+                };
+                Written {
+                    $($name: s.$name,)*
+                    lbfgs_history,
+                }
+            }
+        }
+
+        impl From<Written> for Settings {
+            fn from(w: Written) -> Settings {
+                let s = Settings { $($name: w.$name,)* };
+                let optimizer = s.optimizer.with_history(w.lbfgs_history);
+                s.optimizer(optimizer)
+            }
+        }
+
+        impl Default for Written {
+            fn default() -> Self {
+                Settings::default().into()
+            }
+        }
     };
 }
 
-builders! {
+fields! {
     /// Sets [`Settings::size`].
     size: u32,
     /// Sets [`Settings::style_scale`].
@@ -228,6 +438,16 @@ impl Settings {
     /// The longest side of each scale, smallest first; the last is [`Settings::size`].
     pub fn scale_sizes(&self) -> Vec<u32> {
         plan_scales(self.size, self.min_size, self.scales)
+    }
+
+    /// Settings from JSON (see [`Settings`]), checked ([`Settings::validate`]). A document
+    /// that is not JSON, or has a key not known or a value of the wrong type, is an error
+    /// about [`Field::Settings`] whose reason names the key.
+    pub fn from_json(json: &str) -> Result<Settings> {
+        let settings: Settings = serde_json::from_str(json)
+            .map_err(|e| TransferError::invalid(Field::Settings, e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
     }
 
     /// Checks every setting, naming the one to change. The engine calls it before any work.
@@ -399,6 +619,87 @@ mod tests {
             let e = normalized_blend(&bad).unwrap_err();
             assert_eq!(e.field(), Some(Field::Styles), "{e}");
         }
+    }
+
+    #[test]
+    fn json_starts_from_the_defaults() {
+        let s = Settings::from_json("{}").unwrap();
+        assert_eq!(s, Settings::default());
+        let s = Settings::from_json(
+            r#"{"size": 64, "iterations": 7, "loss": {"strength": 0.25}, "optimizer": "adam",
+                "snapshot_every": 2, "report_every": 1, "pooling": "avg",
+                "preserve_colors": "luminance", "init": "random"}"#,
+        )
+        .unwrap();
+        assert_eq!((s.size, s.iterations, s.snapshot_every), (64, 7, 2));
+        assert_eq!((s.optimizer, s.report_every), (Optimizer::Adam, 1));
+        assert_eq!(s.loss, LossConfig::default().with_strength(0.25).unwrap());
+        assert_eq!(
+            (s.pooling, s.preserve_colors),
+            (Pooling::Avg, PreserveColors::Luminance)
+        );
+        assert_eq!(s.init, Init::Random);
+        let s = Settings::from_json(r#"{"lbfgs_history": 5}"#).unwrap();
+        assert_eq!(s.optimizer, Optimizer::Lbfgs { history: 5 });
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = dir.path().join("start.png");
+        std::fs::write(&start, b"x").unwrap();
+        let s = Settings::default()
+            .optimizer(Optimizer::Lbfgs { history: 7 })
+            .init(Init::File(start))
+            .lr(Some(0.5))
+            .max_memory(Some(1 << 30))
+            .loss(LossConfig::default().tv_weight(0.0));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(Settings::from_json(&json).unwrap(), s, "{json}");
+        let image = Init::Image(Image::new(1, 1, vec![0.0; 3]).unwrap());
+        assert!(serde_json::to_string(&Settings::default().init(image)).is_err());
+    }
+
+    #[test]
+    fn bad_json_names_the_setting() {
+        for (json, what) in [
+            (
+                r#"{"optimizer": "sgd"}"#,
+                "optimizer: must be adam or lbfgs, got `sgd`",
+            ),
+            (r#"{"loss": {"strength": 2}}"#, "strength"),
+            (
+                r#"{"loss": {"strength": 0.5, "style_weight": 1}}"#,
+                "strength",
+            ),
+            (r#"{"size": 0}"#, "size"),
+            (r#"{"iterations": 0}"#, "iterations"),
+            (r#"{"colour": 1}"#, "colour"),
+            (r#"{"loss": {"colour": 1}}"#, "colour"),
+            (r#"{"pooling": "min"}"#, "pooling"),
+            (r#"{"init": "noise"}"#, "init"),
+            (r#"{"preserve_colors": "sepia"}"#, "preserve_colors"),
+            (r#"{"init": {"path": "x.png"}}"#, "{\"file\": PATH}"),
+            ("[", "settings"),
+        ] {
+            let err = Settings::from_json(json).unwrap_err().to_string();
+            assert!(err.contains(what), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_read_back() {
+        for o in Optimizer::NAMED {
+            assert_eq!(o.to_string().parse::<Optimizer>().unwrap(), o);
+        }
+        for p in PreserveColors::NAMED {
+            assert_eq!(p.to_string().parse::<PreserveColors>().unwrap(), p);
+        }
+        for i in Init::NAMED {
+            assert_eq!(i.to_string().parse::<Init>().unwrap(), i);
+        }
+        let e = "sepia".parse::<PreserveColors>().unwrap_err();
+        assert_eq!(e.field(), Some(Field::PreserveColors));
     }
 
     #[test]

@@ -14,6 +14,12 @@ pub enum VggError {
         /// The name as given.
         name: String,
     },
+    /// A pooling kind that is none of [`crate::Pooling::NAMED`].
+    #[error("pooling: must be {}, got `{name}`", pooling_names())]
+    UnknownPooling {
+        /// The name as given.
+        name: String,
+    },
     /// A graph with no tapped layer computes nothing.
     #[error("no layer is tapped: name at least one layer to read")]
     NoTaps,
@@ -65,6 +71,11 @@ pub enum VggError {
     /// Any other GPU failure.
     #[error(transparent)]
     Gpu(#[from] GpuError),
+}
+
+fn pooling_names() -> String {
+    let names: Vec<&str> = crate::Pooling::NAMED.iter().map(|p| p.name()).collect();
+    names.join(" or ")
 }
 
 fn largest_text(largest: Option<(u32, u32)>) -> String {

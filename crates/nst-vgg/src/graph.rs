@@ -19,16 +19,56 @@ use nst_gpu::{Context, Dispatch, GpuError, Record, View, ViewMut};
 use nst_kernels::{Channels, ConvPart, ConvShape, Kernels, PoolShape};
 use std::collections::BTreeSet;
 
-/// The pooling layers' kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
+/// The pooling layers' kind. Written as its [`Pooling::name`], `max` or `avg`: in settings
+/// files (serde), on command lines ([`std::str::FromStr`]) and by [`std::fmt::Display`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Pooling {
     /// 2×2 max pooling (VGG-19 as trained).
     #[default]
     Max,
     /// 2×2 average pooling (Gatys et al. found it gives smoother results).
     Avg,
+}
+
+impl Pooling {
+    /// Every kind.
+    pub const NAMED: [Pooling; 2] = [Pooling::Max, Pooling::Avg];
+
+    /// Its name: the one spelling it is read and written with.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pooling::Max => "max",
+            Pooling::Avg => "avg",
+        }
+    }
+}
+
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = VggError;
+
+    fn from_str(s: &str) -> Result<Pooling, VggError> {
+        let found = Pooling::NAMED.into_iter().find(|p| p.name() == s);
+        found.ok_or_else(|| VggError::UnknownPooling { name: s.into() })
+    }
+}
+
+impl serde::Serialize for Pooling {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Pooling {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Pooling, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// What to build.

@@ -80,6 +80,23 @@ impl serde::Serialize for LayerId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for LayerId {
+    /// From either of its names, as [`LayerId::parse`] reads them.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LayerId, D::Error> {
+        let name = String::deserialize(d)?;
+        LayerId::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for LayerId {
+    type Err = VggError;
+
+    /// As [`LayerId::parse`].
+    fn from_str(name: &str) -> Result<LayerId, VggError> {
+        LayerId::parse(name)
+    }
+}
+
 impl LayerId {
     /// Every layer, in network order.
     pub fn all() -> impl Iterator<Item = LayerId> {

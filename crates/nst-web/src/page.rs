@@ -2,7 +2,6 @@
 //! stays responsive; the engine is the one the command line uses, through its async entry
 //! points.
 
-use crate::PageSettings;
 use nst_gpu::{Context, ContextOptions};
 use nst_transfer::{defaults, image, Engine, Event, Flow, Image, Optimizer, Settings, Style};
 use std::rc::Rc;
@@ -22,7 +21,7 @@ pub fn defaults() -> String {
         "size": s.size,
         "iterations": s.iterations,
         "strength": defaults::STRENGTH,
-        "optimizer": match s.optimizer { Optimizer::Adam => "adam", Optimizer::Lbfgs { .. } => "lbfgs" },
+        "optimizer": s.optimizer,
         "lr": { "adam": Optimizer::Adam.default_lr(), "lbfgs": Optimizer::LBFGS.default_lr() },
         "max_size": nst_transfer::settings::MAX_SIZE,
     })
@@ -81,7 +80,8 @@ impl Studio {
     }
 
     /// Stylises `content` (an image file's bytes) with `styles` (an array of image files'
-    /// bytes, blended equally) under `settings` (JSON, [`PageSettings`]). `on_event(json,
+    /// bytes, blended equally) under `settings` ([`Settings`] as JSON, its defaults where it
+    /// says nothing: [`Settings::from_json`]). `on_event(json,
     /// preview)` hears each event of the engine as JSON, with a preview (`{width, height,
     /// rgba}`) for snapshots; returning `false` stops the run. Resolves to `{png, json}`: the
     /// result as PNG bytes and the outcome (stopped, final losses, measure) as JSON.
@@ -118,7 +118,7 @@ async fn run(
         let img = image::decode(&bytes, &name).map_err(|e| e.to_string())?;
         style_images.push(Style::new(img.image, 1.0));
     }
-    let settings = PageSettings::parse(settings)?;
+    let settings = Settings::from_json(settings).map_err(|e| e.to_string())?;
     let mut on_event = |event: Event<'_>| -> Flow {
         let json = serde_json::to_string(&event).unwrap_or_default();
         let preview = match &event {
