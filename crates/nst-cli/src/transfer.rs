@@ -3,10 +3,11 @@
 use crate::{fail, Failure};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
-use nst_transfer::image::{self as img, Image};
+use nst_transfer::image::Image;
+use nst_transfer::report::load_image;
 use nst_transfer::{
-    defaults, Engine, EngineOptions, Field, Flow, Init, LayerWeight, LossConfig, Optimizer,
-    Pooling, PreserveColors, Reporter, Reporting, Settings, Style, TransferError,
+    defaults, Engine, EngineOptions, Field, Flow, Init, LossConfig, Optimizer, Pooling,
+    PreserveColors, Reporter, Reporting, Settings, Style, TransferError,
 };
 use nst_vgg::LayerId;
 use std::path::{Path, PathBuf};
@@ -62,7 +63,7 @@ pub struct LossArgs {
     weights: Option<PathBuf>,
     /// GPU memory one scale may take, weights included (`4G`, `1.5G`, `512M`; binary
     /// units): an image whose untiled graph needs more is evaluated exactly in tiles that fit.
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = nst_transfer::settings::parse_bytes)]
     max_memory: Option<u64>,
     /// Evaluate in tiles whose windows are at most N pixels a side, even when the image
     /// fits (for testing; at least 192 for the default layers).
@@ -70,47 +71,18 @@ pub struct LossArgs {
     tile: Option<u32>,
 }
 
-/// A byte count: `4G`, `512M`, `1.5GiB`, `1073741824` (K, M, G, T are powers of 1024).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(s)
-        .map_err(|e| format!("`{s}` is not a size in bytes ({e}): write e.g. 4G or 512M"))
-}
-
-/// `N` (square) or `WxH`, in pixels.
-pub fn parse_dims(s: &str) -> Result<(u32, u32), String> {
-    let parse = |t: &str| -> Result<u32, String> {
-        match t.trim().parse::<u32>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("`{t}` is not a positive whole number of pixels")),
-        }
-    };
-    match s.split_once(['x', 'X', '×']) {
-        Some((w, h)) => Ok((parse(w)?, parse(h)?)),
-        None => parse(s).map(|n| (n, n)),
-    }
-}
-
 impl LossArgs {
     fn config(&self) -> Result<LossConfig, Failure> {
         let (content, style) = (&self.content_layer_weights, &self.style_layer_weights);
-        let content = LayerWeight::list(
-            Field::ContentLayerWeights,
-            &self.content_layers,
-            content.as_deref(),
-        )?;
-        let style = LayerWeight::list(
-            Field::StyleLayerWeights,
-            &self.style_layers,
-            style.as_deref(),
-        )?;
-        let cfg = LossConfig::default()
-            .content_weight(self.content_weight)
+        let cfg = (LossConfig::default().content_weight(self.content_weight))
             .style_weight(self.style_weight)
             .tv_weight(self.tv_weight)
-            .content_layers(content)
-            .style_layers(style);
+            .layers(
+                &self.content_layers,
+                content.as_deref(),
+                &self.style_layers,
+                style.as_deref(),
+            )?;
         let cfg = match self.strength {
             Some(s) => cfg.with_strength(s)?,
             None => cfg,
@@ -160,27 +132,12 @@ impl ImageArgs {
 
     fn load(&self, quiet: bool) -> Result<(Image, Vec<Style>), Failure> {
         let n = self.style.len();
-        let weights = self.style_weights.clone().unwrap_or_else(|| vec![1.0; n]);
-        if weights.len() != n {
-            let m = format!(
-                "{} values for {n} --style images: give one per style",
-                weights.len()
-            );
-            return Err(fail(2, format!("--style-weights has {m}")));
-        }
+        let weights = nst_transfer::settings::style_weights(n, self.style_weights.clone())?;
         let styles = self.style.iter().zip(weights);
-        let styles = styles.map(|(p, w)| Ok(Style::new(load(p, "--style", quiet)?, w)));
+        let styles = styles.map(|(p, w)| Ok(Style::new(load_image(Field::Style, p, quiet)?, w)));
         let styles = styles.collect::<Result<_, Failure>>()?;
-        Ok((load(&self.content, "--content", quiet)?, styles))
+        Ok((load_image(Field::Content, &self.content, quiet)?, styles))
     }
-}
-
-fn load(path: &Path, flag: &str, quiet: bool) -> Result<Image, Failure> {
-    let loaded = img::load(path).map_err(|e| fail(2, format!("{flag}: {e}")))?;
-    for note in loaded.notes.iter().filter(|_| !quiet) {
-        eprintln!("note: {}: {note}", path.display());
-    }
-    Ok(loaded.image)
 }
 
 /// `nst stylize`.
@@ -350,19 +307,11 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     settings.validate()?;
     let mut inputs = a.images.paths();
     inputs.push(&a.image);
-    if let Some(g) = a
-        .grad
-        .as_ref()
-        .filter(|g| inputs.iter().any(|p| img::same_file(p, g)))
-    {
-        let m = format!(
-            "--grad {} is one of the input images; choose another name",
-            g.display()
-        );
-        return Err(fail(2, m));
+    if let Some(g) = &a.grad {
+        nst_transfer::report::check_not_input(Field::Grad, g, &inputs)?;
     }
     let (content, styles) = a.images.load(a.json)?;
-    let image = load(&a.image, "--image", a.json)?;
+    let image = load_image(Field::Image, &a.image, a.json)?;
     let engine = a.loss.open(a.json)?;
     let s = engine.score(&content, &styles, &image, &settings)?;
     if let Some(g) = &a.grad {
@@ -375,7 +324,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Image size: `N` for N×N, or `WxH`.
-    #[arg(long, default_value = "512", value_parser = parse_dims)]
+    #[arg(long, default_value = "512", value_parser = nst_transfer::settings::parse_dims)]
     size: (u32, u32),
     /// Timed iterations (after the warm-up).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
@@ -426,7 +375,7 @@ pub struct TuneArgs {
 pub fn tune(a: TuneArgs) -> Result<(), Failure> {
     let options = EngineOptions::default().fetch(true);
     let options = a.weights.iter().fold(options, |o, w| o.weights(w));
-    let mut engine = Engine::open_with_progress(options, &mut |m: &str| eprintln!("{m}"))?;
+    let mut engine = nst_transfer::report::open_engine(options, false)?;
     let t = engine.tune(a.size, &mut |m: &str| eprintln!("{m}"))?;
     report(&t, a.json)
 }

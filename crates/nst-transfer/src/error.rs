@@ -75,6 +75,10 @@ pub enum Field {
     Plot,
     /// The folder of [`crate::Reporting::snapshots`].
     Snapshots,
+    /// The file [`crate::Score::write_grad`] writes.
+    Grad,
+    /// A style image's file.
+    Style,
     /// A settings document as a whole ([`crate::Settings::from_json`]): its syntax, a key it
     /// does not know, a value of the wrong type.
     Settings,
@@ -114,6 +118,8 @@ impl Field {
             Field::Log => "log",
             Field::Plot => "plot",
             Field::Snapshots => "snapshots",
+            Field::Grad => "grad",
+            Field::Style => "style",
             Field::Settings => "settings",
         }
     }

