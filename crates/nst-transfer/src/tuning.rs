@@ -429,10 +429,8 @@ fn write_cache(path: &PathBuf, file: &CacheFile) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let text = serde_json::to_string_pretty(file).expect("serialisable") + "\n";
-    // Write then rename, so that a run reading it never sees half a file.
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    // Whole or not at all, so that a run reading it never sees half a file.
+    crate::image::write_atomic(path, |out| out.write_all(text.as_bytes())).map_err(io)
 }
 
 #[cfg(test)]
