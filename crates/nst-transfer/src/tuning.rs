@@ -9,7 +9,7 @@ use nst_kernels::tune;
 use nst_kernels::{ConvClass, ConvKernel, ConvShape, GramClass, GramTiles, KernelChoice};
 use nst_vgg::{LayerId, LayerKind};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The cache file's name in the user cache folder's `nst` folder.
 const FILE: &str = "tuning.json";
@@ -420,9 +420,9 @@ fn tuned<K: std::fmt::Display>(
     }
 }
 
-fn write_cache(path: &PathBuf, file: &CacheFile) -> Result<()> {
+fn write_cache(path: &Path, file: &CacheFile) -> Result<()> {
     let io = |e: std::io::Error| TransferError::Write {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason: format!("{e} (set {ENV_VAR} to keep the tuning elsewhere)"),
     };
     if let Some(dir) = path.parent() {
