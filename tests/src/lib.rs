@@ -1,9 +1,10 @@
 //! Shared harness for the GPU tests: one context per process (the software driver is slow and
-//! single-queue, so GPU tests run one at a time), comparisons that name the worst element, and
-//! random inputs.
+//! single-queue, so GPU tests run one at a time), one engine per weight set, a tuning cache of
+//! the tests' own, comparisons that name the worst element, and random inputs.
 
 use nst_gpu::{Context, ContextOptions, View, ViewMut};
 use nst_kernels::Kernels;
+use nst_transfer::Engine;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// A context with every kernel compiled.
@@ -23,8 +24,10 @@ fn open(opts: ContextOptions) -> Option<Gpu> {
 }
 
 /// A GPU context for a test, or `None` (with a note) when there is no adapter; under `CI` a
-/// missing adapter is a failure, since the software driver must be installed there.
+/// missing adapter is a failure, since the software driver must be installed there. The
+/// process's tuning cache is [`isolate_tuning_cache`]'s from then on.
 pub fn context(opts: ContextOptions) -> Option<Context> {
+    isolate_tuning_cache();
     match Context::with_options(opts) {
         Ok(ctx) => {
             eprintln!(
@@ -39,6 +42,53 @@ pub fn context(opts: ContextOptions) -> Option<Context> {
             None
         }
     }
+}
+
+/// Points `NST_TUNING_CACHE` at a file of this process's own that does not exist, so that a
+/// user's `nst tune` never changes what a test runs: every engine uses the built-in kernel
+/// variants. Runs once, before this process opens a GPU ([`context`] calls it), since setting
+/// the environment while another thread's driver reads it would be a data race. Returns the
+/// path, for tests that start `nst` themselves.
+pub fn isolate_tuning_cache() -> &'static std::path::Path {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::temp_dir()
+            .join(format!("nst-tests-{}", std::process::id()))
+            .join("tuning.json");
+        std::env::set_var(nst_transfer::tuning::ENV_VAR, &path);
+        path
+    })
+}
+
+/// The engine with the real weights, shared by every test of the process (building one
+/// compiles every kernel and uploads the weights), locked for the caller; `None` (the test
+/// skips) without the weights or a GPU, as [`real_weights`] and [`context`] say.
+pub fn real_engine() -> Option<MutexGuard<'static, Engine>> {
+    static ENGINE: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    shared_engine(&ENGINE, real_weights)
+}
+
+/// The engine with [`vgg_tiny_weights`], shared and locked like [`real_engine`]; `None`
+/// without a GPU.
+pub fn tiny_engine() -> Option<MutexGuard<'static, Engine>> {
+    static ENGINE: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
+    shared_engine(&ENGINE, || Some(vgg_tiny_weights()))
+}
+
+fn shared_engine(
+    slot: &'static OnceLock<Option<Mutex<Engine>>>,
+    weights: impl FnOnce() -> Option<nst_weights::Vgg19Weights>,
+) -> Option<MutexGuard<'static, Engine>> {
+    let engine = slot.get_or_init(|| {
+        let weights = weights()?;
+        let ctx = context(ContextOptions::default())?;
+        let engine = Engine::new(ctx, &weights).unwrap_or_else(|e| panic!("{e}"));
+        Some(Mutex::new(engine))
+    });
+    // A test that panicked holding the lock poisons the lock, not the engine (its calls take
+    // `&self`): the other tests go on.
+    let engine = engine.as_ref()?;
+    Some(engine.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// The real VGG-19 weights from `weights/vgg19.safetensors`, or `None` (with a note) when

@@ -7,20 +7,6 @@ use nst_transfer::{
     Engine, Image, Job, LayerWeight, LossConfig, Optimizer, Pooling, Score, Settings, Style, Weight,
 };
 use nst_vgg::LayerId;
-use std::sync::{Mutex, OnceLock};
-
-fn engine(
-    slot: &'static OnceLock<Option<Mutex<Engine>>>,
-    weights: impl FnOnce() -> Option<nst_weights::Vgg19Weights>,
-) -> Option<std::sync::MutexGuard<'static, Engine>> {
-    let e = slot.get_or_init(|| {
-        let w = weights()?;
-        let ctx = nst_tests::context(Default::default())?;
-        Some(Mutex::new(Engine::new(ctx, &w).unwrap()))
-    });
-    e.as_ref()
-        .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
-}
 
 fn noise(w: u32, h: u32, seed: u64) -> Image {
     let data = nst_tests::random(seed, 3 * (w * h) as usize, 0.0, 1.0);
@@ -83,8 +69,7 @@ const RTOL: f64 = 2e-5;
 
 #[test]
 fn tiled_equals_untiled_with_vgg_tiny() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&E, || Some(nst_tests::vgg_tiny_weights())) else {
+    let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
     // 301×243 in windows of at most 192: 5 × 5 tiles (corners, edges and the interior; the
@@ -163,8 +148,7 @@ fn tiled_matches_untiled_when_full_and_window_tensors_chunk_differently() {
 
 #[test]
 fn tiled_lbfgs_steps_equal_untiled_ones() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&E, || Some(nst_tests::vgg_tiny_weights())) else {
+    let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
     let (w, h) = (230, 200);
@@ -189,8 +173,7 @@ fn tiled_lbfgs_steps_equal_untiled_ones() {
 
 #[test]
 fn tiled_equals_untiled_with_real_weights() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&E, nst_tests::real_weights) else {
+    let Some(engine) = nst_tests::real_engine() else {
         return;
     };
     let (w, h) = (97, 83);
@@ -205,8 +188,7 @@ fn tiled_equals_untiled_with_real_weights() {
 
 #[test]
 fn a_memory_budget_tiles_and_the_measured_peak_stays_under_it() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&E, || Some(nst_tests::vgg_tiny_weights())) else {
+    let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
     let (w, h) = (480, 360);

@@ -2,14 +2,13 @@
 //! run on a tiny network where the loss must fall and `score` must agree with what the run
 //! reported.
 
-use nst_tests::{assert_close, vgg_tiny_weights, Fixture};
+use nst_tests::{assert_close, Fixture};
 use nst_transfer::image::Image;
 use nst_transfer::{
     Engine, Event, Flow, Init, LayerWeight, LossConfig, Optimizer, Settings, Style, Term,
 };
 use nst_vgg::{LayerId, Pooling};
-use nst_weights::Vgg19Weights;
-use std::sync::{Mutex, OnceLock};
+use std::sync::MutexGuard;
 
 const STYLE: &[&str] = &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
 
@@ -30,19 +29,6 @@ fn loss(content: f64, style: f64, tv: f64) -> LossConfig {
     }
 }
 
-/// One engine per weight set, shared by the tests (building one compiles every kernel).
-fn engine(
-    weights: &Vgg19Weights,
-    slot: &'static OnceLock<Option<Mutex<Engine>>>,
-) -> Option<std::sync::MutexGuard<'static, Engine>> {
-    let e = slot.get_or_init(|| {
-        let ctx = nst_tests::context(Default::default())?;
-        Some(Mutex::new(Engine::new(ctx, weights).unwrap()))
-    });
-    e.as_ref()
-        .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
-}
-
 fn image(f: &Fixture, name: &str) -> Image {
     let (data, shape) = f.f64s(name);
     Image::new(
@@ -58,13 +44,10 @@ fn scoring(cfg: &LossConfig, pooling: Pooling) -> Settings {
     Settings::default().loss(cfg.clone()).pooling(pooling)
 }
 
-/// The real-weights engine of a test's slot, the fixture `vgg_real.safetensors`, and its
-/// content, style and scored images; `None` (the test skips) without weights or a GPU.
-fn real_case(
-    slot: &'static OnceLock<Option<Mutex<Engine>>>,
-) -> Option<(std::sync::MutexGuard<'static, Engine>, Fixture, [Image; 3])> {
-    let real = nst_tests::real_weights()?;
-    let engine = engine(&real, slot)?;
+/// The real-weights engine, the fixture `vgg_real.safetensors`, and its content, style and
+/// scored images; `None` (the test skips) without weights or a GPU.
+fn real_case() -> Option<(MutexGuard<'static, Engine>, Fixture, [Image; 3])> {
+    let engine = nst_tests::real_engine()?;
     let f = Fixture::load("vgg_real.safetensors");
     let images = ["content", "style", "image"].map(|n| image(&f, n));
     Some((engine, f, images))
@@ -127,8 +110,7 @@ fn fixture_key(t: Term) -> String {
 /// check this replaced passed.
 #[test]
 fn score_matches_jax_with_real_weights() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some((engine, f, [content, style, x])) = real_case(&E) else {
+    let Some((engine, f, [content, style, x])) = real_case() else {
         return;
     };
     let styles = one_style(style);
@@ -193,8 +175,7 @@ fn check_weighted(what: &str, s: &nst_transfer::Score, f: &Fixture, factor: impl
 /// 1.1; a_l dropped 1.1e5, a_l squared 0.11.
 #[test]
 fn weighted_terms_match_jax_with_real_weights() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some((engine, f, [content, style, x])) = real_case(&E) else {
+    let Some((engine, f, [content, style, x])) = real_case() else {
         return;
     };
     let styles = one_style(style);
@@ -240,8 +221,7 @@ fn weighted_terms_match_jax_with_real_weights() {
 /// weighs b_k·c_l, against JAX's terms one by one and its whole blended style loss.
 #[test]
 fn blended_styles_match_jax_with_real_weights() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some((engine, f, [content, style, x])) = real_case(&E) else {
+    let Some((engine, f, [content, style, x])) = real_case() else {
         return;
     };
     let styles = [Style::new(style, 7.0), Style::new(content.clone(), 3.0)];
@@ -272,8 +252,7 @@ fn blended_styles_match_jax_with_real_weights() {
 /// pairs gives relu1_1's style value 4.7e6 for 1.9e6.
 #[test]
 fn chunked_objective_matches_unchunked_with_real_weights() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some((engine, _, [content, style, x])) = real_case(&E) else {
+    let Some((engine, _, [content, style, x])) = real_case() else {
         return;
     };
     const MAX_CHUNK: u64 = 16 << 10;
@@ -344,8 +323,7 @@ fn chunked_objective_matches_unchunked_with_real_weights() {
 /// content image's own style distance.
 #[test]
 fn measure_matches_jax_with_real_weights() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some((engine, f, [content, style, x])) = real_case(&E) else {
+    let Some((engine, f, [content, style, x])) = real_case() else {
         return;
     };
     let styles = one_style(style);
@@ -378,8 +356,7 @@ fn measure_matches_jax_with_real_weights() {
 /// weight enters) while keeping the content recognisable.
 #[test]
 fn the_defaults_close_the_style_gap() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some((engine, _, [content, style, _])) = real_case(&E) else {
+    let Some((engine, _, [content, style, _])) = real_case() else {
         return;
     };
     let styles = one_style(style);
@@ -431,8 +408,7 @@ fn stylize_with_lbfgs_lowers_the_loss_and_score_agrees() {
 
 /// Runs 30 iterations and checks the final loss is below `fraction` of the first.
 fn stylize_case(optimizer: Optimizer, lr: f64, fraction: f64) {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
+    let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
     let content = smooth(40, 32, 0.0);
@@ -490,8 +466,7 @@ fn stylize_case(optimizer: Optimizer, lr: f64, fraction: f64) {
 /// the gradients, so the second term at a tap adds to the first instead of replacing it.
 #[test]
 fn losses_sharing_a_layer_add_their_gradients() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
+    let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
     let content = smooth(40, 32, 0.0);
@@ -538,8 +513,7 @@ fn losses_sharing_a_layer_add_their_gradients() {
 /// whose loss was finite: here the start, since the very first loss is already infinite.
 #[test]
 fn a_non_finite_loss_stops_with_the_last_good_image() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
+    let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
     let content = smooth(40, 32, 0.0);
@@ -586,8 +560,7 @@ fn a_non_finite_loss_stops_with_the_last_good_image() {
 /// final loss.
 #[test]
 fn a_non_finite_final_loss_stops_with_the_last_good_image() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
+    let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
     let content = smooth(40, 32, 0.0);
@@ -641,8 +614,7 @@ fn a_non_finite_final_loss_stops_with_the_last_good_image() {
 /// the start nor the overflowed one.
 #[test]
 fn a_loss_overflowing_on_the_gpu_stops_with_the_last_reported_image() {
-    static E: OnceLock<Option<Mutex<Engine>>> = OnceLock::new();
-    let Some(engine) = engine(&vgg_tiny_weights(), &E) else {
+    let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
     let (w, h) = (40, 32);

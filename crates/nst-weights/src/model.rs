@@ -511,7 +511,14 @@ pub(crate) fn save_with(
             source: std::io::Error::other(e),
         })?;
     drop(tensors);
-    crate::atomic::write_atomic(dest, &bytes)
+    let write_err = |path: &Path, source| WeightsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(folder) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).map_err(|e| write_err(folder, e))?;
+    }
+    crate::write_atomic(dest, |out| out.write_all(&bytes)).map_err(|e| write_err(dest, e))
 }
 
 #[cfg(test)]

