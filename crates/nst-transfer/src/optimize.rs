@@ -71,19 +71,21 @@ impl Engine {
                     .collect(),
             ),
         };
-        // Every scale is planned before anything runs: a scale that cannot fit fails now.
+        // Every scale is planned before anything runs, the largest first: a scale that cannot
+        // fit fails now, and the error names the size asked for.
         let sides = settings.scale_sizes();
         let job = Job::Optimize {
             styles: style_in.len(),
         };
         let mut plans = Vec::new();
-        for &side in &sides {
+        for &side in sides.iter().rev() {
             let (w, h) = fit_longest(content_in.width, content_in.height, side);
             let sizes: Vec<(u32, u32)> = (style_in.iter())
                 .map(|s| style_size(s, w.max(h), settings.style_scale))
                 .collect();
             plans.push(self.scale_plan((w, h), &sizes, settings, &job)?);
         }
+        plans.reverse();
         let mut current: Option<Image> = None;
         let mut stopped = false;
         let mut final_values = None;
