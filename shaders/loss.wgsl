@@ -50,7 +50,7 @@ fn mse_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
-// |x[i + step] − x[i]| weighted, for the neighbour below and to the right of element i.
+// |x[i + step] − x[i]| weighted, for the neighbor below and to the right of element i.
 fn tv_terms(i: u32) -> f32 {
     let x = i % shape.w;
     let y = (i / shape.w) % shape.h;
@@ -92,7 +92,7 @@ fn tv_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     let y = (i / shape.w) % shape.h;
     var g = 0.0;
     // x[i] appears in its own two differences (as the subtrahend) and in those of the
-    // neighbours above and to the left (as the minuend).
+    // neighbors above and to the left (as the minuend).
     if (y + 1u < shape.h) {
         g -= sgn(a[i + shape.w] - a[i]) * shape.inv_nh;
     }

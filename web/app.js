@@ -71,7 +71,7 @@ function showAdapter() {
 
 async function setUpWeights() {
   const pub = JSON.parse(published_weights());
-  $('quantised-name').textContent = pub.quantised_file;
+  $('quantized-name').textContent = pub.quantized_file;
   $('weights-file').addEventListener('change', async (ev) => {
     const f = ev.target.files[0];
     if (f) await openWeights(new Uint8Array(await f.arrayBuffer()), f.name, true);

@@ -3,7 +3,7 @@
 (weights/vgg19.safetensors, caffe convention: BGR, 0..255, minus the mean pixel), nst's
 default loss (content at relu4_2, Gram style at relu1_1..relu5_1, every layer divided by the
 mean square of its target, weights 0.5 / 1.0, total variation 0.2 as the mean absolute
-neighbour difference), its gradient with respect to the image, and one Adam step (lr 0.02)
+neighbor difference), its gradient with respect to the image, and one Adam step (lr 0.02)
 clamped to [0, 1], on noise images, at each size. No torchvision: the layers are written
 here. Runs with TF32 off (fp32 as nst computes it) and on, each labelled.
 

@@ -35,7 +35,7 @@ fn assert_same(what: &str, tiled: &Score, whole: &Score, rtol: f64) {
             a.term, a.raw, b.raw
         );
         assert!(err <= rtol, "{what}: {:?}: {} vs {}", a.term, a.raw, b.raw);
-        // Normalised factors come from targets computed tile by tile too.
+        // Normalized factors come from targets computed tile by tile too.
         let f = (a.weight - b.weight).abs() / b.weight.abs().max(1e-300);
         assert!(
             f <= rtol,

@@ -60,7 +60,7 @@ fn one_style(image: Image) -> [Style; 1] {
 
 /// The largest error of the real-weights values (each term's raw value and factor, the
 /// measure) relative to JAX's, allowed: float32 rounding; the worst measured on lavapipe is
-/// 1.0e-6 (relu5_1's normalised factor).
+/// 1.0e-6 (relu5_1's normalized factor).
 const VALUE_RTOL: f64 = 5e-6;
 
 /// The largest error of a real-weights gradient relative to its largest element, allowed:
@@ -166,7 +166,7 @@ fn check_weighted(what: &str, s: &nst_transfer::Score, f: &Fixture, factor: impl
 }
 
 /// Weights that are not 0 or 1, against Σ weight·(each term's JAX gradient), with the real
-/// weights: the defaults (every layer normalised: a_l = 1/mean(F_l(c)²), c_l =
+/// weights: the defaults (every layer normalized: a_l = 1/mean(F_l(c)²), c_l =
 /// 1/mean(S_l²); content 0.5, style 1, tv 0.2), and raw layer weights with global weights
 /// other than 1. With the defaults each weighted term's gradient is at least 0.2 % of the
 /// total's largest element (tv; relu1_1 6 %), far above the tolerance of 1e-5, so dropping or
@@ -216,7 +216,7 @@ fn weighted_terms_match_jax_with_real_weights() {
     });
 }
 
-/// Two styles blended 0.7/0.3 with the default weights: each style layer is normalised by
+/// Two styles blended 0.7/0.3 with the default weights: each style layer is normalized by
 /// the mean square of the blended target S̄_l = Σ_k b_k·G_l(s_k), and each style image's term
 /// weighs b_k·c_l, against JAX's terms one by one and its whole blended style loss.
 #[test]
@@ -353,7 +353,7 @@ fn measure_matches_jax_with_real_weights() {
 
 /// The default settings, end to end with the real weights at a small size and a few
 /// iterations: the result closes a real share of the style gap (by the measure, which no loss
-/// weight enters) while keeping the content recognisable.
+/// weight enters) while keeping the content recognizable.
 #[test]
 fn the_defaults_close_the_style_gap() {
     let Some((engine, _, [content, style, _])) = real_case() else {
@@ -607,7 +607,7 @@ fn a_non_finite_final_loss_stops_with_the_last_good_image() {
 /// A loss that overflows on the GPU at a later report stops the run with the image that
 /// report's predecessor scored. L-BFGS (unclamped between steps) on total variation alone,
 /// weight 1e30, from a checkerboard: the first step is the cautious one, 1/‖g‖₁ along −g;
-/// no neighbour difference changes sign, so the gradient after it is the same, the pair's
+/// no neighbor difference changes sign, so the gradient after it is the same, the pair's
 /// sᵀy is 0 and it is refused, and the second step is −g itself, about 1e27 per pixel. Every
 /// weight is finite as float32; the loss of that image overflows in the forward on the GPU
 /// and is seen at report 3. The run must return the image after step 1 (report 2's), neither

@@ -31,10 +31,10 @@ pub struct LossArgs {
     /// --content-weight and --style-weight together (docs/loss.md).
     #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["content_weight", "style_weight"])]
     strength: Option<f64>,
-    /// Weight of the content loss (each layer normalised unless --content-layer-weights).
+    /// Weight of the content loss (each layer normalized unless --content-layer-weights).
     #[arg(long, allow_negative_numbers = true, default_value_t = defaults::CONTENT_WEIGHT)]
     content_weight: f64,
-    /// Weight of the style loss (each layer normalised unless --style-layer-weights).
+    /// Weight of the style loss (each layer normalized unless --style-layer-weights).
     #[arg(long, allow_negative_numbers = true, default_value_t = defaults::STYLE_WEIGHT)]
     style_weight: f64,
     /// Weight of the total variation (smoothness).
@@ -115,7 +115,7 @@ pub struct ImageArgs {
     /// A style image; repeat for several styles.
     #[arg(long, required = true)]
     style: Vec<PathBuf>,
-    /// Blend weights of the style images, comma-separated (normalised to sum to 1).
+    /// Blend weights of the style images, comma-separated (normalized to sum to 1).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     style_weights: Option<Vec<f64>>,
     /// Style images' longest side relative to the output's.
@@ -175,7 +175,7 @@ pub struct StylizeArgs {
     /// Seed of the random start (same seed, same adapter: same output).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Keep colours.
+    /// Keep colors.
     #[arg(long, default_value = "none", value_parser = named(&PreserveColors::NAMED, PreserveColors::name))]
     preserve_colors: PreserveColors,
     /// Number of coarse-to-fine scales (default: 1 up to 700 px, else steps of about √2 from --min-size).

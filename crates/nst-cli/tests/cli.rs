@@ -46,7 +46,7 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// Writes a small colourful RGB PNG.
+/// Writes a small colorful RGB PNG.
 fn png(path: &Path, w: u32, h: u32) {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         image::Rgb([(x * 7) as u8, (y * 11) as u8, ((x + y) * 5) as u8])
@@ -275,7 +275,7 @@ fn stylize_then_score_agree() {
     assert!(run.status.success(), "{}", stderr(&run));
     let drawn = image::open(&plot).unwrap().to_rgb8();
     assert_eq!(drawn.dimensions(), (960, 600));
-    // Something besides the white background and grey mesh: the coloured curves.
+    // Something besides the white background and gray mesh: the colored curves.
     assert!(drawn.pixels().any(|p| p[0] > 150 && p[1] < 80 && p[2] < 80));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout)
         .lines()
@@ -694,7 +694,7 @@ fn weights_info_and_fetch_check_the_tensor_hash() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// `png` with the colours `f(x, y)` gives.
+/// `png` with the colors `f(x, y)` gives.
 fn png_with(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) {
     image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)))
         .save(path)
@@ -786,15 +786,15 @@ fn multi_scale_runs_each_scale_and_saves_snapshots() {
 }
 
 /// `--preserve-colors`: with `luminance` the output has the content's chroma (YIQ's I and Q)
-/// while its luminance moved; with `histogram` (the style recoloured to the content's colour
+/// while its luminance moved; with `histogram` (the style recolored to the content's color
 /// statistics) its chroma stays much nearer the content's than a plain run's does. The style
 /// is cyan and green stripes, the content a warm gradient.
 #[test]
-fn preserve_colors_keep_the_contents_colours() {
+fn preserve_colors_keep_the_contents_colors() {
     if !have_weights() {
         return;
     }
-    let d = scratch("colours");
+    let d = scratch("colors");
     let (c, s) = (d.join("c.png"), d.join("s.png"));
     png_with(&c, 32, 24, |x, y| {
         [(200 - 2 * x) as u8, (60 + 3 * y) as u8, (40 + x + y) as u8]

@@ -266,7 +266,7 @@ pub fn shader(ctx: &Context, label: &str, source: &str) -> Result<wgpu::ShaderMo
         force_loop_bounding: false,
         ..wgpu::ShaderRuntimeChecks::checked()
     };
-    // SAFETY: without bounds checks an out-of-range index is undefined behaviour on the GPU.
+    // SAFETY: without bounds checks an out-of-range index is undefined behavior on the GPU.
     // Every kernel indexes only inside the shapes its Rust wrapper validated against the bound
     // views' lengths before building the dispatch, and the tests, which run with the checks
     // on, compare every kernel against the CPU reference at edge shapes. Integer-division

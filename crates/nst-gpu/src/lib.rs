@@ -1,4 +1,4 @@
-//! GPU runtime for nst: opens an adapter (honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`),
+//! GPU runtime for nst: opens an adapter (honoring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`),
 //! asks only for the limits it needs, turns wgpu's validation and out-of-memory errors into
 //! `Result`s, creates and reads back buffers, spreads launches over 2-D grids, and times
 //! passes with GPU timestamps.

@@ -182,7 +182,7 @@ impl Mse {
 }
 
 /// Total variation of a `c × h × w` image: the mean absolute difference between vertical
-/// neighbours plus that between horizontal neighbours.
+/// neighbors plus that between horizontal neighbors.
 pub struct TotalVariation(Loss);
 
 /// The uniform of a `c × h × w` image, after checking `x` against it.

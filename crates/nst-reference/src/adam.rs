@@ -6,7 +6,7 @@
 pub struct AdamState {
     /// First-moment (mean) estimate, one per parameter.
     pub m: Vec<f64>,
-    /// Second-moment (uncentred variance) estimate, one per parameter.
+    /// Second-moment (uncentered variance) estimate, one per parameter.
     pub v: Vec<f64>,
     /// Number of steps taken so far (0 before the first).
     pub step: u32,

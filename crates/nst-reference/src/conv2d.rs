@@ -111,16 +111,16 @@ mod tests {
     use crate::vector::dot;
 
     #[test]
-    fn one_pixel_only_centre_tap_counts() {
-        let weight: Vec<f64> = (1..=9).map(f64::from).collect(); // centre tap = 5
+    fn one_pixel_only_center_tap_counts() {
+        let weight: Vec<f64> = (1..=9).map(f64::from).collect(); // center tap = 5
         let y = conv2d_forward(&[2.0], 1, 1, 1, &weight, &[0.5], 1, false);
         assert_eq!(y, vec![2.0 * 5.0 + 0.5]);
-        // Two input channels, two outputs: sum of centre taps per output.
+        // Two input channels, two outputs: sum of center taps per output.
         let mut weight = vec![0.0; 2 * 2 * 9];
         weight[widx(0, 0, 1, 1, 2)] = 1.0;
         weight[widx(0, 1, 1, 1, 2)] = 10.0;
         weight[widx(1, 0, 1, 1, 2)] = -3.0;
-        weight[widx(1, 0, 0, 0, 2)] = 100.0; // off-centre: reads padding only
+        weight[widx(1, 0, 0, 0, 2)] = 100.0; // off-center: reads padding only
         let y = conv2d_forward(&[1.0, 2.0], 2, 1, 1, &weight, &[0.0, 1.0], 2, false);
         assert_eq!(y, vec![21.0, -2.0]);
         let y = conv2d_forward(&[1.0, 2.0], 2, 1, 1, &weight, &[0.0, 1.0], 2, true);
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn box_filter_counts_padding_as_zero() {
-        // All-ones 3×3 kernel on an all-ones 3×4 image: each output counts its in-range neighbours.
+        // All-ones 3×3 kernel on an all-ones 3×4 image: each output counts its in-range neighbors.
         let y = conv2d_forward(&[1.0; 12], 1, 3, 4, &[1.0; 9], &[0.0], 1, false);
         #[rustfmt::skip]
         let want = [

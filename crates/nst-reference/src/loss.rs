@@ -25,7 +25,7 @@ fn sign(d: f64) -> f64 {
     }
 }
 
-/// Numbers of vertical (`c·(h−1)·w`) and horizontal (`c·h·(w−1)`) neighbour pairs.
+/// Numbers of vertical (`c·(h−1)·w`) and horizontal (`c·h·(w−1)`) neighbor pairs.
 fn tv_counts(c: usize, h: usize, w: usize) -> (usize, usize) {
     (c * h.saturating_sub(1) * w, c * h * w.saturating_sub(1))
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 // std's Instant panics in a browser; this one reads the page's clock there.
 use web_time::Instant;
 
-/// The timing of full iterations (forward, losses, backward, Adam) at one size. Serialised
+/// The timing of full iterations (forward, losses, backward, Adam) at one size. Serialized
 /// and displayed as `nst bench` prints it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Bench {

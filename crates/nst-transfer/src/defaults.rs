@@ -10,11 +10,11 @@
 use crate::error::{Field, TransferError};
 use crate::settings::Optimizer;
 
-/// Weight of the (normalised) content loss.
+/// Weight of the (normalized) content loss.
 pub const CONTENT_WEIGHT: f64 = 0.5;
-/// Weight of the (normalised) style loss.
+/// Weight of the (normalized) style loss.
 pub const STYLE_WEIGHT: f64 = 1.0;
-/// Weight of the total variation (the mean absolute difference of neighbouring pixels).
+/// Weight of the total variation (the mean absolute difference of neighboring pixels).
 pub const TV_WEIGHT: f64 = 0.2;
 /// The default strength: [`strength_weights`] of it gives the default content and style
 /// weights.
@@ -41,7 +41,7 @@ pub const REPORT_EVERY: u32 = 10;
 /// The content and style weights of a strength `s` in [0, 1]: 2(1 − s)·[`CONTENT_WEIGHT`] and
 /// 2s·[`STYLE_WEIGHT`]. 0 keeps the photo, [`STRENGTH`] (0.5) gives the defaults, 1 keeps only
 /// the style; the ratio of the two, s/(1 − s) times the default ratio, is what sets the look,
-/// and it means the same for any images since the terms are normalised.
+/// and it means the same for any images since the terms are normalized.
 pub fn strength_weights(s: f64) -> Result<(f64, f64), TransferError> {
     if !(s.is_finite() && (0.0..=1.0).contains(&s)) {
         return Err(TransferError::invalid(

@@ -4,7 +4,7 @@
 //! its own names (the CLI to its flags, a web page to its form fields).
 
 use crate::image::{Image, ImageError};
-use crate::loss::Term;
+use crate::terms::Term;
 use nst_gpu::GpuError;
 use nst_vgg::VggError;
 use nst_weights::WeightsError;

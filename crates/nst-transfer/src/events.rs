@@ -3,8 +3,8 @@
 
 use crate::error::{Result, TransferError};
 use crate::image::Image;
-use crate::loss::LossValues;
 use crate::measure::Measure;
+use crate::terms::LossValues;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -126,7 +126,7 @@ pub struct Outcome {
     pub iterations: u32,
 }
 
-/// The losses of one image, their gradient, and its [`Measure`]. Serialised (without the
+/// The losses of one image, their gradient, and its [`Measure`]. Serialized (without the
 /// gradient) and displayed as `nst score` prints them.
 #[derive(Debug, Serialize)]
 pub struct Score {

@@ -1,4 +1,4 @@
-//! Image files in and out: decoding (with EXIF orientation, alpha, grey-scale and bit-depth
+//! Image files in and out: decoding (with EXIF orientation, alpha, gray-scale and bit-depth
 //! handling), high-quality resizing, and safe encoding that never leaves a half-written file.
 //!
 //! In memory an image is planar RGB `f32` in [0, 1], the layout the GPU pipeline uploads.
@@ -20,7 +20,7 @@ use ::image::{DynamicImage, ImageBuffer, ImageDecoder, ImageFormat, ImageReader,
 /// planes alone take 3 GiB, far more than any style transfer run can use.
 pub const MAX_PIXELS: u64 = 1 << 28;
 
-/// JPEG quality for saved results: high enough that compression artefacts do not blur the
+/// JPEG quality for saved results: high enough that compression artifacts do not blur the
 /// fine brush-stroke texture style transfer produces.
 const JPEG_QUALITY: u8 = 95;
 
@@ -132,7 +132,7 @@ impl fmt::Debug for Image {
 pub struct Loaded {
     /// The image, upright, RGB, in [0, 1].
     pub image: Image,
-    /// One sentence per conversion applied (e.g. "is grey-scale: replicated to RGB"), meant to
+    /// One sentence per conversion applied (e.g. "is gray-scale: replicated to RGB"), meant to
     /// be shown after the file name; empty when the file was plain 8-bit RGB.
     pub notes: Vec<String>,
 }
@@ -345,7 +345,7 @@ fn supported_input_formats() -> String {
 /// Reads an image file, applying its EXIF orientation and converting it to RGB in [0, 1].
 ///
 /// The format is detected from the content (the extension is only a fallback). Transparent
-/// pixels are composited over white, grey-scale is replicated to RGB, and 16-bit or float
+/// pixels are composited over white, gray-scale is replicated to RGB, and 16-bit or float
 /// samples keep their full precision; each conversion adds a note.
 pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ImageError> {
     let path = path.as_ref();
@@ -416,7 +416,7 @@ pub fn decode(bytes: &[u8], name: impl AsRef<Path>) -> Result<Loaded, ImageError
     }
     match format {
         Some(ImageFormat::Png) if is_indexed_png(bytes) => {
-            notes.push("is a palette (indexed-colour) PNG: expanded to RGB".to_owned());
+            notes.push("is a palette (indexed-color) PNG: expanded to RGB".to_owned());
         }
         Some(ImageFormat::Gif) => {
             notes
@@ -468,7 +468,7 @@ fn describe_orientation(o: Orientation) -> &'static str {
     }
 }
 
-/// Whether the file is a PNG whose IHDR chunk says colour type 3 (palette). The decoder
+/// Whether the file is a PNG whose IHDR chunk says color type 3 (palette). The decoder
 /// expands palettes silently, so the header is the only place this is visible.
 fn is_indexed_png(head: &[u8]) -> bool {
     const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -477,12 +477,12 @@ fn is_indexed_png(head: &[u8]) -> bool {
 
 /// Converts any decoded image to planar RGB in [0, 1], returning the notes for the conversions.
 fn to_planar(dynamic: DynamicImage) -> (Image, Vec<String>) {
-    let colour = dynamic.color();
+    let color = dynamic.color();
     let mut notes = Vec::new();
-    if !colour.has_color() {
-        notes.push("is grey-scale: replicated to RGB".to_owned());
+    if !color.has_color() {
+        notes.push("is gray-scale: replicated to RGB".to_owned());
     }
-    let bytes_per_sample = colour.bytes_per_pixel() / colour.channel_count();
+    let bytes_per_sample = color.bytes_per_pixel() / color.channel_count();
     let is_float = bytes_per_sample == 4;
     match bytes_per_sample {
         2 => notes.push("has 16 bits per channel: kept at full precision".to_owned()),
@@ -492,7 +492,7 @@ fn to_planar(dynamic: DynamicImage) -> (Image, Vec<String>) {
 
     let (width, height) = (dynamic.width(), dynamic.height());
     let n = width as usize * height as usize;
-    // One path for every colour type: `f32` holds 8- and 16-bit samples exactly, and an
+    // One path for every color type: `f32` holds 8- and 16-bit samples exactly, and an
     // opaque pixel's compositing below is the identity (c · 1 + 1 · 0).
     let rgba = dynamic.into_rgba32f();
     let mut data = vec![0.0f32; 3 * n];
@@ -919,25 +919,25 @@ mod tests {
     }
 
     #[test]
-    fn grey_is_replicated_to_rgb() {
-        let dir = TempDir::new("grey");
-        let path = dir.path("grey.png");
-        let grey = ImageBuffer::from_fn(4, 3, |x, y| Luma([(x * 60 + y * 5) as u8]));
-        grey.save(&path).unwrap();
+    fn gray_is_replicated_to_rgb() {
+        let dir = TempDir::new("gray");
+        let path = dir.path("gray.png");
+        let gray = ImageBuffer::from_fn(4, 3, |x, y| Luma([(x * 60 + y * 5) as u8]));
+        gray.save(&path).unwrap();
         let loaded = load(&path).unwrap();
-        assert_eq!(loaded.notes, ["is grey-scale: replicated to RGB"]);
+        assert_eq!(loaded.notes, ["is gray-scale: replicated to RGB"]);
         let p = pixel(&loaded.image, 3, 2);
         assert_eq!(p, [190.0 / 255.0; 3]);
     }
 
     #[test]
-    fn grey_alpha_is_composited_over_white() {
-        let dir = TempDir::new("greyalpha");
+    fn gray_alpha_is_composited_over_white() {
+        let dir = TempDir::new("grayalpha");
         let path = dir.path("la.png");
         let img = ImageBuffer::from_fn(2, 1, |x, _| LumaA([0u8, if x == 0 { 255 } else { 0 }]));
         img.save(&path).unwrap();
         let loaded = load(&path).unwrap();
-        assert!(loaded.notes.iter().any(|n| n.contains("grey-scale")));
+        assert!(loaded.notes.iter().any(|n| n.contains("gray-scale")));
         assert!(loaded.notes.iter().any(|n| n.contains("alpha")));
         assert_eq!(pixel(&loaded.image, 0, 0), [0.0; 3]);
         assert_eq!(pixel(&loaded.image, 1, 0), [1.0; 3]);
@@ -997,7 +997,7 @@ mod tests {
         let loaded = load(&path).unwrap();
         assert_eq!(
             loaded.notes,
-            ["is a palette (indexed-colour) PNG: expanded to RGB"]
+            ["is a palette (indexed-color) PNG: expanded to RGB"]
         );
         assert_eq!(pixel(&loaded.image, 0, 0), [1.0, 0.0, 0.0]);
         assert_eq!(pixel(&loaded.image, 1, 0), [0.0, 1.0, 0.0]);

@@ -4,7 +4,7 @@
 //! An [`Engine`] holds the GPU, the compiled kernels and the VGG-19 weights; it is built once
 //! and runs any number of jobs. [`Settings`] says what a run does, starting from its
 //! defaults; [`Engine::stylize`] paints, [`Engine::score`] evaluates the same loss and its
-//! gradient for any image, and [`Engine::measure`] says how stylised an image is. Errors are
+//! gradient for any image, and [`Engine::measure`] says how stylized an image is. Errors are
 //! [`TransferError`]s that name the setting at fault ([`Field`]).
 //!
 //! ```
@@ -56,14 +56,13 @@ pub fn default_taps() -> Vec<LayerId> {
 }
 
 pub mod bench;
-pub mod colour;
+pub mod color;
 pub mod defaults;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod image;
 pub mod log;
-pub mod loss;
 pub mod measure;
 pub mod memory;
 pub mod objective;
@@ -73,6 +72,7 @@ pub mod plot;
 pub mod problem;
 pub mod report;
 pub mod settings;
+pub mod terms;
 pub mod tiled_graph;
 pub mod tuning;
 
@@ -82,7 +82,6 @@ pub use error::{Field, Result, TransferError};
 pub use events::{Event, Flow, Outcome, Score};
 pub use image::{Image, ImageError};
 pub use log::{Log, LogRow};
-pub use loss::{LayerWeight, LossConfig, LossValues, Term, TermValue, Weight};
 pub use measure::Measure;
 pub use memory::{
     plan_vgg19, ForwardJob, Job, LayersPlan, MemoryPart, MemoryPlan, ScalePlan, Target,
@@ -96,3 +95,4 @@ pub use settings::{
     plan_scales, Init, Optimizer, PreserveColors, Settings, Style, MAX_LBFGS_HISTORY, MAX_SIZE,
     MULTISCALE_ABOVE,
 };
+pub use terms::{LayerWeight, LossConfig, LossValues, Term, TermValue, Weight};

@@ -4,8 +4,8 @@
 use crate::error::{Result, TransferError};
 use crate::events::{Event, Outcome};
 use crate::image::write_atomic;
-use crate::loss::LossValues;
 use crate::measure::Measure;
+use crate::terms::LossValues;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;

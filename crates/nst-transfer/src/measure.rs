@@ -1,4 +1,4 @@
-//! How stylised an image is, by a measure that depends on no loss weight (`docs/loss.md`,
+//! How stylized an image is, by a measure that depends on no loss weight (`docs/loss.md`,
 //! "The measure"): users compare settings with it, tests assert on it.
 //!
 //! With G_l = F_l·F_lᵀ / (H_l·W_l) at the image's own size, the content image resized to it,

@@ -2,10 +2,10 @@
 //! values go to a small scalar buffer (read back only when asked), their gradients into the
 //! graph's tap gradients and, for total variation, the image gradient.
 //!
-//! The formulas are in [`crate::loss`].
+//! The formulas are in [`crate::terms`].
 
 use crate::error::{Field, Result, TransferError};
-use crate::loss::{LossConfig, LossValues, Term, TermValue};
+use crate::terms::{LossConfig, LossValues, Term, TermValue};
 use crate::tiled_graph::{
     copy_region, tap_layout, tensor_bytes, Captures, GramSums, Masks, TiledGraph,
 };
@@ -301,7 +301,7 @@ impl<'a> Factors<'a> {
         }
         let flat = |field, what: &str, l: LayerId| {
             let reason = format!(
-                "the {what} at {l} is all zero, so its term cannot be normalised: use another \
+                "the {what} at {l} is all zero, so its term cannot be normalized: use another \
                  image or layer, or give raw layer weights"
             );
             TransferError::invalid(field, reason)

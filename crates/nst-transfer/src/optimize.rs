@@ -1,15 +1,15 @@
 //! The optimization loop: coarse-to-fine scales, one GPU submission per iteration, color
 //! preservation, and the update step ([`Stepper`]).
 
-use crate::colour;
+use crate::color;
 use crate::engine::{noise, scaled_styles, style_size, Engine};
 use crate::error::{Field, Result, TransferError};
 use crate::events::{Event, Flow, Outcome};
 use crate::image::{fit_longest, resize, Image};
-use crate::loss::{LossValues, Term};
 use crate::memory::Job;
 use crate::problem::Problem;
 use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
+use crate::terms::{LossValues, Term};
 use nst_gpu::{Context, ViewMut};
 use nst_kernels::{AdamParams, LbfgsParams};
 // std's Instant panics in a browser; this one reads the page's clock there.
@@ -60,14 +60,14 @@ impl Engine {
                 content.clone(),
                 styles
                     .iter()
-                    .map(|s| colour::match_colour(&s.image, content))
+                    .map(|s| color::match_color(&s.image, content))
                     .collect(),
             ),
             PreserveColors::Luminance => (
-                grey(content),
+                gray(content),
                 styles
                     .iter()
-                    .map(|s| colour::luminance_only_style(&s.image, content))
+                    .map(|s| color::luminance_only_style(&s.image, content))
                     .collect(),
             ),
         };
@@ -114,7 +114,7 @@ impl Engine {
                 (Some(prev), _) => resize(prev, w, h),
                 (None, Init::Random) => noise(w, h, settings.seed),
                 (None, Init::Image(img)) => match settings.preserve_colors {
-                    PreserveColors::Luminance => resize(&grey(img), w, h),
+                    PreserveColors::Luminance => resize(&gray(img), w, h),
                     _ => resize(img, w, h),
                 },
                 (None, _) => c.clone(),
@@ -135,7 +135,7 @@ impl Engine {
         let mut image = current.unwrap_or_else(|| content_in.clone());
         if settings.preserve_colors == PreserveColors::Luminance {
             let c = resize(content, image.width, image.height);
-            image = colour::with_luminance(&c, &colour::luminance(&image));
+            image = color::with_luminance(&c, &color::luminance(&image));
         }
         let measure = match stopped {
             true => None,
@@ -352,8 +352,8 @@ impl Stepper {
 }
 
 /// The image's luminance in all three channels.
-fn grey(img: &Image) -> Image {
-    let y = colour::luminance(img);
+fn gray(img: &Image) -> Image {
+    let y = color::luminance(img);
     let mut data = Vec::with_capacity(y.len() * 3);
     for _ in 0..3 {
         data.extend_from_slice(&y);

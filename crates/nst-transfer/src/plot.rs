@@ -16,7 +16,7 @@ struct Point {
 }
 
 const NAMES: [&str; 4] = ["total", "content", "style", "total variation"];
-const COLOURS: [RGBColor; 4] = [BLACK, BLUE, RED, RGBColor(0, 140, 0)];
+const COLORS: [RGBColor; 4] = [BLACK, BLUE, RED, RGBColor(0, 140, 0)];
 const SIZE: (u32, u32) = (960, 600);
 
 /// Checks before a run that the plot can be written to `path`: a PNG name that is none of
@@ -131,11 +131,11 @@ fn draw(
         if series.is_empty() {
             continue; // a term with weight 0
         }
-        let colour = COLOURS[k];
+        let color = COLORS[k];
         chart
-            .draw_series(LineSeries::new(series, colour.stroke_width(2)))?
+            .draw_series(LineSeries::new(series, color.stroke_width(2)))?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart
         .configure_series_labels()

@@ -3,10 +3,10 @@
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::image::Image;
-use crate::loss::LossValues;
 use crate::memory::{Job, MemoryPlan, ScalePlan};
 use crate::objective::{content_mean_squares, Objective};
 use crate::settings::Settings;
+use crate::terms::LossValues;
 use crate::tiled_graph::{Captures, TiledGraph};
 use nst_gpu::{Context, View};
 use nst_vgg::Graph;

@@ -133,7 +133,7 @@ pub fn print(
 ) -> std::io::Result<()> {
     use std::io::Write;
     let text = match json {
-        true => serde_json::to_string_pretty(value).expect("serialisable") + "\n",
+        true => serde_json::to_string_pretty(value).expect("serializable") + "\n",
         false => value.to_string(),
     };
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -303,15 +303,15 @@ impl Drop for Reporter {
 }
 
 fn print_json(row: &LogRow) {
-    println!("{}", serde_json::to_string(row).expect("serialisable"));
+    println!("{}", serde_json::to_string(row).expect("serializable"));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::loss::{LossValues, Term, TermValue};
     use crate::measure::Measure;
+    use crate::terms::{LossValues, Term, TermValue};
     use std::time::Duration;
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::defaults;
 use crate::error::{Field, Result, TransferError};
 use crate::image::Image;
-use crate::loss::LossConfig;
+use crate::terms::LossConfig;
 use nst_vgg::Pooling;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -143,15 +143,15 @@ impl<'de> Deserialize<'de> for Init {
     }
 }
 
-/// How colours are kept. Written `none`, `luminance` or `histogram`.
+/// How colors are kept. Written `none`, `luminance` or `histogram`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PreserveColors {
-    /// The style's colours.
+    /// The style's colors.
     #[default]
     None,
     /// Transfer luminance only: the result keeps the content's chroma (YIQ).
     Luminance,
-    /// Recolour each style image to the content's colour mean and covariance first.
+    /// Recolor each style image to the content's color mean and covariance first.
     Histogram,
 }
 
@@ -238,7 +238,7 @@ impl Default for Optimizer {
 pub struct Style {
     /// The image.
     pub image: Image,
-    /// Its weight, ≥ 0 (the weights of a run's styles are normalised to sum to 1).
+    /// Its weight, ≥ 0 (the weights of a run's styles are normalized to sum to 1).
     pub weight: f64,
 }
 
@@ -299,7 +299,7 @@ pub struct Settings {
     pub init: Init,
     /// Seed of [`Init::Random`].
     pub seed: u64,
-    /// Colour handling.
+    /// Color handling.
     pub preserve_colors: PreserveColors,
     /// Number of coarse-to-fine scales; `None`: one up to [`MULTISCALE_ABOVE`] pixels, else
     /// steps of about √2 from `min_size` ([`plan_scales`]).
@@ -540,7 +540,7 @@ pub fn plan_scales(size: u32, min_size: u32, count: Option<u32>) -> Vec<u32> {
     out
 }
 
-/// The styles' blend weights normalised to sum to 1, or what is wrong with them (no style,
+/// The styles' blend weights normalized to sum to 1, or what is wrong with them (no style,
 /// a weight negative or not finite, all zero).
 pub fn normalized_blend(styles: &[Style]) -> Result<Vec<f64>> {
     let bad = |reason: String| Err(TransferError::invalid(Field::Styles, reason));
@@ -641,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn blend_weights_are_checked_and_normalised() {
+    fn blend_weights_are_checked_and_normalized() {
         let img = || Image::new(1, 1, vec![0.0; 3]).unwrap();
         let styles = [Style::new(img(), 1.0), Style::new(img(), 3.0)];
         assert_eq!(normalized_blend(&styles).unwrap(), vec![0.25, 0.75]);
@@ -709,8 +709,8 @@ mod tests {
             ),
             (r#"{"size": 0}"#, "size"),
             (r#"{"iterations": 0}"#, "iterations"),
-            (r#"{"colour": 1}"#, "colour"),
-            (r#"{"loss": {"colour": 1}}"#, "colour"),
+            (r#"{"color": 1}"#, "color"),
+            (r#"{"loss": {"color": 1}}"#, "color"),
             (r#"{"pooling": "min"}"#, "pooling"),
             (r#"{"init": "noise"}"#, "init"),
             (r#"{"preserve_colors": "sepia"}"#, "preserve_colors"),

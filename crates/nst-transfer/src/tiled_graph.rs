@@ -341,7 +341,7 @@ impl Masks {
 }
 
 /// Gram matrices over every tile's own positions: `G = Σ_q f_q·f_qᵀ / N` over the image's
-/// `N` positions at the layer. Tiled, each tile's masked map gives `G_t` normalised by the
+/// `N` positions at the layer. Tiled, each tile's masked map gives `G_t` normalized by the
 /// window's positions `n`, added into `G` with weight `n / N`.
 pub(crate) struct GramSums {
     /// `G` per layer, `c × c`.

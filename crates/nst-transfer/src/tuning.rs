@@ -428,7 +428,7 @@ fn write_cache(path: &Path, file: &CacheFile) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let text = serde_json::to_string_pretty(file).expect("serialisable") + "\n";
+    let text = serde_json::to_string_pretty(file).expect("serializable") + "\n";
     // Whole or not at all, so that a run reading it never sees half a file.
     crate::image::write_atomic(path, |out| out.write_all(text.as_bytes())).map_err(io)
 }

@@ -1,7 +1,7 @@
 //! Exact tiled evaluation's plan: how an image too large for the GPU's memory is split into
 //! windows that one smaller graph runs on in turn.
 //!
-//! Every loss term is a sum over positions (content and style) or over neighbour pairs of
+//! Every loss term is a sum over positions (content and style) or over neighbor pairs of
 //! the image (total variation, computed on the full image). So each tapped layer's positions
 //! are shared among tiles: a tile *owns* a rectangle of the image, and at a layer `s` times
 //! smaller it owns the positions whose `s × s` footprint lies in that rectangle. Its *window*

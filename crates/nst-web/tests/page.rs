@@ -280,7 +280,7 @@ impl Cdp {
 }
 
 #[test]
-fn the_web_page_stylises_an_image_in_headless_chromium() {
+fn the_web_page_stylizes_an_image_in_headless_chromium() {
     let Some(chromium) = chromium() else {
         return skip_or_fail("no Chromium (install `chromium`, or set CHROMIUM)");
     };

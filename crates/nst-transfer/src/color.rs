@@ -1,5 +1,5 @@
-//! Colour preservation helpers (Gatys et al. 2016, "Preserving Color in Neural Artistic Style
-//! Transfer"): luminance-only transfer through YIQ, and linear colour matching of the style
+//! Color preservation helpers (Gatys et al. 2016, "Preserving Color in Neural Artistic Style
+//! Transfer"): luminance-only transfer through YIQ, and linear color matching of the style
 //! image to the content image. All work on the CPU, on planar [`Image`]s.
 
 use crate::image::Image;
@@ -8,7 +8,7 @@ type Mat3 = [[f64; 3]; 3];
 
 /// NTSC YIQ, the space Gatys et al. 2016 use for luminance-only transfer. jcjohnson/neural-style's
 /// `original_colors` uses YUV instead; both share this Y row and both chroma pairs vanish exactly
-/// on grey, so "Y from one image, chroma from another" gives the same RGB in either space.
+/// on gray, so "Y from one image, chroma from another" gives the same RGB in either space.
 const RGB_TO_YIQ: Mat3 = [
     [0.299, 0.587, 0.114],
     [0.595716, -0.274453, -0.321263],
@@ -19,7 +19,7 @@ const RGB_TO_YIQ: Mat3 = [
 /// as `f64` allows (the rounded textbook inverse is only good to about 1e-4).
 const YIQ_TO_RGB: Mat3 = invert(RGB_TO_YIQ);
 
-/// Added to the covariance diagonals so flat (single-colour) images still have an invertible
+/// Added to the covariance diagonals so flat (single-color) images still have an invertible
 /// covariance; small next to the variance of any real photograph (~1e-2).
 const COVARIANCE_EPSILON: f64 = 1e-5;
 
@@ -101,8 +101,8 @@ pub fn with_luminance(chroma_from: &Image, y: &[f32]) -> Image {
     rgb
 }
 
-/// The mean colour and the colour covariance (population) of an image's pixels, in `f64`.
-fn colour_stats(img: &Image) -> ([f64; 3], Mat3) {
+/// The mean color and the color covariance (population) of an image's pixels, in `f64`.
+fn color_stats(img: &Image) -> ([f64; 3], Mat3) {
     let n = img.pixel_count();
     let plane = |c: usize| &img.data[c * n..(c + 1) * n];
     let mut mean = [0.0; 3];
@@ -198,16 +198,16 @@ fn with_epsilon(mut m: Mat3) -> Mat3 {
     m
 }
 
-/// Recolours `source` so its colours' mean and covariance equal `target`'s (the linear method
+/// Recolors `source` so its colors' mean and covariance equal `target`'s (the linear method
 /// of Gatys et al. 2016): x' = A (x − μₛ) + μₜ with A = Σₜ^½ Σₛ^-½, clamped to [0, 1].
 /// Used to give the style image the content's palette before transfer. The images may differ
 /// in size; an image without pixels leaves `source` unchanged.
-pub fn match_colour(source: &Image, target: &Image) -> Image {
+pub fn match_color(source: &Image, target: &Image) -> Image {
     if source.pixel_count() == 0 || target.pixel_count() == 0 {
         return source.clone();
     }
-    let (mu_s, cov_s) = colour_stats(source);
-    let (mu_t, cov_t) = colour_stats(target);
+    let (mu_s, cov_s) = color_stats(source);
+    let (mu_t, cov_t) = color_stats(target);
     let a = mat_mul(
         &symmetric_function(&with_epsilon(cov_t), f64::sqrt),
         &symmetric_function(&with_epsilon(cov_s), |l| 1.0 / l.sqrt()),
@@ -243,23 +243,23 @@ fn mean_std(values: &[f32]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// The style image as a grey image for luminance-only transfer (Gatys et al. 2016): its
+/// The style image as a gray image for luminance-only transfer (Gatys et al. 2016): its
 /// luminance, shifted and scaled so its mean and standard deviation match the content's
-/// luminance, in all three channels, clamped to [0, 1]. The transfer then runs on grey
+/// luminance, in all three channels, clamped to [0, 1]. The transfer then runs on gray
 /// images and [`with_luminance`] puts the content's chroma back.
 pub fn luminance_only_style(style: &Image, content: &Image) -> Image {
     let y_style = luminance(style);
     let (mean_s, std_s) = mean_std(&y_style);
     let (mean_c, std_c) = mean_std(&luminance(content));
-    // A flat style has no contrast to scale; it becomes the content's mean grey.
+    // A flat style has no contrast to scale; it becomes the content's mean gray.
     let gain = if std_s > 1e-8 { std_c / std_s } else { 0.0 };
-    let grey: Vec<f32> = y_style
+    let gray: Vec<f32> = y_style
         .iter()
         .map(|&y| ((f64::from(y) - mean_s) * gain + mean_c).clamp(0.0, 1.0) as f32)
         .collect();
-    let mut data = Vec::with_capacity(3 * grey.len());
+    let mut data = Vec::with_capacity(3 * gray.len());
     for _ in 0..3 {
-        data.extend_from_slice(&grey);
+        data.extend_from_slice(&gray);
     }
     Image::from_parts(style.width, style.height, data)
 }
@@ -287,7 +287,7 @@ mod tests {
         Image::from_parts(width, height, data)
     }
 
-    /// Pixels drawn from a correlated, narrow colour distribution well inside [0, 1].
+    /// Pixels drawn from a correlated, narrow color distribution well inside [0, 1].
     fn tinted_image(width: u32, height: u32, seed: u64) -> Image {
         let mut rng = Lcg(seed);
         let n = (width * height) as usize;
@@ -324,7 +324,7 @@ mod tests {
         for (a, b) in img.data.iter().zip(&back.data) {
             assert!((a - b).abs() < 1e-6);
         }
-        // Grey has no chroma, and white has Y = 1.
+        // Gray has no chroma, and white has Y = 1.
         let white = Image::from_parts(1, 1, vec![1.0; 3]);
         let yiq = rgb_to_yiq(&white);
         assert!((yiq.data[0] - 1.0).abs() < 1e-6);
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn with_luminance_keeps_chroma_and_takes_y() {
-        // Mid-range colours so clamping does not interfere.
+        // Mid-range colors so clamping does not interfere.
         let chroma = tinted_image(6, 5, 3);
         let other = tinted_image(6, 5, 4);
         let y_other = luminance(&other);
@@ -398,16 +398,16 @@ mod tests {
     }
 
     #[test]
-    fn match_colour_matches_mean_and_covariance() {
+    fn match_color_matches_mean_and_covariance() {
         // Different sizes on purpose.
         let source = random_image(40, 30, 5);
         let target = tinted_image(25, 20, 6);
-        let out = match_colour(&source, &target);
+        let out = match_color(&source, &target);
         assert_eq!((out.width, out.height), (40, 30));
         // The target is narrow, so nothing should have needed clamping.
         assert!(out.data.iter().all(|v| *v > 0.0 && *v < 1.0));
-        let (mu_o, cov_o) = colour_stats(&out);
-        let (mu_t, cov_t) = colour_stats(&target);
+        let (mu_o, cov_o) = color_stats(&out);
+        let (mu_t, cov_t) = color_stats(&target);
         for c in 0..3 {
             assert!((mu_o[c] - mu_t[c]).abs() < 1e-3, "{mu_o:?} vs {mu_t:?}");
             for d in 0..3 {
@@ -420,47 +420,47 @@ mod tests {
     }
 
     #[test]
-    fn match_colour_handles_flat_images() {
+    fn match_color_handles_flat_images() {
         let flat = Image::from_parts(4, 4, vec![0.5; 48]);
         let target = tinted_image(8, 8, 7);
-        let out = match_colour(&flat, &target);
+        let out = match_color(&flat, &target);
         assert!(out
             .data
             .iter()
             .all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
-        let (mu_o, _) = colour_stats(&out);
-        let (mu_t, _) = colour_stats(&target);
+        let (mu_o, _) = color_stats(&out);
+        let (mu_t, _) = color_stats(&target);
         for c in 0..3 {
             assert!((mu_o[c] - mu_t[c]).abs() < 1e-3);
         }
-        let to_flat = match_colour(&target, &flat);
+        let to_flat = match_color(&target, &flat);
         for v in &to_flat.data {
             assert!((v - 0.5).abs() < 1e-2);
         }
         let empty = Image::from_parts(0, 0, Vec::new());
-        assert_eq!(match_colour(&empty, &target), empty);
-        assert_eq!(match_colour(&target, &empty), target);
+        assert_eq!(match_color(&empty, &target), empty);
+        assert_eq!(match_color(&target, &empty), target);
     }
 
     #[test]
     fn luminance_only_style_matches_content_statistics() {
         let style = random_image(30, 20, 8);
         let content = tinted_image(16, 16, 9);
-        let grey = luminance_only_style(&style, &content);
-        assert_eq!((grey.width, grey.height), (30, 20));
-        let n = grey.pixel_count();
-        assert_eq!(grey.data[..n], grey.data[n..2 * n]);
-        assert_eq!(grey.data[..n], grey.data[2 * n..]);
-        let (mean_g, std_g) = mean_std(&grey.data[..n]);
+        let gray = luminance_only_style(&style, &content);
+        assert_eq!((gray.width, gray.height), (30, 20));
+        let n = gray.pixel_count();
+        assert_eq!(gray.data[..n], gray.data[n..2 * n]);
+        assert_eq!(gray.data[..n], gray.data[2 * n..]);
+        let (mean_g, std_g) = mean_std(&gray.data[..n]);
         let (mean_c, std_c) = mean_std(&luminance(&content));
         assert!((mean_g - mean_c).abs() < 1e-4, "{mean_g} vs {mean_c}");
         assert!((std_g - std_c).abs() < 1e-4, "{std_g} vs {std_c}");
-        // A grey image's luminance is its grey value (Y's weights sum to 1).
-        let y = luminance(&grey);
-        for (a, b) in y.iter().zip(&grey.data[..n]) {
+        // A gray image's luminance is its gray value (Y's weights sum to 1).
+        let y = luminance(&gray);
+        for (a, b) in y.iter().zip(&gray.data[..n]) {
             assert!((a - b).abs() < 1e-6);
         }
-        // A flat style becomes the content's mean grey.
+        // A flat style becomes the content's mean gray.
         let flat = luminance_only_style(&Image::from_parts(2, 2, vec![0.9; 12]), &content);
         for v in &flat.data {
             assert!((f64::from(*v) - mean_c).abs() < 1e-6);

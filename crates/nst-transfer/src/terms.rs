@@ -14,7 +14,7 @@
 //!
 //! A layer weight is either given ([`Weight::Raw`]) or scale-free ([`Weight::Normalized`]):
 //! a_l = w / mean(F_l(c)²) and c_l = w / mean(S̄_l²), with S̄_l = Σ_k b_k·G_l(s_k) the blended
-//! target. The normalised terms are then the squared relative distances
+//! target. The normalized terms are then the squared relative distances
 //! ‖F_l(x) − F_l(c)‖² / ‖F_l(c)‖² and ‖G_l(x) − S̄_l‖² / ‖S̄_l‖² (plus a constant with several
 //! styles), the same size for any pair of images and any size.
 //!
@@ -48,7 +48,7 @@ impl Weight {
     }
 
     /// The factor of the raw term, given the mean square of the layer's target; `None` when
-    /// a normalised weight meets a target that is all zero (or not finite).
+    /// a normalized weight meets a target that is all zero (or not finite).
     pub fn factor(self, target_mean_square: f64) -> Option<f64> {
         match self {
             Weight::Normalized(w) if target_mean_square > 0.0 && target_mean_square.is_finite() => {
@@ -88,7 +88,7 @@ impl LayerWeight {
         }
     }
 
-    /// `layers` with the raw `weights`, one per layer, or each normalised when `weights` is
+    /// `layers` with the raw `weights`, one per layer, or each normalized when `weights` is
     /// `None`. `field` names the list in the error when the counts differ.
     pub fn list(
         field: Field,
@@ -137,7 +137,7 @@ pub struct LossConfig {
 
 impl Default for LossConfig {
     /// The defaults of [`crate::defaults`]: content at [`crate::CONTENT_LAYERS`], style at
-    /// [`crate::STYLE_LAYERS`], every layer normalised with weight 1.
+    /// [`crate::STYLE_LAYERS`], every layer normalized with weight 1.
     fn default() -> Self {
         let layers = |names: &[&str]| {
             names
