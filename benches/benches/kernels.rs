@@ -514,8 +514,7 @@ fn bench_elementwise(c: &mut Criterion, b: &Bench) {
 }
 
 fn configure(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    b: &Bench,
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, b: &Bench,
 ) {
     if b.ctx.is_software() {
         group.sample_size(10);

@@ -29,13 +29,9 @@ from safetensors.numpy import load_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+from vgg_layers import LAYERS  # noqa: E402
 
-BLOCK_CONVS = [2, 2, 4, 4, 4]
-LAYERS = []
-for _b, _n in enumerate(BLOCK_CONVS, 1):
-    for _m in range(1, _n + 1):
-        LAYERS += [f"conv{_b}_{_m}", f"relu{_b}_{_m}"]
-    LAYERS.append(f"pool{_b}")
 STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 CONTENT = ["relu4_2"]
 DEEPEST = max(LAYERS.index(t) for t in STYLE + CONTENT)

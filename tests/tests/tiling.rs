@@ -107,11 +107,7 @@ fn to_relu3_1(content: &str) -> LossConfig {
 /// Scores `x` in tiles of at most 48 px and whole, with `loss`, for both poolings, and
 /// compares them.
 fn same_in_48px_tiles(
-    engine: &Engine,
-    what: &str,
-    [content, x]: [&Image; 2],
-    styles: &[Style],
-    loss: LossConfig,
+    engine: &Engine, what: &str, [content, x]: [&Image; 2], styles: &[Style], loss: LossConfig,
 ) {
     for pooling in [Pooling::Max, Pooling::Avg] {
         let whole = Settings::default().loss(loss.clone()).pooling(pooling);

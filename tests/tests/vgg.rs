@@ -29,11 +29,7 @@ struct Run {
 /// Builds the graph, writes `input` and the tap gradients `cot`, records forward and
 /// backward into one submission, and reads back.
 fn run_graph(
-    g: &Gpu,
-    weights: &VggWeights,
-    config: &GraphConfig,
-    input: &[f32],
-    cot: &[Vec<f32>],
+    g: &Gpu, weights: &VggWeights, config: &GraphConfig, input: &[f32], cot: &[Vec<f32>],
 ) -> (Graph, Run) {
     let graph = Graph::new(&g.ctx, &g.k, weights, config).unwrap();
     g.ctx.write(graph.input().buffer, 0, input);

@@ -350,8 +350,7 @@ pub fn bench(a: BenchArgs) -> Result<(), Failure> {
 
 /// Prints `value` for people, or as JSON ([`nst_transfer::report::print`]).
 pub fn report(
-    value: &(impl std::fmt::Display + serde::Serialize),
-    json: bool,
+    value: &(impl std::fmt::Display + serde::Serialize), json: bool,
 ) -> Result<(), Failure> {
     nst_transfer::report::print(value, json).map_err(|e| fail(1, e))
 }

@@ -55,6 +55,11 @@ fn png(path: &Path, w: u32, h: u32) {
 }
 
 /// Whether the real weights are there (the runs need them); under `CI` they must be.
+/// A scratch folder, when the weights are there to run `nst` with (see [`have_weights`]).
+fn scratch_with_weights(name: &str) -> Option<PathBuf> {
+    have_weights().then(|| scratch(name))
+}
+
 fn have_weights() -> bool {
     let weights = repo_weights();
     if !weights.exists() {
@@ -65,6 +70,13 @@ fn have_weights() -> bool {
         eprintln!("skipping: no weights (nst weights fetch)");
     }
     weights.exists()
+}
+
+/// Runs `nst` with `args`, which must succeed, and reads its standard output as JSON.
+fn nst_json(args: &[&str]) -> serde_json::Value {
+    let o = nst(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -301,7 +313,7 @@ fn stylize_then_score_agree() {
         "{last}"
     );
     let grad = d.join("g.safetensors");
-    let score = nst(&[
+    let v = nst_json(&[
         "score",
         "--content",
         c,
@@ -313,8 +325,6 @@ fn stylize_then_score_agree() {
         "--grad",
         grad.to_str().unwrap(),
     ]);
-    assert!(score.status.success(), "{}", stderr(&score));
-    let v: serde_json::Value = serde_json::from_slice(&score.stdout).unwrap();
     let total = v["total"].as_f64().unwrap();
     assert!(
         ((total - end) / end).abs() < 1e-3,
@@ -353,10 +363,9 @@ fn a_closed_pipe_is_not_an_error() {
 /// largest size that fits; too small to reach relu5_1 names the smallest.
 #[test]
 fn sizes_the_device_cannot_run_are_refused() {
-    if !have_weights() {
+    let Some(d) = scratch_with_weights("sizes") else {
         return;
-    }
-    let d = scratch("sizes");
+    };
     let (c, s) = (d.join("c.png"), d.join("s.png"));
     png(&c, 40, 30);
     png(&s, 32, 32);
@@ -483,10 +492,9 @@ fn memory_budgets_plan_tiles_or_name_the_flag_to_change() {
 fn ctrl_c_writes_the_current_image() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    if !have_weights() {
+    let Some(d) = scratch_with_weights("sigint") else {
         return;
-    }
-    let d = scratch("sigint");
+    };
     let (c, s) = (d.join("c.png"), d.join("s.png"));
     png(&c, 40, 30);
     png(&s, 32, 32);
@@ -612,21 +620,18 @@ fn weights_are_looked_for_at_run_time() {
 /// file is kept by `fetch` without downloading.
 #[test]
 fn weights_info_and_fetch_check_the_tensor_hash() {
-    if !have_weights() {
+    let Some(d) = scratch_with_weights("hash") else {
         return;
-    }
-    let d = scratch("hash");
+    };
     let intact = d.join("intact.safetensors");
     std::fs::copy(repo_weights(), &intact).unwrap();
-    let o = nst(&[
+    let v = nst_json(&[
         "weights",
         "info",
         "--json",
         "--weights",
         intact.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["published"], true, "{v}");
     let recorded = v["tensors_sha256_recorded"].is_string();
     assert!(
@@ -727,10 +732,7 @@ fn stylize_ok(content: &Path, style: &Path, out: &Path, args: &[&str]) -> String
 /// A scratch folder holding a content image of `w × h` (`c.png`) and a 32 × 32 style image
 /// (`s.png`), for a run that needs the weights; `None` (the test skips) without them.
 fn images(name: &str, w: u32, h: u32) -> Option<(PathBuf, PathBuf, PathBuf)> {
-    if !have_weights() {
-        return None;
-    }
-    let d = scratch(name);
+    let d = scratch_with_weights(name)?;
     let (c, s) = (d.join("c.png"), d.join("s.png"));
     png(&c, w, h);
     png(&s, 32, 32);
@@ -791,10 +793,9 @@ fn multi_scale_runs_each_scale_and_saves_snapshots() {
 /// is cyan and green stripes, the content a warm gradient.
 #[test]
 fn preserve_colors_keep_the_contents_colors() {
-    if !have_weights() {
+    let Some(d) = scratch_with_weights("colors") else {
         return;
-    }
-    let d = scratch("colors");
+    };
     let (c, s) = (d.join("c.png"), d.join("s.png"));
     png_with(&c, 32, 24, |x, y| {
         [(200 - 2 * x) as u8, (60 + 3 * y) as u8, (40 + x + y) as u8]

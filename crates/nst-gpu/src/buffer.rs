@@ -237,8 +237,7 @@ impl Context {
     /// [`Context::read`] without blocking: what a browser needs, and what the async entry
     /// points above use everywhere.
     pub async fn read_async<'a, T: bytemuck::Pod>(
-        &self,
-        view: impl Into<View<'a>>,
+        &self, view: impl Into<View<'a>>,
     ) -> Result<Vec<T>> {
         let view = view.into();
         assert_eq!(std::mem::size_of::<T>(), 4, "read() is for 4-byte elements");

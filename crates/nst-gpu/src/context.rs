@@ -245,9 +245,7 @@ impl Context {
     /// [`Context::submit`], with GPU timestamps around the pass written to pair 0 of `timer`
     /// and resolved for [`GpuTimer::read_ms`].
     pub fn submit_timed(
-        &self,
-        timer: Option<&GpuTimer>,
-        f: impl FnOnce(&mut wgpu::ComputePass<'_>),
+        &self, timer: Option<&GpuTimer>, f: impl FnOnce(&mut wgpu::ComputePass<'_>),
     ) -> Result<()> {
         self.scoped(|| {
             let mut enc = self
@@ -367,9 +365,7 @@ fn describe(a: &wgpu::Adapter) -> String {
 }
 
 async fn select_adapter(
-    instance: &wgpu::Instance,
-    backends: wgpu::Backends,
-    wanted: Option<String>,
+    instance: &wgpu::Instance, backends: wgpu::Backends, wanted: Option<String>,
 ) -> Result<wgpu::Adapter> {
     let wanted = wanted.or_else(|| {
         std::env::var("WGPU_ADAPTER_NAME")

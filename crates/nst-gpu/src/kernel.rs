@@ -281,10 +281,7 @@ pub const BOUNDS_CHECKS: bool = cfg!(debug_assertions);
 /// A compute pipeline for `entry` in `module`, with one explicit bind-group layout and
 /// override constants.
 pub fn pipeline(
-    ctx: &Context,
-    module: &wgpu::ShaderModule,
-    entry: &str,
-    layout: &wgpu::BindGroupLayout,
+    ctx: &Context, module: &wgpu::ShaderModule, entry: &str, layout: &wgpu::BindGroupLayout,
     constants: &[(&str, f64)],
 ) -> Result<wgpu::ComputePipeline> {
     ctx.scoped(|| {
@@ -357,9 +354,7 @@ pub struct EntryPoint {
 impl EntryPoint {
     /// `contract`'s entry point in `module` (its compiled shader), with override constants.
     pub fn new(
-        ctx: &Context,
-        module: &wgpu::ShaderModule,
-        contract: &'static Contract,
+        ctx: &Context, module: &wgpu::ShaderModule, contract: &'static Contract,
         constants: &[(&str, f64)],
     ) -> Result<Self> {
         let layout = layout(ctx, contract);
@@ -380,11 +375,7 @@ impl EntryPoint {
     /// struct) in a buffer the launch owns, and `binds` to the others, one each, in order: a
     /// [`Bind::Read`] for a read slot and a [`Bind::Write`] for a read-write one.
     pub fn launch<U: bytemuck::Pod>(
-        &self,
-        ctx: &Context,
-        uniform: &U,
-        binds: &[Bind<'_>],
-        groups: Groups,
+        &self, ctx: &Context, uniform: &U, binds: &[Bind<'_>], groups: Groups,
     ) -> Result<Dispatch> {
         let workgroups = match groups {
             Groups::Cover {

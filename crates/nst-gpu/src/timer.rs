@@ -119,8 +119,7 @@ pub type EntryTime = (&'static str, u32, f64);
 /// `None` when the adapter has no timestamps inside passes. Launches past the first 4,095
 /// are not timed.
 pub fn profile(
-    ctx: &Context,
-    f: impl FnOnce(&mut wgpu::ComputePass<'_>),
+    ctx: &Context, f: impl FnOnce(&mut wgpu::ComputePass<'_>),
 ) -> Result<Option<Vec<EntryTime>>> {
     let Some(timer) = GpuTimer::new(ctx, PROFILE_PAIRS) else {
         return Ok(None);

@@ -1,8 +1,7 @@
 //! Adam, exactly as PyTorch's `torch.optim.Adam` (no weight decay, no amsgrad), updating the
 //! image in place on the GPU. See `shaders/adam.wgsl`.
 
-use crate::{entry, expect_len, per_element, Shader};
-use const_format::concatcp;
+use crate::{entry, expect_len, per_element};
 use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Record, Result, View, ViewMut};
 
 nst_gpu::uniform! {
@@ -25,12 +24,11 @@ nst_gpu::contracts! {
     STEP = "adam_step": read(1, "grad"), read_write(2, "x"), read_write(3, "m"), read_write(4, "v");
 }
 
-/// `shaders/adam.wgsl`: Adam's update.
-pub const SHADER: Shader = Shader {
-    file: "adam.wgsl",
-    source: concatcp!(Uniform::WGSL, crate::shader_file!("adam.wgsl")),
-    contracts: &[&STEP],
-};
+crate::shader!(
+    /// `shaders/adam.wgsl`: Adam's update.
+    SHADER = "adam.wgsl" after [Uniform::WGSL]
+    with [STEP]
+);
 
 impl Uniform {
     fn at_step(n: u32, p: &AdamParams, step: u32) -> Self {
@@ -97,12 +95,7 @@ impl Adam {
 
     /// Prepares `x ← adam(x, grad)` with moment buffers `m`, `v` (zero them before step 1).
     pub fn prepare(
-        &self,
-        ctx: &Context,
-        params: AdamParams,
-        grad: View<'_>,
-        x: ViewMut<'_>,
-        m: ViewMut<'_>,
+        &self, ctx: &Context, params: AdamParams, grad: View<'_>, x: ViewMut<'_>, m: ViewMut<'_>,
         v: ViewMut<'_>,
     ) -> Result<AdamStep> {
         for (name, value) in [

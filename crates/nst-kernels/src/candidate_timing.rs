@@ -62,10 +62,7 @@ pub fn gram_candidates(ctx: &Context, tiles: &[GramTiles]) -> Result<Vec<Gram>> 
 /// Each candidate's time on one launch of `class`, over `h × w` pixels, fastest first (each
 /// candidate compiled with one kernel, [`conv_candidates`]).
 pub fn conv(
-    ctx: &Context,
-    class: ConvClass,
-    (h, w): (u32, u32),
-    candidates: &[Conv2d],
+    ctx: &Context, class: ConvClass, (h, w): (u32, u32), candidates: &[Conv2d],
 ) -> Result<Vec<(ConvKernel, f64)>> {
     // The class's channels as a whole layer: forward c_src → c_dst, backward the reverse.
     let (c_in, c_out) = match class.backward {
@@ -118,10 +115,7 @@ pub fn conv_class(s: ConvShape, backward: bool) -> ConvClass {
 /// a `c × n` map, fastest first (each candidate compiled with one tiling,
 /// [`gram_candidates`]).
 pub fn gram(
-    ctx: &Context,
-    backward: bool,
-    (c, n): (u32, u32),
-    candidates: &[Gram],
+    ctx: &Context, backward: bool, (c, n): (u32, u32), candidates: &[Gram],
 ) -> Result<Vec<(GramTiles, f64)>> {
     let f = ctx.tensor("timing f", c as u64 * n as u64)?;
     let g = ctx.tensor("timing g", c as u64 * c as u64)?;

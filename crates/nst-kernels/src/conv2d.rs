@@ -2,7 +2,7 @@
 //! gradient with respect to the input, as a tiled implicit GEMM. See `shaders/conv2d.wgsl`.
 
 use crate::choice::{ConvChoice, LaunchClass};
-use crate::{expect_len, expect_nonzero, Shader};
+use crate::{expect_len, expect_nonzero};
 use const_format::concatcp;
 use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Groups, Result, View, ViewMut};
 
@@ -105,24 +105,17 @@ const COMMON: &str = concatcp!(
     crate::shader_file!("conv2d_common.wgsl")
 );
 
-/// `shaders/conv2d.wgsl`, on the implicit GEMM of `gemm.wgsl`: the tiled and direct kernels.
-pub const SHADER: Shader = Shader {
-    file: "conv2d.wgsl",
-    source: concatcp!(COMMON, crate::shader_file!("conv2d.wgsl")),
-    contracts: &[
-        &FORWARD,
-        &BACKWARD_INPUT,
-        &FORWARD_DIRECT,
-        &BACKWARD_INPUT_DIRECT,
-    ],
-};
+crate::shader!(
+    /// `shaders/conv2d.wgsl`, on the implicit GEMM of `gemm.wgsl`: the tiled and direct kernels.
+    SHADER = "conv2d.wgsl" after [COMMON]
+    with [FORWARD, BACKWARD_INPUT, FORWARD_DIRECT, BACKWARD_INPUT_DIRECT]
+);
 
-/// `shaders/conv2d_subgroup.wgsl`: the direct kernel sharing weights through subgroups.
-pub const SUBGROUP_SHADER: Shader = Shader {
-    file: "conv2d_subgroup.wgsl",
-    source: concatcp!(COMMON, crate::shader_file!("conv2d_subgroup.wgsl")),
-    contracts: &[&FORWARD_SUBGROUP, &BACKWARD_INPUT_SUBGROUP],
-};
+crate::shader!(
+    /// `shaders/conv2d_subgroup.wgsl`: the direct kernel sharing weights through subgroups.
+    SUBGROUP_SHADER = "conv2d_subgroup.wgsl" after [COMMON]
+    with [FORWARD_SUBGROUP, BACKWARD_INPUT_SUBGROUP]
+);
 
 const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_RELU: u32 = 2;
@@ -457,14 +450,8 @@ impl Conv2d {
     /// `y = conv(x, weight) + bias`, then `max(·, 0)` when `relu`.
     /// `x`: (c_in, h, w); `weight`: (c_out, c_in, 3, 3); `bias`: c_out; `y`: (c_out, h, w).
     pub fn forward(
-        &self,
-        ctx: &Context,
-        s: ConvShape,
-        x: View<'_>,
-        weight: View<'_>,
-        bias: View<'_>,
-        y: ViewMut<'_>,
-        relu: bool,
+        &self, ctx: &Context, s: ConvShape, x: View<'_>, weight: View<'_>, bias: View<'_>,
+        y: ViewMut<'_>, relu: bool,
     ) -> Result<Dispatch> {
         let part = ConvPart {
             src: Channels::all(s.c_in),
@@ -480,15 +467,8 @@ impl Conv2d {
     /// layer's shape and `weight`/`bias` are the whole layer's.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_part(
-        &self,
-        ctx: &Context,
-        s: ConvShape,
-        part: ConvPart,
-        x: View<'_>,
-        weight: View<'_>,
-        bias: View<'_>,
-        y: ViewMut<'_>,
-        relu: bool,
+        &self, ctx: &Context, s: ConvShape, part: ConvPart, x: View<'_>, weight: View<'_>,
+        bias: View<'_>, y: ViewMut<'_>, relu: bool,
     ) -> Result<Dispatch> {
         check(s, part, false, &x, &weight, &y)?;
         expect_len("conv2d bias", &bias, s.c_out as u64)?;
@@ -506,12 +486,7 @@ impl Conv2d {
     /// `gx = ∂(Σ gy·conv(x))/∂x`: the input gradient (no ReLU; apply its backward first).
     /// `gy`: (c_out, h, w); `gx`: (c_in, h, w).
     pub fn backward_input(
-        &self,
-        ctx: &Context,
-        s: ConvShape,
-        gy: View<'_>,
-        weight: View<'_>,
-        gx: ViewMut<'_>,
+        &self, ctx: &Context, s: ConvShape, gy: View<'_>, weight: View<'_>, gx: ViewMut<'_>,
     ) -> Result<Dispatch> {
         let part = ConvPart {
             src: Channels::all(s.c_out),
@@ -525,12 +500,7 @@ impl Conv2d {
     /// channels) `=` or `+=` (with `part.accumulate`) the contribution of the `part.src`
     /// chunk `gy` of the output gradient.
     pub fn backward_input_part(
-        &self,
-        ctx: &Context,
-        s: ConvShape,
-        part: ConvPart,
-        gy: View<'_>,
-        weight: View<'_>,
+        &self, ctx: &Context, s: ConvShape, part: ConvPart, gy: View<'_>, weight: View<'_>,
         gx: ViewMut<'_>,
     ) -> Result<Dispatch> {
         check(s, part, true, &gy, &weight, &gx)?;
@@ -582,12 +552,7 @@ fn uniform(s: ConvShape, part: ConvPart, flags: u32) -> Uniform {
 /// Checks a part against the whole shape: the source and destination are the forward's input
 /// and output, or the backward's output and input gradients.
 fn check(
-    s: ConvShape,
-    part: ConvPart,
-    backward: bool,
-    src: &View<'_>,
-    weight: &View<'_>,
-    dst: &View<'_>,
+    s: ConvShape, part: ConvPart, backward: bool, src: &View<'_>, weight: &View<'_>, dst: &View<'_>,
 ) -> Result<()> {
     expect_nonzero("conv2d shape", &[s.c_in, s.c_out, s.h, s.w])?;
     let (names, totals) = if backward {

@@ -4,8 +4,7 @@
 
 use crate::choice::{GramChoice, LaunchClass};
 use crate::conv2d::Channels;
-use crate::{expect_len, expect_nonzero, per_element, Shader};
-use const_format::concatcp;
+use crate::{expect_len, expect_nonzero, per_element};
 use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Groups, Record, Result, View, ViewMut};
 
 nst_gpu::uniform! {
@@ -44,16 +43,11 @@ nst_gpu::contracts! {
     BACKWARD = "gram_backward": read(2, "fb"), read(3, "gg"), read_write(5, "gfa");
 }
 
-/// `shaders/gram.wgsl`, on the GEMM of `gemm.wgsl`.
-pub const SHADER: Shader = Shader {
-    file: "gram.wgsl",
-    source: concatcp!(
-        Uniform::WGSL,
-        crate::shader_file!("gemm.wgsl"),
-        crate::shader_file!("gram.wgsl")
-    ),
-    contracts: &[&FORWARD, &FORWARD_FINISH, &BACKWARD],
-};
+crate::shader!(
+    /// `shaders/gram.wgsl`, on the GEMM of `gemm.wgsl`.
+    SHADER = "gram.wgsl" after [Uniform::WGSL, crate::shader_file!("gemm.wgsl")]
+    with [FORWARD, FORWARD_FINISH, BACKWARD]
+);
 
 const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_SYMMETRIC: u32 = 2;
@@ -243,10 +237,7 @@ impl LaunchClass for GramClass {
 /// a device whose largest binding and most workgroups per grid dimension are `device`: what
 /// a memory plan counts for it.
 pub fn forward_partials_bytes(
-    choice: &GramChoice,
-    (ca, cb, n): (u32, u32, u32),
-    symmetric: bool,
-    device: (u64, u32),
+    choice: &GramChoice, (ca, cb, n): (u32, u32, u32), symmetric: bool, device: (u64, u32),
 ) -> Result<u64> {
     let class = GramClass {
         backward: false,
@@ -261,9 +252,7 @@ pub fn forward_partials_bytes(
 
 /// The workgroup tiles of a forward launch with `tiles` and how it splits K.
 fn forward_split(
-    tiles: GramTiles,
-    (ca, cb, n): (u32, u32, u32),
-    symmetric: bool,
+    tiles: GramTiles, (ca, cb, n): (u32, u32, u32), symmetric: bool,
     (max_binding, max_per_dim): (u64, u32),
 ) -> Result<(u64, SplitK)> {
     let count = tiles.forward_tiles(ca, cb, symmetric);
@@ -290,10 +279,7 @@ struct SplitK {
 /// [`MIN_SLICE_STEPS`] steps of `tk` per slice, at most [`MAX_PARTIALS_BYTES`] (and one
 /// binding) of partial sums; no slice is empty.
 fn split_k(
-    tiles: u64,
-    (ca, cb, n): (u32, u32, u32),
-    (tk, target): (u32, u32),
-    max_binding: u64,
+    tiles: u64, (ca, cb, n): (u32, u32, u32), (tk, target): (u32, u32), max_binding: u64,
     max_groups: u64,
 ) -> Result<SplitK> {
     let block = ca as u64 * cb as u64 * 4;
@@ -441,12 +427,7 @@ impl Gram {
 
     /// `g` (c × c) = Gram matrix of `f` (c × n).
     pub fn forward(
-        &self,
-        ctx: &Context,
-        c: u32,
-        n: u32,
-        f: View<'_>,
-        g: ViewMut<'_>,
+        &self, ctx: &Context, c: u32, n: u32, f: View<'_>, g: ViewMut<'_>,
     ) -> Result<GramForward> {
         let all = Channels::all(c);
         self.forward_part(ctx, c, n, (all, f), (all, f), g)
@@ -456,13 +437,8 @@ impl Gram {
     /// and `fb` are chunks `a` and `b` (channel ranges) of a `c × n` feature map and `g` is
     /// the whole `c × c` matrix. Every block is computed whole: record (a, b) and (b, a) both.
     pub fn forward_part(
-        &self,
-        ctx: &Context,
-        c: u32,
-        n: u32,
-        (a, fa): (Channels, View<'_>),
-        (b, fb): (Channels, View<'_>),
-        g: ViewMut<'_>,
+        &self, ctx: &Context, c: u32, n: u32, (a, fa): (Channels, View<'_>),
+        (b, fb): (Channels, View<'_>), g: ViewMut<'_>,
     ) -> Result<GramForward> {
         Self::check(c, n, a, b)?;
         expect_len("gram features", &fa, a.count as u64 * n as u64)?;
@@ -514,13 +490,7 @@ impl Gram {
     /// `accumulate`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
-        &self,
-        ctx: &Context,
-        c: u32,
-        n: u32,
-        f: View<'_>,
-        gg: View<'_>,
-        gf: ViewMut<'_>,
+        &self, ctx: &Context, c: u32, n: u32, f: View<'_>, gg: View<'_>, gf: ViewMut<'_>,
         accumulate: bool,
     ) -> Result<Dispatch> {
         let all = Channels::all(c);
@@ -534,14 +504,8 @@ impl Gram {
     /// gradient.
     #[allow(clippy::too_many_arguments)]
     pub fn backward_part(
-        &self,
-        ctx: &Context,
-        c: u32,
-        n: u32,
-        (b, fb): (Channels, View<'_>),
-        gg: View<'_>,
-        (a, gfa): (Channels, ViewMut<'_>),
-        accumulate: bool,
+        &self, ctx: &Context, c: u32, n: u32, (b, fb): (Channels, View<'_>), gg: View<'_>,
+        (a, gfa): (Channels, ViewMut<'_>), accumulate: bool,
     ) -> Result<Dispatch> {
         Self::check(c, n, a, b)?;
         expect_len("gram features gradient", &gfa, a.count as u64 * n as u64)?;

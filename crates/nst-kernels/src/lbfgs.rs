@@ -5,10 +5,9 @@
 //! including how a pair without positive curvature is handled, are
 //! `nst_reference::lbfgs`'s. See `shaders/lbfgs.wgsl`.
 
+use crate::expect_len;
 use crate::reduce::Reduction;
 use crate::vector::{Coef, VectorOps};
-use crate::{expect_len, Shader};
-use const_format::concatcp;
 use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Groups, Record, Result, View, ViewMut};
 
 /// L-BFGS's settings.
@@ -48,12 +47,11 @@ nst_gpu::contracts! {
     ACCEPT = "lbfgs_accept": read_write(1, "scalars");
 }
 
-/// `shaders/lbfgs.wgsl`: L-BFGS's scalar steps.
-pub const SHADER: Shader = Shader {
-    file: "lbfgs.wgsl",
-    source: concatcp!(Uniform::WGSL, crate::shader_file!("lbfgs.wgsl")),
-    contracts: &[&FIRST_STEP, &ACCEPT],
-};
+crate::shader!(
+    /// `shaders/lbfgs.wgsl`: L-BFGS's scalar steps.
+    SHADER = "lbfgs.wgsl" after [Uniform::WGSL]
+    with [FIRST_STEP, ACCEPT]
+);
 
 /// The scalar kernels.
 pub struct Lbfgs {
@@ -149,11 +147,7 @@ impl Lbfgs {
     /// Prepares L-BFGS over `x` with its gradient in `grad`: allocates 2·history + 2 vectors
     /// the size of `x`.
     pub fn prepare(
-        &self,
-        ctx: &Context,
-        vector: &VectorOps,
-        params: LbfgsParams,
-        x: ViewMut<'_>,
+        &self, ctx: &Context, vector: &VectorOps, params: LbfgsParams, x: ViewMut<'_>,
         grad: View<'_>,
     ) -> Result<LbfgsRun> {
         if params.history == 0 {

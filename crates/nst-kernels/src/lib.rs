@@ -19,6 +19,21 @@ macro_rules! shader_file {
 }
 pub(crate) use shader_file;
 
+/// `pub const NAME: Shader` for `shaders/<file>`, compiled with the WGSL in `prefix` (the
+/// uniform's struct, shared snippets) before the file's text, and the contracts of its entry
+/// points.
+macro_rules! shader {
+    ($(#[$doc:meta])* $name:ident = $file:literal after [$($prefix:expr),+] with [$($c:expr),+ $(,)?]) => {
+        $(#[$doc])*
+        pub const $name: $crate::Shader = $crate::Shader {
+            file: $file,
+            source: const_format::concatcp!($($prefix,)+ $crate::shader_file!($file)),
+            contracts: &[$(&$c),+],
+        };
+    };
+}
+pub(crate) use shader;
+
 pub mod adam;
 pub mod candidate_timing;
 pub mod choice;
@@ -150,9 +165,7 @@ pub const WORKGROUP_SIZE: u32 = 256;
 
 /// An entry point of a file with the `WG` override constant (the element-wise ones).
 pub(crate) fn entry(
-    ctx: &Context,
-    module: &wgpu::ShaderModule,
-    contract: &'static Contract,
+    ctx: &Context, module: &wgpu::ShaderModule, contract: &'static Contract,
 ) -> Result<EntryPoint> {
     EntryPoint::new(ctx, module, contract, &[("WG", WORKGROUP_SIZE as f64)])
 }

@@ -2,8 +2,7 @@
 //! See `shaders/loss.wgsl`.
 
 use crate::reduce::{Reduce, Reduction};
-use crate::{entry, expect_len, expect_nonzero, per_element, Shader};
-use const_format::concatcp;
+use crate::{entry, expect_len, expect_nonzero, per_element};
 use nst_gpu::{Bind, Context, Contract, Dispatch, EntryPoint, Groups, Result, View, ViewMut};
 
 nst_gpu::uniform! {
@@ -39,16 +38,11 @@ nst_gpu::contracts! {
     TV_BACKWARD = "tv_backward": read(1, "x"), read_write(3, "gx");
 }
 
-/// `shaders/loss.wgsl`: the losses, on the workgroup reduction of `workgroup_sum.wgsl`.
-pub const SHADER: Shader = Shader {
-    file: "loss.wgsl",
-    source: concatcp!(
-        Uniform::WGSL,
-        crate::shader_file!("workgroup_sum.wgsl"),
-        crate::shader_file!("loss.wgsl")
-    ),
-    contracts: &[&MSE_PARTIAL, &MSE_BACKWARD, &TV_PARTIAL, &TV_BACKWARD],
-};
+crate::shader!(
+    /// `shaders/loss.wgsl`: the losses, on the workgroup reduction of `workgroup_sum.wgsl`.
+    SHADER = "loss.wgsl" after [Uniform::WGSL, crate::shader_file!("workgroup_sum.wgsl")]
+    with [MSE_PARTIAL, MSE_BACKWARD, TV_PARTIAL, TV_BACKWARD]
+);
 
 /// What a loss's two launches share: a first-stage kernel reduced into a scalar slot, and an
 /// element-wise backward; `inputs` are bound before the partial sums or the gradient.
@@ -61,10 +55,7 @@ struct Loss {
 
 impl Loss {
     fn new(
-        ctx: &Context,
-        module: &wgpu::ShaderModule,
-        reduce: Reduce,
-        partial: &'static Contract,
+        ctx: &Context, module: &wgpu::ShaderModule, reduce: Reduce, partial: &'static Contract,
         backward: &'static Contract,
     ) -> Result<Self> {
         Ok(Loss {
@@ -76,15 +67,8 @@ impl Loss {
 
     /// `out[index] (+)= scale · Σ` over `n` elements of the partial kernel's terms.
     fn forward(
-        &self,
-        ctx: &Context,
-        u: Uniform,
-        inputs: &[View<'_>],
-        n: u64,
-        out: ViewMut<'_>,
-        index: u32,
-        scale: f32,
-        accumulate: bool,
+        &self, ctx: &Context, u: Uniform, inputs: &[View<'_>], n: u64, out: ViewMut<'_>,
+        index: u32, scale: f32, accumulate: bool,
     ) -> Result<Reduction> {
         self.reduce
             .build(ctx, n, out, index, scale, accumulate, |partials, count| {
@@ -104,11 +88,7 @@ impl Loss {
 
     /// The gradient `g` of `n` elements, one thread each.
     fn backward(
-        &self,
-        ctx: &Context,
-        u: Uniform,
-        inputs: &[View<'_>],
-        g: ViewMut<'_>,
+        &self, ctx: &Context, u: Uniform, inputs: &[View<'_>], g: ViewMut<'_>,
     ) -> Result<Dispatch> {
         let binds: Vec<Bind<'_>> = inputs.iter().map(|&v| v.into()).chain([g.into()]).collect();
         self.backward.launch(ctx, &u, &binds, per_element(g.len))
@@ -128,12 +108,7 @@ impl Mse {
 
     /// `out[index] = mse(a, b)`.
     pub fn forward(
-        &self,
-        ctx: &Context,
-        a: View<'_>,
-        b: View<'_>,
-        out: ViewMut<'_>,
-        index: u32,
+        &self, ctx: &Context, a: View<'_>, b: View<'_>, out: ViewMut<'_>, index: u32,
     ) -> Result<Reduction> {
         self.forward_scaled(ctx, (a, b), out, index, 1.0 / a.len as f32, false)
     }
@@ -142,13 +117,8 @@ impl Mse {
     /// `scale = 1/N` and `accumulate` on every chunk after the first, the mean over tensors
     /// stored in chunks.
     pub fn forward_scaled(
-        &self,
-        ctx: &Context,
-        (a, b): (View<'_>, View<'_>),
-        out: ViewMut<'_>,
-        index: u32,
-        scale: f32,
-        accumulate: bool,
+        &self, ctx: &Context, (a, b): (View<'_>, View<'_>), out: ViewMut<'_>, index: u32,
+        scale: f32, accumulate: bool,
     ) -> Result<Reduction> {
         expect_len("mse target", &b, a.len)?;
         let u = Uniform {
@@ -161,12 +131,7 @@ impl Mse {
 
     /// `ga (+)= scale · ∂mse/∂a = scale · 2(a − b)/n`.
     pub fn backward(
-        &self,
-        ctx: &Context,
-        a: View<'_>,
-        b: View<'_>,
-        ga: ViewMut<'_>,
-        scale: f32,
+        &self, ctx: &Context, a: View<'_>, b: View<'_>, ga: ViewMut<'_>, scale: f32,
         accumulate: bool,
     ) -> Result<Dispatch> {
         expect_len("mse target", &b, a.len)?;
@@ -210,12 +175,7 @@ impl TotalVariation {
 
     /// `out[index] = tv(x)`, `x` being `c × h × w` (`chw`).
     pub fn forward(
-        &self,
-        ctx: &Context,
-        chw: [u32; 3],
-        x: View<'_>,
-        out: ViewMut<'_>,
-        index: u32,
+        &self, ctx: &Context, chw: [u32; 3], x: View<'_>, out: ViewMut<'_>, index: u32,
     ) -> Result<Reduction> {
         let u = tv_uniform(chw, &x)?;
         self.0.forward(ctx, u, &[x], x.len, out, index, 1.0, false)
@@ -223,12 +183,7 @@ impl TotalVariation {
 
     /// `gx (+)= scale · ∂tv/∂x`, `x` being `c × h × w` (`chw`).
     pub fn backward(
-        &self,
-        ctx: &Context,
-        chw: [u32; 3],
-        x: View<'_>,
-        gx: ViewMut<'_>,
-        scale: f32,
+        &self, ctx: &Context, chw: [u32; 3], x: View<'_>, gx: ViewMut<'_>, scale: f32,
         accumulate: bool,
     ) -> Result<Dispatch> {
         let u = tv_uniform(chw, &x)?;

@@ -5,8 +5,7 @@
 //! input convention (`nst_vgg::transform_for`), so the convention is written down once, in
 //! `nst_weights`.
 
-use crate::{entry, expect_len, expect_nonzero, per_element, Shader};
-use const_format::concatcp;
+use crate::{entry, expect_len, expect_nonzero, per_element};
 use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Result, View, ViewMut};
 
 nst_gpu::uniform! {
@@ -32,12 +31,11 @@ nst_gpu::contracts! {
     CLAMP = "pixel_clamp": read_write(2, "x");
 }
 
-/// `shaders/pixel.wgsl`: the pixel transform and the clamp.
-pub const SHADER: Shader = Shader {
-    file: "pixel.wgsl",
-    source: concatcp!(Uniform::WGSL, crate::shader_file!("pixel.wgsl")),
-    contracts: &[&FORWARD, &BACKWARD, &CLAMP],
-};
+crate::shader!(
+    /// `shaders/pixel.wgsl`: the pixel transform and the clamp.
+    SHADER = "pixel.wgsl" after [Uniform::WGSL]
+    with [FORWARD, BACKWARD, CLAMP]
+);
 
 impl Uniform {
     /// `t` for images of `plane` pixels, after checking that its channel order is a
@@ -103,13 +101,7 @@ impl PixelTransformKernel {
 
     /// `y` (3 × h × w, the network's convention) from `x` (RGB in [0, 1]).
     pub fn forward(
-        &self,
-        ctx: &Context,
-        t: &PixelTransform,
-        h: u32,
-        w: u32,
-        x: View<'_>,
-        y: ViewMut<'_>,
+        &self, ctx: &Context, t: &PixelTransform, h: u32, w: u32, x: View<'_>, y: ViewMut<'_>,
     ) -> Result<Dispatch> {
         let n = image_len(h, w)?;
         expect_len("RGB image", &x, n)?;
@@ -121,13 +113,7 @@ impl PixelTransformKernel {
 
     /// `gx (+)=` gradient with respect to the RGB pixels from `gy`, the network input's.
     pub fn backward(
-        &self,
-        ctx: &Context,
-        t: &PixelTransform,
-        h: u32,
-        w: u32,
-        gy: View<'_>,
-        gx: ViewMut<'_>,
+        &self, ctx: &Context, t: &PixelTransform, h: u32, w: u32, gy: View<'_>, gx: ViewMut<'_>,
         accumulate: bool,
     ) -> Result<Dispatch> {
         let n = image_len(h, w)?;

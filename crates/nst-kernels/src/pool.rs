@@ -1,8 +1,7 @@
 //! 2×2, stride-2 max and average pooling with PyTorch's semantics (odd sizes floor; the max
 //! pool's gradient goes to the first maximum). See `shaders/pool.wgsl`.
 
-use crate::{entry, expect_len, expect_nonzero, per_element, Shader};
-use const_format::concatcp;
+use crate::{entry, expect_len, expect_nonzero, per_element};
 use nst_gpu::{Bind, Context, Dispatch, EntryPoint, GpuError, Result, View, ViewMut};
 
 /// Shape of a pooling input: `c × h × w`; the output is `c × ⌊h/2⌋ × ⌊w/2⌋`.
@@ -51,12 +50,11 @@ nst_gpu::contracts! {
     AVG_BACKWARD = "avg_pool2d_backward": read(1, "gy"), read_write(3, "gx");
 }
 
-/// `shaders/pool.wgsl`: max and average pooling.
-pub const SHADER: Shader = Shader {
-    file: "pool.wgsl",
-    source: concatcp!(Uniform::WGSL, crate::shader_file!("pool.wgsl")),
-    contracts: &[&MAX_FORWARD, &MAX_BACKWARD, &AVG_FORWARD, &AVG_BACKWARD],
-};
+crate::shader!(
+    /// `shaders/pool.wgsl`: max and average pooling.
+    SHADER = "pool.wgsl" after [Uniform::WGSL]
+    with [MAX_FORWARD, MAX_BACKWARD, AVG_FORWARD, AVG_BACKWARD]
+);
 
 /// Which pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,11 +102,7 @@ impl Pool2d {
     /// `y`): the position `dy·2+dx` of each window's first maximum; average pooling takes
     /// none.
     pub fn forward(
-        &self,
-        ctx: &Context,
-        s: PoolShape,
-        x: View<'_>,
-        y: ViewMut<'_>,
+        &self, ctx: &Context, s: PoolShape, x: View<'_>, y: ViewMut<'_>,
         argmax: Option<ViewMut<'_>>,
     ) -> Result<Dispatch> {
         let mut views = vec![("pool input", x.into(), Side::In)];
@@ -124,13 +118,8 @@ impl Pool2d {
     /// pooling spreads `gy / 4` over the window; a dropped last row/column gets zero. Added
     /// into `gx` when `accumulate`.
     pub fn backward(
-        &self,
-        ctx: &Context,
-        s: PoolShape,
-        gy: View<'_>,
-        argmax: Option<View<'_>>,
-        gx: ViewMut<'_>,
-        accumulate: bool,
+        &self, ctx: &Context, s: PoolShape, gy: View<'_>, argmax: Option<View<'_>>,
+        gx: ViewMut<'_>, accumulate: bool,
     ) -> Result<Dispatch> {
         let mut views = vec![("pool output gradient", gy.into(), Side::Out)];
         views.extend(
@@ -157,10 +146,7 @@ impl Pool2d {
     /// (one per input element), over `views`: each named for errors and checked against the
     /// size of its side.
     fn launch(
-        &self,
-        ctx: &Context,
-        s: PoolShape,
-        backward: Option<bool>,
+        &self, ctx: &Context, s: PoolShape, backward: Option<bool>,
         views: &[(&str, Bind<'_>, Side)],
     ) -> Result<Dispatch> {
         expect_nonzero("pool output shape", &[s.c, s.h / 2, s.w / 2])?;

@@ -3,8 +3,6 @@
 //! `reduce_finish` (`shaders/reduce.wgsl`) adds them in a fixed order and stores
 //! `scale · Σ` into one slot of a scalar buffer.
 
-use crate::Shader;
-use const_format::concatcp;
 use nst_gpu::{Context, Dispatch, EntryPoint, Groups, Record, Result, View, ViewMut};
 
 /// Most workgroups a first-stage pass uses; the finishing workgroup sums this many values.
@@ -33,16 +31,11 @@ nst_gpu::contracts! {
     FINISH = "reduce_finish": read(1, "partial sums"), read_write(2, "scalars");
 }
 
-/// `shaders/reduce.wgsl`: the last pass of a reduction, on `workgroup_sum.wgsl`.
-pub const SHADER: Shader = Shader {
-    file: "reduce.wgsl",
-    source: concatcp!(
-        Uniform::WGSL,
-        crate::shader_file!("workgroup_sum.wgsl"),
-        crate::shader_file!("reduce.wgsl")
-    ),
-    contracts: &[&FINISH],
-};
+crate::shader!(
+    /// `shaders/reduce.wgsl`: the last pass of a reduction, on `workgroup_sum.wgsl`.
+    SHADER = "reduce.wgsl" after [Uniform::WGSL, crate::shader_file!("workgroup_sum.wgsl")]
+    with [FINISH]
+);
 
 /// The finishing kernel (cheap to clone: the op types that reduce share one).
 #[derive(Clone)]
@@ -82,13 +75,7 @@ impl Reduce {
     /// first-stage dispatch writing `count` partial sums into `partials`; the result,
     /// `scale · Σ`, goes to `out[index]` (added to it when `accumulate`).
     pub(crate) fn build(
-        &self,
-        ctx: &Context,
-        n: u64,
-        out: ViewMut<'_>,
-        index: u32,
-        scale: f32,
-        accumulate: bool,
+        &self, ctx: &Context, n: u64, out: ViewMut<'_>, index: u32, scale: f32, accumulate: bool,
         first_stage: impl FnOnce(ViewMut<'_>, u32) -> Result<Dispatch>,
     ) -> Result<Reduction> {
         if index as u64 >= out.len {

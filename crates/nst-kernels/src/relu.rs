@@ -1,7 +1,6 @@
 //! ReLU forward and backward. See `shaders/relu.wgsl`.
 
-use crate::{entry, expect_len, per_element, Shader};
-use const_format::concatcp;
+use crate::{entry, expect_len, per_element};
 use nst_gpu::{Context, Dispatch, EntryPoint, Result, View, ViewMut};
 
 nst_gpu::uniform! {
@@ -20,12 +19,11 @@ nst_gpu::contracts! {
     BACKWARD = "relu_backward": read(1, "y"), read(2, "gy"), read_write(3, "gx");
 }
 
-/// `shaders/relu.wgsl`: ReLU.
-pub const SHADER: Shader = Shader {
-    file: "relu.wgsl",
-    source: concatcp!(Uniform::WGSL, crate::shader_file!("relu.wgsl")),
-    contracts: &[&FORWARD, &BACKWARD],
-};
+crate::shader!(
+    /// `shaders/relu.wgsl`: ReLU.
+    SHADER = "relu.wgsl" after [Uniform::WGSL]
+    with [FORWARD, BACKWARD]
+);
 
 /// The ReLU kernels.
 pub struct Relu {
@@ -57,12 +55,7 @@ impl Relu {
     /// `gx = gy · [y > 0]`, where `y` is the forward output (or input: same sign); adds into
     /// `gx` when `accumulate`.
     pub fn backward(
-        &self,
-        ctx: &Context,
-        y: View<'_>,
-        gy: View<'_>,
-        gx: ViewMut<'_>,
-        accumulate: bool,
+        &self, ctx: &Context, y: View<'_>, gy: View<'_>, gx: ViewMut<'_>, accumulate: bool,
     ) -> Result<Dispatch> {
         expect_len("relu output gradient", &gy, y.len)?;
         expect_len("relu input gradient", &gx, y.len)?;

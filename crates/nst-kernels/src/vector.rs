@@ -3,8 +3,7 @@
 //! See `shaders/vector.wgsl`.
 
 use crate::reduce::{Reduce, Reduction};
-use crate::{entry, expect_len, per_element, Shader};
-use const_format::concatcp;
+use crate::{entry, expect_len, per_element};
 use nst_gpu::{Bind, Context, Dispatch, EntryPoint, GpuError, Groups, Result, View, ViewMut};
 
 /// A coefficient `c · scalars[num] / scalars[den]`; `None` indices stand for 1.
@@ -59,16 +58,11 @@ nst_gpu::contracts! {
     SCALED_COPY = "scaled_copy": read(1, "x"), read_write(3, "y"), read(4, "scalars");
 }
 
-/// `shaders/vector.wgsl`: the vector operations, on the workgroup reduction of `workgroup_sum.wgsl`.
-pub const SHADER: Shader = Shader {
-    file: "vector.wgsl",
-    source: concatcp!(
-        Uniform::WGSL,
-        crate::shader_file!("workgroup_sum.wgsl"),
-        crate::shader_file!("vector.wgsl")
-    ),
-    contracts: &[&DOT_PARTIAL, &ASUM_PARTIAL, &AXPY, &SCALE, &SCALED_COPY],
-};
+crate::shader!(
+    /// `shaders/vector.wgsl`: the vector operations, on the workgroup reduction of `workgroup_sum.wgsl`.
+    SHADER = "vector.wgsl" after [Uniform::WGSL, crate::shader_file!("workgroup_sum.wgsl")]
+    with [DOT_PARTIAL, ASUM_PARTIAL, AXPY, SCALE, SCALED_COPY]
+);
 
 impl Uniform {
     fn new(n: u64, partials: u32, coef: Coef) -> Self {
@@ -120,12 +114,7 @@ impl VectorOps {
 
     /// `scalars[index] = x · y`.
     pub fn dot(
-        &self,
-        ctx: &Context,
-        x: View<'_>,
-        y: View<'_>,
-        scalars: ViewMut<'_>,
-        index: u32,
+        &self, ctx: &Context, x: View<'_>, y: View<'_>, scalars: ViewMut<'_>, index: u32,
     ) -> Result<Reduction> {
         expect_len("dot operand", &y, x.len)?;
         self.sum(ctx, &self.dot, &[x, y], scalars, index)
@@ -133,22 +122,14 @@ impl VectorOps {
 
     /// `scalars[index] = Σ |x|`.
     pub fn asum(
-        &self,
-        ctx: &Context,
-        x: View<'_>,
-        scalars: ViewMut<'_>,
-        index: u32,
+        &self, ctx: &Context, x: View<'_>, scalars: ViewMut<'_>, index: u32,
     ) -> Result<Reduction> {
         self.sum(ctx, &self.asum, &[x], scalars, index)
     }
 
     /// A reduction whose first stage is `entry` over `inputs` (`x`, and `y` for the dot).
     fn sum(
-        &self,
-        ctx: &Context,
-        entry: &EntryPoint,
-        inputs: &[View<'_>],
-        scalars: ViewMut<'_>,
+        &self, ctx: &Context, entry: &EntryPoint, inputs: &[View<'_>], scalars: ViewMut<'_>,
         index: u32,
     ) -> Result<Reduction> {
         let n = inputs[0].len;
@@ -166,47 +147,28 @@ impl VectorOps {
 
     /// `y ← y + coef · x`.
     pub fn axpy(
-        &self,
-        ctx: &Context,
-        coef: Coef,
-        x: View<'_>,
-        y: ViewMut<'_>,
-        scalars: View<'_>,
+        &self, ctx: &Context, coef: Coef, x: View<'_>, y: ViewMut<'_>, scalars: View<'_>,
     ) -> Result<Dispatch> {
         self.elementwise(ctx, &self.axpy, coef, Some(x), y, scalars)
     }
 
     /// `y ← coef · x`.
     pub fn copy(
-        &self,
-        ctx: &Context,
-        coef: Coef,
-        x: View<'_>,
-        y: ViewMut<'_>,
-        scalars: View<'_>,
+        &self, ctx: &Context, coef: Coef, x: View<'_>, y: ViewMut<'_>, scalars: View<'_>,
     ) -> Result<Dispatch> {
         self.elementwise(ctx, &self.copy, coef, Some(x), y, scalars)
     }
 
     /// `y ← coef · y`.
     pub fn scale(
-        &self,
-        ctx: &Context,
-        coef: Coef,
-        y: ViewMut<'_>,
-        scalars: View<'_>,
+        &self, ctx: &Context, coef: Coef, y: ViewMut<'_>, scalars: View<'_>,
     ) -> Result<Dispatch> {
         self.elementwise(ctx, &self.scale, coef, None, y, scalars)
     }
 
     /// A launch of `axpy`, `scaled_copy` or (without `x`) `scale`, which bind alike.
     fn elementwise(
-        &self,
-        ctx: &Context,
-        entry: &EntryPoint,
-        coef: Coef,
-        x: Option<View<'_>>,
-        y: ViewMut<'_>,
+        &self, ctx: &Context, entry: &EntryPoint, coef: Coef, x: Option<View<'_>>, y: ViewMut<'_>,
         scalars: View<'_>,
     ) -> Result<Dispatch> {
         if let Some(x) = x {

@@ -2,8 +2,7 @@
 //! of the full image, a tapped activation kept only at a tile's own positions, a tile's
 //! gradient added back into the full one. See `shaders/window.wgsl`.
 
-use crate::{entry, expect_len, expect_nonzero, per_element, Shader};
-use const_format::concatcp;
+use crate::{entry, expect_len, expect_nonzero, per_element};
 use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Result, View, ViewMut};
 
 /// One side of a window copy: a tensor chunk of `c × h × w` and where the region lies in it.
@@ -107,12 +106,11 @@ nst_gpu::contracts! {
     WINDOW = "window": read(1, "src"), read_write(2, "dst");
 }
 
-/// `shaders/window.wgsl`: region copies.
-pub const SHADER: Shader = Shader {
-    file: "window.wgsl",
-    source: concatcp!(Uniform::WGSL, crate::shader_file!("window.wgsl")),
-    contracts: &[&WINDOW],
-};
+crate::shader!(
+    /// `shaders/window.wgsl`: region copies.
+    SHADER = "window.wgsl" after [Uniform::WGSL]
+    with [WINDOW]
+);
 
 /// The window kernel.
 pub struct Window {
@@ -130,12 +128,7 @@ impl Window {
 
     /// Copies (or adds) the region `s` of `src` into `dst`, as `mode` says.
     pub fn copy(
-        &self,
-        ctx: &Context,
-        s: WindowShape,
-        mode: WindowMode,
-        src: View<'_>,
-        dst: ViewMut<'_>,
+        &self, ctx: &Context, s: WindowShape, mode: WindowMode, src: View<'_>, dst: ViewMut<'_>,
     ) -> Result<Dispatch> {
         expect_nonzero("window region", &[s.channels, s.h, s.w])?;
         expect_len("window source", &src, s.src.len())?;

@@ -98,9 +98,7 @@ fn used_bindings(module: &naga::Module, info: &ModuleInfo, entry: usize) -> BTre
 
 /// Where the Rust uniform layout and the WGSL struct disagree.
 fn layout_problems(
-    rust: &UniformLayout,
-    wgsl: &[(String, usize, usize)],
-    span: usize,
+    rust: &UniformLayout, wgsl: &[(String, usize, usize)], span: usize,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     let rust_fields: Vec<(&str, usize)> = rust.fields.to_vec();

@@ -29,10 +29,7 @@ impl AdamState {
 /// `step += 1; m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²; bc1 = 1−β₁^step; bc2 = 1−β₂^step;`
 /// `x −= (lr/bc1) · m / (√v/√bc2 + eps)`.
 pub fn adam_step(
-    x: &mut [f64],
-    grad: &[f64],
-    state: &mut AdamState,
-    [lr, beta1, beta2, eps]: [f64; 4],
+    x: &mut [f64], grad: &[f64], state: &mut AdamState, [lr, beta1, beta2, eps]: [f64; 4],
 ) {
     assert_eq!(grad.len(), x.len(), "adam_step: grad shape");
     assert_eq!(state.m.len(), x.len(), "adam_step: state.m shape");
@@ -54,7 +51,7 @@ pub fn adam_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finite_diff::{check_gradient, TestRng};
+    use crate::finite_diff::{assert_gradient, TestRng};
     use crate::loss::{mse_backward, mse_forward};
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -127,7 +124,7 @@ mod tests {
         let target = rng.vec(20, -1.0, 1.0);
         let mut x = rng.vec(20, -1.0, 1.0);
         let grad = mse_backward(&x, &target, 1.0);
-        check_gradient(|x| mse_forward(x, &target), &x, &grad, 1e-6, 1e-8, 1e-6).unwrap();
+        assert_gradient(|x| mse_forward(x, &target), &x, &grad);
         let start = mse_forward(&x, &target);
         let p = [0.02, 0.9, 0.999, 1e-8];
         let mut s = AdamState::new(x.len());

@@ -21,13 +21,7 @@ fn tap(o: usize, k: usize, size: usize) -> Option<usize> {
 /// returns `(c_out, h, w)`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward(
-    x: &[f64],
-    c_in: usize,
-    h: usize,
-    w: usize,
-    weight: &[f64],
-    bias: &[f64],
-    c_out: usize,
+    x: &[f64], c_in: usize, h: usize, w: usize, weight: &[f64], bias: &[f64], c_out: usize,
     relu: bool,
 ) -> Vec<f64> {
     assert_eq!(x.len(), c_in * h * w, "conv2d_forward: x shape");
@@ -64,12 +58,7 @@ pub fn conv2d_forward(
 ///
 /// `grad_out` is `(c_out, h, w)`, `weight` is `(c_out, c_in, 3, 3)`; returns `(c_in, h, w)`.
 pub fn conv2d_backward_input(
-    grad_out: &[f64],
-    c_out: usize,
-    h: usize,
-    w: usize,
-    weight: &[f64],
-    c_in: usize,
+    grad_out: &[f64], c_out: usize, h: usize, w: usize, weight: &[f64], c_in: usize,
 ) -> Vec<f64> {
     assert_eq!(
         grad_out.len(),
@@ -106,7 +95,7 @@ pub fn conv2d_backward_input(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finite_diff::{check_gradient, TestRng};
+    use crate::finite_diff::{assert_gradient, TestRng};
     use crate::relu::relu_backward;
     use crate::vector::dot;
 
@@ -175,7 +164,7 @@ mod tests {
             )
         };
         let analytic = conv2d_backward_input(&g, c_out, h, w, &weight, c_in);
-        check_gradient(loss, &x, &analytic, 1e-6, 1e-8, 1e-6).unwrap();
+        assert_gradient(loss, &x, &analytic);
     }
 
     #[test]
@@ -203,6 +192,6 @@ mod tests {
             )
         };
         let analytic = conv2d_backward_input(&relu_backward(&y, &g), c_out, h, w, &weight, c_in);
-        check_gradient(loss, &x, &analytic, 1e-6, 1e-8, 1e-6).unwrap();
+        assert_gradient(loss, &x, &analytic);
     }
 }

@@ -21,18 +21,25 @@ pub fn numeric_gradient(f: impl Fn(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64
     grad
 }
 
+/// The step and tolerances of the gradient checks of this crate's tests, `(h, atol, rtol)`.
+pub const CHECK: (f64, f64, f64) = (1e-6, 1e-8, 1e-6);
+
+/// Panics with [`check_gradient`]'s message unless `analytic` is `f`'s gradient at `x` within
+/// [`CHECK`].
+pub fn assert_gradient(f: impl Fn(&[f64]) -> f64, x: &[f64], analytic: &[f64]) {
+    let (h, atol, rtol) = CHECK;
+    if let Err(e) = check_gradient(f, x, analytic, h, atol, rtol) {
+        panic!("{e}");
+    }
+}
+
 /// Compares analytic vs numeric; returns Err(message naming the worst element index, both values and the error) if any |a-n| > atol + rtol*|n|.
 ///
 /// The numeric gradient is [`numeric_gradient`]`(f, x, h)`. "Worst" is the
 /// element with the largest `|a − n| / (atol + rtol·|n|)`; a NaN in either
 /// gradient counts as a failure.
 pub fn check_gradient(
-    f: impl Fn(&[f64]) -> f64,
-    x: &[f64],
-    analytic: &[f64],
-    h: f64,
-    atol: f64,
-    rtol: f64,
+    f: impl Fn(&[f64]) -> f64, x: &[f64], analytic: &[f64], h: f64, atol: f64, rtol: f64,
 ) -> Result<(), String> {
     if analytic.len() != x.len() {
         return Err(format!(

@@ -39,7 +39,7 @@ pub fn gram_backward(f: &[f64], grad_g: &[f64], c: usize, n: usize) -> Vec<f64> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finite_diff::{check_gradient, TestRng};
+    use crate::finite_diff::{assert_gradient, TestRng};
     use crate::vector::dot;
 
     #[test]
@@ -74,6 +74,6 @@ mod tests {
         let dg = rng.vec(c * c, -1.0, 1.0); // deliberately not symmetric
         let analytic = gram_backward(&f, &dg, c, n);
         let loss = |f: &[f64]| dot(&dg, &gram_forward(f, c, n));
-        check_gradient(loss, &f, &analytic, 1e-6, 1e-8, 1e-6).unwrap();
+        assert_gradient(loss, &f, &analytic);
     }
 }

@@ -92,7 +92,7 @@ pub fn tv_backward(x: &[f64], c: usize, h: usize, w: usize, scale: f64) -> Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finite_diff::{check_gradient, TestRng};
+    use crate::finite_diff::{assert_gradient, TestRng};
 
     #[test]
     fn mse_known_value() {
@@ -113,15 +113,7 @@ mod tests {
         let b = rng.vec(a.len(), -1.0, 1.0);
         let scale = 2.5;
         let analytic = mse_backward(&a, &b, scale);
-        check_gradient(
-            |a| scale * mse_forward(a, &b),
-            &a,
-            &analytic,
-            1e-6,
-            1e-8,
-            1e-6,
-        )
-        .unwrap();
+        assert_gradient(|a| scale * mse_forward(a, &b), &a, &analytic);
     }
 
     #[test]
@@ -163,14 +155,6 @@ mod tests {
         let x = rng.distinct(c * h * w, -1.0, 0.01);
         let scale = 1.7;
         let analytic = tv_backward(&x, c, h, w, scale);
-        check_gradient(
-            |x| scale * tv_forward(x, c, h, w),
-            &x,
-            &analytic,
-            1e-6,
-            1e-8,
-            1e-6,
-        )
-        .unwrap();
+        assert_gradient(|x| scale * tv_forward(x, c, h, w), &x, &analytic);
     }
 }

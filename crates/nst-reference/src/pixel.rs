@@ -8,11 +8,7 @@
 
 /// Forward: `out[c,y,x] = scale[c] · x[perm[c],y,x] + offset[c]`; `x` is `(3, h, w)`.
 pub fn forward(
-    x: &[f64],
-    (h, w): (usize, usize),
-    perm: [usize; 3],
-    scale: [f64; 3],
-    offset: [f64; 3],
+    x: &[f64], (h, w): (usize, usize), perm: [usize; 3], scale: [f64; 3], offset: [f64; 3],
 ) -> Vec<f64> {
     let n = h * w;
     assert_eq!(x.len(), 3 * n, "pixel::forward: x shape");
@@ -27,10 +23,7 @@ pub fn forward(
 /// Backward: the gradient with respect to the RGB input of [`forward`] with the same
 /// `perm` and `scale`, `dx[p,y,x] = Σ_{c : perm[c] = p} scale[c] · dout[c,y,x]`.
 pub fn backward(
-    grad_out: &[f64],
-    (h, w): (usize, usize),
-    perm: [usize; 3],
-    scale: [f64; 3],
+    grad_out: &[f64], (h, w): (usize, usize), perm: [usize; 3], scale: [f64; 3],
 ) -> Vec<f64> {
     let n = h * w;
     assert_eq!(grad_out.len(), 3 * n, "pixel::backward: grad_out shape");
@@ -52,7 +45,7 @@ pub fn clamp01(x: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finite_diff::{check_gradient, TestRng};
+    use crate::finite_diff::{assert_gradient, TestRng};
     use crate::vector::dot;
 
     #[test]
@@ -66,15 +59,11 @@ mod tests {
         let custom = ([1, 1, 0], [2.0, -3.0, 0.5], [0.1, 0.2, 0.3]);
         for (perm, scale, offset) in [bgr, custom] {
             let analytic = backward(&g, (h, w), perm, scale);
-            check_gradient(
+            assert_gradient(
                 |x| dot(&g, &forward(x, (h, w), perm, scale, offset)),
                 &x,
                 &analytic,
-                1e-6,
-                1e-8,
-                1e-6,
-            )
-            .unwrap();
+            );
         }
     }
 }

@@ -44,11 +44,7 @@ pub fn max_pool2d_forward(x: &[f64], c: usize, h: usize, w: usize) -> (Vec<f64>,
 /// window's arg-max `dy·2 + dx`, and 0 everywhere else (including a dropped
 /// last row/column). Returns `(c, h, w)`.
 pub fn max_pool2d_backward(
-    grad_out: &[f64],
-    argmax: &[u32],
-    c: usize,
-    h: usize,
-    w: usize,
+    grad_out: &[f64], argmax: &[u32], c: usize, h: usize, w: usize,
 ) -> Vec<f64> {
     let (ho, wo) = (h / 2, w / 2);
     assert_eq!(
@@ -119,7 +115,7 @@ pub fn avg_pool2d_backward(grad_out: &[f64], c: usize, h: usize, w: usize) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finite_diff::{check_gradient, TestRng};
+    use crate::finite_diff::{assert_gradient, TestRng};
     use crate::vector::dot;
 
     #[test]
@@ -183,7 +179,7 @@ mod tests {
         let (_, argmax) = max_pool2d_forward(&x, c, h, w);
         let analytic = max_pool2d_backward(&g, &argmax, c, h, w);
         let loss = |x: &[f64]| dot(&g, &max_pool2d_forward(x, c, h, w).0);
-        check_gradient(loss, &x, &analytic, 1e-6, 1e-8, 1e-6).unwrap();
+        assert_gradient(loss, &x, &analytic);
     }
 
     #[test]
@@ -194,6 +190,6 @@ mod tests {
         let g = rng.vec(c * (h / 2) * (w / 2), -1.0, 1.0);
         let analytic = avg_pool2d_backward(&g, c, h, w);
         let loss = |x: &[f64]| dot(&g, &avg_pool2d_forward(x, c, h, w));
-        check_gradient(loss, &x, &analytic, 1e-6, 1e-8, 1e-6).unwrap();
+        assert_gradient(loss, &x, &analytic);
     }
 }

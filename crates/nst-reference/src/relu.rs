@@ -19,7 +19,7 @@ pub fn relu_backward(y: &[f64], grad_out: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finite_diff::{check_gradient, TestRng};
+    use crate::finite_diff::{assert_gradient, TestRng};
     use crate::vector::dot;
 
     #[test]
@@ -58,14 +58,6 @@ mod tests {
             .collect();
         let g = rng.vec(x.len(), -1.0, 1.0);
         let analytic = relu_backward(&relu_forward(&x), &g);
-        check_gradient(
-            |x| dot(&g, &relu_forward(x)),
-            &x,
-            &analytic,
-            1e-6,
-            1e-8,
-            1e-6,
-        )
-        .unwrap();
+        assert_gradient(|x| dot(&g, &relu_forward(x)), &x, &analytic);
     }
 }

@@ -16,9 +16,7 @@ pub enum Mode {
 /// `dst_dims`) at `dst_at`, as `mode` says.
 pub fn window(
     (src, src_dims, src_at): (&[f64], [usize; 3], [usize; 3]),
-    (dst, dst_dims, dst_at): (&mut [f64], [usize; 3], [usize; 3]),
-    region: [usize; 3],
-    mode: Mode,
+    (dst, dst_dims, dst_at): (&mut [f64], [usize; 3], [usize; 3]), region: [usize; 3], mode: Mode,
 ) {
     assert_eq!(src.len(), src_dims.iter().product(), "window: source shape");
     assert_eq!(

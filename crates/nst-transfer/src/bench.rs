@@ -174,12 +174,7 @@ impl Engine {
     /// `width × height` (after `warmup` untimed ones), waiting for the GPU after each, by GPU
     /// timestamps where the adapter has them; then, untiled, times each kernel in one more.
     pub fn bench(
-        &self,
-        width: u32,
-        height: u32,
-        warmup: u32,
-        iterations: u32,
-        settings: &Settings,
+        &self, width: u32, height: u32, warmup: u32, iterations: u32, settings: &Settings,
     ) -> Result<Bench> {
         settings.validate()?;
         if iterations == 0 {

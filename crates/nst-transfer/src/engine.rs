@@ -66,8 +66,7 @@ impl Engine {
 
     /// [`Engine::open`], telling `progress` what a fetch is doing.
     pub fn open_with_progress(
-        options: EngineOptions,
-        progress: &mut dyn FnMut(&str),
+        options: EngineOptions, progress: &mut dyn FnMut(&str),
     ) -> Result<Engine> {
         let explicit = options.weights.as_deref();
         #[cfg(feature = "fetch")]
@@ -99,9 +98,7 @@ impl Engine {
 
     /// Compiles the kernels for `ctx` with `choice`'s variants and uploads `weights`.
     pub fn with_choice(
-        ctx: Context,
-        weights: &nst_weights::Vgg19Weights,
-        choice: crate::tuning::Choice,
+        ctx: Context, weights: &nst_weights::Vgg19Weights, choice: crate::tuning::Choice,
     ) -> Result<Engine> {
         let k = Kernels::with_choice(&ctx, &choice.kernels)?;
         let weights = VggWeights::upload(&ctx, weights)?;
@@ -123,9 +120,7 @@ impl Engine {
     /// adapter (`nst tune`), keeps the winners in the tuning cache, and uses them from now on.
     /// `progress` hears one line per class.
     pub fn tune(
-        &mut self,
-        size: u32,
-        progress: &mut dyn FnMut(&str),
+        &mut self, size: u32, progress: &mut dyn FnMut(&str),
     ) -> Result<crate::tuning::Tuning> {
         if size < 16 {
             return Err(TransferError::invalid(Field::Size, "must be at least 16"));
@@ -170,11 +165,7 @@ impl Engine {
 
     /// Plans `job` at `w × h` under `settings`' budget and tile size.
     pub fn memory_plan(
-        &self,
-        settings: &Settings,
-        job: &Job,
-        w: u32,
-        h: u32,
+        &self, settings: &Settings, job: &Job, w: u32, h: u32,
     ) -> Result<MemoryPlan> {
         MemoryPlan::new(&self.target(), settings, job, w, h)
     }
@@ -183,10 +174,7 @@ impl Engine {
     /// `width × height` and style images of `style_sizes`: each style image's forward,
     /// then the problem. Nothing is allocated.
     pub fn scale_plan(
-        &self,
-        (width, height): (u32, u32),
-        style_sizes: &[(u32, u32)],
-        settings: &Settings,
+        &self, (width, height): (u32, u32), style_sizes: &[(u32, u32)], settings: &Settings,
         job: &Job,
     ) -> Result<ScalePlan> {
         let problem = self.memory_plan(settings, job, width, height)?;
@@ -204,10 +192,7 @@ impl Engine {
 
     /// Builds the (tiled) graph of `plan`.
     pub(crate) fn tiled_graph(
-        &self,
-        plan: &MemoryPlan,
-        settings: &Settings,
-        job: &Job,
+        &self, plan: &MemoryPlan, settings: &Settings, job: &Job,
     ) -> Result<TiledGraph> {
         let config = plan.graph_config(&self.target(), settings, job);
         let (ctx, k, w) = (&self.ctx, &self.k, &self.weights);
@@ -216,10 +201,7 @@ impl Engine {
 
     /// The Gram matrices of `image` at `layers`: the style targets of one style image.
     pub fn grams(
-        &self,
-        image: &Image,
-        layers: &[LayerId],
-        pooling: Pooling,
+        &self, image: &Image, layers: &[LayerId], pooling: Pooling,
     ) -> Result<Vec<Vec<f32>>> {
         let settings = Settings::default().pooling(pooling);
         let job = ForwardJob {
@@ -239,11 +221,7 @@ impl Engine {
     /// Runs `job`'s forward over `image` tile by tile, as `plan` says: its Gram matrices and
     /// its full-size captures, read back.
     async fn forward(
-        &self,
-        image: &Image,
-        job: &ForwardJob,
-        plan: &MemoryPlan,
-        settings: &Settings,
+        &self, image: &Image, job: &ForwardJob, plan: &MemoryPlan, settings: &Settings,
     ) -> Result<Forward> {
         let tg = self.tiled_graph(plan, settings, &Job::Forward(job.clone()))?;
         let (ctx, k) = (&self.ctx, &self.k);
@@ -282,11 +260,7 @@ impl Engine {
 
     /// [`Engine::measure`] within `settings`' memory budget and tile size.
     pub(crate) async fn measure_with(
-        &self,
-        content: &Image,
-        styles: &[Style],
-        image: &Image,
-        settings: &Settings,
+        &self, content: &Image, styles: &[Style], image: &Image, settings: &Settings,
     ) -> Result<Measure> {
         let blend = normalized_blend(styles)?;
         let (w, h) = (image.width, image.height);
@@ -324,10 +298,7 @@ impl Engine {
     /// Each style image's Gram matrices at `settings`' style layers, each forward as its
     /// plan in `plans` says.
     pub(crate) async fn style_targets(
-        &self,
-        styles: &[Image],
-        plans: &[MemoryPlan],
-        settings: &Settings,
+        &self, styles: &[Image], plans: &[MemoryPlan], settings: &Settings,
     ) -> Result<Vec<StyleTarget>> {
         let layers = settings.loss.style_layer_ids();
         let mut targets: Vec<StyleTarget> = layers
@@ -355,11 +326,7 @@ impl Engine {
     /// (its loss, pooling and style scale). The content image is resized to `image`'s size
     /// and each style image to `style_scale` times its longest side, as `stylize` does.
     pub fn score(
-        &self,
-        content: &Image,
-        styles: &[Style],
-        image: &Image,
-        settings: &Settings,
+        &self, content: &Image, styles: &[Style], image: &Image, settings: &Settings,
     ) -> Result<Score> {
         settings.validate()?;
         let blend = normalized_blend(styles)?;
@@ -409,9 +376,7 @@ pub(crate) fn style_size(s: &Image, longest: u32, style_scale: f64) -> (u32, u32
 
 /// Style images resized by [`style_size`].
 pub(crate) fn scaled_styles<'a>(
-    styles: impl Iterator<Item = &'a Image>,
-    longest: u32,
-    style_scale: f64,
+    styles: impl Iterator<Item = &'a Image>, longest: u32, style_scale: f64,
 ) -> Vec<Image> {
     styles
         .map(|s| {

@@ -659,10 +659,7 @@ pub fn encode_png(img: &Image) -> Result<Vec<u8>, ImageError> {
 
 /// Encodes `img` into `out`.
 fn write_encoded(
-    img: &Image,
-    mut out: &mut dyn Write,
-    format: OutputFormat,
-    sixteen_bit: bool,
+    img: &Image, mut out: &mut dyn Write, format: OutputFormat, sixteen_bit: bool,
 ) -> Result<(), String> {
     let (w, h) = (img.width, img.height);
     let samples = img.to_interleaved();
@@ -710,9 +707,7 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 /// `inputs`, its extension must be one we encode (PNG for `sixteen_bit`), and its folder must
 /// exist and accept new files (probed by creating and removing a temporary file).
 pub fn check_output_path(
-    output: &Path,
-    inputs: &[&Path],
-    sixteen_bit: bool,
+    output: &Path, inputs: &[&Path], sixteen_bit: bool,
 ) -> Result<(), ImageError> {
     if output.is_dir() {
         return Err(ImageError::OutputIsFolder {

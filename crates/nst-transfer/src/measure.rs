@@ -46,11 +46,8 @@ impl Measure {
     /// of the content image, and the blended style target) and activations at
     /// [`CONTENT_LAYER`] (of the image and the content image).
     pub fn from_features(
-        image_grams: &[Vec<f32>],
-        content_grams: &[Vec<f32>],
-        style_targets: &[Vec<f64>],
-        image_content: &[f32],
-        content_content: &[f32],
+        image_grams: &[Vec<f32>], content_grams: &[Vec<f32>], style_targets: &[Vec<f64>],
+        image_content: &[f32], content_content: &[f32],
     ) -> Measure {
         let style_distance = |grams: &[Vec<f32>]| {
             let d: f64 = grams

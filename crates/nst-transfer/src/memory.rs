@@ -182,9 +182,7 @@ impl std::fmt::Display for LayersPlan {
 /// image (`settings`' optimizer's state counted); else the graph that taps `taps`, by
 /// default the loss's layers.
 pub fn plan_vgg19(
-    settings: &Settings,
-    (width, height): (u32, u32),
-    taps: Option<Vec<LayerId>>,
+    settings: &Settings, (width, height): (u32, u32), taps: Option<Vec<LayerId>>,
     max_binding_bytes: u64,
 ) -> Result<LayersPlan> {
     if settings.max_memory.is_some() {
@@ -247,11 +245,7 @@ impl MemoryPlan {
     /// Plans `job` for a `width × height` image under `settings`' budget and tile size: the
     /// untiled graph when it fits, else the tiles that fit with the least work.
     pub fn new(
-        target: &Target,
-        settings: &Settings,
-        job: &Job,
-        width: u32,
-        height: u32,
+        target: &Target, settings: &Settings, job: &Job, width: u32, height: u32,
     ) -> Result<MemoryPlan> {
         let taps = job_taps(settings, job);
         let deepest = *taps.iter().max().ok_or(VggError::NoTaps)?;
@@ -324,11 +318,7 @@ fn job_taps(settings: &Settings, job: &Job) -> Vec<LayerId> {
 /// The tiles within `budget` with the least work per iteration: for each window height, the
 /// widest window that fits (memory grows with the window), then the cheapest of those.
 fn cheapest_tiles(
-    target: &Target,
-    settings: &Settings,
-    job: &Job,
-    (width, height): (u32, u32),
-    deepest: LayerId,
+    target: &Target, settings: &Settings, job: &Job, (width, height): (u32, u32), deepest: LayerId,
     budget: u64,
 ) -> Result<MemoryPlan> {
     let (_, align) = halo_and_scale(deepest);
@@ -433,10 +423,7 @@ fn over_budget(settings: &Settings, job: &Job, plan: &MemoryPlan, budget: u64) -
 
 /// The plan of `job` over `tiling`: the sum of what each part states it creates.
 fn plan_with(
-    target: &Target,
-    settings: &Settings,
-    job: &Job,
-    tiling: Tiling,
+    target: &Target, settings: &Settings, job: &Job, tiling: Tiling,
 ) -> Result<MemoryPlan> {
     let (height, width) = (tiling.height, tiling.width);
     let (wh, ww) = tiling.window();

@@ -72,14 +72,8 @@ impl Objective {
     /// [`crate::Weight::Normalized`] ones.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        ctx: &Context,
-        k: &Kernels,
-        tg: &TiledGraph,
-        cfg: &LossConfig,
-        styles: &[StyleTarget],
-        blend: &[f64],
-        content: Captures,
-        content_ms: &[f64],
+        ctx: &Context, k: &Kernels, tg: &TiledGraph, cfg: &LossConfig, styles: &[StyleTarget],
+        blend: &[f64], content: Captures, content_ms: &[f64],
     ) -> Result<Objective> {
         let factors = Factors::new(cfg, styles, blend, content_ms)?;
         let terms = factors.terms(cfg, blend);
@@ -151,10 +145,7 @@ impl Objective {
     /// tile's positions (tiled), each style target, the blended targets and the Gram
     /// gradients, and the partial sums of every value's reduction.
     pub(crate) fn bytes(
-        layout: &GraphLayout,
-        cfg: &LossConfig,
-        styles: usize,
-        tiled: bool,
+        layout: &GraphLayout, cfg: &LossConfig, styles: usize, tiled: bool,
     ) -> Result<u64> {
         let terms = cfg.content_layers.len() + cfg.style_layers.len() * styles + 1;
         let mut bytes = nst_gpu::tensor_bytes(terms as u64);
@@ -236,9 +227,7 @@ impl Objective {
 
 /// mean(F²) of each captured activation, one f32 sum per chunk, added here in f64.
 pub(crate) async fn content_mean_squares(
-    ctx: &Context,
-    k: &Kernels,
-    content: &Captures,
+    ctx: &Context, k: &Kernels, content: &Captures,
 ) -> Result<Vec<f64>> {
     let acts: Vec<&Tensor> = content.tensors.iter().map(|(_, t)| t).collect();
     let slots: usize = acts.iter().map(|a| a.chunk_count()).sum();
@@ -287,10 +276,7 @@ struct Factors<'a> {
 
 impl<'a> Factors<'a> {
     fn new(
-        cfg: &LossConfig,
-        styles: &'a [StyleTarget],
-        blend: &[f64],
-        content_ms: &[f64],
+        cfg: &LossConfig, styles: &'a [StyleTarget], blend: &[f64], content_ms: &[f64],
     ) -> Result<Factors<'a>> {
         let bad_shape = |m: String| TransferError::Gpu(GpuError::BadShape(m));
         if content_ms.len() != cfg.content_layers.len() {
@@ -435,12 +421,7 @@ impl<'a> Builder<'a> {
     /// The style terms at `l`, the `i`-th of `grams`' layers (one per style image), with the
     /// backward through the blended target and factor `factor`.
     fn style_term(
-        &mut self,
-        l: LayerId,
-        grams: &GramSums,
-        i: usize,
-        target: &StyleTarget,
-        blended: &[f64],
+        &mut self, l: LayerId, grams: &GramSums, i: usize, target: &StyleTarget, blended: &[f64],
         factor: f64,
     ) -> Result<()> {
         let (ctx, k) = (self.ctx, self.k);

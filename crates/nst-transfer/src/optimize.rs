@@ -20,10 +20,7 @@ impl Engine {
     /// stopped early). `on_event` hears of each scale, each reported iteration and each
     /// snapshot, and may stop the run.
     pub fn stylize(
-        &self,
-        content: &Image,
-        styles: &[Style],
-        settings: &Settings,
+        &self, content: &Image, styles: &[Style], settings: &Settings,
         on_event: impl FnMut(Event<'_>) -> Flow,
     ) -> Result<Outcome> {
         pollster::block_on(self.stylize_async(content, styles, settings, on_event))
@@ -32,10 +29,7 @@ impl Engine {
     /// [`Engine::stylize`] without blocking: in a browser, each reported iteration and
     /// snapshot lets the page run (set [`Settings::report_every`] low to keep it lively).
     pub async fn stylize_async(
-        &self,
-        content: &Image,
-        styles: &[Style],
-        settings: &Settings,
+        &self, content: &Image, styles: &[Style], settings: &Settings,
         mut on_event: impl FnMut(Event<'_>) -> Flow,
     ) -> Result<Outcome> {
         settings.validate()?;
@@ -153,10 +147,7 @@ impl Engine {
 
     /// One scale's optimization: one submission per iteration.
     async fn optimize(
-        &self,
-        run: &ScaleRun<'_>,
-        start: &Image,
-        settings: &Settings,
+        &self, run: &ScaleRun<'_>, start: &Image, settings: &Settings,
         on_event: &mut impl FnMut(Event<'_>) -> Flow,
     ) -> Result<ScaleDone> {
         let ctx = &self.ctx;

@@ -75,9 +75,7 @@ pub fn write(path: &Path, rows: &[LogRow], per_scale: u32) -> Result<()> {
 }
 
 fn draw(
-    rgb: &mut [u8],
-    points: &[Point],
-    scale_starts: &[u64],
+    rgb: &mut [u8], points: &[Point], scale_starts: &[u64],
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::with_buffer(rgb, SIZE).into_drawing_area();
     root.fill(&WHITE)?;

@@ -92,22 +92,14 @@ impl Engine {
     /// memory budget and tile size), with the style and content targets captured. Its plan
     /// ([`Problem::memory`]) counts the state of `settings`' optimizer ([`crate::Stepper`]) too.
     pub fn problem(
-        &self,
-        content: &Image,
-        styles: &[Image],
-        blend: &[f64],
-        settings: &Settings,
+        &self, content: &Image, styles: &[Image], blend: &[f64], settings: &Settings,
     ) -> Result<Problem> {
         pollster::block_on(self.problem_async(content, styles, blend, settings))
     }
 
     /// [`Engine::problem`] without blocking (for a browser).
     pub async fn problem_async(
-        &self,
-        content: &Image,
-        styles: &[Image],
-        blend: &[f64],
-        settings: &Settings,
+        &self, content: &Image, styles: &[Image], blend: &[f64], settings: &Settings,
     ) -> Result<Problem> {
         let size = (content.width, content.height);
         let sizes: Vec<(u32, u32)> = styles.iter().map(|s| (s.width, s.height)).collect();
@@ -122,11 +114,7 @@ impl Engine {
     /// The problem as `plan` (from [`Engine::scale_plan`]) says: its style targets, then its
     /// graph, content targets and loss.
     pub(crate) async fn planned_problem(
-        &self,
-        content: &Image,
-        styles: &[Image],
-        blend: &[f64],
-        settings: &Settings,
+        &self, content: &Image, styles: &[Image], blend: &[f64], settings: &Settings,
         plan: ScalePlan,
     ) -> Result<Problem> {
         let cfg = &settings.loss;

@@ -128,8 +128,7 @@ pub fn open_engine(options: EngineOptions, quiet: bool) -> Result<Engine> {
 /// Prints `value` on standard output for people, or as JSON; a closed pipe (`nst layers |
 /// head`) is not an error.
 pub fn print(
-    value: &(impl std::fmt::Display + serde::Serialize),
-    json: bool,
+    value: &(impl std::fmt::Display + serde::Serialize), json: bool,
 ) -> std::io::Result<()> {
     use std::io::Write;
     let text = match json {

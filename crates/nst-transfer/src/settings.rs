@@ -50,9 +50,7 @@ macro_rules! as_name {
 
 /// The error for a name that is none of `names`.
 fn unknown_name<'a>(
-    field: Field,
-    got: &str,
-    names: impl Iterator<Item = &'a str>,
+    field: Field, got: &str, names: impl Iterator<Item = &'a str>,
 ) -> TransferError {
     let names: Vec<&str> = names.collect();
     let reason = format!("must be {}, got `{got}`", names.join(" or "));
@@ -129,8 +127,7 @@ impl<'de> Deserialize<'de> for Init {
                 s.parse().map_err(E::custom)
             }
             fn visit_map<A: de::MapAccess<'de>>(
-                self,
-                mut map: A,
+                self, mut map: A,
             ) -> std::result::Result<Init, A::Error> {
                 let entry = map.next_entry::<String, PathBuf>()?;
                 match (entry, map.next_key::<String>()?) {

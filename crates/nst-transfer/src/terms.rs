@@ -91,9 +91,7 @@ impl LayerWeight {
     /// `layers` with the raw `weights`, one per layer, or each normalized when `weights` is
     /// `None`. `field` names the list in the error when the counts differ.
     pub fn list(
-        field: Field,
-        layers: &[LayerId],
-        weights: Option<&[f64]>,
+        field: Field, layers: &[LayerId], weights: Option<&[f64]>,
     ) -> Result<Vec<LayerWeight>> {
         match weights {
             None => Ok(layers.iter().map(|&l| LayerWeight::normalized(l)).collect()),
@@ -231,10 +229,7 @@ impl LossConfig {
     /// With `content` and `style` layers, each with the raw weight at its place in
     /// `content_weights` / `style_weights`, or each normalized where those are `None`.
     pub fn layers(
-        self,
-        content: &[LayerId],
-        content_weights: Option<&[f64]>,
-        style: &[LayerId],
+        self, content: &[LayerId], content_weights: Option<&[f64]>, style: &[LayerId],
         style_weights: Option<&[f64]>,
     ) -> Result<Self> {
         let c = LayerWeight::list(Field::ContentLayerWeights, content, content_weights)?;

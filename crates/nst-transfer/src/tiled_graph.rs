@@ -35,11 +35,7 @@ struct Full {
 impl TiledGraph {
     /// Builds the graph of `config` (whose size is the image's) at `tiling`'s window size.
     pub fn new(
-        ctx: &Context,
-        k: &Kernels,
-        weights: &VggWeights,
-        config: &GraphConfig,
-        tiling: Tiling,
+        ctx: &Context, k: &Kernels, weights: &VggWeights, config: &GraphConfig, tiling: Tiling,
     ) -> Result<TiledGraph> {
         let (wh, ww) = tiling.window();
         let window = GraphConfig {
@@ -207,10 +203,7 @@ impl TiledGraph {
 
 /// Layer `l`'s output for an `h × w` image, in chunks of at most `chunk_limit` bytes.
 pub(crate) fn full_layout(
-    c_out: &[u32],
-    l: LayerId,
-    (h, w): (u32, u32),
-    chunk_limit: u64,
+    c_out: &[u32], l: LayerId, (h, w): (u32, u32), chunk_limit: u64,
 ) -> Result<ChunkLayout> {
     let (c, lh, lw) = nst_vgg::output_shape(l, c_out, h, w);
     ChunkLayout::split(c, lh, lw, chunk_limit).ok_or_else(|| {
@@ -249,10 +242,7 @@ pub(crate) fn tensor(ctx: &Context, label: &str, layout: &ChunkLayout) -> Result
 /// Copies an `r.h × r.w` region of every channel from `src` (at `from`) to `dst` (at
 /// `to`), whose chunks may split the channels differently: one launch per overlapping pair.
 pub(crate) fn copy_region(
-    ctx: &Context,
-    k: &Kernels,
-    (src, from): (&Tensor, Rect),
-    (dst, to): (&Tensor, Rect),
+    ctx: &Context, k: &Kernels, (src, from): (&Tensor, Rect), (dst, to): (&Tensor, Rect),
     mode: WindowMode,
 ) -> Result<Vec<Dispatch>> {
     let mut out = Vec::new();
@@ -298,11 +288,7 @@ impl Masks {
 
     /// What a loss reads at tap `l`.
     pub(crate) fn at(
-        &mut self,
-        ctx: &Context,
-        k: &Kernels,
-        tg: &TiledGraph,
-        l: LayerId,
+        &mut self, ctx: &Context, k: &Kernels, tg: &TiledGraph, l: LayerId,
     ) -> Result<Tensor> {
         let tap = tg.tap(l)?;
         if !tg.is_tiled() {
@@ -360,11 +346,7 @@ pub(crate) struct GramSums {
 
 impl GramSums {
     pub(crate) fn new(
-        ctx: &Context,
-        k: &Kernels,
-        tg: &TiledGraph,
-        masks: &mut Masks,
-        layers: &[LayerId],
+        ctx: &Context, k: &Kernels, tg: &TiledGraph, masks: &mut Masks, layers: &[LayerId],
     ) -> Result<GramSums> {
         let mut s = GramSums {
             grams: Vec::new(),
@@ -416,10 +398,7 @@ impl GramSums {
     /// chunks, with `gram`'s tiles on a device of `device` (largest binding, most workgroups
     /// per grid dimension).
     pub(crate) fn bytes(
-        layout: &GraphLayout,
-        layers: &[LayerId],
-        tiled: bool,
-        gram: &GramChoice,
+        layout: &GraphLayout, layers: &[LayerId], tiled: bool, gram: &GramChoice,
         device: (u64, u32),
     ) -> Result<u64> {
         let mut bytes = 0;
@@ -455,10 +434,7 @@ pub(crate) struct Captures {
 
 impl Captures {
     pub(crate) fn new(
-        ctx: &Context,
-        k: &Kernels,
-        tg: &TiledGraph,
-        layers: &[LayerId],
+        ctx: &Context, k: &Kernels, tg: &TiledGraph, layers: &[LayerId],
     ) -> Result<Captures> {
         let mut per_tile: Vec<Vec<Dispatch>> = (0..tg.tiles()).map(|_| Vec::new()).collect();
         let mut tensors = Vec::new();

@@ -313,10 +313,7 @@ fn launches(ctx: &Context, c_out: &[u32], width: u32, height: u32) -> Vec<Launch
 /// and keeps the winners for this adapter in the cache (merged with those of other sizes).
 /// `progress` hears one line per class. Returns the updated tuning.
 pub fn tune(
-    ctx: &Context,
-    c_out: &[u32],
-    size: u32,
-    progress: &mut dyn FnMut(&str),
+    ctx: &Context, c_out: &[u32], size: u32, progress: &mut dyn FnMut(&str),
 ) -> Result<Tuning> {
     let conv_candidates = candidate_timing::conv_candidates(ctx, &ConvKernel::candidates(ctx))?;
     let gram_candidates = candidate_timing::gram_candidates(ctx, &GramTiles::candidates(ctx))?;
@@ -403,10 +400,7 @@ fn merge(file: &mut CacheFile, key: TuningKey, size: u32, classes: Vec<Tuned>) -
 }
 
 fn tuned<K: std::fmt::Display>(
-    op: &str,
-    (c_src, c_dst, pixels_log2): (u32, u32, u32),
-    size: u32,
-    layer: LayerId,
+    op: &str, (c_src, c_dst, pixels_log2): (u32, u32, u32), size: u32, layer: LayerId,
     ms: Vec<(K, f64)>,
 ) -> Tuned {
     Tuned {

@@ -89,10 +89,7 @@ fn largest_text(largest: Option<(u32, u32)>) -> String {
 
 impl VggError {
     pub(crate) fn too_large(
-        height: u32,
-        width: u32,
-        why: String,
-        fits: impl Fn(u32, u32) -> bool,
+        height: u32, width: u32, why: String, fits: impl Fn(u32, u32) -> bool,
     ) -> VggError {
         VggError::TooLarge {
             height,
@@ -106,9 +103,7 @@ impl VggError {
 /// The largest size with the aspect ratio of `height × width` for which `fits` holds,
 /// searching on the longest side (`fits` must be monotone: true below some size).
 pub fn largest_fitting(
-    height: u32,
-    width: u32,
-    fits: impl Fn(u32, u32) -> bool,
+    height: u32, width: u32, fits: impl Fn(u32, u32) -> bool,
 ) -> Option<(u32, u32)> {
     let long = height.max(width) as u64;
     let at = |side: u64| {

@@ -151,9 +151,7 @@ impl GraphLayout {
     /// Plans the graph of `config` for a network whose convolutions output `c_out[k]`
     /// channels, under `limits`.
     pub fn new(
-        c_out: &[u32],
-        config: &GraphConfig,
-        limits: Limits,
+        c_out: &[u32], config: &GraphConfig, limits: Limits,
     ) -> Result<GraphLayout, VggError> {
         let deepest = *config.taps.iter().max().ok_or(VggError::NoTaps)?;
         let (h, w) = (config.height, config.width);
@@ -178,11 +176,7 @@ impl GraphLayout {
     }
 
     fn build(
-        c_out: &[u32],
-        config: &GraphConfig,
-        limits: Limits,
-        h: u32,
-        w: u32,
+        c_out: &[u32], config: &GraphConfig, limits: Limits, h: u32, w: u32,
     ) -> Result<GraphLayout, DoesNotFit> {
         let deepest = *config.taps.iter().max().expect("checked by new");
         let taps: BTreeSet<usize> = config.taps.iter().map(|t| t.0).collect();
@@ -319,10 +313,7 @@ impl Allocator<'_> {
 impl Graph {
     /// Plans, allocates and prepares the graph of `config` on `weights`' network.
     pub fn new(
-        ctx: &Context,
-        k: &Kernels,
-        weights: &VggWeights,
-        config: &GraphConfig,
+        ctx: &Context, k: &Kernels, weights: &VggWeights, config: &GraphConfig,
     ) -> Result<Graph, VggError> {
         let c_out = weights.c_out();
         let plan = GraphLayout::new(&c_out, config, Limits::of(ctx))?;
@@ -351,10 +342,7 @@ impl Graph {
 
     /// Allocates the graph's tensors, then wires its forward and backward launches.
     fn build(
-        ctx: &Context,
-        k: &Kernels,
-        weights: &VggWeights,
-        plan: GraphLayout,
+        ctx: &Context, k: &Kernels, weights: &VggWeights, plan: GraphLayout,
         alloc: &mut Allocator<'_>,
     ) -> Result<Graph, GpuError> {
         let b = Buffers::allocate(&plan, alloc)?;

@@ -81,10 +81,7 @@ impl PlanReport {
     /// Describes `plan`, made from `config` for a network whose convolutions output `c_out`
     /// channels and whose weights take `weights_bytes`, with chunks for `max_binding_bytes`.
     pub fn new(
-        plan: &GraphLayout,
-        config: &GraphConfig,
-        c_out: &[u32],
-        weights_bytes: u64,
+        plan: &GraphLayout, config: &GraphConfig, c_out: &[u32], weights_bytes: u64,
         max_binding_bytes: u64,
     ) -> Self {
         let (w, h) = (config.width, config.height);

@@ -120,10 +120,7 @@ impl Tiling {
     /// `deepest`. An axis that fits takes the whole image. Errors when a window cannot hold
     /// its halo on both sides plus a step of the pooling grid.
     pub fn new(
-        height: u32,
-        width: u32,
-        max_window: (u32, u32),
-        deepest: LayerId,
+        height: u32, width: u32, max_window: (u32, u32), deepest: LayerId,
     ) -> Result<Tiling, VggError> {
         let (halo, align) = halo_and_scale(deepest);
         let rows = spans(height, max_window.0, halo, align);

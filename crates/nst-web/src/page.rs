@@ -86,10 +86,7 @@ impl Studio {
     /// rgba}`) for snapshots; returning `false` stops the run. Resolves to `{png, json}`: the
     /// result as PNG bytes and the outcome (stopped, final losses, measure) as JSON.
     pub fn stylize(
-        &self,
-        content: Vec<u8>,
-        styles: js_sys::Array,
-        settings: String,
+        &self, content: Vec<u8>, styles: js_sys::Array, settings: String,
         on_event: js_sys::Function,
     ) -> js_sys::Promise {
         let engine = self.engine.clone();
@@ -102,10 +99,7 @@ impl Studio {
 
 /// One run: decode, check and convert the page's inputs, stylize, encode the result.
 async fn run(
-    engine: &Engine,
-    content: &[u8],
-    styles: &js_sys::Array,
-    settings: &str,
+    engine: &Engine, content: &[u8], styles: &js_sys::Array, settings: &str,
     on_event: &js_sys::Function,
 ) -> Result<JsValue, String> {
     let content = image::decode(content, "the content image")

@@ -14,8 +14,7 @@ use std::path::Path;
 /// On Unix the file is created with mode 0666 less the process's umask, as `File::create`
 /// would (0644 under the usual umask 022), so a web server or a colleague can read it.
 pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

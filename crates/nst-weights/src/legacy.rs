@@ -368,10 +368,7 @@ fn malformed(pickle: &'static str, offset: usize, detail: impl Into<String>) -> 
 
 /// `bin[pos..pos + n]`, or a truncation error naming `what`.
 fn take(
-    bin: &[u8],
-    pos: usize,
-    n: usize,
-    what: impl FnOnce() -> String,
+    bin: &[u8], pos: usize, n: usize, what: impl FnOnce() -> String,
 ) -> Result<&[u8], LegacyError> {
     pos.checked_add(n)
         .and_then(|end| bin.get(pos..end))
@@ -662,9 +659,7 @@ impl<'a> Machine<'a> {
     /// Runs the pickle starting at `start`; returns its value and the
     /// position after its `STOP`.
     fn run(
-        bin: &'a [u8],
-        start: usize,
-        pickle: &'static str,
+        bin: &'a [u8], start: usize, pickle: &'static str,
     ) -> Result<(Value, usize), LegacyError> {
         let mut m = Machine {
             bin,

@@ -276,12 +276,8 @@ pub struct LayerSpec {
 }
 
 const fn spec(
-    name: &'static str,
-    source_name: &'static str,
-    block: u32,
-    torchvision_index: usize,
-    c_in: usize,
-    c_out: usize,
+    name: &'static str, source_name: &'static str, block: u32, torchvision_index: usize,
+    c_in: usize, c_out: usize,
 ) -> LayerSpec {
     LayerSpec {
         name,

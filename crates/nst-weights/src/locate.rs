@@ -201,8 +201,7 @@ pub fn default_fetch_destination() -> PathBuf {
 /// error, never a download.
 #[cfg(feature = "fetch")]
 pub fn locate_or_fetch(
-    explicit: Option<&Path>,
-    progress: &mut dyn FnMut(&str),
+    explicit: Option<&Path>, progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, WeightsError> {
     let places = SearchPlaces::from_process();
     match places.locate(explicit) {

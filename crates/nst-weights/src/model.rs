@@ -66,9 +66,7 @@ pub fn load_published(bytes: &[u8], name: &str) -> Result<Vgg19Weights, WeightsE
 
 /// [`convert_legacy`] for any architecture (the tests use a tiny one).
 pub(crate) fn convert_legacy_with(
-    bin: &[u8],
-    arch: &[LayerSpec],
-    file: &str,
+    bin: &[u8], arch: &[LayerSpec], file: &str,
 ) -> Result<Vgg19Weights, WeightsError> {
     let tensors = read_legacy(bin).map_err(|source| WeightsError::Legacy {
         file: file.to_string(),
@@ -161,12 +159,8 @@ const QUANTIZED: &str = "pastiche quantized";
 /// Removes tensor `name` from `by_name`, checking its shape, its dtype
 /// (`want`, which `elements` extracts) and, for floats, that it is finite.
 fn take_tensor<T>(
-    by_name: &mut HashMap<String, LegacyTensor>,
-    file: &str,
-    name: &str,
-    shape: Vec<usize>,
-    want: LegacyDtype,
-    elements: fn(LegacyData) -> Option<Vec<T>>,
+    by_name: &mut HashMap<String, LegacyTensor>, file: &str, name: &str, shape: Vec<usize>,
+    want: LegacyDtype, elements: fn(LegacyData) -> Option<Vec<T>>,
 ) -> Result<Vec<T>, WeightsError> {
     let Some(t) = by_name.remove(name) else {
         return Err(WeightsError::MissingTensor {
@@ -201,9 +195,7 @@ fn take_tensor<T>(
 }
 
 fn dequantize(
-    tensors: Vec<(String, LegacyTensor)>,
-    arch: &[LayerSpec],
-    file: &str,
+    tensors: Vec<(String, LegacyTensor)>, arch: &[LayerSpec], file: &str,
 ) -> Result<Vec<ConvLayer>, WeightsError> {
     use LegacyDtype::{F32, U8};
     let mut by_name: HashMap<String, LegacyTensor> = tensors.into_iter().collect();
@@ -283,8 +275,7 @@ pub fn load(path: &Path) -> Result<Vgg19Weights, WeightsError> {
 /// [`load`], with the input convention given explicitly (a command-line
 /// flag), overriding the file's metadata and the layout's default.
 pub fn load_with(
-    path: &Path,
-    convention: Option<InputConvention>,
+    path: &Path, convention: Option<InputConvention>,
 ) -> Result<Vgg19Weights, WeightsError> {
     let bytes = read_file(path)?;
     load_bytes(&bytes, path, &VGG19_LAYERS, convention)
@@ -299,10 +290,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, WeightsError> {
 
 /// [`load_with`] on a file's bytes, for any architecture.
 pub(crate) fn load_bytes(
-    bytes: &[u8],
-    path: &Path,
-    arch: &[LayerSpec],
-    convention: Option<InputConvention>,
+    bytes: &[u8], path: &Path, arch: &[LayerSpec], convention: Option<InputConvention>,
 ) -> Result<Vgg19Weights, WeightsError> {
     let corrupt = |source| WeightsError::Corrupt {
         path: path.to_path_buf(),
@@ -380,11 +368,7 @@ pub(crate) fn load_bytes(
 }
 
 fn f32_tensor(
-    st: &SafeTensors<'_>,
-    file: &str,
-    layout: Layout,
-    name: &str,
-    shape: &[usize],
+    st: &SafeTensors<'_>, file: &str, layout: Layout, name: &str, shape: &[usize],
 ) -> Result<Vec<f32>, WeightsError> {
     let Ok(view) = st.tensor(name) else {
         return Err(WeightsError::MissingTensor {
@@ -454,9 +438,7 @@ pub(crate) fn save(weights: &Vgg19Weights, dest: &Path) -> Result<(), WeightsErr
 }
 
 pub(crate) fn save_with(
-    weights: &Vgg19Weights,
-    dest: &Path,
-    arch: &[LayerSpec],
+    weights: &Vgg19Weights, dest: &Path, arch: &[LayerSpec],
 ) -> Result<(), WeightsError> {
     let file = "the weights to save";
     let mut tensors: Vec<(String, F32Tensor)> = Vec::with_capacity(2 * arch.len());
@@ -566,8 +548,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn serialize(
-        tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
-        meta: &[(&str, &str)],
+        tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, meta: &[(&str, &str)],
     ) -> Vec<u8> {
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
             .iter()

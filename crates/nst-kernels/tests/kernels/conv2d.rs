@@ -296,12 +296,8 @@ fn conv2d_in_channel_chunks_matches_reference_on_2d_grid() {
 /// `out_counts`; the forward adds ReLU on each destination chunk's last part, the backward
 /// accumulates every part onto a prior gradient.
 fn conv_chunks_case(
-    g: &Gpu,
-    k: &Conv2d,
-    (c_in, c_out, h, w): (u32, u32, u32, u32),
-    in_counts: &[u32],
-    out_counts: &[u32],
-    seed: u64,
+    g: &Gpu, k: &Conv2d, (c_in, c_out, h, w): (u32, u32, u32, u32), in_counts: &[u32],
+    out_counts: &[u32], seed: u64,
 ) {
     let s = ConvShape { c_in, c_out, h, w };
     let plane = (h * w) as usize;
