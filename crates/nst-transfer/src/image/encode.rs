@@ -50,6 +50,33 @@ pub(super) fn parent_folder(path: &Path) -> PathBuf {
     }
 }
 
+/// The format of an output `path` and its folder, after checking that `path` names a file
+/// (not a folder) in a folder that exists, with an extension we encode (PNG for
+/// `sixteen_bit`).
+pub(super) fn destination(
+    path: &Path, sixteen_bit: bool,
+) -> Result<(OutputFormat, PathBuf), ImageError> {
+    if path.is_dir() || path.file_name().is_none() {
+        return Err(ImageError::OutputIsFolder {
+            path: path.to_owned(),
+        });
+    }
+    let format = output_format(path)?;
+    if sixteen_bit && format != OutputFormat::Png {
+        return Err(ImageError::SixteenBitNeedsPng {
+            path: path.to_owned(),
+        });
+    }
+    let folder = parent_folder(path);
+    if !folder.is_dir() {
+        return Err(ImageError::MissingFolder {
+            path: path.to_owned(),
+            folder,
+        });
+    }
+    Ok((format, folder))
+}
+
 /// Every file output goes through the one writer, whole or not at all (see its docs).
 pub(crate) use nst_weights::write_atomic;
 
@@ -61,29 +88,7 @@ pub(crate) use nst_weights::write_atomic;
 /// renamed into place, so a failure leaves nothing behind and never truncates an existing file.
 pub fn save(img: &Image, path: impl AsRef<Path>, sixteen_bit: bool) -> Result<(), ImageError> {
     let path = path.as_ref();
-    let format = output_format(path)?;
-    if sixteen_bit && format != OutputFormat::Png {
-        return Err(ImageError::SixteenBitNeedsPng {
-            path: path.to_owned(),
-        });
-    }
-    if path.is_dir() {
-        return Err(ImageError::OutputIsFolder {
-            path: path.to_owned(),
-        });
-    }
-    if path.file_name().is_none() {
-        return Err(ImageError::OutputIsFolder {
-            path: path.to_owned(),
-        });
-    }
-    let folder = parent_folder(path);
-    if !folder.is_dir() {
-        return Err(ImageError::MissingFolder {
-            path: path.to_owned(),
-            folder,
-        });
-    }
+    let (format, _) = destination(path, sixteen_bit)?;
 
     let written = write_atomic(path, |out| {
         write_encoded(img, out, format, sixteen_bit).map_err(std::io::Error::other)
@@ -161,17 +166,6 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 pub fn check_output_path(
     output: &Path, inputs: &[&Path], sixteen_bit: bool,
 ) -> Result<(), ImageError> {
-    if output.is_dir() {
-        return Err(ImageError::OutputIsFolder {
-            path: output.to_owned(),
-        });
-    }
-    let format = output_format(output)?;
-    if sixteen_bit && format != OutputFormat::Png {
-        return Err(ImageError::SixteenBitNeedsPng {
-            path: output.to_owned(),
-        });
-    }
     if let Some(input) = inputs
         .iter()
         .find(|input| output == **input || same_file(output, input))
@@ -181,18 +175,7 @@ pub fn check_output_path(
             input: input.to_path_buf(),
         });
     }
-    if output.file_name().is_none() {
-        return Err(ImageError::OutputIsFolder {
-            path: output.to_owned(),
-        });
-    }
-    let folder = parent_folder(output);
-    if !folder.is_dir() {
-        return Err(ImageError::MissingFolder {
-            path: output.to_owned(),
-            folder,
-        });
-    }
+    let (_, folder) = destination(output, sixteen_bit)?;
     // Permission bits do not tell the whole story (ACLs, read-only mounts, root), so try it;
     // the probe is removed when dropped.
     let probe = tempfile::Builder::new()
