@@ -152,6 +152,19 @@ impl Gpu {
         self.ctx.tensor_from(label, data).expect("upload")
     }
 
+    /// An element-wise op's four buffers: its input `x` and output gradient `gy` uploaded,
+    /// and its output `y` and input gradient `gx` zeroed, all of `x`'s length.
+    pub fn elementwise(&self, x: &[f64], gy: &[f64]) -> [wgpu::Buffer; 4] {
+        let n = x.len();
+        let y = self.zeros("y", n);
+        [
+            self.upload("x", x),
+            self.upload("gy", gy),
+            y,
+            self.zeros("gx", n),
+        ]
+    }
+
     /// A zeroed tensor of `len` elements.
     pub fn zeros(&self, label: &str, len: usize) -> wgpu::Buffer {
         self.ctx.tensor(label, len as u64).expect("alloc")

@@ -45,6 +45,10 @@ impl GramData {
 
 /// Runs the forward and the backward (onto a prior gradient when `accumulate`) of a `c × n`
 /// map with `k` against the reference; returns the forward's (splits, pixels per slice).
+/// The Gram forward's tolerances against the f64 reference: absolute, relative.
+const ATOL: f64 = 1e-6;
+const RTOL: f64 = 1e-5;
+
 fn gram_case_with(g: &Gpu, k: &Gram, c: u32, n: u32, seed: u64, accumulate: bool) -> (u32, u32) {
     let d = GramData::new(c, n, seed);
     let (bf, bgg, bgf) = (
@@ -61,8 +65,8 @@ fn gram_case_with(g: &Gpu, k: &Gram, c: u32, n: u32, seed: u64, accumulate: bool
         &format!("{tag} forward"),
         &g.read(&bg),
         &d.forward(),
-        1e-6,
-        1e-5,
+        ATOL,
+        RTOL,
     );
     // dF shrinks as 1/n: keep the absolute tolerance below its size.
     assert_close(
@@ -277,8 +281,8 @@ fn gram_chunks_case(g: &Gpu, k: &Gram, n: u32, counts: &[u32], seed: u64, accumu
         &format!("{tag} forward"),
         &g.read(&bg),
         &d.forward(),
-        1e-6,
-        1e-5,
+        ATOL,
+        RTOL,
     );
     let gf: Vec<f32> = bgf.iter().flat_map(|b| g.read(b)).collect();
     let want = d.backward(accumulate);

@@ -9,12 +9,7 @@ fn pixel_case(g: &Gpu, convention: InputConvention, h: u32, w: u32, seed: u64) {
     let n = (3 * h * w) as usize;
     let x = as_f32_exact(&random(seed, n, 0.0, 1.0));
     let gy = as_f32_exact(&random(seed + 1, n, -1.0, 1.0));
-    let (bx, bgy, by, bgx) = (
-        g.upload("x", &x),
-        g.upload("gy", &gy),
-        g.zeros("y", n),
-        g.zeros("gx", n),
-    );
+    let [bx, bgy, by, bgx] = g.elementwise(&x, &gy);
     let f =
         g.k.pixel
             .forward(&g.ctx, &t, h, w, ro(&bx), rw(&by))

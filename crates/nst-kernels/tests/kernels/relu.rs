@@ -9,12 +9,7 @@ use nst_tests::{
 fn relu_case(g: &Gpu, n: usize, seed: u64) {
     let x = as_f32_exact(&random_away_from_zero(seed, n));
     let gy = as_f32_exact(&random(seed + 1, n, -1.0, 1.0));
-    let (bx, bgy, by, bgx) = (
-        g.upload("x", &x),
-        g.upload("gy", &gy),
-        g.zeros("y", n),
-        g.zeros("gx", n),
-    );
+    let [bx, bgy, by, bgx] = g.elementwise(&x, &gy);
     let k = &g.k.relu;
     let f = k.forward(&g.ctx, ro(&bx), rw(&by)).unwrap();
     let b = k.backward(&g.ctx, ro(&by), ro(&bgy), rw(&bgx), false);
