@@ -443,14 +443,14 @@ fn memory_budgets_plan_tiles_or_name_the_flag_to_change() {
         &["--max-memory", "4G"],
     );
     let budget = ["layers", "--size", "2048x1536", "--max-memory", "1G"];
-    fails_with_code(2, &budget, &["--lbfgs-history", "keep at most 8 pairs"]);
+    fails_with_code(2, &budget, &["--lbfgs-history", "keep at most 7 pairs"]);
     // The history it names fits, and one pair more does not.
-    let fits = nst(&[&budget[..], &["--lbfgs-history", "8"]].concat());
+    let fits = nst(&[&budget[..], &["--lbfgs-history", "7"]].concat());
     assert!(fits.status.success(), "{}", stderr(&fits));
     fails_with_code(
         2,
-        &[&budget[..], &["--lbfgs-history", "9"]].concat(),
-        &["at most 8"],
+        &[&budget[..], &["--lbfgs-history", "8"]].concat(),
+        &["at most 7"],
     );
     let Some((d, c, s)) = images("budget", 40, 30) else {
         return;

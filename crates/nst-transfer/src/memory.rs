@@ -10,23 +10,24 @@ use crate::error::{Field, Result, TransferError};
 use crate::objective::{content_mean_squares_bytes, Objective};
 use crate::optimize::Stepper;
 use crate::settings::{Optimizer, Settings};
-use crate::tiled_graph::{full_layout, Captures, GramSums, Masks, TiledGraph};
+use crate::tiled_graph::{full_layout, tap_layout, Captures, GramSums, Masks, TiledGraph};
 use nst_gpu::human_bytes;
 use nst_kernels::{GramChoice, GramTiles, LbfgsRun};
 use nst_vgg::tiling::halo_and_scale;
 use nst_vgg::{ChunkLayout, GraphConfig, GraphLayout, LayerId, Limits, Tiling, VggError};
 use serde::Serialize;
 
-/// Bytes reserved in every plan for what is not storage: wgpu's own zero-filled buffer (512
-/// KiB in wgpu-core 30), a small uniform buffer per launch, and read-back staging. On lavapipe
-/// a tiled problem of 247 launches took 90 KB besides the zero buffer, as the allocator
-/// reported it: 1 MiB leaves room for ten times as many launches.
+/// Bytes reserved in every plan for what is not storage, besides the uploads' staging copies
+/// ([`MemoryPlan::job_bytes`] leaves both out): wgpu's own zero-filled buffer (512 KiB in
+/// wgpu-core 30) and a small uniform buffer per launch. On lavapipe a tiled problem of 247
+/// launches took 90 KB of uniforms and staging, as the allocator reported it: 1 MiB leaves
+/// room for ten times as many launches.
 pub const RESERVE_BYTES: u64 = (512 << 10) + (1 << 20);
 
 /// The name of the weights' part of a plan.
 const WEIGHTS: &str = "weights";
 /// The name of the reserve's part of a plan.
-const RESERVE: &str = "reserve (uniforms, staging, wgpu's own)";
+const RESERVE: &str = "reserve (uniforms, upload staging, wgpu's own)";
 
 /// The network, device and kernels a plan is for.
 #[derive(Clone, Debug)]
@@ -127,7 +128,7 @@ pub struct MemoryPlan {
 
 impl MemoryPlan {
     /// Bytes of storage the job itself creates: all but the weights, which the engine holds,
-    /// and the [`RESERVE_BYTES`].
+    /// and the reserve for what is not storage.
     pub fn job_bytes(&self) -> u64 {
         let other = self
             .parts
@@ -448,7 +449,6 @@ fn plan_with(
     let grams = |layers: &[LayerId]| GramSums::bytes(&layout, layers, tiled, &target.gram, device);
     let mut parts = vec![
         MemoryPart::new(WEIGHTS, target.weight_bytes),
-        MemoryPart::new(RESERVE, RESERVE_BYTES),
         MemoryPart::new("graph", TiledGraph::bytes(&layout, &tiling)),
     ];
     match job {
@@ -488,6 +488,17 @@ fn plan_with(
             }
         }
     }
+    // wgpu stages every upload until the submission after it ends: the image, and the style
+    // targets (each style's and the blended) that the loss uploads when it is built. The
+    // allocator counted 4.9 MB of such copies beside a 512×384 problem on lavapipe.
+    let mut uploads = nst_gpu::tensor_bytes(3 * height as u64 * width as u64);
+    if let Job::Optimize { styles } | Job::Evaluate { styles } = job {
+        for l in settings.loss.style_layer_ids() {
+            let c = tap_layout(&layout, l)?.c as u64;
+            uploads += (*styles as u64 + 1) * nst_gpu::tensor_bytes(c * c);
+        }
+    }
+    parts.push(MemoryPart::new(RESERVE, RESERVE_BYTES + uploads));
     Ok(MemoryPlan {
         width,
         height,
