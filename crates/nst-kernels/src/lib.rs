@@ -83,80 +83,76 @@ impl Shader {
     }
 }
 
-/// Every shader: where an op is registered. The shader test validates each source with naga
-/// and holds each contract to its entry point.
-pub const SHADERS: &[&Shader] = &[
-    &adam::SHADER,
-    &conv2d::SHADER,
-    &conv2d::SUBGROUP_SHADER,
-    &gram::SHADER,
-    &lbfgs::SHADER,
-    &loss::SHADER,
-    &pixel::SHADER,
-    &pool::SHADER,
-    &reduce::SHADER,
-    &relu::SHADER,
-    &vector::SHADER,
-    &window::SHADER,
-];
-
 /// Files prepended to others rather than compiled alone.
 pub const SNIPPETS: &[&str] = &["workgroup_sum.wgsl", "gemm.wgsl", "conv2d_common.wgsl"];
 
-/// Every kernel, compiled once for a context.
-pub struct Kernels {
+/// Declares every op in one place: the [`Kernels`] field, its type and how it is built, and the
+/// shaders it brings to [`SHADERS`] (a shader shared by several ops is listed with the first).
+/// The statements before the ops build what several share, from `ctx` and `choice`.
+macro_rules! kernels {
+    (
+        with ($ctx:ident, $choice:ident) { $($shared:tt)* }
+        $($(#[$doc:meta])* $field:ident: $ty:ty = $make:expr, shaders [$($shader:expr),*];)+
+    ) => {
+        /// Every kernel, compiled once for a context.
+        pub struct Kernels {
+            $($(#[$doc])* pub $field: $ty,)+
+        }
+
+        impl Kernels {
+            /// Compiles every shader and builds every pipeline, with `choice`'s variants.
+            pub fn with_choice($ctx: &Context, $choice: &KernelChoice) -> Result<Self> {
+                $($shared)*
+                Ok(Kernels {
+                    $($field: $make?,)+
+                })
+            }
+        }
+
+        /// Every shader. The shader test validates each source with naga and holds each
+        /// contract to its entry point.
+        pub const SHADERS: &[&Shader] = &[$($(&$shader,)*)+];
+    };
+}
+
+kernels! {
+    with (ctx, choice) {
+        // Files with several op types, and the reduction three of them share, are built once.
+        let pool = pool::SHADER.compile(ctx)?;
+        let loss = loss::SHADER.compile(ctx)?;
+        let reduce = Reduce::new(ctx)?;
+    }
     /// 3×3 convolution.
-    pub conv2d: Conv2d,
+    conv2d: Conv2d = Conv2d::with_choice(ctx, choice.conv.clone()),
+        shaders [conv2d::SHADER, conv2d::SUBGROUP_SHADER];
     /// ReLU.
-    pub relu: Relu,
+    relu: Relu = Relu::new(ctx), shaders [relu::SHADER];
     /// 2×2 max pooling.
-    pub max_pool2d: Pool2d,
+    max_pool2d: Pool2d = Pool2d::new(ctx, &pool, PoolKind::Max), shaders [pool::SHADER];
     /// 2×2 average pooling.
-    pub avg_pool2d: Pool2d,
+    avg_pool2d: Pool2d = Pool2d::new(ctx, &pool, PoolKind::Avg), shaders [];
     /// Gram matrix.
-    pub gram: Gram,
+    gram: Gram = Gram::with_choice(ctx, choice.gram.clone()), shaders [gram::SHADER];
     /// Mean-squared error.
-    pub mse: Mse,
+    mse: Mse = Mse::new(ctx, &loss, reduce.clone()), shaders [loss::SHADER, reduce::SHADER];
     /// Total variation.
-    pub tv: TotalVariation,
+    tv: TotalVariation = TotalVariation::new(ctx, &loss, reduce.clone()), shaders [];
     /// RGB → network input convention.
-    pub pixel: PixelTransformKernel,
+    pixel: PixelTransformKernel = PixelTransformKernel::new(ctx), shaders [pixel::SHADER];
     /// Adam update.
-    pub adam: Adam,
+    adam: Adam = Adam::new(ctx), shaders [adam::SHADER];
     /// L-BFGS's scalar steps.
-    pub lbfgs: Lbfgs,
+    lbfgs: Lbfgs = Lbfgs::new(ctx), shaders [lbfgs::SHADER];
     /// dot, asum, axpy, scale, copy.
-    pub vector: VectorOps,
+    vector: VectorOps = VectorOps::new(ctx, reduce), shaders [vector::SHADER];
     /// Region copies for tiled evaluation.
-    pub window: Window,
+    window: Window = Window::new(ctx), shaders [window::SHADER];
 }
 
 impl Kernels {
     /// Compiles every shader and builds every pipeline, with the built-in choice of variants.
     pub fn new(ctx: &Context) -> Result<Self> {
         Self::with_choice(ctx, &KernelChoice::builtin(ctx))
-    }
-
-    /// Compiles every shader and builds every pipeline, with `choice`'s variants.
-    pub fn with_choice(ctx: &Context, choice: &KernelChoice) -> Result<Self> {
-        // Files with several op types, and the reduction three of them share, are built once.
-        let pool = pool::SHADER.compile(ctx)?;
-        let loss = loss::SHADER.compile(ctx)?;
-        let reduce = Reduce::new(ctx)?;
-        Ok(Kernels {
-            conv2d: Conv2d::with_choice(ctx, choice.conv.clone())?,
-            relu: Relu::new(ctx)?,
-            max_pool2d: Pool2d::new(ctx, &pool, PoolKind::Max)?,
-            avg_pool2d: Pool2d::new(ctx, &pool, PoolKind::Avg)?,
-            gram: Gram::with_choice(ctx, choice.gram.clone())?,
-            mse: Mse::new(ctx, &loss, reduce.clone())?,
-            tv: TotalVariation::new(ctx, &loss, reduce.clone())?,
-            pixel: PixelTransformKernel::new(ctx)?,
-            adam: Adam::new(ctx)?,
-            lbfgs: Lbfgs::new(ctx)?,
-            vector: VectorOps::new(ctx, reduce)?,
-            window: Window::new(ctx)?,
-        })
     }
 }
 
