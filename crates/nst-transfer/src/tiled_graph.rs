@@ -3,7 +3,7 @@
 //! Tiled, the image and its gradient live at full size; the graph is built at the size of
 //! one window. Each tile's forward cuts its window out of the image; its backward adds the
 //! window's image gradient (halo included) into the full gradient. A loss reads a tap only at
-//! the tile's own positions, through a masked copy ([`Masks`]) that is zero elsewhere, so
+//! the tile's own positions, through a masked copy (`Masks`) that is zero elsewhere, so
 //! each position counts once and the gradients the losses put at the taps are zero in the
 //! halo. Untiled, there is one tile, the graph's input is the image and nothing is copied.
 

@@ -75,7 +75,7 @@ pub enum ImageError {
         /// Height in pixels.
         height: u32,
     },
-    /// Samples handed to [`Image::new`] that do not make an image of that size.
+    /// Samples handed to [`Image::new`](super::Image::new) that do not make an image of that size.
     #[error(
         "a {width}×{height} image needs 3 × {width} × {height} samples (at least one pixel, at \
          most {MAX_PIXELS}), got {len}"
