@@ -441,8 +441,18 @@ impl Settings {
     /// that is not JSON, or has a key not known or a value of the wrong type, is an error
     /// about [`Field::Settings`] whose reason names the key.
     pub fn from_json(json: &str) -> Result<Settings> {
-        let settings: Settings = serde_json::from_str(json)
-            .map_err(|e| TransferError::invalid(Field::Settings, e.to_string()))?;
+        let invalid = |reason: String| TransferError::invalid(Field::Settings, reason);
+        let mut de = serde_json::Deserializer::from_str(json);
+        let settings: Settings = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let (path, reason) = (e.path().to_string(), e.inner().to_string());
+            // A value's own error names its key already; serde's type errors do not.
+            let key = path.rsplit('.').next().unwrap_or_default();
+            match path == "." || reason.starts_with(key) {
+                true => invalid(reason),
+                false => invalid(format!("`{path}`: {reason}")),
+            }
+        })?;
+        de.end().map_err(|e| invalid(e.to_string()))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -713,6 +723,12 @@ mod tests {
             (r#"{"preserve_colors": "sepia"}"#, "preserve_colors"),
             (r#"{"init": {"path": "x.png"}}"#, "{\"file\": PATH}"),
             ("[", "settings"),
+            (r#"{"size": "big"}"#, "`size`: invalid type"),
+            (
+                r#"{"loss": {"tv_weight": "x"}}"#,
+                "`loss.tv_weight`: invalid type",
+            ),
+            (r#"{"size": 64} x"#, "trailing characters"),
         ] {
             let err = Settings::from_json(json).unwrap_err().to_string();
             assert!(err.contains(what), "{json}: {err}");
