@@ -267,7 +267,18 @@ impl MemoryPlan {
             }
             (None, Some(b)) => match untiled {
                 Ok(p) if p.bytes <= b => p,
-                _ => cheapest_tiles(target, settings, job, (width, height), deepest, b)?,
+                untiled => {
+                    match cheapest_tiles(target, settings, job, (width, height), deepest, b)? {
+                        Some(p) => p,
+                        // No tiles at all: why the whole image cannot run (too small, a binding
+                        // too large) says more than the budget does.
+                        None => {
+                            return Err(untiled
+                                .err()
+                                .unwrap_or_else(|| cannot_tile(width, height, b)))
+                        }
+                    }
+                }
             },
             (None, None) => untiled?,
         };
@@ -317,11 +328,12 @@ fn job_taps(settings: &Settings, job: &Job) -> Vec<LayerId> {
 }
 
 /// The tiles within `budget` with the least work per iteration: for each window height, the
-/// widest window that fits (memory grows with the window), then the cheapest of those.
+/// widest window that fits (memory grows with the window), then the cheapest of those; `None`
+/// when the image cannot be tiled at all.
 fn cheapest_tiles(
     target: &Target, settings: &Settings, job: &Job, (width, height): (u32, u32), deepest: LayerId,
     budget: u64,
-) -> Result<MemoryPlan> {
+) -> Result<Option<MemoryPlan>> {
     let (_, align) = halo_and_scale(deepest);
     let least = Tiling::least_window(deepest) - align;
     // The window lengths an axis can have: the whole axis, or the axis less a multiple of the
@@ -369,16 +381,19 @@ fn cheapest_tiles(
         }
     }
     match (best, smallest) {
-        (Some(p), _) => Ok(p),
+        (Some(p), _) => Ok(Some(p)),
         (None, Some(p)) => Err(over_budget(settings, job, &p, budget)),
-        (None, None) => Err(TransferError::invalid(
-            Field::MaxMemory,
-            format!(
-                "a {width}×{height} image cannot be tiled within {}: raise it or lower the size",
-                human_bytes(budget)
-            ),
-        )),
+        (None, None) => Ok(None),
     }
+}
+
+/// The error for an image that no tiling fits within `budget`.
+fn cannot_tile(width: u32, height: u32, budget: u64) -> TransferError {
+    let m = format!(
+        "a {width}×{height} image cannot be tiled within {}: raise it or lower the size",
+        human_bytes(budget)
+    );
+    TransferError::invalid(Field::MaxMemory, m)
 }
 
 /// The error for a plan over budget: the optimizer's history when that is what does not fit,
@@ -603,6 +618,14 @@ mod tests {
         let e =
             MemoryPlan::new(&t, &adam().max_memory(Some(50 << 20)), &job, 1024, 768).unwrap_err();
         assert_field(&e, Field::MaxMemory);
+    }
+
+    #[test]
+    fn an_image_too_small_for_any_tiles_says_so_under_a_budget() {
+        let t = Target::vgg19(LAVAPIPE);
+        let job = Job::Optimize { styles: 1 };
+        let e = MemoryPlan::new(&t, &adam().max_memory(Some(1 << 30)), &job, 8, 8).unwrap_err();
+        assert!(e.to_string().contains("too small"), "{e}");
     }
 
     #[test]
