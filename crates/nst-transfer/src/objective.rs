@@ -6,9 +6,7 @@
 
 use crate::error::{Field, Result, TransferError};
 use crate::terms::{LossConfig, LossValues, Term, TermValue};
-use crate::tiled_graph::{
-    copy_region, tap_layout, tensor_bytes, Captures, GramSums, Masks, TiledGraph,
-};
+use crate::tiled_graph::{copy_region, tap_layout, Captures, GramSums, Masks, TiledGraph};
 use nst_gpu::{Context, Dispatch, GpuError, Record, View, ViewMut};
 use nst_kernels::{Kernels, Reduction, WindowMode};
 use nst_vgg::{ChunkLayout, GraphLayout, LayerId, Tensor};
@@ -152,7 +150,7 @@ impl Objective {
         let mut reductions = 1; // total variation
         for l in &cfg.content_layers {
             let at = tap_layout(layout, l.layer)?;
-            bytes += tensor_bytes(at) * tiled as u64;
+            bytes += at.bytes() * tiled as u64;
             reductions += 2 * at.chunks.len() as u64; // for the first tile and the others
         }
         for l in &cfg.style_layers {
@@ -387,8 +385,7 @@ impl<'a> Builder<'a> {
         let target = match tg.is_tiled() {
             false => full.clone(),
             true => {
-                let t =
-                    crate::tiled_graph::tensor(ctx, &format!("content target {l}"), &act.layout)?;
+                let t = Tensor::zeros(ctx, &format!("content target {l}"), &act.layout)?;
                 for tile in 0..tg.tiles() {
                     let (own, at) = tg.own_at(tile, l);
                     let copies =

@@ -212,31 +212,12 @@ pub(crate) fn full_layout(
     })
 }
 
-/// Bytes of storage [`tensor`] creates for `layout`.
-pub(crate) fn tensor_bytes(layout: &ChunkLayout) -> u64 {
-    let chunks = 0..layout.chunks.len();
-    chunks
-        .map(|i| nst_gpu::tensor_bytes(layout.chunk_len(i)))
-        .sum()
-}
-
 /// The layout of tapped layer `l` in `layout`'s graph.
 pub(crate) fn tap_layout(layout: &GraphLayout, l: LayerId) -> Result<&ChunkLayout> {
     layout
         .output(l)
         .filter(|_| layout.is_tap(l))
         .ok_or_else(|| TransferError::Gpu(GpuError::BadShape(format!("layer {l} is not tapped"))))
-}
-
-/// A tensor of `layout`, zeroed.
-pub(crate) fn tensor(ctx: &Context, label: &str, layout: &ChunkLayout) -> Result<Tensor> {
-    let buffers = (0..layout.chunks.len())
-        .map(|i| ctx.tensor(label, layout.chunk_len(i)))
-        .collect::<std::result::Result<_, _>>()?;
-    Ok(Tensor {
-        layout: layout.clone(),
-        buffers,
-    })
 }
 
 /// Copies an `r.h × r.w` region of every channel from `src` (at `from`) to `dst` (at
@@ -297,7 +278,7 @@ impl Masks {
         if let Some((_, t)) = self.tensors.iter().find(|(x, _)| *x == l) {
             return Ok(t.clone());
         }
-        let masked = tensor(ctx, &format!("{l} at own positions"), &tap.layout)?;
+        let masked = Tensor::zeros(ctx, &format!("{l} at own positions"), &tap.layout)?;
         for t in 0..tg.tiles() {
             let (own, _) = tg.own_at(t, l);
             let copies = copy_region(ctx, k, (tap, own), (&masked, own), WindowMode::CopyZeroRest)?;
@@ -320,7 +301,7 @@ impl Masks {
         distinct.dedup();
         let mut bytes = 0;
         for l in distinct.into_iter().filter(|_| tiled) {
-            bytes += tensor_bytes(tap_layout(layout, l)?);
+            bytes += tap_layout(layout, l)?.bytes();
         }
         Ok(bytes)
     }
@@ -439,7 +420,7 @@ impl Captures {
         let mut per_tile: Vec<Vec<Dispatch>> = (0..tg.tiles()).map(|_| Vec::new()).collect();
         let mut tensors = Vec::new();
         for &l in layers {
-            let full = tensor(ctx, &format!("{l} (full size)"), &tg.full_layout(l)?)?;
+            let full = Tensor::zeros(ctx, &format!("{l} (full size)"), &tg.full_layout(l)?)?;
             for (t, copies) in per_tile.iter_mut().enumerate() {
                 let (own, at) = tg.own_at(t, l);
                 let region = (tg.tap(l)?, own);
@@ -453,7 +434,7 @@ impl Captures {
     /// Bytes of storage [`Captures::new`] creates: each layer at full size, as laid out in
     /// `full`.
     pub(crate) fn bytes(full: &[ChunkLayout]) -> u64 {
-        full.iter().map(tensor_bytes).sum()
+        full.iter().map(ChunkLayout::bytes).sum()
     }
 
     /// Records tile `t`'s copies (after its forward).

@@ -285,31 +285,6 @@ pub struct Graph {
     backward: Vec<Dispatch>,
 }
 
-/// Allocates the graph's buffers, counting the bytes, so that running out of memory can say
-/// how much did fit.
-struct Allocator<'a> {
-    ctx: &'a Context,
-    allocated: u64,
-}
-
-impl Allocator<'_> {
-    fn buffer(&mut self, label: &str, len: u64) -> Result<wgpu::Buffer, GpuError> {
-        let b = self.ctx.tensor(label, len)?;
-        self.allocated += 4 * len;
-        Ok(b)
-    }
-
-    fn tensor(&mut self, label: &str, layout: &ChunkLayout) -> Result<Tensor, GpuError> {
-        let buffers = (0..layout.chunks.len())
-            .map(|i| self.buffer(label, layout.chunk_len(i)))
-            .collect::<Result<_, _>>()?;
-        Ok(Tensor {
-            layout: layout.clone(),
-            buffers,
-        })
-    }
-}
-
 impl Graph {
     /// Plans, allocates and prepares the graph of `config` on `weights`' network.
     pub fn new(
@@ -317,11 +292,11 @@ impl Graph {
     ) -> Result<Graph, VggError> {
         let c_out = weights.c_out();
         let plan = GraphLayout::new(&c_out, config, Limits::of(ctx))?;
-        let mut alloc = Allocator { ctx, allocated: 0 };
-        match Self::build(ctx, k, weights, plan.clone(), &mut alloc) {
+        let before = ctx.created_bytes();
+        match Self::build(ctx, k, weights, plan.clone()) {
             Ok(g) => Ok(g),
             Err(GpuError::OutOfMemory(msg)) => {
-                let fit = alloc.allocated;
+                let fit = ctx.created_bytes() - before;
                 let why = format!(
                     "the device ran out of memory ({msg}) after {} of the {} the graph needs",
                     bytes(fit),
@@ -343,9 +318,8 @@ impl Graph {
     /// Allocates the graph's tensors, then wires its forward and backward launches.
     fn build(
         ctx: &Context, k: &Kernels, weights: &VggWeights, plan: GraphLayout,
-        alloc: &mut Allocator<'_>,
     ) -> Result<Graph, GpuError> {
-        let b = Buffers::allocate(&plan, alloc)?;
+        let b = Buffers::allocate(ctx, &plan)?;
         let wire = Wire {
             ctx,
             k,
@@ -465,7 +439,7 @@ impl Buffers {
     /// Allocates what `plan` keeps: the image and its gradient, the network input, each
     /// stored output, max pooling's arg-max, the tapped layers' gradients and two scratch
     /// sets that the other gradients alternate between.
-    fn allocate(plan: &GraphLayout, alloc: &mut Allocator<'_>) -> Result<Buffers, GpuError> {
+    fn allocate(ctx: &Context, plan: &GraphLayout) -> Result<Buffers, GpuError> {
         let n = plan.deepest.0 + 1;
         let image = ChunkLayout {
             c: 3,
@@ -473,8 +447,8 @@ impl Buffers {
             w: plan.width,
             chunks: vec![Channels::all(3)],
         };
-        let mut optional = |keep: bool, label: String, layout: &ChunkLayout| match keep {
-            true => alloc.tensor(&label, layout).map(Some),
+        let optional = |keep: bool, label: String, layout: &ChunkLayout| match keep {
+            true => Tensor::zeros(ctx, &label, layout).map(Some),
             false => Ok(None),
         };
         let (mut activations, mut argmax, mut gradients) = (vec![], vec![], vec![]);
@@ -489,14 +463,14 @@ impl Buffers {
         let mut scratch: [Vec<wgpu::Buffer>; 2] = [Vec::new(), Vec::new()];
         for (set, sizes) in plan.scratch.iter().enumerate() {
             for &len in sizes {
-                scratch[set].push(alloc.buffer("gradient scratch", len)?);
+                scratch[set].push(ctx.tensor("gradient scratch", len)?);
             }
         }
         Ok(Buffers {
-            input: alloc.buffer("image (RGB)", image.len())?,
-            input_grad: alloc.buffer("image gradient (RGB)", image.len())?,
-            net_input: alloc.tensor("network input", &image)?,
-            net_input_grad: alloc.tensor("network input gradient", &image)?,
+            input: ctx.tensor("image (RGB)", image.len())?,
+            input_grad: ctx.tensor("image gradient (RGB)", image.len())?,
+            net_input: Tensor::zeros(ctx, "network input", &image)?,
+            net_input_grad: Tensor::zeros(ctx, "network input gradient", &image)?,
             activations,
             argmax,
             gradients,

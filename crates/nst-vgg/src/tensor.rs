@@ -56,6 +56,13 @@ impl ChunkLayout {
     pub fn chunk_len(&self, i: usize) -> u64 {
         self.chunks[i].count as u64 * self.plane()
     }
+
+    /// Bytes of storage [`Tensor::zeros`] creates for this layout.
+    pub fn bytes(&self) -> u64 {
+        (0..self.chunks.len())
+            .map(|i| nst_gpu::tensor_bytes(self.chunk_len(i)))
+            .sum()
+    }
 }
 
 /// A tensor in GPU memory, laid out as its [`ChunkLayout`] says: chunk `i` occupies the
@@ -70,6 +77,17 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// A zeroed tensor of `layout`, one buffer per chunk.
+    pub fn zeros(ctx: &Context, label: &str, layout: &ChunkLayout) -> Result<Tensor> {
+        let buffers = (0..layout.chunks.len())
+            .map(|i| ctx.tensor(label, layout.chunk_len(i)))
+            .collect::<Result<_>>()?;
+        Ok(Tensor {
+            layout: layout.clone(),
+            buffers,
+        })
+    }
+
     /// Chunk `i`, for a kernel that reads it.
     pub fn view(&self, i: usize) -> View<'_> {
         View::range(&self.buffers[i], 0, self.layout.chunk_len(i))
