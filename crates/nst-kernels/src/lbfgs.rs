@@ -4,6 +4,11 @@
 //! curvature) are one-invocation kernels, so an iteration needs no readback. The semantics,
 //! including how a pair without positive curvature is handled, are
 //! `nst_reference::lbfgs`'s. See `shaders/lbfgs.wgsl`.
+//!
+//! A caller that evaluates the loss after each step can shrink a step that raised it, or take
+//! it back ([`LbfgsRun::record_shrink_step`], [`LbfgsRun::record_undo_step`]): the safeguard
+//! `nst-transfer` runs, which decides on the loss it reads back and on the step's slope gᵀs
+//! ([`LbfgsRun::slope`]), which every step records.
 
 use crate::expect_len;
 use crate::reduce::Reduction;
@@ -93,8 +98,16 @@ impl Slots {
     fn asum(&self) -> u32 {
         4 * self.m + 4
     }
-    fn count(&self) -> u32 {
+    /// gᵀs of the last step.
+    fn slope(&self) -> u32 {
         4 * self.m + 5
+    }
+    /// τ − 1 and τ, for shrinking the last step to τ of it (written by the caller).
+    fn shrink(&self) -> u32 {
+        4 * self.m + 6
+    }
+    fn count(&self) -> u32 {
+        4 * self.m + 8
     }
 }
 
@@ -118,12 +131,19 @@ struct Pair {
     // The step taken from here, kept as this slot's next s: s = t·d, x += s.
     s_from_d: Dispatch,
     x_plus_s: Dispatch,
+    // Its slope gᵀs; shrinking it to τ of itself (x += (τ − 1)·s, s ← τ·s), or taking it
+    // back (x −= s).
+    slope_dot: Reduction,
+    x_shrink: Dispatch,
+    s_shrink: Dispatch,
+    x_minus_s: Dispatch,
 }
 
 /// A prepared L-BFGS optimizer of one parameter vector: its history, scratch vectors and
 /// every dispatch of an iteration.
 pub struct LbfgsRun {
     m: u32,
+    scalars: wgpu::Buffer,
     pairs: Vec<Pair>,
     asum: Reduction,
     first_step: Dispatch,
@@ -221,6 +241,15 @@ impl Lbfgs {
                 r_minus_beta: vector.axpy(ctx, r(-1.0, at.beta(i)), si, dw, sv)?,
                 s_from_d: vector.copy(ctx, Coef::ratio(1.0, Some(at.t()), None), dv, si_w, sv)?,
                 x_plus_s: vector.axpy(ctx, c(1.0), si, x, sv)?,
+                slope_dot: vector.dot(ctx, grad, si, sw, at.slope())?,
+                x_shrink: vector.axpy(ctx, Coef::ratio(1.0, Some(at.shrink()), None), si, x, sv)?,
+                s_shrink: vector.scale(
+                    ctx,
+                    Coef::ratio(1.0, Some(at.shrink() + 1), None),
+                    si_w,
+                    sv,
+                )?,
+                x_minus_s: vector.axpy(ctx, c(-1.0), si, x, sv)?,
             });
         }
         let run = LbfgsRun {
@@ -232,7 +261,8 @@ impl Lbfgs {
             scale_gamma: vector.scale(ctx, Coef::ratio(1.0, Some(at.gamma()), None), dw, sv)?,
             pairs,
             bytes: LbfgsRun::bytes_for(n, m),
-            _buffers: [scalars, g_prev, d].into_iter().chain(s).chain(y).collect(),
+            scalars,
+            _buffers: [g_prev, d].into_iter().chain(s).chain(y).collect(),
         };
         Ok(run)
     }
@@ -273,9 +303,48 @@ impl LbfgsRun {
             p.r_plus_alpha.record(pass);
             p.r_minus_beta.record(pass);
         }
-        let next = &self.pairs[((k - 1) % m) as usize];
+        let next = self.last_pair(k);
         next.s_from_d.record(pass);
+        next.slope_dot.record(pass);
         next.x_plus_s.record(pass);
+    }
+
+    /// The slope gᵀs of the last step s, taken from where the gradient g was: negative for a
+    /// step downhill. Read back from the GPU.
+    pub async fn slope(&self, ctx: &Context) -> Result<f32> {
+        let at = Slots { m: self.m };
+        let view = View::range(&self.scalars, at.slope() as u64, 1);
+        Ok(ctx.read_async::<f32>(view).await?[0])
+    }
+
+    /// Sets τ for the next [`LbfgsRun::record_shrink_step`]: written to the GPU before the
+    /// next submission runs.
+    pub fn set_shrink(&self, ctx: &Context, tau: f32) {
+        ctx.write(
+            &self.scalars,
+            Slots { m: self.m }.shrink() as u64,
+            &[tau - 1.0, tau],
+        );
+    }
+
+    /// Records shrinking iteration `k`'s step to τ of itself (x ← x + (τ − 1)·s, s ← τ·s; τ
+    /// from [`LbfgsRun::set_shrink`]), for a step whose loss was higher: iteration k + 1 then
+    /// makes its pair of what remains of it.
+    pub fn record_shrink_step(&self, pass: &mut wgpu::ComputePass<'_>, k: u32) {
+        let p = self.last_pair(k);
+        p.x_shrink.record(pass);
+        p.s_shrink.record(pass);
+    }
+
+    /// Records taking back iteration `k`'s step (x ← x − s): x is then the point the step
+    /// was taken from.
+    pub fn record_undo_step(&self, pass: &mut wgpu::ComputePass<'_>, k: u32) {
+        self.last_pair(k).x_minus_s.record(pass);
+    }
+
+    /// The slot iteration `k`'s step is kept in.
+    fn last_pair(&self, k: u32) -> &Pair {
+        &self.pairs[((k.max(1) - 1) % self.m) as usize]
     }
 
     /// Bytes of GPU memory the history and scratch vectors take.
@@ -285,11 +354,11 @@ impl LbfgsRun {
 
     /// Bytes of storage [`Lbfgs::prepare`] creates for `n` parameters and `history` pairs:
     /// the scalars, the previous gradient, the direction, the pairs, and the partial sums of
-    /// the four dot products per pair and the gradient's ℓ1 norm.
+    /// the five dot products per pair and the gradient's ℓ1 norm.
     pub fn bytes_for(n: u64, history: u32) -> u64 {
         let vectors = (2 * history as u64 + 2) * nst_gpu::tensor_bytes(n);
         let scalars = nst_gpu::tensor_bytes(Slots { m: history }.count() as u64);
-        let reductions = (4 * history as u64 + 1) * Reduction::BYTES;
+        let reductions = (5 * history as u64 + 1) * Reduction::BYTES;
         vectors + scalars + reductions
     }
 }

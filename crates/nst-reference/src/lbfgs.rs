@@ -101,6 +101,31 @@ impl Lbfgs {
         copy(t, &d, &mut self.s[next]);
         axpy(1.0, &self.s[next], x);
     }
+
+    /// The slope gᵀs of the last step s, from where the gradient `g` was.
+    pub fn slope(&self, g: &[f64]) -> f64 {
+        dot(g, &self.s[self.last_slot()])
+    }
+
+    /// Shrinks the last step to `tau` of itself (x ← x + (τ − 1)·s, s ← τ·s), for a step whose
+    /// loss was higher: the next [`Lbfgs::step`] makes its pair of what remains of the step.
+    pub fn shrink_step(&mut self, tau: f64, x: &mut [f64]) {
+        let last = self.last_slot();
+        let s = &mut self.s[last];
+        axpy(tau - 1.0, s, x);
+        scale(tau, s);
+    }
+
+    /// Takes back the last step (x ← x − s), to end at the point it was taken from.
+    pub fn undo_step(&mut self, x: &mut [f64]) {
+        axpy(-1.0, &self.s[self.last_slot()], x);
+    }
+
+    /// The slot holding the last step.
+    fn last_slot(&self) -> usize {
+        assert!(self.k > 0, "lbfgs: no step taken yet");
+        (self.k as usize - 1) % self.s.len()
+    }
 }
 
 #[cfg(test)]

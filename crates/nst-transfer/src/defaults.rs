@@ -29,12 +29,20 @@ pub const LBFGS_HISTORY: u32 = 20;
 pub const OPTIMIZER: Optimizer = Optimizer::Lbfgs {
     history: LBFGS_HISTORY,
 };
-/// Iterations per scale.
+/// The most iterations per scale.
 pub const ITERATIONS: u32 = 300;
+/// A scale ends once its loss fell by less than this fraction over [`STOP_WINDOW`]
+/// iterations.
+pub const TOLERANCE: f64 = 0.01;
+/// The iterations the stopping rule looks back over.
+pub const STOP_WINDOW: u32 = 20;
+/// How many times in a row L-BFGS shrinks a step that raised the loss before the scale ends
+/// (each shrinks it to between a tenth and a half).
+pub const MAX_SHRINKS: u32 = 10;
 /// Longest side of the output, in pixels.
 pub const SIZE: u32 = 512;
 /// Longest side of the first scale of a coarse-to-fine run.
-pub const MIN_SIZE: u32 = 256;
+pub const MIN_SIZE: u32 = 128;
 /// Losses are read back (and reported) every this many iterations.
 pub const REPORT_EVERY: u32 = 10;
 

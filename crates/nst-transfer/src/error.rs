@@ -23,6 +23,8 @@ pub enum Field {
     StyleScale,
     /// [`crate::Settings::iterations`].
     Iterations,
+    /// [`crate::Settings::tolerance`].
+    Tolerance,
     /// [`crate::Settings::lr`].
     Lr,
     /// The history of [`crate::Optimizer::Lbfgs`].
@@ -92,6 +94,7 @@ impl Field {
             Field::Size => "size",
             Field::StyleScale => "style_scale",
             Field::Iterations => "iterations",
+            Field::Tolerance => "tolerance",
             Field::Lr => "lr",
             Field::LbfgsHistory => "lbfgs_history",
             Field::Optimizer => "optimizer",

@@ -4,6 +4,7 @@
 use crate::error::{Result, TransferError};
 use crate::image::Image;
 use crate::measure::Measure;
+use crate::schedule::{RunPlan, ScaleEnd};
 use crate::terms::LossValues;
 use serde::Serialize;
 use std::time::Duration;
@@ -12,6 +13,12 @@ use std::time::Duration;
 #[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event<'a> {
+    /// The run's plan, before anything runs: its scales and the most work.
+    Plan {
+        /// The plan.
+        #[serde(flatten)]
+        plan: &'a RunPlan,
+    },
     /// A scale begins.
     Scale {
         /// 0-based.
@@ -29,16 +36,34 @@ pub enum Event<'a> {
     Iteration {
         /// Scale index, 0-based.
         scale: usize,
-        /// Iteration within the scale, 1-based: the values are the loss of the image before
-        /// that iteration's step.
+        /// Iteration within the scale, 1-based: the values are the loss of the current image
+        /// (with L-BFGS, where its last accepted step left it) before that iteration's step.
         iteration: u32,
-        /// Iterations in the scale.
+        /// The most iterations in the scale.
         of: u32,
         /// The losses.
         values: &'a LossValues,
         /// Mean wall time per iteration since the last report.
         #[serde(serialize_with = "seconds")]
         per_iteration: Duration,
+        /// The most time the run has left, estimated from this scale's mean time per
+        /// iteration, later scales taken to cost in proportion to their pixels.
+        #[serde(serialize_with = "seconds")]
+        left: Duration,
+    },
+    /// A scale ended: after how many iterations, why, and its image's loss.
+    ScaleEnd {
+        /// Scale index, 0-based.
+        scale: usize,
+        /// Iterations it ran.
+        iterations: u32,
+        /// Iterations whose L-BFGS step raised the loss and was shrunk.
+        shrunk: u32,
+        /// Why it ended.
+        #[serde(flatten)]
+        end: ScaleEnd,
+        /// Its final image's losses.
+        values: &'a LossValues,
     },
     /// The current image, every `snapshot_every` iterations.
     Snapshot {
@@ -61,6 +86,7 @@ impl std::fmt::Display for Event<'_> {
     /// One line for people, as `nst stylize` prints progress.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Event::Plan { plan } => write!(f, "plan: {plan}"),
             Event::Scale {
                 index,
                 count,
@@ -80,19 +106,55 @@ impl std::fmt::Display for Event<'_> {
                 of,
                 values,
                 per_iteration,
+                left,
             } => {
                 let ms = per_iteration.as_secs_f64() * 1e3;
                 let s = scale + 1;
                 write!(
                     f,
-                    "scale {s} iteration {iteration}/{of}: loss {values} {ms:.0} ms/it"
+                    "scale {s} iteration {iteration}/{of}: loss {values} {ms:.0} ms/it, at most \
+                     {} left",
+                    minutes(*left)
                 )
+            }
+            Event::ScaleEnd {
+                scale,
+                iterations,
+                shrunk,
+                end,
+                ..
+            } => {
+                match end {
+                    ScaleEnd::Iterations => {
+                        write!(f, "scale {} ended after {iterations} iterations", scale + 1)?
+                    }
+                    _ => write!(
+                        f,
+                        "scale {} stopped at iteration {iterations}: {end}",
+                        scale + 1
+                    )?,
+                }
+                match shrunk {
+                    0 => Ok(()),
+                    1 => write!(f, " (1 step raised the loss and was shrunk)"),
+                    n => write!(f, " ({n} steps raised the loss and were shrunk)"),
+                }
             }
             Event::Snapshot {
                 scale, iteration, ..
             } => write!(f, "scale {} iteration {iteration}: snapshot", scale + 1),
             Event::Final { values } => write!(f, "final loss {values}"),
         }
+    }
+}
+
+/// "45 s", "3 min 05 s", "2 h 10 min".
+fn minutes(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -122,7 +184,7 @@ pub struct Outcome {
     pub measure: Option<Measure>,
     /// Scales begun.
     pub scales: usize,
-    /// Iterations per scale.
+    /// Iterations the last scale begun ran.
     pub iterations: u32,
 }
 

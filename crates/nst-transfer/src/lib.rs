@@ -71,6 +71,7 @@ pub mod optimize;
 pub mod plot;
 pub mod problem;
 pub mod report;
+pub mod schedule;
 pub mod settings;
 pub mod terms;
 pub mod tiled_graph;
@@ -91,8 +92,8 @@ pub use objective::{Objective, StyleTarget};
 pub use optimize::Stepper;
 pub use problem::Problem;
 pub use report::{Reporter, Reporting};
+pub use schedule::{RunPlan, ScaleEnd};
 pub use settings::{
     plan_scales, Init, Optimizer, PreserveColors, Settings, Style, MAX_LBFGS_HISTORY, MAX_SIZE,
-    MULTISCALE_ABOVE,
 };
 pub use terms::{LayerWeight, LossConfig, LossValues, Term, TermValue, Weight};

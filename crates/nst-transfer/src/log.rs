@@ -1,5 +1,5 @@
-//! A run's log: one row per reported iteration and one for the final image, written as CSV
-//! or JSON.
+//! A run's log: one row per reported iteration, one where each scale ends (saying why), and
+//! one for the final image, written as CSV or JSON.
 
 use crate::error::{Result, TransferError};
 use crate::events::{Event, Outcome};
@@ -25,6 +25,9 @@ pub struct LogRow {
     pub ms_per_iteration: f64,
     /// Seconds since the log began.
     pub elapsed_s: f64,
+    /// Why the scale ended, on the row of its last iteration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
     /// True on the final row only.
     #[serde(rename = "final", skip_serializing_if = "std::ops::Not::not")]
     pub is_final: bool,
@@ -55,24 +58,39 @@ impl Log {
         Self::default()
     }
 
-    /// Adds a row for an [`Event::Iteration`] and returns it; other events add nothing.
+    /// Adds a row for an [`Event::Iteration`] or [`Event::ScaleEnd`] and returns it; other
+    /// events add nothing.
     pub fn record(&mut self, event: &Event<'_>) -> Option<&LogRow> {
-        let Event::Iteration {
-            scale,
-            iteration,
-            values,
-            per_iteration,
-            ..
-        } = event
-        else {
-            return None;
+        let (scale, iteration, values, ms, ended) = match event {
+            Event::Iteration {
+                scale,
+                iteration,
+                values,
+                per_iteration,
+                ..
+            } => (
+                scale,
+                iteration,
+                values,
+                per_iteration.as_secs_f64() * 1e3,
+                None,
+            ),
+            Event::ScaleEnd {
+                scale,
+                iterations,
+                end,
+                values,
+                ..
+            } => (scale, iterations, values, 0.0, Some(end.to_string())),
+            _ => return None,
         };
         self.rows.push(LogRow {
             scale: scale + 1,
             iteration: *iteration,
             values: (*values).clone(),
-            ms_per_iteration: per_iteration.as_secs_f64() * 1e3,
+            ms_per_iteration: ms,
             elapsed_s: self.start.elapsed().as_secs_f64(),
+            ended,
             is_final: false,
             measure: None,
         });
@@ -90,6 +108,7 @@ impl Log {
             values: values.clone(),
             ms_per_iteration: 0.0,
             elapsed_s: self.start.elapsed().as_secs_f64(),
+            ended: None,
             is_final: true,
             measure: Some(measure),
         });
@@ -146,7 +165,7 @@ impl Log {
         writeln!(
             out,
             "scale,iteration,total,content,style,tv,ms_per_iteration,elapsed_s,\
-             style_distance,content_distance,style_gap_closed"
+             style_distance,content_distance,style_gap_closed,ended"
         )?;
         for r in &self.rows {
             let iteration = match r.is_final {
@@ -162,9 +181,13 @@ impl Log {
                 )
             });
             let v = &r.values;
+            let ended = r
+                .ended
+                .as_ref()
+                .map_or(String::new(), |e| format!("\"{e}\""));
             writeln!(
                 out,
-                "{},{iteration},{},{},{},{},{:.3},{:.3},{measure}",
+                "{},{iteration},{},{},{},{},{:.3},{:.3},{measure},{ended}",
                 r.scale,
                 v.total(),
                 v.content(),

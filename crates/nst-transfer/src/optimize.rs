@@ -2,12 +2,14 @@
 //! preservation, and the update step ([`Stepper`]).
 
 use crate::color;
+use crate::defaults;
 use crate::engine::{noise, scaled_styles, style_size, Engine};
 use crate::error::{Field, Result, TransferError};
 use crate::events::{Event, Flow, Outcome};
 use crate::image::{fit_longest, resize, Image};
 use crate::memory::Job;
 use crate::problem::Problem;
+use crate::schedule::{RunPlan, ScaleEnd, StoppingRule};
 use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
 use crate::terms::{LossValues, Term};
 use nst_gpu::{Context, ViewMut};
@@ -80,7 +82,24 @@ impl Engine {
             plans.push(self.scale_plan((w, h), &sizes, settings, &job)?);
         }
         plans.reverse();
+        let run_plan = RunPlan {
+            scales: (plans.iter())
+                .map(|p| (p.problem.width, p.problem.height))
+                .collect(),
+            iterations: settings.iterations,
+        };
+        if on_event(Event::Plan { plan: &run_plan }) == Flow::Stop {
+            return Ok(Outcome {
+                image: content.clone(),
+                stopped: true,
+                values: None,
+                measure: None,
+                scales: 0,
+                iterations: 0,
+            });
+        }
         let mut current: Option<Image> = None;
+        let mut last_iterations = 0;
         let mut stopped = false;
         let mut final_values = None;
         let count = sides.len();
@@ -117,9 +136,11 @@ impl Engine {
                 problem: &problem,
                 index,
                 last: index + 1 == count,
+                plan: &run_plan,
             };
             let done = self.optimize(&run, &start, settings, &mut on_event).await?;
             current = Some(done.image);
+            last_iterations = done.iterations;
             if done.stopped {
                 stopped = true;
                 break;
@@ -141,11 +162,15 @@ impl Engine {
             values: if stopped { None } else { final_values },
             measure,
             scales: begun,
-            iterations: settings.iterations,
+            iterations: last_iterations,
         })
     }
 
-    /// One scale's optimization: one submission per iteration.
+    /// One scale's optimization: one submission and one readback of the loss per iteration.
+    /// L-BFGS never accepts a step that raises the loss (or makes it NaN): it shrinks the step
+    /// ([`shrink_factor`]) and evaluates again. The scale ends after
+    /// [`Settings::iterations`], when the stopping rule says it converged, or when no step
+    /// lowers the loss.
     async fn optimize(
         &self, run: &ScaleRun<'_>, start: &Image, settings: &Settings,
         on_event: &mut impl FnMut(Event<'_>) -> Flow,
@@ -175,46 +200,98 @@ impl Engine {
             image,
             values: None,
             stopped: true,
-        };
-        let step = |pass: &mut wgpu::ComputePass<'_>, t: u32| {
-            stepper.record(pass, t);
-            if stepper.clamps_each_step() {
-                clamp.record(pass);
-            }
+            iterations: 0,
         };
         let iterations = settings.iterations;
+        let mut rule = StoppingRule::new(settings.tolerance, defaults::STOP_WINDOW);
+        // The loss of the current image; with L-BFGS, of the last step accepted.
+        let mut current: Option<LossValues> = None;
+        // L-BFGS steps taken, shrinks in a row of the last one, and its slope gᵀs once read.
+        let (mut steps, mut shrinks, mut shrunk) = (0u32, 0u32, 0u32);
+        let mut slope: Option<f64> = None;
+        let mut end = ScaleEnd::Iterations;
+        let scale_start = Instant::now();
         let mut since = Instant::now();
         let mut since_iter = 0;
+        let mut done = 0;
         for t in 1..=iterations {
+            done = t;
             stepper.set_step(ctx, t);
-            let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
-            if !report {
-                ctx.submit(|pass| {
-                    run.problem.record_value_and_grad(pass);
-                    step(pass, t);
-                })?;
-            } else {
-                // The values first, then (once they prove finite) the step.
-                ctx.submit(|pass| run.problem.record_value_and_grad(pass))?;
-                let values = run.problem.values_async(ctx).await?;
-                if let Some(bad) = values.first_non_finite() {
+            ctx.submit(|pass| run.problem.record_value_and_grad(pass))?;
+            let values = run.problem.values_async(ctx).await?;
+            if let Some(bad) = values.first_non_finite() {
+                // Adam cannot take a step back, and the start has nothing to go back to.
+                if current.is_none() || !stepper.safeguarded() {
                     return last_good(good, bad.term, t);
                 }
-                good = ctx.read_async::<f32>(tg.image()).await?;
-                ctx.submit(|pass| step(pass, t))?;
+            }
+            let accepted = values.first_non_finite().is_none()
+                && match (&current, stepper.safeguarded()) {
+                    (Some(now), true) => values.total() <= now.total(),
+                    _ => true,
+                };
+            let tried = values.total();
+            if accepted {
+                current = Some(values);
+                (shrinks, slope) = (0, None);
+            } else {
+                shrinks += 1;
+                shrunk += 1;
+            }
+            let now = current.as_ref().expect("the start's loss is finite");
+            let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
+            if report {
+                if accepted {
+                    good = ctx.read_async::<f32>(tg.image()).await?;
+                }
                 let per = since.elapsed() / (t - since_iter).max(1);
                 since = Instant::now();
                 since_iter = t;
+                let mean = scale_start.elapsed() / t;
                 let flow = on_event(Event::Iteration {
                     scale: run.index,
                     iteration: t,
                     of: iterations,
-                    values: &values,
+                    values: now,
                     per_iteration: per,
+                    left: run.plan.time_left(run.index, t, mean),
                 });
                 if flow == Flow::Stop {
+                    if !accepted {
+                        ctx.submit(|pass| stepper.record_undo(pass, steps))?;
+                    }
                     return Ok(stopped(read_image().await?));
                 }
+            }
+            if let Some(converged) = rule.push(now.total()) {
+                end = converged;
+            } else if shrinks > defaults::MAX_SHRINKS {
+                end = ScaleEnd::NoDescent { shrinks };
+            }
+            if end != ScaleEnd::Iterations || t == iterations {
+                // The image ends where the last accepted step left it.
+                if !accepted {
+                    ctx.submit(|pass| stepper.record_undo(pass, steps))?;
+                }
+                break;
+            }
+            if accepted {
+                steps += 1;
+                ctx.submit(|pass| {
+                    stepper.record(pass, steps);
+                    if stepper.clamps_each_step() {
+                        clamp.record(pass);
+                    }
+                })?;
+            } else {
+                let full = match slope {
+                    Some(s) => s,
+                    None => stepper.slope(ctx).await?,
+                };
+                let tau = shrink_factor(now.total(), full, tried);
+                slope = Some(tau * full);
+                stepper.set_shrink(ctx, tau);
+                ctx.submit(|pass| stepper.record_shrink(pass, steps))?;
             }
             if settings.snapshot_every > 0 && t % settings.snapshot_every == 0 {
                 let image = read_image().await?;
@@ -231,14 +308,21 @@ impl Engine {
         if !stepper.clamps_each_step() {
             self.ctx.submit(|pass| clamp.record(pass))?;
         }
-        // The loss of the image returned, as `score` computes it: the last step may have
-        // made it (or its pixels, which clamping need not clean: lavapipe's makes NaN 0) NaN.
+        // The loss of the image returned, as `score` computes it: clamping may have changed
+        // it (or its pixels, which clamping need not clean: lavapipe's makes NaN 0).
         self.ctx.submit(|pass| run.problem.record_value(pass))?;
         let values = run.problem.values_async(ctx).await?;
         if let Some(bad) = values.first_non_finite() {
-            return last_good(good, bad.term, iterations);
+            return last_good(good, bad.term, done);
         }
         let image = read_image().await?;
+        on_event(Event::ScaleEnd {
+            scale: run.index,
+            iterations: done,
+            shrunk,
+            end,
+            values: &values,
+        });
         let mut kept = None;
         if run.last {
             on_event(Event::Final { values: &values });
@@ -248,6 +332,7 @@ impl Engine {
             image,
             values: kept,
             stopped: false,
+            iterations: done,
         })
     }
 }
@@ -257,6 +342,8 @@ struct ScaleRun<'a> {
     problem: &'a Problem,
     index: usize,
     last: bool,
+    /// The whole run's plan, for the estimate of the time left.
+    plan: &'a RunPlan,
 }
 
 /// What one scale's optimization ends with.
@@ -265,6 +352,8 @@ struct ScaleDone {
     /// The final image's losses (on the last scale).
     values: Option<LossValues>,
     stopped: bool,
+    /// Iterations run.
+    iterations: u32,
 }
 
 /// The update step of one scale: the optimizer's state for a [`Problem`]'s image, and the
@@ -335,6 +424,41 @@ impl Stepper {
         }
     }
 
+    /// The slope gᵀs of L-BFGS's last step s (0 for Adam).
+    pub async fn slope(&self, ctx: &Context) -> Result<f64> {
+        match &self.0 {
+            Step::Lbfgs(run) => Ok(f64::from(run.slope(ctx).await?)),
+            Step::Adam { .. } => Ok(0.0),
+        }
+    }
+
+    /// Sets the fraction τ the next [`Stepper::record_shrink`] shrinks the step to.
+    pub fn set_shrink(&self, ctx: &Context, tau: f64) {
+        if let Step::Lbfgs(run) = &self.0 {
+            run.set_shrink(ctx, tau as f32);
+        }
+    }
+
+    /// Records shrinking L-BFGS's step `k` to τ of itself (see [`Stepper::safeguarded`]).
+    pub fn record_shrink(&self, pass: &mut wgpu::ComputePass<'_>, k: u32) {
+        if let Step::Lbfgs(run) = &self.0 {
+            run.record_shrink_step(pass, k);
+        }
+    }
+
+    /// Records taking back L-BFGS's step `k` entirely.
+    pub fn record_undo(&self, pass: &mut wgpu::ComputePass<'_>, k: u32) {
+        if let Step::Lbfgs(run) = &self.0 {
+            run.record_undo_step(pass, k);
+        }
+    }
+
+    /// Whether a step that raised the loss is taken back (L-BFGS's, which shrinks it until the
+    /// loss falls), rather than kept (Adam's, whose moments assume every step is taken).
+    pub fn safeguarded(&self) -> bool {
+        matches!(self.0, Step::Lbfgs(_))
+    }
+
     /// Whether the image is clamped to [0, 1] after every step (Adam's), rather than once
     /// at the end (L-BFGS's, whose history would not hold for a clamped step).
     pub fn clamps_each_step(&self) -> bool {
@@ -350,4 +474,34 @@ fn gray(img: &Image) -> Image {
         data.extend_from_slice(&y);
     }
     Image::from_parts(img.width, img.height, data)
+}
+
+/// The fraction τ to shrink a step to when it raised the loss from `f0` to `f1` (or made it
+/// NaN), given its slope gᵀs: the minimizer of the parabola through f0 with that slope and
+/// through f1 at the full step, kept within [0.1, 0.5] so that a step shrinks at least by half
+/// and a wild one fast (the bounds of Dennis and Schnabel's backtracking line search).
+pub fn shrink_factor(f0: f64, slope: f64, f1: f64) -> f64 {
+    let tau = -slope / (2.0 * (f1 - f0 - slope));
+    match tau.is_finite() {
+        true => tau.clamp(0.1, 0.5),
+        false => 0.1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shrink_factor;
+
+    #[test]
+    fn a_step_shrinks_to_the_parabolas_minimum_within_bounds() {
+        // f(τ) = 1 − 2τ + 5τ²: slope −2, f(1) = 4, minimum at τ = 0.2.
+        assert!((shrink_factor(1.0, -2.0, 4.0) - 0.2).abs() < 1e-12);
+        // Barely higher: the parabola's minimum lies near 0.5, kept at 0.5.
+        assert_eq!(shrink_factor(1.0, -1.0, 1.0 + 1e-9), 0.5);
+        // Far higher, a step uphill, or NaN: a tenth.
+        assert_eq!(shrink_factor(1.0, -1.0, 1e6), 0.1);
+        assert_eq!(shrink_factor(1.0, 0.5, 2.0), 0.1);
+        assert_eq!(shrink_factor(1.0, -1.0, f64::NAN), 0.1);
+        assert_eq!(shrink_factor(1.0, -1.0, f64::INFINITY), 0.1);
+    }
 }

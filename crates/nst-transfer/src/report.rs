@@ -343,6 +343,7 @@ mod tests {
                 of: 2,
                 values: &values,
                 per_iteration,
+                left: Duration::from_secs(1),
             };
             assert_eq!(reporter.event(&e), Flow::Continue);
         }
@@ -352,6 +353,14 @@ mod tests {
             image: &image,
         };
         assert_eq!(reporter.event(&snapshot), Flow::Continue);
+        let end = Event::ScaleEnd {
+            scale: 0,
+            iterations: 2,
+            shrunk: 0,
+            end: crate::ScaleEnd::Iterations,
+            values: &values,
+        };
+        assert_eq!(reporter.event(&end), Flow::Continue);
         let outcome = Outcome {
             image,
             stopped: false,
@@ -365,9 +374,13 @@ mod tests {
             iterations: 2,
         };
         reporter.finish(Ok(outcome)).unwrap();
-        assert_eq!(reporter.log().rows().len(), 3);
+        assert_eq!(reporter.log().rows().len(), 4);
         let log = std::fs::read_to_string(at("log.csv")).unwrap();
-        assert_eq!(log.lines().count(), 4, "{log}");
+        assert_eq!(log.lines().count(), 5, "{log}");
+        assert!(
+            log.contains(",\"it ran every iteration allowed\"\n"),
+            "{log}"
+        );
         assert!(at("out_s1_00002.png").is_file() && at("out.png").is_file());
     }
 

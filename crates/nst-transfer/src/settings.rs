@@ -249,9 +249,6 @@ impl Style {
 /// The most pairs L-BFGS may keep (each is two image-sized vectors).
 pub const MAX_LBFGS_HISTORY: u32 = 1000;
 
-/// Outputs above this longest side are made coarse to fine by default.
-pub const MULTISCALE_ABOVE: u32 = 700;
-
 /// The largest longest side accepted, in pixels.
 pub const MAX_SIZE: u32 = 16384;
 
@@ -281,8 +278,12 @@ pub struct Settings {
     pub size: u32,
     /// Style images' longest side relative to the output's.
     pub style_scale: f64,
-    /// Iterations at each scale.
+    /// The most iterations at each scale: each iteration is one evaluation of the loss and
+    /// its gradient, a rejected L-BFGS step's included.
     pub iterations: u32,
+    /// A scale ends early once its loss fell by less than this fraction over the last
+    /// [`defaults::STOP_WINDOW`] iterations; 0 runs every iteration.
+    pub tolerance: f64,
     /// The optimizer.
     pub optimizer: Optimizer,
     /// Adam's step size in [0, 1] pixel units, or L-BFGS's step length; `None`: the
@@ -298,8 +299,8 @@ pub struct Settings {
     pub seed: u64,
     /// Color handling.
     pub preserve_colors: PreserveColors,
-    /// Number of coarse-to-fine scales; `None`: one up to [`MULTISCALE_ABOVE`] pixels, else
-    /// steps of about √2 from `min_size` ([`plan_scales`]).
+    /// Number of coarse-to-fine scales; `None`: steps of about √2 from `min_size`
+    /// ([`plan_scales`]).
     pub scales: Option<u32>,
     /// Longest side of the first scale.
     pub min_size: u32,
@@ -324,6 +325,7 @@ impl Default for Settings {
             size: defaults::SIZE,
             style_scale: 1.0,
             iterations: defaults::ITERATIONS,
+            tolerance: defaults::TOLERANCE,
             optimizer: defaults::OPTIMIZER,
             lr: None,
             loss: LossConfig::default(),
@@ -398,6 +400,8 @@ fields! {
     style_scale: f64,
     /// Sets [`Settings::iterations`].
     iterations: u32,
+    /// Sets [`Settings::tolerance`].
+    tolerance: f64,
     /// Sets [`Settings::optimizer`].
     optimizer: Optimizer,
     /// Sets [`Settings::lr`].
@@ -470,6 +474,15 @@ impl Settings {
         if self.iterations == 0 {
             return bad(Field::Iterations, "must be at least 1".into());
         }
+        if !(self.tolerance.is_finite() && (0.0..1.0).contains(&self.tolerance)) {
+            return bad(
+                Field::Tolerance,
+                format!(
+                    "must lie in [0, 1) (a fraction of the loss; 0 runs every iteration), got {}",
+                    self.tolerance
+                ),
+            );
+        }
         let lr = self.step_size();
         if !(lr.is_finite() && lr > 0.0 && lr <= 1.0) {
             return bad(
@@ -526,13 +539,11 @@ impl Settings {
 }
 
 /// The longest side of each scale of a coarse-to-fine run: `count` sizes growing
-/// geometrically from `min_size` to `size`; with `count` unset, one scale up to
-/// [`MULTISCALE_ABOVE`] pixels and otherwise steps of about √2 from `min_size`.
+/// geometrically from `min_size` to `size`; with `count` unset, steps of about √2.
 pub fn plan_scales(size: u32, min_size: u32, count: Option<u32>) -> Vec<u32> {
     let min_size = min_size.min(size).max(1);
     let count = match count {
         Some(n) => n.max(1),
-        None if size <= MULTISCALE_ABOVE => 1,
         None => ((size as f64 / min_size as f64).log2() * 2.0).round() as u32 + 1,
     };
     if count == 1 {
@@ -611,7 +622,9 @@ mod tests {
 
     #[test]
     fn scales_grow_geometrically_to_the_size() {
-        assert_eq!(plan_scales(512, 256, None), vec![512]);
+        assert_eq!(plan_scales(512, 128, None), vec![128, 181, 256, 362, 512]);
+        assert_eq!(plan_scales(256, 128, None), vec![128, 181, 256]);
+        assert_eq!(plan_scales(100, 128, None), vec![100]);
         let s = plan_scales(1024, 256, None);
         assert_eq!(s.first(), Some(&256));
         assert_eq!(s.last(), Some(&1024));
@@ -631,6 +644,8 @@ mod tests {
         assert_eq!(field_of(d().size(0)), Some(Field::Size));
         assert_eq!(field_of(d().size(MAX_SIZE + 1)), Some(Field::Size));
         assert_eq!(field_of(d().iterations(0)), Some(Field::Iterations));
+        assert_eq!(field_of(d().tolerance(1.0)), Some(Field::Tolerance));
+        assert_eq!(field_of(d().tolerance(-0.1)), Some(Field::Tolerance));
         assert_eq!(field_of(d().lr(Some(-0.5))), Some(Field::Lr));
         assert_eq!(field_of(d().lr(Some(f64::NAN))), Some(Field::Lr));
         let lbfgs0 = Optimizer::Lbfgs { history: 0 };

@@ -112,3 +112,128 @@ fn lbfgs_steps_match_torch() {
         }
     });
 }
+
+/// Shrinking L-BFGS's last step to τ of itself, as a recordable launch.
+struct Shrink<'a>(&'a LbfgsRun, u32);
+
+impl nst_gpu::Record for Shrink<'_> {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.0.record_shrink_step(pass, self.1);
+    }
+}
+
+/// Taking L-BFGS's last step back, as a recordable launch.
+struct Undo<'a>(&'a LbfgsRun, u32);
+
+impl nst_gpu::Record for Undo<'_> {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.0.record_undo_step(pass, self.1);
+    }
+}
+
+#[test]
+fn lbfgs_shrinks_and_takes_back_steps_as_the_reference_does() {
+    // Rosenbrock's valley in 1000 independent pairs, f = Σ 100(b − a²)² + (1 − a)², from the
+    // far side of the valley: steps without a line search overshoot, so a step that raises f
+    // is shrunk (to τ = 0.3 of itself here) until f falls, as nst-transfer's safeguard does.
+    // The GPU's slope gᵀs, shrunk steps, the pairs made of them and the final step taken back
+    // are held to the f64 reference.
+    with_gpu(|g| {
+        let n = 2000;
+        let f = |x: &[f64]| {
+            (x.chunks(2))
+                .map(|p| 100.0 * (p[1] - p[0] * p[0]).powi(2) + (1.0 - p[0]).powi(2))
+                .sum::<f64>()
+        };
+        let grad = |x: &[f64]| {
+            (x.chunks(2))
+                .flat_map(|p| {
+                    let r = p[1] - p[0] * p[0];
+                    [-400.0 * p[0] * r - 2.0 * (1.0 - p[0]), 200.0 * r]
+                })
+                .collect::<Vec<_>>()
+        };
+        let a = random(17, n / 2, -1.5, -0.9);
+        let b = random(18, n / 2, 0.5, 1.5);
+        let x0: Vec<f64> = as_f32_exact(
+            &a.iter()
+                .zip(&b)
+                .flat_map(|(a, b)| [*a, *b])
+                .collect::<Vec<_>>(),
+        );
+        let (bx, bg) = (g.upload("x", &x0), g.zeros("g", n));
+        let params = LbfgsParams {
+            history: 5,
+            lr: 1.0,
+        };
+        let run =
+            g.k.lbfgs
+                .prepare(&g.ctx, &g.k.vector, params, rw(&bx), ro(&bg))
+                .unwrap();
+        let mut reference = r::lbfgs::Lbfgs::new(n, 5, 1.0);
+        let to_f32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
+        let (mut x, mut gk) = (x0.clone(), grad(&x0));
+        let mut f_now = f(&x);
+        let f_start = f_now;
+        let mut want = x.clone();
+        let mut from = x.clone();
+        let mut k = 1;
+        g.ctx.write(&bg, 0, &to_f32(&gk));
+        g.run(&[&LbfgsIteration(&run, k)]);
+        reference.step(&mut want, &gk);
+        let (mut shrinks, mut in_a_row, mut most_in_a_row) = (0, 0, 0);
+        for eval in 2..=40 {
+            let got = g.read(&bx);
+            // float32 steps differ from the f64 ones by up to about 1e-5 of the step (as in
+            // lbfgs_steps_match_torch), and the steps here may be large.
+            let step = want
+                .iter()
+                .zip(&from)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            let atol = 1e-5 + 1e-4 * step;
+            assert_close(&format!("x at evaluation {eval}"), &got, &want, atol, 1e-4);
+            from = got.iter().map(|&v| v as f64).collect();
+            let tried: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+            let f_tried = f(&tried);
+            if f_tried.is_finite() && f_tried <= f_now {
+                (x, f_now, gk) = (tried.clone(), f_tried, grad(&tried));
+                in_a_row = 0;
+                k += 1;
+                g.ctx.write(&bg, 0, &to_f32(&gk));
+                g.run(&[&LbfgsIteration(&run, k)]);
+                want = tried;
+                reference.step(&mut want, &gk);
+            } else {
+                if in_a_row == 0 {
+                    // The slope the step recorded, of the step as first taken.
+                    let slope = pollster::block_on(run.slope(&g.ctx)).unwrap();
+                    let want_slope = reference.slope(&gk);
+                    assert!(
+                        (slope as f64 - want_slope).abs() <= 1e-4 * want_slope.abs(),
+                        "slope at evaluation {eval}: {slope} against {want_slope}"
+                    );
+                    assert!(want_slope < 0.0, "the step is downhill");
+                }
+                (shrinks, in_a_row) = (shrinks + 1, in_a_row + 1);
+                most_in_a_row = most_in_a_row.max(in_a_row);
+                run.set_shrink(&g.ctx, 0.3);
+                g.run(&[&Shrink(&run, k)]);
+                want = tried;
+                reference.shrink_step(0.3, &mut want);
+            }
+        }
+        assert!(
+            shrinks >= 5 && most_in_a_row >= 3,
+            "shrinks: {shrinks}, {most_in_a_row} in a row"
+        );
+        // Taking the last step back returns to the last point accepted.
+        g.run(&[&Undo(&run, k)]);
+        reference.undo_step(&mut want);
+        assert_close("x after the undo", &g.read(&bx), &want, 1e-5, 1e-4);
+        assert_close("the last point accepted", &g.read(&bx), &x, 1e-5, 1e-4);
+        assert!(
+            f_now < 0.5 * f_start,
+            "f fell from {f_start} to {f_now} only"
+        );
+    });
+}
