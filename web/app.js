@@ -203,6 +203,20 @@ function draw(width, height, rgba) {
 
 function fmt(v) { return Number(v).toPrecision(5); }
 
+function duration(s) {
+  s = Math.round(s);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor(s % 3600 / 60)).padStart(2, '0')} min`;
+}
+
+// Why a scale ended (nst_transfer::ScaleEnd as JSON).
+function ended(e) {
+  if (e.why === 'converged') return `the loss fell less than ${100 * e.tolerance} % over ${e.window} iterations`;
+  if (e.why === 'no_descent') return `no step lowered the loss`;
+  return 'it ran every iteration allowed';
+}
+
 async function run() {
   state.running = true;
   state.stop = false;
@@ -214,7 +228,10 @@ async function run() {
   let scales = 1;
   const onEvent = (json, preview) => {
     const e = JSON.parse(json);
-    if (e.event === 'scale') {
+    if (e.event === 'plan') {
+      const [w, h] = e.scales[e.scales.length - 1];
+      say('status', `Plan: ${e.scales.length} scale${e.scales.length > 1 ? 's' : ''} up to ${w}×${h}, at most ${e.iterations} iterations each (at most ${Math.round(e.work)} evaluations at full size).`);
+    } else if (e.event === 'scale') {
       scales = e.count;
       say('status', `Scale ${e.index + 1} of ${e.count}: ${e.width}×${e.height}` + (e.tiles > 1 ? ` in ${e.tiles} tiles` : ''));
     } else if (e.event === 'iteration') {
@@ -222,7 +239,9 @@ async function run() {
       const v = e.values;
       if (e.scale === 0 && e.iteration === 1) document.body.dataset.firstLoss = v.total;
       document.body.dataset.perIteration = e.per_iteration;
-      say('loss', `iteration ${e.iteration} of ${e.of}: loss ${fmt(v.total)} (content ${fmt(v.content)}, style ${fmt(v.style)}, tv ${fmt(v.tv)}), ${(e.per_iteration * 1000).toFixed(0)} ms per iteration`);
+      say('loss', `iteration ${e.iteration} of at most ${e.of}: loss ${fmt(v.total)} (content ${fmt(v.content)}, style ${fmt(v.style)}, tv ${fmt(v.tv)}), ${(e.per_iteration * 1000).toFixed(0)} ms per iteration, at most ${duration(e.left)} left`);
+    } else if (e.event === 'scale_end') {
+      say('status', `Scale ${e.scale + 1} of ${scales} ended after ${e.iterations} iterations: ${ended(e)}.`);
     } else if (e.event === 'snapshot' && preview) {
       draw(preview.width, preview.height, preview.rgba);
     } else if (e.event === 'final') {

@@ -154,9 +154,14 @@ pub struct StylizeArgs {
     /// Longest side of the output, in pixels.
     #[arg(long, default_value_t = defaults::SIZE)]
     size: u32,
-    /// Iterations (at each scale).
+    /// The most iterations at each scale (an iteration is one evaluation of the loss and its
+    /// gradient).
     #[arg(long, default_value_t = defaults::ITERATIONS)]
     iterations: u32,
+    /// End a scale early once its loss fell by less than this fraction over 20 iterations
+    /// (0: run every iteration).
+    #[arg(long, default_value_t = defaults::TOLERANCE)]
+    tolerance: f64,
     /// The optimizer (default: lbfgs).
     #[arg(long, value_parser = named(&Optimizer::NAMED, Optimizer::name))]
     optimizer: Option<Optimizer>,
@@ -220,6 +225,7 @@ impl StylizeArgs {
             .size(self.size)
             .style_scale(self.images.style_scale)
             .iterations(self.iterations)
+            .tolerance(self.tolerance)
             .optimizer(optimizer.with_history(self.lbfgs_history))
             .lr(self.lr)
             .init(init)

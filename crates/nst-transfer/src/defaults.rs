@@ -29,8 +29,9 @@ pub const LBFGS_HISTORY: u32 = 20;
 pub const OPTIMIZER: Optimizer = Optimizer::Lbfgs {
     history: LBFGS_HISTORY,
 };
-/// The most iterations per scale.
-pub const ITERATIONS: u32 = 300;
+/// The most iterations per scale: a fifth of the 300 the classic tool runs, which the
+/// measurements in `docs/loss.md` found enough (`tests/fixtures/schedule.py`).
+pub const ITERATIONS: u32 = 60;
 /// A scale ends once its loss fell by less than this fraction over [`STOP_WINDOW`]
 /// iterations.
 pub const TOLERANCE: f64 = 0.01;
@@ -42,7 +43,7 @@ pub const MAX_SHRINKS: u32 = 10;
 /// Longest side of the output, in pixels.
 pub const SIZE: u32 = 512;
 /// Longest side of the first scale of a coarse-to-fine run.
-pub const MIN_SIZE: u32 = 128;
+pub const MIN_SIZE: u32 = 256;
 /// Losses are read back (and reported) every this many iterations.
 pub const REPORT_EVERY: u32 = 10;
 

@@ -29,7 +29,7 @@
 //! let painting = load("docs/gallery/inputs/starry_night.jpg")?.image;
 //! let styles = [Style::new(painting, 1.0)];
 //! // Tiny and short, so that this example runs in the tests on a software driver; leave out
-//! // `size` and `iterations` for the defaults (512 px, 300 iterations).
+//! // `size` and `iterations` for the defaults (512 px, at most 60 iterations).
 //! let settings = Settings::default()
 //!     .size(32)
 //!     .iterations(10)
@@ -95,5 +95,6 @@ pub use report::{Reporter, Reporting};
 pub use schedule::{RunPlan, ScaleEnd};
 pub use settings::{
     plan_scales, Init, Optimizer, PreserveColors, Settings, Style, MAX_LBFGS_HISTORY, MAX_SIZE,
+    MULTISCALE_ABOVE,
 };
 pub use terms::{LayerWeight, LossConfig, LossValues, Term, TermValue, Weight};

@@ -5,8 +5,9 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// What a run will do at most: its scales and the iterations each may take.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// What a run will do at most: its scales and the iterations each may take. Serialized with
+/// its [`RunPlan::work`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct RunPlan {
     /// Each scale's size (width, height), smallest first.
     pub scales: Vec<(u32, u32)>,
@@ -36,6 +37,17 @@ impl RunPlan {
         let left =
             f64::from(self.iterations.saturating_sub(done)) + f64::from(self.iterations) * later;
         per_iteration.mul_f64(left)
+    }
+}
+
+impl Serialize for RunPlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("RunPlan", 3)?;
+        out.serialize_field("scales", &self.scales)?;
+        out.serialize_field("iterations", &self.iterations)?;
+        out.serialize_field("work", &self.work())?;
+        out.end()
     }
 }
 
@@ -174,6 +186,8 @@ mod tests {
         // times the pixels.
         let left = plan.time_left(0, 10, Duration::from_secs(1));
         assert_eq!(left, Duration::from_secs(30 + 160));
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["work"], 50.0);
         assert_eq!(
             plan.to_string(),
             "2 scales (100×50, 200×100), at most 40 iterations each: at most 50 full-size \

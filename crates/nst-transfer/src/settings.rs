@@ -249,6 +249,9 @@ impl Style {
 /// The most pairs L-BFGS may keep (each is two image-sized vectors).
 pub const MAX_LBFGS_HISTORY: u32 = 1000;
 
+/// Outputs above this longest side are made coarse to fine by default.
+pub const MULTISCALE_ABOVE: u32 = 700;
+
 /// The largest longest side accepted, in pixels.
 pub const MAX_SIZE: u32 = 16384;
 
@@ -299,8 +302,8 @@ pub struct Settings {
     pub seed: u64,
     /// Color handling.
     pub preserve_colors: PreserveColors,
-    /// Number of coarse-to-fine scales; `None`: steps of about √2 from `min_size`
-    /// ([`plan_scales`]).
+    /// Number of coarse-to-fine scales; `None`: one up to [`MULTISCALE_ABOVE`] pixels, else
+    /// steps of about √2 from `min_size` ([`plan_scales`]).
     pub scales: Option<u32>,
     /// Longest side of the first scale.
     pub min_size: u32,
@@ -539,11 +542,13 @@ impl Settings {
 }
 
 /// The longest side of each scale of a coarse-to-fine run: `count` sizes growing
-/// geometrically from `min_size` to `size`; with `count` unset, steps of about √2.
+/// geometrically from `min_size` to `size`; with `count` unset, one scale up to
+/// [`MULTISCALE_ABOVE`] pixels and otherwise steps of about √2 from `min_size`.
 pub fn plan_scales(size: u32, min_size: u32, count: Option<u32>) -> Vec<u32> {
     let min_size = min_size.min(size).max(1);
     let count = match count {
         Some(n) => n.max(1),
+        None if size <= MULTISCALE_ABOVE => 1,
         None => ((size as f64 / min_size as f64).log2() * 2.0).round() as u32 + 1,
     };
     if count == 1 {
@@ -622,9 +627,7 @@ mod tests {
 
     #[test]
     fn scales_grow_geometrically_to_the_size() {
-        assert_eq!(plan_scales(512, 128, None), vec![128, 181, 256, 362, 512]);
-        assert_eq!(plan_scales(256, 128, None), vec![128, 181, 256]);
-        assert_eq!(plan_scales(100, 128, None), vec![100]);
+        assert_eq!(plan_scales(512, 256, None), vec![512]);
         let s = plan_scales(1024, 256, None);
         assert_eq!(s.first(), Some(&256));
         assert_eq!(s.last(), Some(&1024));

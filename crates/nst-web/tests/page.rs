@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-/// The run the test drives: the real weights at 32 px, a few Adam iterations (SwiftShader takes
-/// 10 to 18 s for each on 2 cores; L-BFGS, without a line search, may rise in its first few).
+/// The run the test drives: the real weights at 32 px, a few iterations of the default optimizer
+/// (SwiftShader takes 10 to 18 s for each on 2 cores).
 const SIZE: u32 = 32;
 const ITERATIONS: u32 = 3;
 
@@ -345,7 +345,6 @@ fn the_web_page_stylizes_an_image_in_headless_chromium() {
     cdp.eval(&format!(
         "document.getElementById('size').value = {SIZE}; \
          document.getElementById('iterations').value = {ITERATIONS}; \
-         document.getElementById('optimizer').value = 'adam'; \
          document.getElementById('preview-every').value = 2; true"
     ));
     cdp.wait_for("!document.getElementById('start').disabled", minute);
