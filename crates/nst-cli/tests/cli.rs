@@ -302,10 +302,15 @@ fn stylize_then_score_agree() {
     assert_eq!((img.width(), img.height()), (32, 24));
     assert_eq!(img.color(), image::ColorType::Rgb16);
     let csv = std::fs::read_to_string(&log).unwrap();
-    // The header, iterations 1, 2 and 4, and the final image with its measure.
-    assert_eq!(csv.lines().count(), 1 + 3 + 1, "{csv}");
+    // The header, iterations 1, 2 and 4, where the scale ended and why, and the final image
+    // with its measure.
+    assert_eq!(csv.lines().count(), 1 + 3 + 1 + 1, "{csv}");
+    assert!(
+        csv.contains(",\"it ran every iteration allowed\"\n"),
+        "{csv}"
+    );
     let final_row: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
-    assert_eq!((final_row[1], final_row.len()), ("final", 11), "{csv}");
+    assert_eq!((final_row[1], final_row.len()), ("final", 12), "{csv}");
     let logged_gap: f64 = final_row[10].parse().unwrap();
     assert_eq!(
         last["style_gap_closed"].as_f64(),

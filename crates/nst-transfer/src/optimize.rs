@@ -268,14 +268,13 @@ impl Engine {
             } else if shrinks > defaults::MAX_SHRINKS {
                 end = ScaleEnd::NoDescent { shrinks };
             }
-            if end != ScaleEnd::Iterations || t == iterations {
+            let finishing = end != ScaleEnd::Iterations || t == iterations;
+            if finishing {
                 // The image ends where the last accepted step left it.
                 if !accepted {
                     ctx.submit(|pass| stepper.record_undo(pass, steps))?;
                 }
-                break;
-            }
-            if accepted {
+            } else if accepted {
                 steps += 1;
                 ctx.submit(|pass| {
                     stepper.record(pass, steps);
@@ -293,6 +292,7 @@ impl Engine {
                 stepper.set_shrink(ctx, tau);
                 ctx.submit(|pass| stepper.record_shrink(pass, steps))?;
             }
+            // The image after this iteration's step, or the scale's result.
             if settings.snapshot_every > 0 && t % settings.snapshot_every == 0 {
                 let image = read_image().await?;
                 let event = Event::Snapshot {
@@ -303,6 +303,9 @@ impl Engine {
                 if on_event(event) == Flow::Stop {
                     return Ok(stopped(image));
                 }
+            }
+            if finishing {
+                break;
             }
         }
         if !stepper.clamps_each_step() {
