@@ -102,12 +102,12 @@ impl Slots {
     fn slope(&self) -> u32 {
         4 * self.m + 5
     }
-    /// τ − 1 and τ, for shrinking the last step to τ of it (written by the caller).
+    /// τ, for shrinking the last step to τ of it (written by the caller).
     fn shrink(&self) -> u32 {
         4 * self.m + 6
     }
     fn count(&self) -> u32 {
-        4 * self.m + 8
+        4 * self.m + 7
     }
 }
 
@@ -131,12 +131,10 @@ struct Pair {
     // The step taken from here, kept as this slot's next s: s = t·d, x += s.
     s_from_d: Dispatch,
     x_plus_s: Dispatch,
-    // Its slope gᵀs; shrinking it to τ of itself (x += (τ − 1)·s, s ← τ·s), or taking it
-    // back (x −= s).
+    // Its slope gᵀs, and shrinking it to τ of itself: s ← τ·s, x = x_prev + s.
     slope_dot: Reduction,
-    x_shrink: Dispatch,
     s_shrink: Dispatch,
-    x_minus_s: Dispatch,
+    x_prev_plus_s: Dispatch,
 }
 
 /// A prepared L-BFGS optimizer of one parameter vector: its history, scratch vectors and
@@ -148,6 +146,10 @@ pub struct LbfgsRun {
     asum: Reduction,
     first_step: Dispatch,
     save_grad: Dispatch,
+    // The point a step is taken from, kept so that a step can be shrunk or taken back exactly
+    // even when it is huge or not finite: x_prev ← x, and x ← x_prev.
+    save_x: Dispatch,
+    restore_x: Dispatch,
     d_from_grad: Dispatch,
     scale_gamma: Dispatch,
     bytes: u64,
@@ -164,7 +166,7 @@ impl Lbfgs {
         })
     }
 
-    /// Prepares L-BFGS over `x` with its gradient in `grad`: allocates 2·history + 2 vectors
+    /// Prepares L-BFGS over `x` with its gradient in `grad`: allocates 2·history + 3 vectors
     /// the size of `x`.
     pub fn prepare(
         &self, ctx: &Context, vector: &VectorOps, params: LbfgsParams, x: ViewMut<'_>,
@@ -194,6 +196,7 @@ impl Lbfgs {
         // The scalars as the vector ops' coefficients (read) and as results (written).
         let (sv, sw) = (View::whole(&scalars), ViewMut::whole(&scalars));
         let g_prev = ctx.tensor("lbfgs previous gradient", n)?;
+        let x_prev = ctx.tensor("lbfgs previous point", n)?;
         let d = ctx.tensor("lbfgs direction", n)?;
         let (gp, gpw) = (View::whole(&g_prev), ViewMut::whole(&g_prev));
         let (dv, dw) = (View::whole(&d), ViewMut::whole(&d));
@@ -242,14 +245,8 @@ impl Lbfgs {
                 s_from_d: vector.copy(ctx, Coef::ratio(1.0, Some(at.t()), None), dv, si_w, sv)?,
                 x_plus_s: vector.axpy(ctx, c(1.0), si, x, sv)?,
                 slope_dot: vector.dot(ctx, grad, si, sw, at.slope())?,
-                x_shrink: vector.axpy(ctx, Coef::ratio(1.0, Some(at.shrink()), None), si, x, sv)?,
-                s_shrink: vector.scale(
-                    ctx,
-                    Coef::ratio(1.0, Some(at.shrink() + 1), None),
-                    si_w,
-                    sv,
-                )?,
-                x_minus_s: vector.axpy(ctx, c(-1.0), si, x, sv)?,
+                s_shrink: vector.scale(ctx, Coef::ratio(1.0, Some(at.shrink()), None), si_w, sv)?,
+                x_prev_plus_s: vector.axpy(ctx, c(1.0), si, x, sv)?,
             });
         }
         let run = LbfgsRun {
@@ -257,12 +254,14 @@ impl Lbfgs {
             asum: vector.asum(ctx, grad, sw, at.asum())?,
             first_step: scalar(&self.first_step, at.ys(0), at.mask(0))?,
             save_grad: vector.copy(ctx, c(1.0), grad, gpw, sv)?,
+            save_x: vector.copy(ctx, c(1.0), x.read(), ViewMut::whole(&x_prev), sv)?,
+            restore_x: vector.copy(ctx, c(1.0), View::whole(&x_prev), x, sv)?,
             d_from_grad: vector.copy(ctx, c(-1.0), grad, dw, sv)?,
             scale_gamma: vector.scale(ctx, Coef::ratio(1.0, Some(at.gamma()), None), dw, sv)?,
             pairs,
             bytes: LbfgsRun::bytes_for(n, m),
             scalars,
-            _buffers: [g_prev, d].into_iter().chain(s).chain(y).collect(),
+            _buffers: [g_prev, x_prev, d].into_iter().chain(s).chain(y).collect(),
         };
         Ok(run)
     }
@@ -306,6 +305,7 @@ impl LbfgsRun {
         let next = self.last_pair(k);
         next.s_from_d.record(pass);
         next.slope_dot.record(pass);
+        self.save_x.record(pass);
         next.x_plus_s.record(pass);
     }
 
@@ -320,26 +320,22 @@ impl LbfgsRun {
     /// Sets τ for the next [`LbfgsRun::record_shrink_step`]: written to the GPU before the
     /// next submission runs.
     pub fn set_shrink(&self, ctx: &Context, tau: f32) {
-        ctx.write(
-            &self.scalars,
-            Slots { m: self.m }.shrink() as u64,
-            &[tau - 1.0, tau],
-        );
+        ctx.write(&self.scalars, Slots { m: self.m }.shrink() as u64, &[tau]);
     }
 
-    /// Records shrinking iteration `k`'s step to τ of itself (x ← x + (τ − 1)·s, s ← τ·s; τ
-    /// from [`LbfgsRun::set_shrink`]), for a step whose loss was higher: iteration k + 1 then
-    /// makes its pair of what remains of it.
+    /// Records shrinking iteration `k`'s step to τ of itself (s ← τ·s, x ← x_prev + s, from
+    /// the point the step was taken from; τ from [`LbfgsRun::set_shrink`]), for a step whose
+    /// loss was higher: iteration k + 1 then makes its pair of what remains of it.
     pub fn record_shrink_step(&self, pass: &mut wgpu::ComputePass<'_>, k: u32) {
         let p = self.last_pair(k);
-        p.x_shrink.record(pass);
         p.s_shrink.record(pass);
+        self.restore_x.record(pass);
+        p.x_prev_plus_s.record(pass);
     }
 
-    /// Records taking back iteration `k`'s step (x ← x − s): x is then the point the step
-    /// was taken from.
-    pub fn record_undo_step(&self, pass: &mut wgpu::ComputePass<'_>, k: u32) {
-        self.last_pair(k).x_minus_s.record(pass);
+    /// Records taking back the last step: x ← the point it was taken from, exactly.
+    pub fn record_undo_step(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.restore_x.record(pass);
     }
 
     /// The slot iteration `k`'s step is kept in.
@@ -353,10 +349,10 @@ impl LbfgsRun {
     }
 
     /// Bytes of storage [`Lbfgs::prepare`] creates for `n` parameters and `history` pairs:
-    /// the scalars, the previous gradient, the direction, the pairs, and the partial sums of
-    /// the five dot products per pair and the gradient's ℓ1 norm.
+    /// the scalars, the previous gradient and point, the direction, the pairs, and the partial
+    /// sums of the five dot products per pair and the gradient's ℓ1 norm.
     pub fn bytes_for(n: u64, history: u32) -> u64 {
-        let vectors = (2 * history as u64 + 2) * nst_gpu::tensor_bytes(n);
+        let vectors = (2 * history as u64 + 3) * nst_gpu::tensor_bytes(n);
         let scalars = nst_gpu::tensor_bytes(Slots { m: history }.count() as u64);
         let reductions = (5 * history as u64 + 1) * Reduction::BYTES;
         vectors + scalars + reductions

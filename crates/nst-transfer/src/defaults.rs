@@ -23,7 +23,7 @@ pub const STRENGTH: f64 = 0.5;
 pub const LR: f64 = 0.02;
 /// L-BFGS's step length after its first step (torch's and jcjohnson/neural-style's 1).
 pub const LBFGS_LR: f64 = 1.0;
-/// Pairs L-BFGS keeps: 2·20 + 2 image-sized vectors, 126 MiB at 512 × 512.
+/// Pairs L-BFGS keeps: 2·20 + 3 image-sized vectors, 129 MiB at 512 × 512.
 pub const LBFGS_HISTORY: u32 = 20;
 /// The optimizer.
 pub const OPTIMIZER: Optimizer = Optimizer::Lbfgs {

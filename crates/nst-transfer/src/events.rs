@@ -65,7 +65,9 @@ pub enum Event<'a> {
         /// Its final image's losses.
         values: &'a LossValues,
     },
-    /// The current image, every `snapshot_every` iterations.
+    /// The current image (whose loss the iteration's report gives), every `snapshot_every`
+    /// iterations; one due at an iteration whose L-BFGS step was shrunk comes with the next
+    /// step kept, or at the scale's end.
     Snapshot {
         /// Scale index, 0-based.
         scale: usize,

@@ -210,6 +210,7 @@ impl Engine {
         let (mut steps, mut shrinks, mut shrunk) = (0u32, 0u32, 0u32);
         let mut slope: Option<f64> = None;
         let mut end = ScaleEnd::Iterations;
+        let mut snapshot_due = false;
         let scale_start = Instant::now();
         let mut since = Instant::now();
         let mut since_iter = 0;
@@ -258,7 +259,7 @@ impl Engine {
                 });
                 if flow == Flow::Stop {
                     if !accepted {
-                        ctx.submit(|pass| stepper.record_undo(pass, steps))?;
+                        ctx.submit(|pass| stepper.record_undo(pass))?;
                     }
                     return Ok(stopped(read_image().await?));
                 }
@@ -269,12 +270,29 @@ impl Engine {
                 end = ScaleEnd::NoDescent { shrinks };
             }
             let finishing = end != ScaleEnd::Iterations || t == iterations;
-            if finishing {
+            if finishing && !accepted {
                 // The image ends where the last accepted step left it.
-                if !accepted {
-                    ctx.submit(|pass| stepper.record_undo(pass, steps))?;
+                ctx.submit(|pass| stepper.record_undo(pass))?;
+            }
+            // A snapshot shows the current image, whose loss was just reported: one due at a
+            // step that was shrunk waits for the next step kept (or the scale's end).
+            snapshot_due |= settings.snapshot_every > 0 && t % settings.snapshot_every == 0;
+            if snapshot_due && (accepted || finishing) {
+                snapshot_due = false;
+                let image = read_image().await?;
+                let event = Event::Snapshot {
+                    scale: run.index,
+                    iteration: t,
+                    image: &image,
+                };
+                if on_event(event) == Flow::Stop {
+                    return Ok(stopped(image));
                 }
-            } else if accepted {
+            }
+            if finishing {
+                break;
+            }
+            if accepted {
                 steps += 1;
                 ctx.submit(|pass| {
                     stepper.record(pass, steps);
@@ -291,21 +309,6 @@ impl Engine {
                 slope = Some(tau * full);
                 stepper.set_shrink(ctx, tau);
                 ctx.submit(|pass| stepper.record_shrink(pass, steps))?;
-            }
-            // The image after this iteration's step, or the scale's result.
-            if settings.snapshot_every > 0 && t % settings.snapshot_every == 0 {
-                let image = read_image().await?;
-                let event = Event::Snapshot {
-                    scale: run.index,
-                    iteration: t,
-                    image: &image,
-                };
-                if on_event(event) == Flow::Stop {
-                    return Ok(stopped(image));
-                }
-            }
-            if finishing {
-                break;
             }
         }
         if !stepper.clamps_each_step() {
@@ -449,10 +452,10 @@ impl Stepper {
         }
     }
 
-    /// Records taking back L-BFGS's step `k` entirely.
-    pub fn record_undo(&self, pass: &mut wgpu::ComputePass<'_>, k: u32) {
+    /// Records taking back L-BFGS's last step entirely.
+    pub fn record_undo(&self, pass: &mut wgpu::ComputePass<'_>) {
         if let Step::Lbfgs(run) = &self.0 {
-            run.record_undo_step(pass, k);
+            run.record_undo_step(pass);
         }
     }
 

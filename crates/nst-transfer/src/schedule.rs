@@ -52,23 +52,24 @@ impl Serialize for RunPlan {
 }
 
 impl std::fmt::Display for RunPlan {
-    /// "3 scales (128×96, 181×136, 256×192), at most 300 iterations each: at most 525
-    /// full-size evaluations".
+    /// "1 scale (512×384), at most 60 iterations", or "3 scales (128×96, 181×136, 256×192), at
+    /// most 60 iterations each: at most 105 evaluations at full size".
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let sizes: Vec<String> = self
             .scales
             .iter()
             .map(|(w, h)| format!("{w}×{h}"))
             .collect();
-        let n = self.scales.len();
-        write!(
-            f,
-            "{n} scale{} ({}), at most {} iterations each: at most {:.0} full-size evaluations",
-            if n == 1 { "" } else { "s" },
-            sizes.join(", "),
-            self.iterations,
-            self.work()
-        )
+        let (n, sizes, most) = (self.scales.len(), sizes.join(", "), self.iterations);
+        match n {
+            1 => write!(f, "1 scale ({sizes}), at most {most} iterations"),
+            _ => write!(
+                f,
+                "{n} scales ({sizes}), at most {most} iterations each: at most {:.0} \
+                 evaluations at full size",
+                self.work()
+            ),
+        }
     }
 }
 
@@ -186,12 +187,18 @@ mod tests {
         // times the pixels.
         let left = plan.time_left(0, 10, Duration::from_secs(1));
         assert_eq!(left, Duration::from_secs(30 + 160));
+        let one = RunPlan {
+            scales: vec![(512, 384)],
+            iterations: 60,
+        };
+        assert_eq!(one.to_string(), "1 scale (512×384), at most 60 iterations");
+        assert_eq!(one.work(), 60.0);
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["work"], 50.0);
         assert_eq!(
             plan.to_string(),
-            "2 scales (100×50, 200×100), at most 40 iterations each: at most 50 full-size \
-             evaluations"
+            "2 scales (100×50, 200×100), at most 40 iterations each: at most 50 evaluations at \
+             full size"
         );
     }
 }

@@ -123,11 +123,11 @@ impl nst_gpu::Record for Shrink<'_> {
 }
 
 /// Taking L-BFGS's last step back, as a recordable launch.
-struct Undo<'a>(&'a LbfgsRun, u32);
+struct Undo<'a>(&'a LbfgsRun);
 
 impl nst_gpu::Record for Undo<'_> {
     fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.0.record_undo_step(pass, self.1);
+        self.0.record_undo_step(pass);
     }
 }
 
@@ -227,7 +227,7 @@ fn lbfgs_shrinks_and_takes_back_steps_as_the_reference_does() {
             "shrinks: {shrinks}, {most_in_a_row} in a row"
         );
         // Taking the last step back returns to the last point accepted.
-        g.run(&[&Undo(&run, k)]);
+        g.run(&[&Undo(&run)]);
         reference.undo_step(&mut want);
         assert_close("x after the undo", &g.read(&bx), &want, 1e-5, 1e-4);
         assert_close("the last point accepted", &g.read(&bx), &x, 1e-5, 1e-4);
