@@ -193,8 +193,32 @@ mod tests {
         };
         assert_eq!(one.to_string(), "1 scale (512×384), at most 60 iterations");
         assert_eq!(one.work(), 60.0);
-        let json = serde_json::to_value(&plan).unwrap();
+        // As the web page reads the event.
+        let json = serde_json::to_value(crate::Event::Plan { plan: &plan }).unwrap();
+        assert_eq!(json["event"], "plan");
         assert_eq!(json["work"], 50.0);
+        assert_eq!(json["scales"][1][0], 200);
+        let values = crate::LossValues { terms: vec![] };
+        let end = crate::Event::ScaleEnd {
+            scale: 1,
+            iterations: 85,
+            shrunk: 2,
+            end: ScaleEnd::Converged {
+                tolerance: 0.001,
+                window: 20,
+            },
+            values: &values,
+        };
+        let json = serde_json::to_value(&end).unwrap();
+        assert_eq!(
+            (&json["event"], &json["why"], &json["window"]),
+            (&"scale_end".into(), &"converged".into(), &20.into())
+        );
+        assert_eq!(
+            end.to_string(),
+            "scale 2 stopped at iteration 85: the loss fell less than 0.1 % over 20 iterations \
+             (2 steps raised the loss and were shrunk)"
+        );
         assert_eq!(
             plan.to_string(),
             "2 scales (100×50, 200×100), at most 40 iterations each: at most 50 evaluations at \
