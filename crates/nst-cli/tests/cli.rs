@@ -186,6 +186,7 @@ fn bad_input_gives_clear_errors() {
     );
     run(&["--style-weights", "-1"], &["--style-weights", "≥ 0"]);
     run(&["--lr", "-0.5"], &["--lr"]);
+    run(&["--tolerance", "2"], &["--tolerance", "[0, 1)"]);
     run(&["--optimizer", "sgd"], &["sgd", "adam", "lbfgs"]);
     run(
         &["--optimizer", "lbfgs", "--lbfgs-history", "0"],

@@ -131,10 +131,10 @@ struct Pair {
     // The step taken from here, kept as this slot's next s: s = t·d, x += s.
     s_from_d: Dispatch,
     x_plus_s: Dispatch,
-    // Its slope gᵀs, and shrinking it to τ of itself: s ← τ·s, x = x_prev + s.
+    // Its slope gᵀs, and shrinking it to τ of itself (s ← τ·s, then x = x_prev + s by
+    // restoring x_prev and `x_plus_s`).
     slope_dot: Reduction,
     s_shrink: Dispatch,
-    x_prev_plus_s: Dispatch,
 }
 
 /// A prepared L-BFGS optimizer of one parameter vector: its history, scratch vectors and
@@ -246,7 +246,6 @@ impl Lbfgs {
                 x_plus_s: vector.axpy(ctx, c(1.0), si, x, sv)?,
                 slope_dot: vector.dot(ctx, grad, si, sw, at.slope())?,
                 s_shrink: vector.scale(ctx, Coef::ratio(1.0, Some(at.shrink()), None), si_w, sv)?,
-                x_prev_plus_s: vector.axpy(ctx, c(1.0), si, x, sv)?,
             });
         }
         let run = LbfgsRun {
@@ -330,7 +329,7 @@ impl LbfgsRun {
         let p = self.last_pair(k);
         p.s_shrink.record(pass);
         self.restore_x.record(pass);
-        p.x_prev_plus_s.record(pass);
+        p.x_plus_s.record(pass);
     }
 
     /// Records taking back the last step: x ← the point it was taken from, exactly.

@@ -88,23 +88,17 @@ impl Engine {
                 .collect(),
             iterations: settings.iterations,
         };
-        if on_event(Event::Plan { plan: &run_plan }) == Flow::Stop {
-            return Ok(Outcome {
-                image: content.clone(),
-                stopped: true,
-                values: None,
-                measure: None,
-                scales: 0,
-                iterations: 0,
-            });
-        }
+        // A caller that stops at the plan gets the content image back, as at any scale's start.
+        let mut stopped = on_event(Event::Plan { plan: &run_plan }) == Flow::Stop;
         let mut current: Option<Image> = None;
         let mut last_iterations = 0;
-        let mut stopped = false;
         let mut final_values = None;
         let count = sides.len();
         let mut begun = 0;
         for (index, plan) in plans.into_iter().enumerate() {
+            if stopped {
+                break;
+            }
             let (w, h) = (plan.problem.width, plan.problem.height);
             let c = resize(&content_in, w, h);
             let styles_here = scaled_styles(style_in.iter(), w.max(h), settings.style_scale);
@@ -220,13 +214,14 @@ impl Engine {
             stepper.set_step(ctx, t);
             ctx.submit(|pass| run.problem.record_value_and_grad(pass))?;
             let values = run.problem.values_async(ctx).await?;
-            if let Some(bad) = values.first_non_finite() {
+            let bad = values.first_non_finite().map(|b| b.term);
+            if let Some(term) = bad {
                 // Adam cannot take a step back, and the start has nothing to go back to.
                 if current.is_none() || !stepper.safeguarded() {
-                    return last_good(good, bad.term, t);
+                    return last_good(good, term, t);
                 }
             }
-            let accepted = values.first_non_finite().is_none()
+            let accepted = bad.is_none()
                 && match (&current, stepper.safeguarded()) {
                     (Some(now), true) => values.total() <= now.total(),
                     _ => true,

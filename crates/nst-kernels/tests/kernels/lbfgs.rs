@@ -2,7 +2,7 @@
 
 use nst_kernels::{LbfgsParams, LbfgsRun};
 use nst_reference as r;
-use nst_tests::{as_f32_exact, assert_close, random, ro, rw, with_gpu};
+use nst_tests::{as_f32_exact, assert_close, random, ro, rw, with_gpu, Gpu};
 
 /// One L-BFGS iteration as a recordable launch.
 struct LbfgsIteration<'a>(&'a LbfgsRun, u32);
@@ -11,6 +11,14 @@ impl nst_gpu::Record for LbfgsIteration<'_> {
     fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         self.0.record(pass, self.1);
     }
+}
+
+/// L-BFGS over `x`, whose gradient the test writes into `grad`.
+fn prepared(g: &Gpu, x: &wgpu::Buffer, grad: &wgpu::Buffer, history: u32, lr: f64) -> LbfgsRun {
+    let params = LbfgsParams { history, lr };
+    (g.k.lbfgs)
+        .prepare(&g.ctx, &g.k.vector, params, rw(x), ro(grad))
+        .unwrap()
 }
 
 #[test]
@@ -23,14 +31,7 @@ fn lbfgs_steps_match_reference_through_negative_curvature_and_a_full_ring() {
         let grad = |x: &[f64]| x.iter().map(|v| v * v * v - 2.0 * v).collect::<Vec<_>>();
         let x0 = as_f32_exact(&random(93, n, -0.3, 0.3));
         let (bx, bg) = (g.upload("x", &x0), g.zeros("g", n));
-        let params = LbfgsParams {
-            history: 3,
-            lr: 1.0,
-        };
-        let run =
-            g.k.lbfgs
-                .prepare(&g.ctx, &g.k.vector, params, rw(&bx), ro(&bg))
-                .unwrap();
+        let run = prepared(g, &bx, &bg, 3, 1.0);
         let mut reference = r::lbfgs::Lbfgs::new(n, 3, 1.0);
         let mut x: Vec<f64> = x0.clone();
         for k in 1..=14 {
@@ -70,11 +71,7 @@ fn lbfgs_steps_match_torch() {
             let lr = params[1] as f64;
             let row = |v: &[f64], k: usize| v[k * n..(k + 1) * n].to_vec();
             let (bx, bg) = (g.upload("x", &row(&xs, 0)), g.zeros("g", n));
-            let params = LbfgsParams { history, lr };
-            let run =
-                g.k.lbfgs
-                    .prepare(&g.ctx, &g.k.vector, params, rw(&bx), ro(&bg))
-                    .unwrap();
+            let run = prepared(g, &bx, &bg, history, lr);
             let mut reference = r::lbfgs::Lbfgs::new(n, history as usize, lr);
             for k in 1..=k_max {
                 let (x, gk, want) = (row(&xs, k - 1), row(&grads, k - 1), row(&steps, k - 1));
@@ -162,14 +159,7 @@ fn lbfgs_shrinks_and_takes_back_steps_as_the_reference_does() {
                 .collect::<Vec<_>>(),
         );
         let (bx, bg) = (g.upload("x", &x0), g.zeros("g", n));
-        let params = LbfgsParams {
-            history: 5,
-            lr: 1.0,
-        };
-        let run =
-            g.k.lbfgs
-                .prepare(&g.ctx, &g.k.vector, params, rw(&bx), ro(&bg))
-                .unwrap();
+        let run = prepared(g, &bx, &bg, 5, 1.0);
         let mut reference = r::lbfgs::Lbfgs::new(n, 5, 1.0);
         let to_f32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
         let (mut x, mut gk) = (x0.clone(), grad(&x0));
