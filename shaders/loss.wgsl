@@ -3,6 +3,8 @@
 //
 //   mse(a, b) = mean((a − b)²)                 ga = scale · 2(a − b) / n
 //   tv(x)     = mean_{c,h<H−1,w} |x[c,h+1,w] − x[c,h,w]| + mean_{c,h,w<W−1} |x[c,h,w+1] − x[c,h,w]|
+//   out_of_range(x) = mean(max(x − 1, 0)² + max(−x, 0)²)
+//                                              gx = scale · 2(max(x − 1, 0) − max(−x, 0)) / n
 //
 // `scale` is the upstream gradient (the loss weight); `accumulate` adds into the gradient
 // buffer, so several losses can share one tap. sign(0) = 0, as PyTorch's |·|.
@@ -106,6 +108,41 @@ fn tv_backward(@builtin(global_invocation_id) gid: vec3<u32>,
         g += sgn(a[i] - a[i - 1u]) * shape.inv_nw;
     }
     g *= shape.scale;
+    if (shape.accumulate != 0u) {
+        dst[i] += g;
+    } else {
+        dst[i] = g;
+    }
+}
+
+// How far x lies outside [0, 1]: 0 inside, the distance to the nearer bound outside (negative
+// below 0).
+fn excess(v: f32) -> f32 {
+    return max(v - 1.0, 0.0) - max(-v, 0.0);
+}
+
+@compute @workgroup_size(256)
+fn out_of_range_partial(@builtin(local_invocation_index) lid: u32,
+                        @builtin(workgroup_id) wid: vec3<u32>) {
+    var s = 0.0;
+    for (var i = wid.x * 256u + lid; i < shape.n; i += shape.partials * 256u) {
+        let e = excess(a[i]);
+        s += e * e;
+    }
+    let total = workgroup_sum(s, lid);
+    if (lid == 0u) {
+        dst[wid.x] = total;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn out_of_range_backward(@builtin(global_invocation_id) gid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear(gid, nwg);
+    if (i >= shape.n) {
+        return;
+    }
+    let g = shape.scale * 2.0 * excess(a[i]) / f32(shape.n);
     if (shape.accumulate != 0u) {
         dst[i] += g;
     } else {

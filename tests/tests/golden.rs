@@ -155,6 +155,19 @@ fn reference_losses_pixel_adam_dot() {
         &f("tv.gx"),
         1e-7,
     );
+    let x = f("out_of_range.x");
+    close64(
+        "out_of_range.loss",
+        &[r::loss::out_of_range_forward(&x)],
+        &f("out_of_range.loss"),
+        1e-7,
+    );
+    close64(
+        "out_of_range.gx",
+        &r::loss::out_of_range_backward(&x, 1.0),
+        &f("out_of_range.gx"),
+        1e-7,
+    );
 
     for (name, convention) in [
         ("pixel_caffe", CaffeBgr),
@@ -323,7 +336,7 @@ fn gpu_conv2d_relu_pool_gram() {
 fn gpu_losses_pixel_dot() {
     with_gpu(|g| {
         let ctx = &g.ctx;
-        let scalars = g.zeros("scalars", 3);
+        let scalars = g.zeros("scalars", 4);
         let sv = rw(&scalars);
         let (a, b) = (buf(g, "mse.a"), buf(g, "mse.b"));
         let ga = g.zeros("ga", f("mse.a").len());
@@ -337,10 +350,19 @@ fn gpu_losses_pixel_dot() {
         let d4 = g.k.tv.backward(ctx, [c, h, w], ro(&x), rw(&gx), 1.0, false);
         let (da, db) = (buf(g, "dot.a"), buf(g, "dot.b"));
         let d5 = g.k.vector.dot(ctx, ro(&da), ro(&db), sv, 2).unwrap();
-        g.run(&[&d1, &d2.unwrap(), &d3, &d4.unwrap(), &d5]);
-        let want = [f("mse.loss")[0], f("tv.loss")[0], f("dot.out")[0]];
+        let r = buf(g, "out_of_range.x");
+        let gr = g.zeros("out_of_range gx", f("out_of_range.x").len());
+        let d6 = g.k.out_of_range.forward(ctx, ro(&r), sv, 3).unwrap();
+        let d7 = g.k.out_of_range.backward(ctx, ro(&r), rw(&gr), 1.0, false);
+        g.run(&[&d1, &d2.unwrap(), &d3, &d4.unwrap(), &d5, &d6, &d7.unwrap()]);
+        let want = [
+            f("mse.loss")[0],
+            f("tv.loss")[0],
+            f("dot.out")[0],
+            f("out_of_range.loss")[0],
+        ];
         assert_close(
-            "gpu mse.loss, tv.loss, dot.out",
+            "gpu mse.loss, tv.loss, dot.out, out_of_range.loss",
             &g.read(&scalars),
             &want,
             1e-5,
@@ -348,6 +370,7 @@ fn gpu_losses_pixel_dot() {
         );
         expect(g, &ga, "mse.ga", 1e-7, 1e-5);
         expect(g, &gx, "tv.gx", 1e-6, 1e-5);
+        expect(g, &gr, "out_of_range.gx", 1e-7, 1e-5);
 
         for (name, convention) in [
             ("pixel_caffe", CaffeBgr),

@@ -53,7 +53,7 @@ pub use choice::{Choice, ConvChoice, GramChoice, KernelChoice, LaunchClass};
 pub use conv2d::{Channels, Conv2d, ConvClass, ConvKernel, ConvPart, ConvShape, ConvTiles};
 pub use gram::{Gram, GramClass, GramForward, GramTiles};
 pub use lbfgs::{Lbfgs, LbfgsParams, LbfgsRun};
-pub use loss::{Mse, TotalVariation};
+pub use loss::{Mse, OutOfRange, TotalVariation};
 pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View, ViewMut};
 pub use pixel::{PixelTransform, PixelTransformKernel};
 pub use pool::{Pool2d, PoolKind, PoolShape};
@@ -137,6 +137,8 @@ kernels! {
     mse: Mse = Mse::new(ctx, &loss, reduce.clone()), shaders [loss::SHADER, reduce::SHADER];
     /// Total variation.
     tv: TotalVariation = TotalVariation::new(ctx, &loss, reduce.clone()), shaders [];
+    /// How far the image lies outside [0, 1].
+    out_of_range: OutOfRange = OutOfRange::new(ctx, &loss, reduce.clone()), shaders [];
     /// RGB → network input convention.
     pixel: PixelTransformKernel = PixelTransformKernel::new(ctx), shaders [pixel::SHADER];
     /// Adam update.

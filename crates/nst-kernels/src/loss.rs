@@ -1,4 +1,5 @@
-//! Mean-squared error and total variation, reduced on the GPU, and their backward passes.
+//! Mean-squared error, total variation and the out-of-range penalty, reduced on the GPU, and
+//! their backward passes.
 //! See `shaders/loss.wgsl`.
 
 use crate::reduce::{Reduce, Reduction};
@@ -36,12 +37,23 @@ nst_gpu::contracts! {
     TV_PARTIAL = "tv_partial": read(1, "x"), read_write(3, "partial sums");
     /// `tv_backward`: `gx` from `x`.
     TV_BACKWARD = "tv_backward": read(1, "x"), read_write(3, "gx");
+    /// `out_of_range_partial`: partial sums of the squared distance of `x` outside [0, 1].
+    OUT_OF_RANGE_PARTIAL = "out_of_range_partial": read(1, "x"), read_write(3, "partial sums");
+    /// `out_of_range_backward`: `gx` from `x`.
+    OUT_OF_RANGE_BACKWARD = "out_of_range_backward": read(1, "x"), read_write(3, "gx");
 }
 
 crate::shader!(
     /// `shaders/loss.wgsl`: the losses, on the workgroup reduction of `workgroup_sum.wgsl`.
     SHADER = "loss.wgsl" after [Uniform::WGSL, crate::shader_file!("workgroup_sum.wgsl")]
-    with [MSE_PARTIAL, MSE_BACKWARD, TV_PARTIAL, TV_BACKWARD]
+    with [
+        MSE_PARTIAL,
+        MSE_BACKWARD,
+        TV_PARTIAL,
+        TV_BACKWARD,
+        OUT_OF_RANGE_PARTIAL,
+        OUT_OF_RANGE_BACKWARD
+    ]
 );
 
 /// What a loss's two launches share: a first-stage kernel reduced into a scalar slot, and an
@@ -192,6 +204,54 @@ impl TotalVariation {
             scale,
             accumulate: accumulate as u32,
             ..u
+        };
+        self.0.backward(ctx, u, &[x], gx)
+    }
+}
+
+/// The out-of-range penalty `mean(max(x − 1, 0)² + max(−x, 0)²)`: 0 for an image inside
+/// [0, 1]. L-BFGS steps are not bounded, and the result is clamped when saved; this term keeps
+/// the pixels near [0, 1] while the image is optimized, so clamping takes away little of the
+/// style (`docs/loss.md`, "How many iterations").
+pub struct OutOfRange(Loss);
+
+impl OutOfRange {
+    /// The out-of-range entry points of `module`, the compiled `shaders/loss.wgsl`, finishing
+    /// with `reduce`.
+    pub fn new(ctx: &Context, module: &wgpu::ShaderModule, reduce: Reduce) -> Result<Self> {
+        Loss::new(
+            ctx,
+            module,
+            reduce,
+            &OUT_OF_RANGE_PARTIAL,
+            &OUT_OF_RANGE_BACKWARD,
+        )
+        .map(OutOfRange)
+    }
+
+    /// `out[index] = out_of_range(x)`.
+    pub fn forward(
+        &self, ctx: &Context, x: View<'_>, out: ViewMut<'_>, index: u32,
+    ) -> Result<Reduction> {
+        expect_nonzero("out-of-range input", &[x.len as u32])?;
+        let u = Uniform {
+            n: x.len as u32,
+            ..Default::default()
+        };
+        self.0
+            .forward(ctx, u, &[x], x.len, out, index, 1.0 / x.len as f32, false)
+    }
+
+    /// `gx (+)= scale · ∂out_of_range/∂x`.
+    pub fn backward(
+        &self, ctx: &Context, x: View<'_>, gx: ViewMut<'_>, scale: f32, accumulate: bool,
+    ) -> Result<Dispatch> {
+        expect_len("out-of-range gradient", &gx, x.len)?;
+        let u = Uniform {
+            n: x.len as u32,
+            scale,
+            accumulate: accumulate as u32,
+            ..Default::default()
         };
         self.0.backward(ctx, u, &[x], gx)
     }

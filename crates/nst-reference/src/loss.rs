@@ -1,4 +1,5 @@
-//! Losses: mean squared error (content and style terms) and total variation.
+//! Losses: mean squared error (content and style terms), total variation and the
+//! out-of-range penalty.
 
 /// Forward: `mean((a − b)²) = Σ (aᵢ − bᵢ)² / len`.
 pub fn mse_forward(a: &[f64], b: &[f64]) -> f64 {
@@ -87,6 +88,23 @@ pub fn tv_backward(x: &[f64], c: usize, h: usize, w: usize, scale: f64) -> Vec<f
         }
     }
     grad
+}
+
+/// How far `v` lies outside [0, 1]: `max(v − 1, 0) − max(−v, 0)`.
+fn excess(v: f64) -> f64 {
+    (v - 1.0).max(0.0) - (-v).max(0.0)
+}
+
+/// Forward: the out-of-range penalty `mean(max(xᵢ − 1, 0)² + max(−xᵢ, 0)²)`.
+pub fn out_of_range_forward(x: &[f64]) -> f64 {
+    assert!(!x.is_empty(), "out_of_range_forward: empty input");
+    x.iter().map(|&v| excess(v) * excess(v)).sum::<f64>() / x.len() as f64
+}
+
+/// Backward: the gradient of `scale · out_of_range(x)`, `scale · 2·excess(xᵢ) / len`.
+pub fn out_of_range_backward(x: &[f64], scale: f64) -> Vec<f64> {
+    let k = scale * 2.0 / x.len() as f64;
+    x.iter().map(|&v| k * excess(v)).collect()
 }
 
 #[cfg(test)]

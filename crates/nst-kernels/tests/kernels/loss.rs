@@ -1,4 +1,5 @@
-//! MSE and total variation, reduced on the GPU, and their backward passes.
+//! MSE, total variation and the out-of-range penalty, reduced on the GPU, and their backward
+//! passes.
 
 use nst_reference as r;
 use nst_tests::{
@@ -67,6 +68,58 @@ fn losses_match_reference() {
         }
     });
     with_small_grid_gpu(|g| loss_case(g, 5, 33, 47, 69));
+}
+
+/// The out-of-range penalty and its gradient (written, and added to a prior gradient) against
+/// the reference, on values from −1 to 2 (a third inside [0, 1]) and on an image inside, whose
+/// penalty and gradient are exactly 0.
+#[test]
+fn out_of_range_matches_reference() {
+    with_gpu(|g| {
+        for (i, &(n, lo, hi)) in [
+            (1, -1.0, 2.0),
+            (1000, -1.0, 2.0),
+            (300_001, -1.0, 2.0),
+            (999, 0.0, 1.0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let x = as_f32_exact(&random(80 + i as u64, n, lo, hi));
+            let prior = as_f32_exact(&random(90 + i as u64, n, -1.0, 1.0));
+            let (bx, bg, bp) = (
+                g.upload("x", &x),
+                g.zeros("gx", n),
+                g.upload("prior", &prior),
+            );
+            let scalars = g.upload_f32("scalars", &[7.0; 2]);
+            let k = &g.k.out_of_range;
+            let v = k.forward(&g.ctx, ro(&bx), rw(&scalars), 1).unwrap();
+            let b = k.backward(&g.ctx, ro(&bx), rw(&bg), 0.5, false).unwrap();
+            let p = k.backward(&g.ctx, ro(&bx), rw(&bp), 2.0, true).unwrap();
+            g.run(&[&v, &b, &p]);
+            let tag = format!("out of range, {n} values in [{lo}, {hi}]");
+            let want = [7.0, r::loss::out_of_range_forward(&x)];
+            assert_close(
+                &format!("{tag}: value"),
+                &g.read(&scalars),
+                &want,
+                1e-7,
+                1e-5,
+            );
+            let want = r::loss::out_of_range_backward(&x, 0.5);
+            assert_close(&format!("{tag}: gradient"), &g.read(&bg), &want, 1e-9, 1e-5);
+            let want = plus(&r::loss::out_of_range_backward(&x, 2.0), &prior);
+            assert_close(&format!("{tag}: added"), &g.read(&bp), &want, 1e-6, 1e-5);
+            if lo == 0.0 {
+                assert_eq!(
+                    g.read(&scalars)[1],
+                    0.0,
+                    "{tag}: an image inside costs nothing"
+                );
+            }
+        }
+    });
 }
 
 /// 8-bit-like values `k/255` with many equal neighbors: flat blocks, a constant channel, and
