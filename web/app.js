@@ -202,6 +202,12 @@ function draw(width, height, rgba) {
 }
 
 function fmt(v) { return Number(v).toPrecision(5); }
+// The weighted parts of a loss, as the CLI's progress line shows them (the out-of-range
+// penalty only when the image strays outside [0, 1]).
+function parts(v) {
+  const range = v.out_of_range ? `, out of range ${fmt(v.out_of_range)}` : '';
+  return `content ${fmt(v.content)}, style ${fmt(v.style)}, tv ${fmt(v.tv)}${range}`;
+}
 
 function duration(s) {
   s = Math.round(s);
@@ -239,14 +245,14 @@ async function run() {
       const v = e.values;
       if (e.scale === 0 && e.iteration === 1) document.body.dataset.firstLoss = v.total;
       document.body.dataset.perIteration = e.per_iteration;
-      say('loss', `iteration ${e.iteration} of at most ${e.of}: loss ${fmt(v.total)} (content ${fmt(v.content)}, style ${fmt(v.style)}, tv ${fmt(v.tv)}), ${(e.per_iteration * 1000).toFixed(0)} ms per iteration, at most ${duration(e.left)} left`);
+      say('loss', `iteration ${e.iteration} of at most ${e.of}: loss ${fmt(v.total)} (${parts(v)}), ${(e.per_iteration * 1000).toFixed(0)} ms per iteration, at most ${duration(e.left)} left`);
     } else if (e.event === 'scale_end') {
       say('status', `Scale ${e.scale + 1} of ${scales} ended after ${e.iterations} iterations: ${ended(e)}.`);
     } else if (e.event === 'snapshot' && preview) {
       draw(preview.width, preview.height, preview.rgba);
     } else if (e.event === 'final') {
       document.body.dataset.finalLoss = e.values.total;
-      say('loss', `final loss ${fmt(e.values.total)} (content ${fmt(e.values.content)}, style ${fmt(e.values.style)}, tv ${fmt(e.values.tv)})`);
+      say('loss', `final loss ${fmt(e.values.total)} (${parts(e.values)})`);
     }
     return !state.stop;
   };

@@ -2,6 +2,7 @@
 //! run on a tiny network where the loss must fall and `score` must agree with what the run
 //! reported.
 
+use nst_reference as r;
 use nst_tests::{assert_close, Fixture};
 use nst_transfer::image::Image;
 use nst_transfer::{
@@ -24,6 +25,7 @@ fn loss(content: f64, style: f64, tv: f64) -> LossConfig {
         content_weight: content,
         style_weight: style,
         tv_weight: tv,
+        out_of_range_weight: 0.0,
         content_layers: layers(&["relu4_2"]),
         style_layers: layers(STYLE),
     }
@@ -99,7 +101,23 @@ fn fixture_key(t: Term) -> String {
         Term::Style(l, 1) => format!("style2.{l}"),
         Term::Style(l, k) => panic!("the fixture has two style images, not {} at {l}", k + 1),
         Term::Tv => "tv".into(),
+        Term::OutOfRange => "out_of_range".into(),
     }
+}
+
+/// A term's raw value and gradient at `x`: JAX's from the fixture, or for the out-of-range
+/// penalty (not in the fixture) the f64 reference's.
+fn want_term(f: &Fixture, x: &Image, t: Term) -> (f64, Vec<f64>) {
+    if t == Term::OutOfRange {
+        let x: Vec<f64> = x.data().iter().map(|&v| v as f64).collect();
+        return (
+            r::loss::out_of_range_forward(&x),
+            r::loss::out_of_range_backward(&x, 1.0),
+        );
+    }
+    let key = fixture_key(t);
+    let raw = f.f64s(&format!("loss.{key}")).0[0];
+    (raw, f.f64s(&format!("grad.{key}")).0)
 }
 
 /// `nst score`'s numbers against JAX's for a 32×24 photo pair with the real weights, each term
@@ -131,7 +149,7 @@ fn score_matches_jax_with_real_weights() {
             .unwrap();
         for t in &s.values.terms {
             let name = format!("loss.{}", fixture_key(t.term));
-            let want = f.f64s(&name).0[0];
+            let want = want_term(&f, &x, t.term).0;
             check_value(&format!("{name} (scoring {key})"), t.raw, want, VALUE_RTOL);
         }
         let want = f.f64s(&format!("grad.{key}")).0;
@@ -142,17 +160,19 @@ fn score_matches_jax_with_real_weights() {
 /// Checks `s` against JAX's terms: each term's factor against `factor(term)`, its raw value,
 /// the total Σ factor·raw, and the gradient against Σ factor·(the term's JAX gradient), to
 /// 1e-5 of its largest element.
-fn check_weighted(what: &str, s: &nst_transfer::Score, f: &Fixture, factor: impl Fn(Term) -> f64) {
+fn check_weighted(
+    what: &str, s: &nst_transfer::Score, f: &Fixture, x: &Image, factor: impl Fn(Term) -> f64,
+) {
     let mut want_total = 0.0;
     let mut want_grad = vec![0.0f64; s.grad.len()];
     for t in &s.values.terms {
         let key = fixture_key(t.term);
         let w = factor(t.term);
         check_value(&format!("{what}: factor of {key}"), t.weight, w, VALUE_RTOL);
-        let raw = f.f64s(&format!("loss.{key}")).0[0];
+        let (raw, grad) = want_term(f, x, t.term);
         check_value(&format!("{what}: {key}"), t.raw, raw, VALUE_RTOL);
         want_total += w * raw;
-        for (acc, g) in want_grad.iter_mut().zip(f.f64s(&format!("grad.{key}")).0) {
+        for (acc, g) in want_grad.iter_mut().zip(grad) {
             *acc += w * g;
         }
     }
@@ -183,15 +203,17 @@ fn weighted_terms_match_jax_with_real_weights() {
     let cfg = LossConfig::default();
     assert_eq!(
         (cfg.content_weight, cfg.style_weight, cfg.tv_weight),
-        (0.5, 1.0, 0.2)
+        (0.65, 1.0, 0.2)
     );
+    assert_eq!(cfg.out_of_range_weight, 1000.0);
     let s = engine
         .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
         .unwrap();
-    check_weighted("defaults", &s, &f, |t| match t {
-        Term::Content(_) => 0.5 / ms(fixture_key(t)),
+    check_weighted("defaults", &s, &f, &x, |t| match t {
+        Term::Content(_) => 0.65 / ms(fixture_key(t)),
         Term::Style(..) => 1.0 / ms(fixture_key(t)),
         Term::Tv => 0.2,
+        Term::OutOfRange => 1000.0,
     });
     // Raw layer weights, each term's gradient brought to the same order of magnitude.
     let raw_style = [4e-5, 3e-8, 5e-9, 2e-12, 1e-9];
@@ -199,6 +221,7 @@ fn weighted_terms_match_jax_with_real_weights() {
         content_weight: 3.0,
         style_weight: 0.25,
         tv_weight: 40.0,
+        out_of_range_weight: 5.0,
         content_layers: vec![LayerWeight::raw(LayerId::parse("relu4_2").unwrap(), 1e-5)],
         style_layers: STYLE
             .iter()
@@ -209,11 +232,45 @@ fn weighted_terms_match_jax_with_real_weights() {
     let s = engine
         .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
         .unwrap();
-    check_weighted("raw weights", &s, &f, |t| match t {
+    check_weighted("raw weights", &s, &f, &x, |t| match t {
         Term::Content(_) => 3.0 * 1e-5,
         Term::Style(l, _) => 0.25 * raw_style[STYLE.iter().position(|n| l.name() == *n).unwrap()],
         Term::Tv => 40.0,
+        Term::OutOfRange => 5.0,
     });
+}
+
+/// The out-of-range penalty as the engine wires it, on an image that strays outside [0, 1]
+/// (the fixture's image stretched to −0.3…1.12): its value, its factor, and its gradient,
+/// added to the total variation's in the image gradient, against the f64 reference's.
+#[test]
+fn out_of_range_term_matches_reference() {
+    let Some((engine, _, [content, style, x])) = real_case() else {
+        return;
+    };
+    let stretched: Vec<f32> = x.data().iter().map(|&v| 1.6 * v - 0.3).collect();
+    let x = Image::new(x.width(), x.height(), stretched).unwrap();
+    let cfg = LossConfig {
+        out_of_range_weight: 7.0,
+        ..loss(0.0, 0.0, 0.0)
+    };
+    let s = engine
+        .score(
+            &content,
+            &one_style(style),
+            &x,
+            &scoring(&cfg, Pooling::Max),
+        )
+        .unwrap();
+    let t = s.values.terms.iter().find(|t| t.term == Term::OutOfRange);
+    let t = t.expect("an out-of-range term");
+    let xs: Vec<f64> = x.data().iter().map(|&v| v as f64).collect();
+    let want = r::loss::out_of_range_forward(&xs);
+    assert!(want > 1e-4, "the image strays: {want}");
+    check_value("out of range", t.raw, want, VALUE_RTOL);
+    check_value("its factor", t.weight, 7.0, 0.0);
+    let want = r::loss::out_of_range_backward(&xs, 7.0);
+    check_grad("out-of-range gradient", &s.grad, &want, GRAD_TOL);
 }
 
 /// Two styles blended 0.7/0.3 with the default weights: each style layer is normalized by
@@ -230,10 +287,11 @@ fn blended_styles_match_jax_with_real_weights() {
         .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
         .unwrap();
     let ms = |key: String| f.f64s(&format!("ms.{key}")).0[0];
-    check_weighted("blend 0.7/0.3", &s, &f, |t| match t {
-        Term::Content(_) => 0.5 / ms(fixture_key(t)),
+    check_weighted("blend 0.7/0.3", &s, &f, &x, |t| match t {
+        Term::Content(_) => 0.65 / ms(fixture_key(t)),
         Term::Style(l, k) => [0.7, 0.3][k] / ms(format!("blend.{l}")),
         Term::Tv => 0.2,
+        Term::OutOfRange => 1000.0,
     });
     let want = f.f64s("blend.loss.style").0[0];
     check_value(
@@ -479,6 +537,7 @@ fn losses_sharing_a_layer_add_their_gradients() {
         content_weight: cw,
         style_weight: sw,
         tv_weight: 0.0,
+        out_of_range_weight: 0.0,
         content_layers: layers(&["relu4_2"]),
         style_layers: layers(&["relu3_1", "relu4_2"]),
     };

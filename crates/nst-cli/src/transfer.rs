@@ -40,6 +40,10 @@ pub struct LossArgs {
     /// Weight of the total variation (smoothness).
     #[arg(long, allow_negative_numbers = true, default_value_t = defaults::TV_WEIGHT)]
     tv_weight: f64,
+    /// Weight of the penalty on pixels outside [0, 1], which keeps L-BFGS's image near the
+    /// range it is saved in.
+    #[arg(long, allow_negative_numbers = true, default_value_t = defaults::OUT_OF_RANGE_WEIGHT)]
+    out_of_range_weight: f64,
     /// Content layers, comma-separated (relu4_2 or block4_relu2 style names).
     #[arg(long, value_delimiter = ',', default_values = nst_transfer::CONTENT_LAYERS)]
     content_layers: Vec<LayerId>,
@@ -77,6 +81,7 @@ impl LossArgs {
         let cfg = (LossConfig::default().content_weight(self.content_weight))
             .style_weight(self.style_weight)
             .tv_weight(self.tv_weight)
+            .out_of_range_weight(self.out_of_range_weight)
             .layers(
                 &self.content_layers,
                 content.as_deref(),

@@ -187,6 +187,10 @@ fn bad_input_gives_clear_errors() {
     run(&["--style-weights", "-1"], &["--style-weights", "≥ 0"]);
     run(&["--lr", "-0.5"], &["--lr"]);
     run(&["--tolerance", "2"], &["--tolerance", "[0, 1)"]);
+    run(
+        &["--out-of-range-weight", "-1"],
+        &["--out-of-range-weight", "≥ 0"],
+    );
     run(&["--optimizer", "sgd"], &["sgd", "adam", "lbfgs"]);
     run(
         &["--optimizer", "lbfgs", "--lbfgs-history", "0"],
@@ -311,8 +315,8 @@ fn stylize_then_score_agree() {
         "{csv}"
     );
     let final_row: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
-    assert_eq!((final_row[1], final_row.len()), ("final", 12), "{csv}");
-    let logged_gap: f64 = final_row[10].parse().unwrap();
+    assert_eq!((final_row[1], final_row.len()), ("final", 13), "{csv}");
+    let logged_gap: f64 = final_row[11].parse().unwrap();
     assert_eq!(
         last["style_gap_closed"].as_f64(),
         Some(logged_gap),

@@ -51,6 +51,8 @@ pub enum Field {
     StyleWeight,
     /// [`crate::LossConfig::tv_weight`].
     TvWeight,
+    /// [`crate::LossConfig::out_of_range_weight`].
+    OutOfRangeWeight,
     /// The strength of [`crate::LossConfig::with_strength`].
     Strength,
     /// [`crate::LossConfig::content_layers`] (the layers or their weights).
@@ -108,6 +110,7 @@ impl Field {
             Field::ContentWeight => "content_weight",
             Field::StyleWeight => "style_weight",
             Field::TvWeight => "tv_weight",
+            Field::OutOfRangeWeight => "out_of_range_weight",
             Field::Strength => "strength",
             Field::ContentLayers => "content_layers",
             Field::StyleLayers => "style_layers",

@@ -164,7 +164,7 @@ impl Log {
     fn write_csv(&self, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "scale,iteration,total,content,style,tv,ms_per_iteration,elapsed_s,\
+            "scale,iteration,total,content,style,tv,out_of_range,ms_per_iteration,elapsed_s,\
              style_distance,content_distance,style_gap_closed,ended"
         )?;
         for r in &self.rows {
@@ -187,12 +187,13 @@ impl Log {
                 .map_or(String::new(), |e| format!("\"{e}\""));
             writeln!(
                 out,
-                "{},{iteration},{},{},{},{},{:.3},{:.3},{measure},{ended}",
+                "{},{iteration},{},{},{},{},{},{:.3},{:.3},{measure},{ended}",
                 r.scale,
                 v.total(),
                 v.content(),
                 v.style(),
                 v.tv(),
+                v.out_of_range(),
                 r.ms_per_iteration,
                 r.elapsed_s
             )?;

@@ -108,7 +108,8 @@ impl Objective {
         {
             b.style_term(lw.layer, &grams, i, target, blended, *factor)?;
         }
-        let image_backward = b.tv_term(cfg.tv_weight)?;
+        let mut image_backward = b.tv_term(cfg.tv_weight)?;
+        image_backward.push(b.out_of_range_term(cfg.out_of_range_weight)?);
         let Builder {
             masks,
             content_first,
@@ -145,9 +146,11 @@ impl Objective {
     pub(crate) fn bytes(
         layout: &GraphLayout, cfg: &LossConfig, styles: usize, tiled: bool,
     ) -> Result<u64> {
-        let terms = cfg.content_layers.len() + cfg.style_layers.len() * styles + 1;
-        let mut bytes = nst_gpu::tensor_bytes(terms as u64);
-        let mut reductions = 1; // total variation
+        // The terms on the whole image: total variation and the out-of-range penalty.
+        const IMAGE_TERMS: u64 = 2;
+        let terms = (cfg.content_layers.len() + cfg.style_layers.len() * styles) as u64;
+        let mut bytes = nst_gpu::tensor_bytes(terms + IMAGE_TERMS);
+        let mut reductions = IMAGE_TERMS;
         for l in &cfg.content_layers {
             let at = tap_layout(layout, l.layer)?;
             bytes += at.bytes() * tiled as u64;
@@ -317,7 +320,7 @@ impl<'a> Factors<'a> {
     }
 
     /// Every term with its weight in the total: content layers, then each style layer once
-    /// per style image, then total variation.
+    /// per style image, then total variation and the out-of-range penalty.
     fn terms(&self, cfg: &LossConfig, blend: &[f64]) -> Vec<(Term, f64)> {
         let content = cfg.content_layers.iter().zip(&self.content);
         let mut terms: Vec<(Term, f64)> =
@@ -328,6 +331,7 @@ impl<'a> Factors<'a> {
             }
         }
         terms.push((Term::Tv, cfg.tv_weight));
+        terms.push((Term::OutOfRange, cfg.out_of_range_weight));
         terms
     }
 }
@@ -483,5 +487,16 @@ impl<'a> Builder<'a> {
             weight as f32,
             true,
         )?])
+    }
+
+    /// The out-of-range penalty with weight `weight`, on the whole image; returns its
+    /// image-gradient launch, which adds to the total variation's.
+    fn out_of_range_term(&mut self, weight: f64) -> Result<Dispatch> {
+        let (ctx, k, tg) = (self.ctx, self.k, self.tg);
+        let slot = self.slot(Term::OutOfRange);
+        let value = k.out_of_range.forward(ctx, tg.image(), self.slots, slot)?;
+        self.after.push(Box::new(value));
+        Ok(k.out_of_range
+            .backward(ctx, tg.image(), tg.image_grad_mut(), weight as f32, true)?)
     }
 }

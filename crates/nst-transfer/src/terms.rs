@@ -8,8 +8,9 @@
 //! G_l(y)      = F_l(y)·F_l(y)ᵀ / (H_l·W_l)
 //! style_l,k   = mean over the C×C entries of (G_l(x) − G_l(s_k))²
 //! tv          = mean |x[h+1] − x[h]| + mean |x[w+1] − x[w]|
+//! out_of_range = mean(max(x − 1, 0)² + max(−x, 0)²)
 //! total       = content_weight·Σ_l a_l·content_l + style_weight·Σ_k b_k Σ_l c_l·style_l,k
-//!               + tv_weight·tv
+//!               + tv_weight·tv + out_of_range_weight·out_of_range
 //! ```
 //!
 //! A layer weight is either given ([`Weight::Raw`]) or scale-free ([`Weight::Normalized`]):
@@ -127,6 +128,9 @@ pub struct LossConfig {
     pub style_weight: f64,
     /// Weight of the total variation.
     pub tv_weight: f64,
+    /// Weight of the out-of-range penalty, which keeps the pixels near [0, 1] while L-BFGS
+    /// runs (0 within [0, 1]).
+    pub out_of_range_weight: f64,
     /// Content layers with their weights a_l.
     pub content_layers: Vec<LayerWeight>,
     /// Style layers with their weights c_l.
@@ -147,6 +151,7 @@ impl Default for LossConfig {
             content_weight: crate::defaults::CONTENT_WEIGHT,
             style_weight: crate::defaults::STYLE_WEIGHT,
             tv_weight: crate::defaults::TV_WEIGHT,
+            out_of_range_weight: crate::defaults::OUT_OF_RANGE_WEIGHT,
             content_layers: layers(crate::CONTENT_LAYERS),
             style_layers: layers(crate::STYLE_LAYERS),
         }
@@ -161,6 +166,7 @@ struct LossRead {
     content_weight: Option<f64>,
     style_weight: Option<f64>,
     tv_weight: Option<f64>,
+    out_of_range_weight: Option<f64>,
     content_layers: Option<Vec<LayerWeight>>,
     style_layers: Option<Vec<LayerWeight>>,
 }
@@ -174,6 +180,7 @@ impl TryFrom<LossRead> for LossConfig {
             content_weight: r.content_weight.unwrap_or(d.content_weight),
             style_weight: r.style_weight.unwrap_or(d.style_weight),
             tv_weight: r.tv_weight.unwrap_or(d.tv_weight),
+            out_of_range_weight: r.out_of_range_weight.unwrap_or(d.out_of_range_weight),
             content_layers: r.content_layers.unwrap_or(d.content_layers),
             style_layers: r.style_layers.unwrap_or(d.style_layers),
         };
@@ -211,6 +218,12 @@ impl LossConfig {
     /// Sets the weight of the total variation.
     pub fn tv_weight(mut self, w: f64) -> Self {
         self.tv_weight = w;
+        self
+    }
+
+    /// Sets the weight of the out-of-range penalty.
+    pub fn out_of_range_weight(mut self, w: f64) -> Self {
+        self.out_of_range_weight = w;
         self
     }
 
@@ -263,6 +276,7 @@ impl LossConfig {
             (Field::ContentWeight, self.content_weight),
             (Field::StyleWeight, self.style_weight),
             (Field::TvWeight, self.tv_weight),
+            (Field::OutOfRangeWeight, self.out_of_range_weight),
         ];
         for (field, w) in globals {
             if !w.is_finite() || w < 0.0 {
@@ -324,16 +338,19 @@ pub enum Term {
     Style(LayerId, usize),
     /// Total variation of the image.
     Tv,
+    /// How far the image lies outside [0, 1].
+    OutOfRange,
 }
 
 impl Term {
     /// A short stable key for logs: `content.relu4_2`, `style.relu1_1.1` (the style image
-    /// counted from 1), `tv`.
+    /// counted from 1), `tv`, `out_of_range`.
     pub fn key(&self) -> String {
         match self {
             Term::Content(l) => format!("content.{l}"),
             Term::Style(l, k) => format!("style.{l}.{}", k + 1),
             Term::Tv => "tv".into(),
+            Term::OutOfRange => "out_of_range".into(),
         }
     }
 }
@@ -344,6 +361,7 @@ impl std::fmt::Display for Term {
             Term::Content(l) => write!(f, "content {l}"),
             Term::Style(l, k) => write!(f, "style {l} (style image {})", k + 1),
             Term::Tv => f.write_str("total variation"),
+            Term::OutOfRange => f.write_str("out of range"),
         }
     }
 }
@@ -363,7 +381,8 @@ pub struct TermValue {
     /// Its value, unweighted.
     #[serde(rename = "value")]
     pub raw: f64,
-    /// Its factor in the total (content_weight·a_l, style_weight·b_k·c_l or tv_weight).
+    /// Its factor in the total (content_weight·a_l, style_weight·b_k·c_l, tv_weight or
+    /// out_of_range_weight).
     pub weight: f64,
 }
 
@@ -395,6 +414,11 @@ impl LossValues {
         self.sum(|t| matches!(t, Term::Tv))
     }
 
+    /// The weighted out-of-range penalty.
+    pub fn out_of_range(&self) -> f64 {
+        self.sum(|t| matches!(t, Term::OutOfRange))
+    }
+
     fn sum(&self, pick: impl Fn(&Term) -> bool) -> f64 {
         self.terms
             .iter()
@@ -412,27 +436,35 @@ impl LossValues {
 }
 
 impl std::fmt::Display for LossValues {
-    /// The total and its weighted parts, as the progress line shows them.
+    /// The total and its weighted parts, as the progress line shows them; the out-of-range
+    /// part only when the image strays outside [0, 1].
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.4e} (content {:.3e}, style {:.3e}, tv {:.3e})",
+            "{:.4e} (content {:.3e}, style {:.3e}, tv {:.3e}",
             self.total(),
             self.content(),
             self.style(),
             self.tv()
-        )
+        )?;
+        let r = self.out_of_range();
+        if r == 0.0 {
+            f.write_str(")")
+        } else {
+            write!(f, ", out of range {r:.3e})")
+        }
     }
 }
 
 impl Serialize for LossValues {
     /// The total, its weighted parts, and every term.
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("LossValues", 5)?;
+        let mut st = s.serialize_struct("LossValues", 6)?;
         st.serialize_field("total", &self.total())?;
         st.serialize_field("content", &self.content())?;
         st.serialize_field("style", &self.style())?;
         st.serialize_field("tv", &self.tv())?;
+        st.serialize_field("out_of_range", &self.out_of_range())?;
         st.serialize_field("terms", &self.terms)?;
         st.end()
     }
