@@ -101,6 +101,7 @@ enum WeightsCommand {
 }
 
 fn main() -> ExitCode {
+    quiet_device_select();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices => devices(),
@@ -118,6 +119,21 @@ fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// Turns off Mesa's device-select Vulkan layer unless the user configured it. The layer looks
+/// for the default GPU by connecting to Wayland and X11 whenever the instance enables their
+/// surface extensions, which wgpu always does (wgpu-hal's `desired_extensions`, with no way to
+/// opt out); on a machine without a display libwayland then prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment." two to four times per run. nst needs no window and
+/// chooses its adapter itself (`WGPU_ADAPTER_NAME`, else the power preference), so it
+/// loses nothing. Set here, before any thread starts; the Vulkan loader reads the variable (the
+/// layer manifest's `disable_environment`) when the instance is created.
+fn quiet_device_select() {
+    let configured = ["MESA_VK_DEVICE_SELECT", "NODEVICE_SELECT"];
+    if configured.iter().all(|v| std::env::var_os(v).is_none()) {
+        std::env::set_var("NODEVICE_SELECT", "1");
     }
 }
 

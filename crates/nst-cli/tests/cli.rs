@@ -923,3 +923,44 @@ fn init_image_is_the_starting_point() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// On a machine without a display (no `XDG_RUNTIME_DIR`, `WAYLAND_DISPLAY` or `DISPLAY`, as on
+/// a server or in CI), a successful `nst score` prints only its own lines: Mesa's
+/// device-select layer, which connects to Wayland to find the default GPU and then prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set in the environment.", is off.
+#[test]
+fn a_successful_run_prints_no_driver_errors_without_a_display() {
+    let Some(d) = scratch_with_weights("headless") else {
+        return;
+    };
+    let (c, s) = (d.join("c.png"), d.join("s.png"));
+    png(&c, 24, 20);
+    png(&s, 20, 24);
+    let mut cmd = nst_command(&[
+        "score",
+        "--content",
+        c.to_str().unwrap(),
+        "--style",
+        s.to_str().unwrap(),
+        "--image",
+        c.to_str().unwrap(),
+    ]);
+    for v in [
+        "XDG_RUNTIME_DIR",
+        "WAYLAND_DISPLAY",
+        "DISPLAY",
+        "NODEVICE_SELECT",
+        "MESA_VK_DEVICE_SELECT",
+    ] {
+        cmd.env_remove(v);
+    }
+    let o = cmd.env("NST_WEIGHTS", repo_weights()).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // nst's own lines: the adapter, and the note that the kernels are not tuned.
+    let err = stderr(&o);
+    let foreign: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("GPU: ") && !l.starts_with("note: "))
+        .collect();
+    assert!(foreign.is_empty(), "lines not nst's: {foreign:?}");
+}
