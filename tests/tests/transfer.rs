@@ -608,6 +608,61 @@ fn a_non_finite_loss_stops_with_the_last_good_image() {
     assert!(message.contains("`lr`"), "{message}");
 }
 
+/// A non-finite loss at the first of two scales with `--preserve-colors luminance`: the image
+/// handed back is the last good one (the start, the photo's luminance at 20×16) brought to
+/// the output's 40×32 and given the photo's colors, as a finished run's would be. Checked in
+/// YIQ (the matrix written out here): its chroma is the photo's, its luminance the photo's
+/// up to the round trip through the coarse scale.
+#[test]
+fn a_non_finite_loss_hands_back_the_output_in_the_colors_asked_for() {
+    let Some(engine) = nst_tests::tiny_engine() else {
+        return;
+    };
+    let content = smooth(40, 32, 0.0);
+    let styles = [Style {
+        image: smooth(40, 32, 1.3),
+        weight: 1.0,
+    }];
+    let settings = Settings::default()
+        .size(40)
+        .scales(Some(2))
+        .min_size(20)
+        .iterations(3)
+        .optimizer(Optimizer::Adam)
+        .preserve_colors(nst_transfer::PreserveColors::Luminance)
+        .loss(loss(1.0, f64::MAX, 0.0));
+    let err = engine
+        .stylize(&content, &styles, &settings, |_| Flow::Continue)
+        .expect_err("an infinite loss must stop the run");
+    let nst_transfer::TransferError::NonFinite { last_good, .. } = err else {
+        panic!("expected NonFinite, got {err}");
+    };
+    assert_eq!((last_good.width(), last_good.height()), (40, 32));
+    let yiq = |img: &Image, i: usize| {
+        let n = img.pixel_count();
+        let [r, g, b] = [0, 1, 2].map(|c| img.data()[c * n + i] as f64);
+        [
+            0.299 * r + 0.587 * g + 0.114 * b,
+            0.595716 * r - 0.274453 * g - 0.321263 * b,
+            0.211456 * r - 0.522591 * g + 0.311135 * b,
+        ]
+    };
+    let (mut chroma, mut luma) = (0.0f64, 0.0f64);
+    for i in 0..content.pixel_count() {
+        let (got, want) = (yiq(&last_good, i), yiq(&content, i));
+        chroma = chroma.max((got[1] - want[1]).abs().max((got[2] - want[2]).abs()));
+        luma = luma.max((got[0] - want[0]).abs());
+    }
+    assert!(
+        chroma < 1e-5,
+        "the photo's colors: chroma differs by {chroma}"
+    );
+    assert!(
+        luma < 0.15,
+        "the photo's luminance, through 20×16: differs by {luma}"
+    );
+}
+
 /// L-BFGS takes back a step that makes the loss NaN. The content weight f64::MAX is infinite
 /// as float32: the start's loss is finite (its content term is 0 there, and so is the
 /// weighted term on the CPU), but its gradient is NaN (∞ · 0), so the first step is NaN.

@@ -272,12 +272,19 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
     let engine = a.loss.open(how.quiet)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
-    // A second Ctrl-C while the first is handled exits at once.
-    let _ = ctrlc::set_handler(move || {
+    // The first Ctrl-C stops the run after the current iteration and writes the image; a
+    // second exits at once, removing any file half written.
+    let handler = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
+            nst_weights::remove_unfinished();
             std::process::exit(130);
         }
     });
+    if let Err(e) = handler {
+        if !how.quiet {
+            eprintln!("note: Ctrl-C will end nst at once, without writing the image ({e})");
+        }
+    }
     let mut reporter = Reporter::new(how, &settings);
     let result = engine.stylize(&content, &styles, &settings, |e| {
         match (reporter.event(&e), interrupted.load(Ordering::SeqCst)) {

@@ -82,6 +82,24 @@ impl Engine {
             plans.push(self.scale_plan((w, h), &sizes, settings, &job)?);
         }
         plans.reverse();
+        // The image as the caller gets it, whether the run finished, stopped or hit a
+        // non-finite loss: at the output's size, in the colors asked for.
+        let (out_w, out_h) = plans.last().map_or((content.width, content.height), |p| {
+            (p.problem.width, p.problem.height)
+        });
+        let finish = |image: Image| -> Image {
+            let image = match (image.width, image.height) == (out_w, out_h) {
+                true => image,
+                false => resize(&image, out_w, out_h),
+            };
+            match settings.preserve_colors {
+                PreserveColors::Luminance => {
+                    let c = resize(content, out_w, out_h);
+                    color::with_luminance(&c, &color::luminance(&image))
+                }
+                _ => image,
+            }
+        };
         let run_plan = RunPlan {
             scales: (plans.iter())
                 .map(|p| (p.problem.width, p.problem.height))
@@ -132,7 +150,20 @@ impl Engine {
                 last: index + 1 == count,
                 plan: &run_plan,
             };
-            let done = self.optimize(&run, &start, settings, &mut on_event).await?;
+            let done = match self.optimize(&run, &start, settings, &mut on_event).await {
+                Err(TransferError::NonFinite {
+                    term,
+                    iteration,
+                    last_good,
+                }) => {
+                    return Err(TransferError::NonFinite {
+                        term,
+                        iteration,
+                        last_good: Box::new(finish(*last_good)),
+                    })
+                }
+                done => done?,
+            };
             current = Some(done.image);
             last_iterations = done.iterations;
             if done.stopped {
@@ -141,11 +172,7 @@ impl Engine {
             }
             final_values = done.values;
         }
-        let mut image = current.unwrap_or_else(|| content_in.clone());
-        if settings.preserve_colors == PreserveColors::Luminance {
-            let c = resize(content, image.width, image.height);
-            image = color::with_luminance(&c, &color::luminance(&image));
-        }
+        let image = finish(current.unwrap_or_else(|| content_in.clone()));
         let measure = match stopped {
             true => None,
             false => Some(self.measure_with(content, styles, &image, settings).await?),

@@ -2,7 +2,50 @@
 //! images, logs, plots, gradients, the tuning cache).
 
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// The temporary files being written now, for [`remove_unfinished`].
+static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn unfinished() -> MutexGuard<'static, Vec<PathBuf>> {
+    // A writer that panicked holding the lock left the list as it was: still usable.
+    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes the temporary files that [`write_atomic`] calls are writing now. For a program
+/// about to exit without unwinding (`std::process::exit`, as on a second Ctrl-C), which would
+/// otherwise leave them behind; the writes in progress then fail or leave nothing.
+pub fn remove_unfinished() {
+    remove_unfinished_under(Path::new(""));
+}
+
+/// [`remove_unfinished`] for the temporary files under `folder` only ("" for all).
+fn remove_unfinished_under(folder: &Path) {
+    unfinished().retain(|path| {
+        let here = path.starts_with(folder);
+        if here {
+            let _ = std::fs::remove_file(path);
+        }
+        !here
+    });
+}
+
+/// Lists a temporary file in [`UNFINISHED`] while it lives.
+struct Listed(PathBuf);
+
+impl Listed {
+    fn new(path: &Path) -> Self {
+        unfinished().push(path.to_owned());
+        Listed(path.to_owned())
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        unfinished().retain(|p| p != &self.0);
+    }
+}
 
 /// Writes the file at `path` through `write`, whole or not at all.
 ///
@@ -29,6 +72,7 @@ pub fn write_atomic(
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
     let temp = builder.tempfile_in(folder)?;
+    let _listed = Listed::new(temp.path());
     {
         let mut out = BufWriter::new(temp.as_file());
         write(&mut out)?;
@@ -90,6 +134,29 @@ mod tests {
         // A missing folder is not created.
         write_bytes(&dir.path().join("absent/f.bin"), b"new").unwrap_err();
         assert_eq!(entries(dir.path()), ["d", "f.bin"]);
+    }
+
+    #[test]
+    fn an_exit_midway_can_remove_the_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.bin");
+        write_bytes(&dest, b"old").unwrap();
+        // A second Ctrl-C's handler runs while the file is being written.
+        let e = write_atomic(&dest, |out| {
+            out.write_all(&[7; 100_000])?;
+            out.flush()?;
+            assert_eq!(entries(dir.path()).len(), 2, "the temporary is there");
+            // Only this test's folder: other tests may be writing meanwhile.
+            remove_unfinished_under(dir.path());
+            assert_eq!(entries(dir.path()), ["f.bin"]);
+            Ok(())
+        });
+        // The rename finds no temporary; the old file is whole either way.
+        assert!(e.is_err());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        assert_eq!(entries(dir.path()), ["f.bin"]);
+        let listed = unfinished().iter().any(|p| p.starts_with(dir.path()));
+        assert!(!listed, "a finished write stays listed");
     }
 
     #[test]

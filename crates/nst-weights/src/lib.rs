@@ -54,7 +54,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use atomic::write_atomic;
+pub use atomic::{remove_unfinished, write_atomic};
 pub use error::WeightsError;
 #[cfg(feature = "fetch")]
 pub use fetch::{convert_wheel, fetch, install};
