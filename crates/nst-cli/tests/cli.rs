@@ -964,3 +964,139 @@ fn a_successful_run_prints_no_driver_errors_without_a_display() {
         .collect();
     assert!(foreign.is_empty(), "lines not nst's: {foreign:?}");
 }
+
+/// The files in `d`, sorted.
+fn listing(d: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Exit code 1: the output cannot be written. No file may grow past 1 KiB (`ulimit -f 1`:
+/// 512 bytes or 1 KiB, by the shell; the 48×36 PNG takes several), and SIGXFSZ is ignored, so
+/// the write fails with EFBIG instead of killing the process: the same path as a full disk,
+/// without mounting one. (`/dev/full` cannot stand in: the output is written under a
+/// temporary name and renamed over the destination.) The run fails with the path and the
+/// reason, the existing output is untouched, and no temporary file is left.
+#[test]
+fn an_output_that_cannot_be_written_exits_1_and_loses_nothing() {
+    let Some(d) = scratch_with_weights("full") else {
+        return;
+    };
+    let (c, s, out) = (d.join("c.png"), d.join("s.png"), d.join("out.png"));
+    png(&c, 32, 24);
+    png(&s, 24, 24);
+    std::fs::write(&out, b"the previous result").unwrap();
+    let args = [
+        "stylize",
+        "--content",
+        c.to_str().unwrap(),
+        "--style",
+        s.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--size",
+        "48",
+        "--iterations",
+        "2",
+        "--quiet",
+    ];
+    let script = r#"trap '' XFSZ; ulimit -f 1; exec "$0" "$@""#;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_nst"))
+        .args(args);
+    // The test's own tuning cache, as every other run here.
+    for (k, v) in nst_binary().get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let backend = std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into());
+    let o = (cmd.env("WGPU_BACKEND", backend))
+        .env("NST_WEIGHTS", repo_weights())
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(out.to_str().unwrap()), "the path: {e}");
+    assert!(e.contains("File too large"), "the reason: {e}");
+    assert!(!e.contains("panicked"), "{e}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"the previous result");
+    assert_eq!(
+        listing(&d),
+        ["c.png", "out.png", "s.png"],
+        "a file left behind"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Exit code 4: a GPU failure, here an adapter that is not there; the message lists the ones
+/// that are.
+#[test]
+fn a_missing_adapter_exits_4() {
+    let Some(d) = scratch_with_weights("adapter") else {
+        return;
+    };
+    let (c, s) = (d.join("c.png"), d.join("s.png"));
+    png(&c, 20, 16);
+    png(&s, 16, 16);
+    let mut cmd = nst_command(&[
+        "score",
+        "--content",
+        c.to_str().unwrap(),
+        "--style",
+        s.to_str().unwrap(),
+        "--image",
+        c.to_str().unwrap(),
+    ]);
+    let o = (cmd.env("WGPU_ADAPTER_NAME", "no such adapter"))
+        .env("NST_WEIGHTS", repo_weights())
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{e}");
+    assert!(e.contains("no such adapter"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Exit code 5: the loss became infinite (Adam, with a style weight whose terms overflow).
+/// The last good image is written, at the output's size, and the message says where.
+#[test]
+fn a_non_finite_loss_exits_5_and_writes_the_last_good_image() {
+    let Some(d) = scratch_with_weights("nan") else {
+        return;
+    };
+    let (c, s, out) = (d.join("c.png"), d.join("s.png"), d.join("out.png"));
+    png(&c, 32, 24);
+    png(&s, 24, 24);
+    let o = nst(&[
+        "stylize",
+        "--content",
+        c.to_str().unwrap(),
+        "--style",
+        s.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--size",
+        "32",
+        "--iterations",
+        "3",
+        "--optimizer",
+        "adam",
+        "--style-weight",
+        "1.7e308",
+        "--quiet",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{e}");
+    assert!(e.contains(out.to_str().unwrap()), "{e}");
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (32, 24));
+    let _ = std::fs::remove_dir_all(&d);
+}
