@@ -663,6 +663,51 @@ fn a_non_finite_loss_hands_back_the_output_in_the_colors_asked_for() {
     );
 }
 
+/// A device lost in the middle of a run (here destroyed, which raises wgpu's device-lost
+/// callback as a driver reset does): the run ends with `DeviceLost`, and the image it hands
+/// back is the last one read from the GPU, the snapshot at iteration 3, exactly. Its own
+/// engine: nothing can use the device afterwards.
+#[test]
+fn a_lost_device_hands_back_the_last_image_read() {
+    let Some(ctx) = nst_tests::context(nst_gpu::ContextOptions::default()) else {
+        return;
+    };
+    let engine = Engine::new(ctx, &nst_tests::vgg_tiny_weights()).unwrap();
+    let content = smooth(40, 32, 0.0);
+    let styles = [Style {
+        image: smooth(40, 32, 1.3),
+        weight: 1.0,
+    }];
+    let settings = Settings::default()
+        .size(40)
+        .iterations(10)
+        .report_every(1)
+        .snapshot_every(3)
+        .loss(loss(1.0, 1e-3, 0.0));
+    let mut seen = None;
+    let err = engine
+        .stylize(&content, &styles, &settings, |e| {
+            if let Event::Snapshot { image, .. } = e {
+                seen = Some(image.clone());
+                engine.context().device.destroy();
+            }
+            Flow::Continue
+        })
+        .expect_err("a lost device ends the run");
+    let message = err.to_string();
+    let nst_transfer::TransferError::DeviceLost { source, last_good } = err else {
+        panic!("expected DeviceLost, got {message}");
+    };
+    assert!(
+        matches!(source, nst_gpu::GpuError::DeviceLost(_)),
+        "{source}"
+    );
+    assert!(message.contains("device was lost"), "{message}");
+    let seen = seen.expect("a snapshot at iteration 3");
+    assert_ne!(seen.data(), content.data(), "the run moved");
+    assert_eq!(last_good.data(), seen.data(), "the image at iteration 3");
+}
+
 /// L-BFGS takes back a step that makes the loss NaN. The content weight f64::MAX is infinite
 /// as float32: the start's loss is finite (its content term is 0 there, and so is the
 /// weighted term on the CPU), but its gradient is NaN (∞ · 0), so the first step is NaN.

@@ -162,7 +162,7 @@ impl From<TransferError> for Failure {
             TransferError::Image { field, source } => fail(2, format!("{}: {source}", flag(field))),
             TransferError::Weights(w) => w.into(),
             TransferError::Vgg(e) => fail(2, e),
-            TransferError::Gpu(e) => fail(4, e),
+            e @ (TransferError::Gpu(_) | TransferError::DeviceLost { .. }) => fail(4, e),
             e @ TransferError::NonFinite { .. } => fail(5, e),
             e => fail(1, e),
         }

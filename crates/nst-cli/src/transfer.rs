@@ -296,6 +296,9 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
         Err(e @ TransferError::NonFinite { .. }) => {
             Err(fail(5, format!("{e} (written to {})", a.output.display())))
         }
+        Err(e @ TransferError::DeviceLost { .. }) => {
+            Err(fail(4, format!("{e} (written to {})", a.output.display())))
+        }
         other => other.map(drop).map_err(Failure::from),
     }
 }

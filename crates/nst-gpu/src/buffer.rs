@@ -245,27 +245,35 @@ impl Context {
         if bytes == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("nst readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("nst readback"),
-            });
-        enc.copy_buffer_to_buffer(view.buffer, view.offset * 4, &staging, 0, bytes);
-        self.queue.submit([enc.finish()]);
-        let (tx, rx) = futures_channel::oneshot::channel();
-        staging
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+        // Driving the device first lets a loss that is pending (a destroyed device is lost
+        // once its queue is done) be reported before anything is created on it.
         self.poll()?;
-        let mapped = rx.await.map_err(|e| GpuError::Readback(e.to_string()))?;
+        let (staging, rx) = self.scoped(|| {
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("nst readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("nst readback"),
+                });
+            enc.copy_buffer_to_buffer(view.buffer, view.offset * 4, &staging, 0, bytes);
+            self.queue.submit([enc.finish()]);
+            let (tx, rx) = futures_channel::oneshot::channel();
+            staging
+                .slice(..)
+                .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+            Ok((staging, rx))
+        })?;
+        self.poll()?;
+        let mapped = rx
+            .await
+            .map_err(|e| self.or_lost(GpuError::Readback(e.to_string())))?;
         self.take_uncaptured()?;
-        mapped.map_err(|e| GpuError::Readback(e.to_string()))?;
+        mapped.map_err(|e| self.or_lost(GpuError::Readback(e.to_string())))?;
         let out = {
             let mapped = staging
                 .slice(..)

@@ -59,6 +59,8 @@ pub struct Context {
     pub summary: AdapterSummary,
     /// Bytes of every storage buffer created so far ([`Context::created_bytes`]).
     pub(crate) created: std::sync::atomic::AtomicU64,
+    /// Why the device was lost, once it was ([`Context::lost`]).
+    lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     /// In a browser, the first error the device reported since the last read (WebGPU's error
     /// scopes resolve asynchronously, so launches there go unscoped and reads check this).
     #[cfg(target_arch = "wasm32")]
@@ -179,6 +181,17 @@ impl Context {
             }));
             slot
         };
+        let lost = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let keep = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => format!("destroyed: {message}"),
+                wgpu::DeviceLostReason::Unknown => message,
+            };
+            keep.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(why);
+        });
         Ok(Context {
             adapter,
             device,
@@ -190,6 +203,7 @@ impl Context {
             subgroups,
             summary,
             created: std::sync::atomic::AtomicU64::new(0),
+            lost,
             #[cfg(target_arch = "wasm32")]
             uncaptured,
         })
@@ -197,13 +211,21 @@ impl Context {
 
     /// Runs `f` inside out-of-memory and validation error scopes, returning what they caught
     /// as an error instead of letting wgpu panic in its default handler.
+    /// On a lost device, [`GpuError::DeviceLost`] and nothing is run.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.lost()?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
+        if oom.is_some() || validation.is_some() {
+            // Whatever failed on a lost device failed because of it; driving the device
+            // delivers a loss still pending (a destroyed device's).
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            self.lost()?;
+        }
         if let Some(e) = oom {
             return Err(GpuError::OutOfMemory(e.to_string()));
         }
@@ -218,6 +240,20 @@ impl Context {
     #[cfg(target_arch = "wasm32")]
     pub fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         f()
+    }
+
+    /// [`GpuError::DeviceLost`] once the device was lost (wgpu's device-lost callback, which
+    /// a driver reset or [`wgpu::Device::destroy`] triggers), and every call after.
+    pub fn lost(&self) -> Result<()> {
+        match &*self.lost.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(why) => Err(GpuError::DeviceLost(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// `e`, or [`GpuError::DeviceLost`] when the device was lost: the reason `e` happened.
+    pub(crate) fn or_lost(&self, e: GpuError) -> GpuError {
+        self.lost().err().unwrap_or(e)
     }
 
     /// The first error the device reported since the last call (in a browser; elsewhere
@@ -287,10 +323,11 @@ impl Context {
                 "a browser cannot block on the GPU: use the async entry points".into(),
             ));
         }
+        self.lost()?;
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| GpuError::Readback(e.to_string()))
+            .map_err(|e| self.or_lost(GpuError::Readback(e.to_string())))
     }
 
     /// Waits until all submitted work has finished, without blocking a browser's thread.
@@ -300,18 +337,20 @@ impl Context {
             let _ = tx.send(());
         });
         self.poll()?;
-        rx.await.map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.await
+            .map_err(|e| self.or_lost(GpuError::Readback(e.to_string())))?;
         self.take_uncaptured()
     }
 
     /// Natively, drives the device until the submitted work and its callbacks are done; a
     /// browser does that by itself.
     pub(crate) fn poll(&self) -> Result<()> {
+        self.lost()?;
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
-        Ok(())
+            .map_err(|e| self.or_lost(GpuError::Readback(e.to_string())))?;
+        self.lost()
     }
 
     /// What `nst devices` prints about this context: the adapter, its limits, and whether

@@ -77,9 +77,15 @@ pub enum GpuError {
          the GPU"
     )]
     OutOfMemory(String),
-    /// Mapping a buffer for readback failed, or the device was lost.
+    /// Mapping a buffer for readback failed.
     #[error("reading results back from the GPU failed: {0}")]
     Readback(String),
+    /// The device was lost: the driver reset it (a hang or a crash) or the GPU went away.
+    /// Nothing on it can be used again.
+    #[error(
+        "the GPU device was lost ({0}): the driver reset it or the GPU went away. Run again;          if it happens again, update the GPU driver or pick another adapter with          WGPU_ADAPTER_NAME"
+    )]
+    DeviceLost(String),
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -195,6 +195,15 @@ pub enum TransferError {
         /// The image before things went wrong.
         last_good: Box<Image>,
     },
+    /// The GPU device was lost during a run; `last_good` is the last image read back from it
+    /// (at every reported iteration), at the output's size.
+    #[error("{source}. The last image read back from the GPU was kept")]
+    DeviceLost {
+        /// The GPU's error ([`GpuError::DeviceLost`]).
+        source: GpuError,
+        /// The last image read back before the loss.
+        last_good: Box<Image>,
+    },
 }
 
 impl TransferError {

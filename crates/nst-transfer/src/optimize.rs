@@ -12,6 +12,7 @@ use crate::problem::Problem;
 use crate::schedule::{RunPlan, ScaleEnd, StoppingRule};
 use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
 use crate::terms::{LossValues, Term};
+use nst_gpu::GpuError;
 use nst_gpu::{Context, ViewMut};
 use nst_kernels::{AdamParams, LbfgsParams};
 // std's Instant panics in a browser; this one reads the page's clock there.
@@ -150,7 +151,18 @@ impl Engine {
                 last: index + 1 == count,
                 plan: &run_plan,
             };
-            let done = match self.optimize(&run, &start, settings, &mut on_event).await {
+            // The last image read back on this scale: what a lost device leaves.
+            let mut good = start.data.clone();
+            let result = self
+                .optimize(&run, &start, &mut good, settings, &mut on_event)
+                .await;
+            let done = match result {
+                Err(TransferError::Gpu(source @ GpuError::DeviceLost(_))) => {
+                    return Err(TransferError::DeviceLost {
+                        source,
+                        last_good: Box::new(finish(Image::from_parts(w, h, good))),
+                    })
+                }
                 Err(TransferError::NonFinite {
                     term,
                     iteration,
@@ -192,18 +204,18 @@ impl Engine {
     /// ([`shrink_factor`]) and evaluates again. The scale ends after
     /// [`Settings::iterations`], when the stopping rule says it converged, or when no step
     /// lowers the loss.
+    /// `good` holds the last image read back whose loss was finite (the start until then).
     async fn optimize(
-        &self, run: &ScaleRun<'_>, start: &Image, settings: &Settings,
+        &self, run: &ScaleRun<'_>, start: &Image, good: &mut Vec<f32>, settings: &Settings,
         on_event: &mut impl FnMut(Event<'_>) -> Flow,
     ) -> Result<ScaleDone> {
         let ctx = &self.ctx;
         let tg = &run.problem.tg;
         let (h, w) = tg.size();
         ctx.write(tg.image().buffer, 0, &start.data);
-        // The last image whose loss was finite (the start until then), kept on the CPU: a
-        // reporting iteration reads its image back once its values prove finite, so no
-        // image-sized GPU buffer is spent on it.
-        let mut good = start.data.clone();
+        // The last image whose loss was finite, `good`, is kept on the CPU: a reporting
+        // iteration reads its image back once its values prove finite, so no image-sized GPU
+        // buffer is spent on it.
         let clamp = self.k.pixel.clamp(ctx, h, w, tg.image_mut())?;
         let stepper = Stepper::new(self, run.problem, settings.optimizer, settings.step_size())?;
         let read_image = || async {
@@ -245,7 +257,7 @@ impl Engine {
             if let Some(term) = bad {
                 // Adam cannot take a step back, and the start has nothing to go back to.
                 if current.is_none() || !stepper.safeguarded() {
-                    return last_good(good, term, t);
+                    return last_good(good.clone(), term, t);
                 }
             }
             let accepted = bad.is_none()
@@ -265,7 +277,7 @@ impl Engine {
             let report = t % settings.report_every.max(1) == 0 || t == iterations || t == 1;
             if report {
                 if accepted {
-                    good = ctx.read_async::<f32>(tg.image()).await?;
+                    *good = ctx.read_async::<f32>(tg.image()).await?;
                 }
                 let per = since.elapsed() / (t - since_iter).max(1);
                 since = Instant::now();
@@ -341,7 +353,7 @@ impl Engine {
         self.ctx.submit(|pass| run.problem.record_value(pass))?;
         let values = run.problem.values_async(ctx).await?;
         if let Some(bad) = values.first_non_finite() {
-            return last_good(good, bad.term, done);
+            return last_good(good.clone(), bad.term, done);
         }
         let image = read_image().await?;
         on_event(Event::ScaleEnd {

@@ -239,14 +239,16 @@ impl Reporter {
 
     /// Reports the end of a run that returned `result`: the bar cleared, the final row
     /// printed, the log and the plot written, the error of a snapshot that could not be saved
-    /// returned, else the output saved. When the loss became NaN or infinite, the last good
-    /// image is saved as the output and the error returned.
+    /// returned, else the output saved. When the loss became NaN or infinite, or the device
+    /// was lost, the last good image is saved as the output and the error returned.
     pub fn finish(&mut self, result: Result<Outcome>) -> Result<Outcome> {
         self.clear_bar();
         let out = match result {
             Ok(out) => out,
             Err(e) => {
-                if let TransferError::NonFinite { last_good, .. } = &e {
+                if let TransferError::NonFinite { last_good, .. }
+                | TransferError::DeviceLost { last_good, .. } = &e
+                {
                     self.save(last_good)?;
                 }
                 return Err(e);
