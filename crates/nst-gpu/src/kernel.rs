@@ -258,25 +258,37 @@ pub fn shader(ctx: &Context, label: &str, source: &str) -> Result<wgpu::ShaderMo
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(source.into()),
     };
-    let checks = wgpu::ShaderRuntimeChecks {
-        bounds_checks: BOUNDS_CHECKS,
-        // Every loop in these shaders runs to a bound read from the uniform shape or a
-        // constant, so none can run forever; the counter wgpu adds to each loop cost 17% of
-        // the convolutions' time on Mesa's lavapipe (docs/BENCHMARKS.md).
-        force_loop_bounding: false,
-        ..wgpu::ShaderRuntimeChecks::checked()
-    };
     // SAFETY: without bounds checks an out-of-range index is undefined behavior on the GPU.
     // Every kernel indexes only inside the shapes its Rust wrapper validated against the bound
     // views' lengths before building the dispatch, and the tests, which run with the checks
     // on, compare every kernel against the CPU reference at edge shapes. Integer-division
     // guards stay on.
-    ctx.scoped(|| Ok(unsafe { ctx.device.create_shader_module_trusted(desc, checks) }))
+    ctx.scoped(|| {
+        Ok(unsafe {
+            ctx.device
+                .create_shader_module_trusted(desc, RUNTIME_CHECKS)
+        })
+    })
 }
 
 /// Whether wgpu adds bounds checks to the shaders: in debug builds (which the tests use), not in
 /// release builds, where they cost time in every inner loop.
 pub const BOUNDS_CHECKS: bool = cfg!(debug_assertions);
+
+/// The checks wgpu adds to every shader [`shader`] compiles (the translation test gives naga's
+/// back ends the same).
+pub const RUNTIME_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
+    bounds_checks: BOUNDS_CHECKS,
+    // Every loop in these shaders runs to a bound read from the uniform shape or a constant,
+    // so none can run forever; the counter wgpu adds to each loop cost 17% of the
+    // convolutions' time on Mesa's lavapipe (docs/BENCHMARKS.md).
+    force_loop_bounding: false,
+    ..wgpu::ShaderRuntimeChecks::checked()
+};
+
+/// Whether [`pipeline`] asks wgpu to zero workgroup memory before each dispatch (the
+/// translation test gives naga's back ends the same).
+pub const ZERO_INITIALIZE_WORKGROUP_MEMORY: bool = false;
 
 /// A compute pipeline for `entry` in `module`, with one explicit bind-group layout and
 /// override constants.
@@ -301,7 +313,7 @@ pub fn pipeline(
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants,
-                    zero_initialize_workgroup_memory: false,
+                    zero_initialize_workgroup_memory: ZERO_INITIALIZE_WORKGROUP_MEMORY,
                 },
                 cache: None,
             }))

@@ -16,7 +16,7 @@ pub use error::{human_bytes, GpuError, Result};
 pub use grid::grid;
 pub use kernel::{
     layout, pipeline, shader, Access, Bind, Contract, Dispatch, EntryPoint, Groups, Record, Slot,
-    UniformLayout, WgslType, BOUNDS_CHECKS,
+    UniformLayout, WgslType, BOUNDS_CHECKS, RUNTIME_CHECKS, ZERO_INITIALIZE_WORKGROUP_MEMORY,
 };
 // For `uniform!`'s WGSL text, built at compile time.
 #[doc(hidden)]

@@ -2,9 +2,9 @@
 //! gradient with respect to the input, as a tiled implicit GEMM. See `shaders/conv2d.wgsl`.
 
 use crate::choice::{ConvChoice, LaunchClass};
-use crate::{expect_len, expect_nonzero};
+use crate::{expect_len, expect_nonzero, Shader};
 use const_format::concatcp;
-use nst_gpu::{Context, Dispatch, EntryPoint, GpuError, Groups, Result, View, ViewMut};
+use nst_gpu::{Context, Contract, Dispatch, EntryPoint, GpuError, Groups, Result, View, ViewMut};
 
 /// Shape of a convolution: `c_in` → `c_out` channels over an `h × w` image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,11 +245,24 @@ impl ConvKernel {
         }
     }
 
-    fn constants(&self) -> Vec<(&'static str, f64)> {
+    /// The override constants its entry points are compiled with.
+    pub fn constants(&self) -> Vec<(&'static str, f64)> {
         match *self {
             ConvKernel::Tiled(t) => t.constants().to_vec(),
             ConvKernel::Direct { dm, wg } => vec![("DM", dm as f64), ("DWG", wg as f64)],
             ConvKernel::Subgroup { dm, wg } => vec![("DM", dm as f64), ("DWG", wg as f64)],
+        }
+    }
+
+    /// The shader it is compiled from, and its forward and backward entry points.
+    pub fn entry_points(&self) -> (&'static Shader, [&'static Contract; 2]) {
+        match self {
+            ConvKernel::Tiled(_) => (&SHADER, [&FORWARD, &BACKWARD_INPUT]),
+            ConvKernel::Direct { .. } => (&SHADER, [&FORWARD_DIRECT, &BACKWARD_INPUT_DIRECT]),
+            ConvKernel::Subgroup { .. } => (
+                &SUBGROUP_SHADER,
+                [&FORWARD_SUBGROUP, &BACKWARD_INPUT_SUBGROUP],
+            ),
         }
     }
 
@@ -314,23 +327,30 @@ impl ConvKernel {
         }
     }
 
-    /// The kernels autotuning times on this adapter: a few tile shapes of the tiled GEMM, the
-    /// direct kernel, and the subgroup one where the adapter has subgroups; only those
-    /// [`ConvKernel::check`] accepts.
+    /// Every kernel autotuning may time: a few tile shapes of the tiled GEMM, the direct
+    /// kernel, and the subgroup one. [`ConvKernel::candidates`] keeps those an adapter accepts.
+    pub const CANDIDATES: &'static [ConvKernel] = &[
+        ConvKernel::tiled(64, 64, 16, 4),
+        ConvKernel::tiled(32, 32, 8, 8),
+        ConvKernel::tiled(128, 32, 16, 8),
+        ConvKernel::tiled(64, 128, 8, 8),
+        ConvKernel::Direct { dm: 8, wg: 64 },
+        ConvKernel::Subgroup { dm: 8, wg: 8 },
+        ConvKernel::Subgroup { dm: 8, wg: 64 },
+    ];
+
+    const fn tiled(tm: u32, tn: u32, tk: u32, rm: u32) -> ConvKernel {
+        ConvKernel::Tiled(ConvTiles { tm, tn, tk, rm })
+    }
+
+    /// The kernels autotuning times on this adapter: the [`ConvKernel::CANDIDATES`]
+    /// [`ConvKernel::check`] accepts (the subgroup ones only where the adapter has subgroups).
     pub fn candidates(ctx: &Context) -> Vec<ConvKernel> {
-        let t = |tm, tn, tk, rm| ConvKernel::Tiled(ConvTiles { tm, tn, tk, rm });
-        [
-            t(64, 64, 16, 4),
-            t(32, 32, 8, 8),
-            t(128, 32, 16, 8),
-            t(64, 128, 8, 8),
-            ConvKernel::Direct { dm: 8, wg: 64 },
-            ConvKernel::Subgroup { dm: 8, wg: 8 },
-            ConvKernel::Subgroup { dm: 8, wg: 64 },
-        ]
-        .into_iter()
-        .filter(|k| k.check(ctx).is_ok())
-        .collect()
+        Self::CANDIDATES
+            .iter()
+            .copied()
+            .filter(|k| k.check(ctx).is_ok())
+            .collect()
     }
 }
 
@@ -519,16 +539,9 @@ impl Conv2d {
 /// Compiles `kernel`'s two entry points.
 fn compile(ctx: &Context, kernel: ConvKernel) -> Result<Compiled> {
     kernel.check(ctx)?;
-    let module = match kernel {
-        ConvKernel::Subgroup { .. } => SUBGROUP_SHADER.compile(ctx)?,
-        _ => SHADER.compile(ctx)?,
-    };
+    let (shader, [f, b]) = kernel.entry_points();
+    let module = shader.compile(ctx)?;
     let constants = kernel.constants();
-    let (f, b) = match kernel {
-        ConvKernel::Tiled(_) => (&FORWARD, &BACKWARD_INPUT),
-        ConvKernel::Direct { .. } => (&FORWARD_DIRECT, &BACKWARD_INPUT_DIRECT),
-        ConvKernel::Subgroup { .. } => (&FORWARD_SUBGROUP, &BACKWARD_INPUT_SUBGROUP),
-    };
     Ok(Compiled {
         kernel,
         forward: EntryPoint::new(ctx, &module, f, &constants)?,

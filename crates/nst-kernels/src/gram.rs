@@ -123,7 +123,9 @@ impl GramTiles {
         self.constants() == other.constants()
     }
 
-    fn constants(&self) -> [(&'static str, f64); 4] {
+    /// The override constants its entry points are compiled with (`groups` is chosen on the
+    /// host: not one of them).
+    pub fn constants(&self) -> [(&'static str, f64); 4] {
         [
             ("TM", self.tm as f64),
             ("TN", self.tn as f64),
@@ -183,28 +185,36 @@ impl std::str::FromStr for GramTiles {
 }
 
 impl GramTiles {
-    /// The tiles autotuning times, those [`GramTiles::check`] accepts: the default and three
-    /// other shapes, and the default shape splitting K for fewer workgroups (16 was 20 %
-    /// faster than 1,024 over the forwards on a 2-core software adapter).
-    pub fn candidates(ctx: &Context) -> Vec<GramTiles> {
-        let t = |tm, tn, tk, rm, groups| GramTiles {
+    /// Every tiling autotuning may time: the default and three other shapes, and the default
+    /// shape splitting K for fewer workgroups (16 was 20 % faster than 1,024 over the forwards
+    /// on a 2-core software adapter). [`GramTiles::candidates`] keeps those an adapter accepts.
+    pub const CANDIDATES: &'static [GramTiles] = &[
+        GramTiles::new(64, 64, 16, 4, 1024),
+        GramTiles::new(32, 32, 8, 8, 1024),
+        GramTiles::new(128, 32, 16, 8, 1024),
+        GramTiles::new(64, 128, 8, 8, 1024),
+        GramTiles::new(64, 64, 16, 4, 128),
+        GramTiles::new(64, 64, 16, 4, 16),
+    ];
+
+    const fn new(tm: u32, tn: u32, tk: u32, rm: u32, groups: u32) -> GramTiles {
+        GramTiles {
             tm,
             tn,
             tk,
             rm,
             groups,
-        };
-        [
-            t(64, 64, 16, 4, 1024),
-            t(32, 32, 8, 8, 1024),
-            t(128, 32, 16, 8, 1024),
-            t(64, 128, 8, 8, 1024),
-            t(64, 64, 16, 4, 128),
-            t(64, 64, 16, 4, 16),
-        ]
-        .into_iter()
-        .filter(|t| t.check(ctx).is_ok())
-        .collect()
+        }
+    }
+
+    /// The tiles autotuning times on this adapter: the [`GramTiles::CANDIDATES`]
+    /// [`GramTiles::check`] accepts.
+    pub fn candidates(ctx: &Context) -> Vec<GramTiles> {
+        Self::CANDIDATES
+            .iter()
+            .copied()
+            .filter(|t| t.check(ctx).is_ok())
+            .collect()
     }
 }
 

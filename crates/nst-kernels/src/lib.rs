@@ -161,11 +161,15 @@ impl Kernels {
 /// Threads per workgroup of the element-wise entry points (the `WG` override constant).
 pub const WORKGROUP_SIZE: u32 = 256;
 
+/// The override constants of every entry point of a file with the `WG` override constant (the
+/// element-wise ones; the files without override constants get none).
+pub const ELEMENT_WISE_CONSTANTS: &[(&str, f64)] = &[("WG", WORKGROUP_SIZE as f64)];
+
 /// An entry point of a file with the `WG` override constant (the element-wise ones).
 pub(crate) fn entry(
     ctx: &Context, module: &wgpu::ShaderModule, contract: &'static Contract,
 ) -> Result<EntryPoint> {
-    EntryPoint::new(ctx, module, contract, &[("WG", WORKGROUP_SIZE as f64)])
+    EntryPoint::new(ctx, module, contract, ELEMENT_WISE_CONSTANTS)
 }
 
 /// One thread per element of `n`, in workgroups of [`WORKGROUP_SIZE`].
