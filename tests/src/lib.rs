@@ -362,3 +362,57 @@ pub fn vgg_tiny_weights() -> nst_weights::Vgg19Weights {
         metadata: Default::default(),
     }
 }
+
+/// Splits kernel variants into those this adapter can run and those it cannot (with `check`'s
+/// reason), and says so: printed once per `kind` and process (`--nocapture` shows it), and
+/// appended to the file `NST_VARIANT_LOG` names, one line per variant, `backend`, `adapter`,
+/// `kind`, `variant` and `ran` or `cannot: <reason>`, tab-separated. `.ci/run` reads that file
+/// to check that some driver of its matrix ran a subgroup kernel.
+pub fn runnable_variants<T: Clone + std::fmt::Display>(
+    ctx: &Context, kind: &str, all: &[T], check: impl Fn(&T) -> Result<(), String>,
+) -> Vec<T> {
+    static TOLD: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let (mut ran, mut cannot) = (Vec::new(), Vec::new());
+    for v in all {
+        match check(v) {
+            Ok(()) => ran.push(v.clone()),
+            Err(why) => cannot.push((v.to_string(), why)),
+        }
+    }
+    let mut told = TOLD.lock().unwrap_or_else(|p| p.into_inner());
+    if !told.iter().any(|k| k == kind) {
+        told.push(kind.to_string());
+        let adapter = &ctx.summary;
+        let names: Vec<String> = ran.iter().map(|v| v.to_string()).collect();
+        eprintln!(
+            "{kind} variants on {} ({}): ran {}",
+            adapter.name,
+            adapter.backend,
+            names.join(", ")
+        );
+        for (v, why) in &cannot {
+            eprintln!("{kind} variant {v}: this adapter cannot run it: {why}");
+        }
+        if let Some(path) = std::env::var_os("NST_VARIANT_LOG") {
+            let line = |v: &str, what: &str| {
+                let one_line = what.replace(['\t', '\n'], " ");
+                format!(
+                    "{}\t{}\t{kind}\t{v}\t{one_line}\n",
+                    adapter.backend, adapter.name
+                )
+            };
+            let mut text: String = names.iter().map(|v| line(v, "ran")).collect();
+            for (v, why) in &cannot {
+                text += &line(v, &format!("cannot: {why}"));
+            }
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("NST_VARIANT_LOG {path:?}: {e}"));
+            f.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    ran
+}

@@ -64,21 +64,29 @@ impl ConvData {
     }
 }
 
-/// Every variant on this adapter: the tuning candidates, the built-in choice, and direct and
-/// subgroup kernels of odd sizes (channel blocks of 3 and 5 that end part-way through a
-/// layer's channels, workgroups of 5 and 4 invocations, several subgroups per workgroup).
+/// Every variant this adapter can run: the tuning candidates, the built-in choice, and direct
+/// and subgroup kernels of odd sizes (channel blocks of 3 and 5 that end part-way through a
+/// layer's channels, workgroups of 5 and 4 invocations, several subgroups per workgroup, and a
+/// block of 4 for subgroups of 4 lanes). Those it cannot run are listed ([`nst_tests::runnable_variants`]).
 fn variants(g: &Gpu) -> Vec<Conv2d> {
-    let mut kernels = ConvKernel::candidates(&g.ctx);
+    let mut kernels = ConvKernel::CANDIDATES.to_vec();
     kernels.extend([
         ConvKernel::default_for(&g.ctx),
         ConvKernel::Direct { dm: 3, wg: 5 },
         ConvKernel::Subgroup { dm: 5, wg: 16 },
         ConvKernel::Subgroup { dm: 3, wg: 4 },
+        // Subgroups of 4 lanes (SwiftShader's) take this one too.
+        ConvKernel::Subgroup { dm: 4, wg: 64 },
     ]);
-    kernels.dedup();
-    kernels
+    let mut unique: Vec<ConvKernel> = Vec::new();
+    for k in kernels {
+        if !unique.contains(&k) {
+            unique.push(k);
+        }
+    }
+    let check = |k: &ConvKernel| k.check(&g.ctx).map_err(|e| e.to_string());
+    nst_tests::runnable_variants(&g.ctx, "conv2d", &unique, check)
         .into_iter()
-        .filter(|k| k.check(&g.ctx).is_ok())
         .map(|k| Conv2d::with_kernel(&g.ctx, k).unwrap())
         .collect()
 }

@@ -169,7 +169,7 @@ fn gram_matches_reference_on_2d_grid() {
 #[test]
 fn gram_with_other_tiles_matches_reference() {
     with_gpu(|g| {
-        let mut all = GramTiles::candidates(&g.ctx);
+        let mut all = GramTiles::CANDIDATES.to_vec();
         all.push(GramTiles {
             tm: 16,
             tn: 64,
@@ -177,6 +177,8 @@ fn gram_with_other_tiles_matches_reference() {
             rm: 4,
             groups: 7,
         });
+        let check = |t: &GramTiles| t.check(&g.ctx).map_err(|e| e.to_string());
+        let all = nst_tests::runnable_variants(&g.ctx, "gram", &all, check);
         for (t, tiles) in all.into_iter().enumerate() {
             let k = Gram::with_tiles(&g.ctx, tiles).unwrap();
             for (i, &(c, n)) in [(1, 1), (5, 63), (70, 333), (130, 37)].iter().enumerate() {
