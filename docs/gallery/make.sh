@@ -4,7 +4,7 @@
 #
 #   bash docs/gallery/make.sh [SIZE] [ITERATIONS]      # defaults: 512 and nst's default count
 #
-# On a GPU use 512; on Mesa's software driver (about 16 s per iteration at 192 px on 2 cores)
+# On a GPU use 512; on Mesa's software driver (a few seconds per iteration at 192 px on 2 cores)
 # use 192. Each result goes to docs/gallery/tubingen_<style>_<SIZE>.png with its `nst score
 # --json` beside it (.json) and the command that made it (.cmd).
 set -euo pipefail
