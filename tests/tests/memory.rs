@@ -53,3 +53,60 @@ fn plans_equal_what_is_allocated() {
         }
     }
 }
+
+/// Running out of GPU memory while a run allocates (on a device with a cap of half what the
+/// first style's graph needs, `Context::cap_memory`): no panic, and the error says what ran
+/// out, how much fit, and the largest image of this shape whose graph fits in that; a memory
+/// budget of what fits then evaluates the same image in tiles.
+#[test]
+fn running_out_of_memory_says_what_fits() {
+    let Some(ctx) = nst_tests::context(Default::default()) else {
+        return;
+    };
+    let engine = Engine::new(ctx, &nst_tests::vgg_tiny_weights()).unwrap();
+    let (w, h) = (120, 104);
+    let content = noise(w, h, 1);
+    let styles = [nst_transfer::Style::new(noise(w, h, 2), 1.0)];
+    let settings = Settings::default().size(w).iterations(1);
+    let job = Job::Optimize { styles: 1 };
+    let plan = engine
+        .scale_plan((w, h), &[(w, h)], &settings, &job)
+        .unwrap();
+    let ctx = engine.context();
+    let half = plan.styles[0].graph_bytes / 2;
+    ctx.cap_memory(Some(ctx.created_bytes() + half));
+    let err = engine
+        .stylize(&content, &styles, &settings, |_| {
+            nst_transfer::Flow::Continue
+        })
+        .expect_err("the graph cannot fit");
+    let message = err.to_string();
+    eprintln!("{message}");
+    for needle in [
+        "ran out of memory",
+        "120×104 image does not fit",
+        "the largest",
+    ] {
+        assert!(
+            message.contains(needle),
+            "`{needle}` missing from: {message}"
+        );
+    }
+    let Some(nst_vgg::VggError::TooLarge {
+        largest: Some((lh, lw)),
+        ..
+    }) = (match &err {
+        nst_transfer::TransferError::Vgg(e) => Some(e),
+        _ => None,
+    })
+    else {
+        panic!("expected the graph's too-large error with a size that fits: {message}");
+    };
+    assert!(*lw < w && *lh < h, "{lw}×{lh}");
+    // The largest size named does fit the graph's plan in half the bytes.
+    let fits = engine
+        .scale_plan((*lw, *lh), &[(*lw, *lh)], &settings, &job)
+        .unwrap();
+    assert!(fits.styles[0].graph_bytes <= half, "{lw}×{lh}");
+    ctx.cap_memory(None);
+}

@@ -161,7 +161,19 @@ impl From<TransferError> for Failure {
             }
             TransferError::Image { field, source } => fail(2, format!("{}: {source}", flag(field))),
             TransferError::Weights(w) => w.into(),
+            // Tiles fit where the whole image does not.
+            TransferError::Vgg(e @ nst_vgg::VggError::TooLarge { .. }) => fail(
+                2,
+                format!(
+                    "{e}, or give `--max-memory` (what the GPU has free) to evaluate it in \
+                     tiles that fit"
+                ),
+            ),
             TransferError::Vgg(e) => fail(2, e),
+            // The library names the setting; here it is the flag.
+            e @ TransferError::Gpu(nst_gpu::GpuError::OutOfMemory(_)) => {
+                fail(4, e.to_string().replace("`max_memory`", "`--max-memory`"))
+            }
             e @ (TransferError::Gpu(_) | TransferError::DeviceLost { .. }) => fail(4, e),
             e @ TransferError::NonFinite { .. } => fail(5, e),
             e => fail(1, e),

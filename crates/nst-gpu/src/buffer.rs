@@ -1,7 +1,7 @@
 //! Buffers: creation with size checks, views for binding, readback.
 
 use crate::context::Context;
-use crate::error::{GpuError, Result};
+use crate::error::{human_bytes, GpuError, Result};
 use wgpu::util::DeviceExt;
 
 /// A range of f32/u32 elements inside a storage buffer that a kernel reads
@@ -155,17 +155,47 @@ impl Context {
         Ok(())
     }
 
+    /// A test hook for the out-of-memory paths, which a real device reaches only by running
+    /// out: once storage buffers of `bytes` in all ([`Context::created_bytes`]) exist, the
+    /// next one fails with [`GpuError::OutOfMemory`], as on a device with that much memory.
+    /// `None` lifts the cap.
+    pub fn cap_memory(&self, bytes: Option<u64>) {
+        let cap = bytes.unwrap_or(u64::MAX);
+        self.memory_cap
+            .store(cap, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Checks a new buffer of `bytes` against [`Context::cap_memory`]'s cap, and names it in
+    /// an out-of-memory error of the device.
+    fn allocate<T>(&self, label: &str, bytes: u64, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = |why: String| {
+            GpuError::OutOfMemory(format!(
+                "allocating `{label}`, {}, with {} of storage already allocated: {why}",
+                human_bytes(bytes),
+                human_bytes(self.created_bytes())
+            ))
+        };
+        let cap = self.memory_cap.load(std::sync::atomic::Ordering::Relaxed);
+        if self.created_bytes().saturating_add(bytes) > cap {
+            return Err(oom(format!("the cap is {}", human_bytes(cap))));
+        }
+        match self.scoped(|| Ok(f())) {
+            Err(GpuError::OutOfMemory(why)) => Err(oom(why)),
+            other => other,
+        }
+    }
+
     /// A zero-filled storage buffer of `len` 4-byte elements ([`tensor_bytes`] of them).
     pub fn tensor(&self, label: &str, len: u64) -> Result<wgpu::Buffer> {
         let bytes = tensor_bytes(len);
         self.check_buffer_size(label, bytes)?;
-        let b = self.scoped(|| {
-            Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        let b = self.allocate(label, bytes, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: bytes,
                 usage: TENSOR_USAGE,
                 mapped_at_creation: false,
-            }))
+            })
         })?;
         self.count_created(bytes);
         Ok(b)
@@ -190,14 +220,13 @@ impl Context {
             return self.tensor(label, 1);
         }
         self.check_buffer_size(label, bytes)?;
-        let b = self.scoped(|| {
-            Ok(self
-                .device
+        let b = self.allocate(label, bytes, || {
+            self.device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some(label),
                     contents: bytemuck::cast_slice(data),
                     usage: TENSOR_USAGE,
-                }))
+                })
         })?;
         self.count_created(bytes);
         Ok(b)

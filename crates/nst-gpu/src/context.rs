@@ -59,6 +59,9 @@ pub struct Context {
     pub summary: AdapterSummary,
     /// Bytes of every storage buffer created so far ([`Context::created_bytes`]).
     pub(crate) created: std::sync::atomic::AtomicU64,
+    /// A test's cap on the bytes of storage buffers ([`Context::cap_memory`]); `u64::MAX`
+    /// when none.
+    pub(crate) memory_cap: std::sync::atomic::AtomicU64,
     /// Why the device was lost, once it was ([`Context::lost`]).
     lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     /// In a browser, the first error the device reported since the last read (WebGPU's error
@@ -203,6 +206,7 @@ impl Context {
             subgroups,
             summary,
             created: std::sync::atomic::AtomicU64::new(0),
+            memory_cap: std::sync::atomic::AtomicU64::new(u64::MAX),
             lost,
             #[cfg(target_arch = "wasm32")]
             uncaptured,
