@@ -434,6 +434,15 @@ fn the_defaults_close_the_style_gap() {
     assert!(m.content_distance < 1.0, "the content is lost: {m:?}");
 }
 
+/// A smooth 40×32 photo and one smooth style of the same size, for the short runs.
+fn smooth_pair() -> (Image, [Style; 1]) {
+    let style = Style {
+        image: smooth(40, 32, 1.3),
+        weight: 1.0,
+    };
+    (smooth(40, 32, 0.0), [style])
+}
+
 fn smooth(w: u32, h: u32, phase: f32) -> Image {
     let mut data = Vec::new();
     for c in 0..3 {
@@ -527,11 +536,7 @@ fn losses_sharing_a_layer_add_their_gradients() {
     let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
-    let content = smooth(40, 32, 0.0);
-    let styles = [Style {
-        image: smooth(40, 32, 1.3),
-        weight: 1.0,
-    }];
+    let (content, styles) = smooth_pair();
     let x = smooth(40, 32, 0.7);
     let cfg = |cw: f64, sw: f64| LossConfig {
         content_weight: cw,
@@ -575,11 +580,7 @@ fn a_non_finite_loss_stops_with_the_last_good_image() {
     let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
-    let content = smooth(40, 32, 0.0);
-    let styles = [Style {
-        image: smooth(40, 32, 1.3),
-        weight: 1.0,
-    }];
+    let (content, styles) = smooth_pair();
     let settings = Settings::default()
         .size(40)
         .iterations(5)
@@ -618,11 +619,7 @@ fn a_non_finite_loss_hands_back_the_output_in_the_colors_asked_for() {
     let Some(engine) = nst_tests::tiny_engine() else {
         return;
     };
-    let content = smooth(40, 32, 0.0);
-    let styles = [Style {
-        image: smooth(40, 32, 1.3),
-        weight: 1.0,
-    }];
+    let (content, styles) = smooth_pair();
     let settings = Settings::default()
         .size(40)
         .scales(Some(2))
@@ -673,11 +670,7 @@ fn a_lost_device_hands_back_the_last_image_read() {
         return;
     };
     let engine = Engine::new(ctx, &nst_tests::vgg_tiny_weights()).unwrap();
-    let content = smooth(40, 32, 0.0);
-    let styles = [Style {
-        image: smooth(40, 32, 1.3),
-        weight: 1.0,
-    }];
+    let (content, styles) = smooth_pair();
     let settings = Settings::default()
         .size(40)
         .iterations(10)

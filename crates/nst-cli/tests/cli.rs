@@ -924,6 +924,23 @@ fn init_image_is_the_starting_point() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// A small photo (32×24) and style (24×24) written in `d`: their paths.
+fn photo_and_style(d: &Path) -> (String, String) {
+    let (c, s) = (d.join("c.png"), d.join("s.png"));
+    png(&c, 32, 24);
+    png(&s, 24, 24);
+    (c.display().to_string(), s.display().to_string())
+}
+
+/// `nst score` of the photo of [`photo_and_style`] against its style, with the weights.
+fn score_the_content(d: &Path) -> Command {
+    let (c, s) = photo_and_style(d);
+    let (c, s) = (c.as_str(), s.as_str());
+    let mut cmd = nst_command(&["score", "--content", c, "--style", s, "--image", c]);
+    cmd.env("NST_WEIGHTS", repo_weights());
+    cmd
+}
+
 /// On a machine without a display (no `XDG_RUNTIME_DIR`, `WAYLAND_DISPLAY` or `DISPLAY`, as on
 /// a server or in CI), a successful `nst score` prints only its own lines: Mesa's
 /// device-select layer, which connects to Wayland to find the default GPU and then prints
@@ -933,18 +950,7 @@ fn a_successful_run_prints_no_driver_errors_without_a_display() {
     let Some(d) = scratch_with_weights("headless") else {
         return;
     };
-    let (c, s) = (d.join("c.png"), d.join("s.png"));
-    png(&c, 24, 20);
-    png(&s, 20, 24);
-    let mut cmd = nst_command(&[
-        "score",
-        "--content",
-        c.to_str().unwrap(),
-        "--style",
-        s.to_str().unwrap(),
-        "--image",
-        c.to_str().unwrap(),
-    ]);
+    let mut cmd = score_the_content(&d);
     for v in [
         "XDG_RUNTIME_DIR",
         "WAYLAND_DISPLAY",
@@ -954,7 +960,7 @@ fn a_successful_run_prints_no_driver_errors_without_a_display() {
     ] {
         cmd.env_remove(v);
     }
-    let o = cmd.env("NST_WEIGHTS", repo_weights()).output().unwrap();
+    let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     // nst's own lines: the adapter, and the note that the kernels are not tuned.
     let err = stderr(&o);
@@ -986,16 +992,14 @@ fn an_output_that_cannot_be_written_exits_1_and_loses_nothing() {
     let Some(d) = scratch_with_weights("full") else {
         return;
     };
-    let (c, s, out) = (d.join("c.png"), d.join("s.png"), d.join("out.png"));
-    png(&c, 32, 24);
-    png(&s, 24, 24);
+    let ((c, s), out) = (photo_and_style(&d), d.join("out.png"));
     std::fs::write(&out, b"the previous result").unwrap();
     let args = [
         "stylize",
         "--content",
-        c.to_str().unwrap(),
+        &c,
         "--style",
-        s.to_str().unwrap(),
+        &s,
         "-o",
         out.to_str().unwrap(),
         "--size",
@@ -1042,20 +1046,9 @@ fn a_missing_adapter_exits_4() {
     let Some(d) = scratch_with_weights("adapter") else {
         return;
     };
-    let (c, s) = (d.join("c.png"), d.join("s.png"));
-    png(&c, 20, 16);
-    png(&s, 16, 16);
-    let mut cmd = nst_command(&[
-        "score",
-        "--content",
-        c.to_str().unwrap(),
-        "--style",
-        s.to_str().unwrap(),
-        "--image",
-        c.to_str().unwrap(),
-    ]);
-    let o = (cmd.env("WGPU_ADAPTER_NAME", "no such adapter"))
-        .env("NST_WEIGHTS", repo_weights())
+    let mut cmd = score_the_content(&d);
+    let o = cmd
+        .env("WGPU_ADAPTER_NAME", "no such adapter")
         .output()
         .unwrap();
     let e = stderr(&o);
@@ -1072,15 +1065,13 @@ fn a_non_finite_loss_exits_5_and_writes_the_last_good_image() {
     let Some(d) = scratch_with_weights("nan") else {
         return;
     };
-    let (c, s, out) = (d.join("c.png"), d.join("s.png"), d.join("out.png"));
-    png(&c, 32, 24);
-    png(&s, 24, 24);
+    let ((c, s), out) = (photo_and_style(&d), d.join("out.png"));
     let o = nst(&[
         "stylize",
         "--content",
-        c.to_str().unwrap(),
+        &c,
         "--style",
-        s.to_str().unwrap(),
+        &s,
         "-o",
         out.to_str().unwrap(),
         "--size",
