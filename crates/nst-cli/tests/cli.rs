@@ -981,37 +981,18 @@ fn listing(d: &Path) -> Vec<String> {
     names
 }
 
-/// Exit code 1: the output cannot be written. No file may grow past 1 KiB (`ulimit -f 1`:
-/// 512 bytes or 1 KiB, by the shell; the 48×36 PNG takes several), and SIGXFSZ is ignored, so
-/// the write fails with EFBIG instead of killing the process: the same path as a full disk,
-/// without mounting one. (`/dev/full` cannot stand in: the output is written under a
-/// temporary name and renamed over the destination.) The run fails with the path and the
-/// reason, the existing output is untouched, and no temporary file is left.
-#[test]
-fn an_output_that_cannot_be_written_exits_1_and_loses_nothing() {
-    let Some(d) = scratch_with_weights("full") else {
-        return;
-    };
-    let ((c, s), out) = (photo_and_style(&d), d.join("out.png"));
-    std::fs::write(&out, b"the previous result").unwrap();
-    let args = [
-        "stylize",
-        "--content",
-        &c,
-        "--style",
-        &s,
-        "-o",
-        out.to_str().unwrap(),
-        "--size",
-        "48",
-        "--iterations",
-        "2",
-        "--quiet",
-    ];
-    let script = r#"trap '' XFSZ; ulimit -f 1; exec "$0" "$@""#;
-    let mut cmd = Command::new("sh");
+/// `nst` with `args` where no file may grow past `limit_kib` KiB: bash's `ulimit -f` (1 KiB
+/// blocks) with SIGXFSZ ignored, so a write past it fails with EFBIG instead of killing the
+/// process, the path a full disk takes, without mounting one. (`/dev/full` cannot stand in:
+/// files are written under a temporary name and renamed over the destination.)
+fn nst_with_file_limit(args: &[&str], limit_kib: Option<u64>) -> Output {
+    let limit = limit_kib.map_or("unlimited".to_string(), |k| k.to_string());
+    let script = r#"trap '' XFSZ; ulimit -f "$1"; shift; exec "$@""#;
+    let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(script)
+        .arg("bash")
+        .arg(limit)
         .arg(env!("CARGO_BIN_EXE_nst"))
         .args(args);
     // The test's own tuning cache, as every other run here.
@@ -1021,10 +1002,71 @@ fn an_output_that_cannot_be_written_exits_1_and_loses_nothing() {
         }
     }
     let backend = std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into());
-    let o = (cmd.env("WGPU_BACKEND", backend))
+    (cmd.env("WGPU_BACKEND", backend))
         .env("NST_WEIGHTS", repo_weights())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Exit code 1: the disk fills up while a run writes. A first run, with no limit, gives the
+/// sizes of its 8-bit snapshots and of its 16-bit output; the second, the same run, may write
+/// files up to a size between the two, so its snapshots fit and its output does not. It
+/// fails with the path and the reason, its snapshots are whole (byte for byte the first
+/// run's: same seed, same adapter), the output it would have replaced is untouched, and no
+/// temporary file is left.
+#[test]
+fn a_disk_that_fills_up_exits_1_and_loses_nothing() {
+    let Some(d) = scratch_with_weights("full") else {
+        return;
+    };
+    let (c, s) = photo_and_style(&d);
+    let run = |name: &str, limit_kib: Option<u64>| {
+        let dir = d.join(name);
+        std::fs::create_dir_all(dir.join("snaps")).unwrap();
+        let (out, snaps) = (dir.join("out.png"), dir.join("snaps"));
+        let args = [
+            "stylize",
+            "--content",
+            &c,
+            "--style",
+            &s,
+            "-o",
+            out.to_str().unwrap(),
+            "--bit-depth",
+            "16",
+            "--size",
+            "48",
+            "--iterations",
+            "2",
+            "--save-every",
+            "1",
+            "--save-dir",
+            snaps.to_str().unwrap(),
+            "--quiet",
+        ];
+        if limit_kib.is_some() {
+            std::fs::write(&out, b"the previous result").unwrap();
+        }
+        (nst_with_file_limit(&args, limit_kib), out, snaps)
+    };
+    let (o, out, snaps) = run("first", None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        (listing(dir).into_iter())
+            .map(|n| (n.clone(), std::fs::read(dir.join(&n)).unwrap()))
+            .collect()
+    };
+    let first = read(&snaps);
+    assert_eq!(first.len(), 2, "a snapshot at each iteration");
+    let snapshot = first.iter().map(|(_, b)| b.len() as u64).max().unwrap();
+    let output = std::fs::metadata(&out).unwrap().len();
+    let limit_kib = snapshot.div_ceil(1024) + 1;
+    assert!(
+        limit_kib * 1024 < output,
+        "no limit between the snapshots ({snapshot} bytes) and the output ({output})"
+    );
+
+    let (o, out, snaps) = run("second", Some(limit_kib));
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains(out.to_str().unwrap()), "the path: {e}");
@@ -1032,10 +1074,11 @@ fn an_output_that_cannot_be_written_exits_1_and_loses_nothing() {
     assert!(!e.contains("panicked"), "{e}");
     assert_eq!(std::fs::read(&out).unwrap(), b"the previous result");
     assert_eq!(
-        listing(&d),
-        ["c.png", "out.png", "s.png"],
+        listing(&d.join("second")),
+        ["out.png", "snaps"],
         "a file left behind"
     );
+    assert_eq!(read(&snaps), first, "the snapshots, whole");
     let _ = std::fs::remove_dir_all(&d);
 }
 
