@@ -54,10 +54,10 @@ fn plans_equal_what_is_allocated() {
     }
 }
 
-/// Running out of GPU memory while a run allocates (on a device with a cap of half what the
-/// first style's graph needs, `Context::cap_memory`): no panic, and the error says what ran
-/// out, how much fit, and the largest image of this shape whose graph fits in that; a memory
-/// budget of what fits then evaluates the same image in tiles.
+/// Running out of GPU memory while a run allocates (`Context::cap_memory`): in a graph (a cap
+/// of half what the first style's graph needs) and after the graphs (a byte short of the
+/// whole plan). No panic, and the error says what ran out, how much fit, and the largest
+/// image of this shape whose graph, or whole plan, fits in that.
 #[test]
 fn running_out_of_memory_says_what_fits() {
     let Some(ctx) = nst_tests::context(Default::default()) else {
@@ -108,5 +108,29 @@ fn running_out_of_memory_says_what_fits() {
         .scale_plan((*lw, *lh), &[(*lw, *lh)], &settings, &job)
         .unwrap();
     assert!(fits.styles[0].graph_bytes <= half, "{lw}×{lh}");
+
+    // A byte short of the whole plan: the graphs fit, what comes last does not, and the engine
+    // names the largest size whose whole plan fits in what did.
+    ctx.cap_memory(Some(ctx.created_bytes() + plan.job_bytes() - 1));
+    let err = engine
+        .stylize(&content, &styles, &settings, |_| {
+            nst_transfer::Flow::Continue
+        })
+        .expect_err("the last allocation cannot fit");
+    let message = err.to_string();
+    eprintln!("{message}");
+    assert!(message.contains("this scale needs"), "{message}");
+    let nst_transfer::TransferError::Vgg(nst_vgg::VggError::TooLarge {
+        largest: Some((lh, lw)),
+        ..
+    }) = &err
+    else {
+        panic!("expected a too-large error with a size that fits: {message}");
+    };
+    assert!(*lw < w && *lh < h, "{lw}×{lh}");
+    let fits = engine
+        .scale_plan((*lw, *lh), &[(*lw, *lh)], &settings, &job)
+        .unwrap();
+    assert!(fits.job_bytes() < plan.job_bytes(), "{lw}×{lh}");
     ctx.cap_memory(None);
 }

@@ -12,7 +12,7 @@ use crate::problem::Problem;
 use crate::schedule::{RunPlan, ScaleEnd, StoppingRule};
 use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
 use crate::terms::{LossValues, Term};
-use nst_gpu::GpuError;
+use nst_gpu::{human_bytes, GpuError};
 use nst_gpu::{Context, ViewMut};
 use nst_kernels::{AdamParams, LbfgsParams};
 // std's Instant panics in a browser; this one reads the page's clock there.
@@ -133,9 +133,36 @@ impl Engine {
                 break;
             }
             begun += 1;
-            let problem = self
-                .planned_problem(&c, &styles_here, &blend, settings, plan)
-                .await?;
+            let before = self.ctx.created_bytes();
+            let need = plan.job_bytes();
+            // Running out of memory names what fit and the largest size whose plan fits in it.
+            let out_of_memory = |e: TransferError| match e {
+                TransferError::Gpu(GpuError::OutOfMemory(msg)) => {
+                    let fit = self.ctx.created_bytes() - before;
+                    let fits = |ph: u32, pw: u32| {
+                        let sizes: Vec<(u32, u32)> = (style_in.iter())
+                            .map(|s| style_size(s, pw.max(ph), settings.style_scale))
+                            .collect();
+                        (self.scale_plan((pw, ph), &sizes, settings, &job))
+                            .is_ok_and(|p| p.job_bytes() <= fit)
+                    };
+                    TransferError::Vgg(nst_vgg::VggError::TooLarge {
+                        height: h,
+                        width: w,
+                        why: format!(
+                            "the device ran out of memory ({msg}) after {} of the {} this \
+                             scale needs",
+                            human_bytes(fit),
+                            human_bytes(need)
+                        ),
+                        largest: nst_vgg::largest_fitting(h, w, fits),
+                    })
+                }
+                e => e,
+            };
+            let problem = (self.planned_problem(&c, &styles_here, &blend, settings, plan))
+                .await
+                .map_err(out_of_memory)?;
             let start = match (&current, &init) {
                 (Some(prev), _) => resize(prev, w, h),
                 (None, Init::Random) => noise(w, h, settings.seed),
@@ -174,7 +201,7 @@ impl Engine {
                         last_good: Box::new(finish(*last_good)),
                     })
                 }
-                done => done?,
+                done => done.map_err(out_of_memory)?,
             };
             current = Some(done.image);
             last_iterations = done.iterations;
