@@ -73,15 +73,30 @@ fn running_out_of_memory_says_what_fits() {
         .scale_plan((w, h), &[(w, h)], &settings, &job)
         .unwrap();
     let ctx = engine.context();
+    // Runs out under `cap`: the message, and the plan of the largest size it names.
+    let run_out = |cap: u64| {
+        ctx.cap_memory(Some(cap));
+        let err = engine
+            .stylize(&content, &styles, &settings, |_| {
+                nst_transfer::Flow::Continue
+            })
+            .expect_err("the plan cannot fit");
+        ctx.cap_memory(None);
+        let message = err.to_string();
+        eprintln!("{message}");
+        let nst_transfer::TransferError::Vgg(nst_vgg::VggError::TooLarge {
+            largest: Some((lh, lw)),
+            ..
+        }) = err
+        else {
+            panic!("expected a too-large error with a size that fits: {message}");
+        };
+        assert!(lw < w && lh < h, "{lw}×{lh}");
+        let fits = engine.scale_plan((lw, lh), &[(lw, lh)], &settings, &job);
+        (message, fits.unwrap())
+    };
     let half = plan.styles[0].graph_bytes / 2;
-    ctx.cap_memory(Some(ctx.created_bytes() + half));
-    let err = engine
-        .stylize(&content, &styles, &settings, |_| {
-            nst_transfer::Flow::Continue
-        })
-        .expect_err("the graph cannot fit");
-    let message = err.to_string();
-    eprintln!("{message}");
+    let (message, fits) = run_out(ctx.created_bytes() + half);
     for needle in [
         "ran out of memory",
         "120×104 image does not fit",
@@ -92,45 +107,12 @@ fn running_out_of_memory_says_what_fits() {
             "`{needle}` missing from: {message}"
         );
     }
-    let Some(nst_vgg::VggError::TooLarge {
-        largest: Some((lh, lw)),
-        ..
-    }) = (match &err {
-        nst_transfer::TransferError::Vgg(e) => Some(e),
-        _ => None,
-    })
-    else {
-        panic!("expected the graph's too-large error with a size that fits: {message}");
-    };
-    assert!(*lw < w && *lh < h, "{lw}×{lh}");
     // The largest size named does fit the graph's plan in half the bytes.
-    let fits = engine
-        .scale_plan((*lw, *lh), &[(*lw, *lh)], &settings, &job)
-        .unwrap();
-    assert!(fits.styles[0].graph_bytes <= half, "{lw}×{lh}");
+    assert!(fits.styles[0].graph_bytes <= half, "{message}");
 
     // A byte short of the whole plan: the graphs fit, what comes last does not, and the engine
     // names the largest size whose whole plan fits in what did.
-    ctx.cap_memory(Some(ctx.created_bytes() + plan.job_bytes() - 1));
-    let err = engine
-        .stylize(&content, &styles, &settings, |_| {
-            nst_transfer::Flow::Continue
-        })
-        .expect_err("the last allocation cannot fit");
-    let message = err.to_string();
-    eprintln!("{message}");
+    let (message, fits) = run_out(ctx.created_bytes() + plan.job_bytes() - 1);
     assert!(message.contains("this scale needs"), "{message}");
-    let nst_transfer::TransferError::Vgg(nst_vgg::VggError::TooLarge {
-        largest: Some((lh, lw)),
-        ..
-    }) = &err
-    else {
-        panic!("expected a too-large error with a size that fits: {message}");
-    };
-    assert!(*lw < w && *lh < h, "{lw}×{lh}");
-    let fits = engine
-        .scale_plan((*lw, *lh), &[(*lw, *lh)], &settings, &job)
-        .unwrap();
-    assert!(fits.job_bytes() < plan.job_bytes(), "{lw}×{lh}");
-    ctx.cap_memory(None);
+    assert!(fits.job_bytes() < plan.job_bytes(), "{message}");
 }

@@ -170,10 +170,6 @@ impl From<TransferError> for Failure {
                 ),
             ),
             TransferError::Vgg(e) => fail(2, e),
-            // The library names the setting; here it is the flag.
-            e @ TransferError::Gpu(nst_gpu::GpuError::OutOfMemory(_)) => {
-                fail(4, e.to_string().replace("`max_memory`", "`--max-memory`"))
-            }
             e @ (TransferError::Gpu(_) | TransferError::DeviceLost { .. }) => fail(4, e),
             e @ TransferError::NonFinite { .. } => fail(5, e),
             e => fail(1, e),

@@ -22,7 +22,11 @@ fn nst(args: &[&str]) -> Output {
 /// The `nst` binary with a tuning cache of this test process's own, which does not exist, so
 /// that a user's `nst tune` never changes what a test runs.
 fn nst_binary() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nst"));
+    in_test_env(Command::new(env!("CARGO_BIN_EXE_nst")))
+}
+
+/// `cmd` (`nst`, or a shell that starts it) with this process's own tuning cache.
+fn in_test_env(mut cmd: Command) -> Command {
     let cache = std::env::temp_dir().join(format!("nst-cli-tuning-{}", std::process::id()));
     cmd.env("NST_TUNING_CACHE", cache.join("tuning.json"));
     cmd
@@ -31,7 +35,13 @@ fn nst_binary() -> Command {
 /// `nst` with `args`, without `NST_WEIGHTS`.
 fn nst_command(args: &[&str]) -> Command {
     let mut cmd = nst_binary();
-    cmd.args(args).env_remove("NST_WEIGHTS").env(
+    cmd.args(args);
+    on_the_test_driver(cmd)
+}
+
+/// `cmd` on `WGPU_BACKEND` (Vulkan unless set), without `NST_WEIGHTS`.
+fn on_the_test_driver(mut cmd: Command) -> Command {
+    cmd.env_remove("NST_WEIGHTS").env(
         "WGPU_BACKEND",
         std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
     );
@@ -988,24 +998,15 @@ fn listing(d: &Path) -> Vec<String> {
 fn nst_with_file_limit(args: &[&str], limit_kib: Option<u64>) -> Output {
     let limit = limit_kib.map_or("unlimited".to_string(), |k| k.to_string());
     let script = r#"trap '' XFSZ; ulimit -f "$1"; shift; exec "$@""#;
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c")
+    let mut bash = Command::new("bash");
+    bash.arg("-c")
         .arg(script)
         .arg("bash")
         .arg(limit)
         .arg(env!("CARGO_BIN_EXE_nst"))
         .args(args);
-    // The test's own tuning cache, as every other run here.
-    for (k, v) in nst_binary().get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let backend = std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into());
-    (cmd.env("WGPU_BACKEND", backend))
-        .env("NST_WEIGHTS", repo_weights())
-        .output()
-        .unwrap()
+    let mut cmd = on_the_test_driver(in_test_env(bash));
+    cmd.env("NST_WEIGHTS", repo_weights()).output().unwrap()
 }
 
 /// Exit code 1: the disk fills up while a run writes. A first run, with no limit, gives the

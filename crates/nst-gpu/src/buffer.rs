@@ -274,9 +274,7 @@ impl Context {
         if bytes == 0 {
             return Ok(Vec::new());
         }
-        // Driving the device first lets a loss that is pending (a destroyed device is lost
-        // once its queue is done) be reported before anything is created on it.
-        self.poll()?;
+        self.lost()?;
         let (staging, rx) = self.scoped(|| {
             let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("nst readback"),

@@ -73,9 +73,8 @@ pub enum GpuError {
     Validation(String),
     /// The device ran out of memory.
     #[error(
-        "the GPU ran out of memory ({0}): use a smaller image, set a memory budget \
-         (`max_memory`) under what the GPU has free so that the image is evaluated in tiles \
-         that fit, or close other programs using the GPU"
+        "the GPU ran out of memory ({0}): use a smaller image, or close other programs using \
+         the GPU"
     )]
     OutOfMemory(String),
     /// Mapping a buffer for readback failed.

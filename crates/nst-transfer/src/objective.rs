@@ -146,11 +146,10 @@ impl Objective {
     pub(crate) fn bytes(
         layout: &GraphLayout, cfg: &LossConfig, styles: usize, tiled: bool,
     ) -> Result<u64> {
-        // The terms on the whole image: total variation and the out-of-range penalty.
-        const IMAGE_TERMS: u64 = 2;
+        let image_terms = image_terms(cfg).len() as u64;
         let terms = (cfg.content_layers.len() + cfg.style_layers.len() * styles) as u64;
-        let mut bytes = nst_gpu::tensor_bytes(terms + IMAGE_TERMS);
-        let mut reductions = IMAGE_TERMS;
+        let mut bytes = nst_gpu::tensor_bytes(terms + image_terms);
+        let mut reductions = image_terms;
         for l in &cfg.content_layers {
             let at = tap_layout(layout, l.layer)?;
             bytes += at.bytes() * tiled as u64;
@@ -330,10 +329,17 @@ impl<'a> Factors<'a> {
                 terms.push((Term::Style(l.layer, s), f * b));
             }
         }
-        terms.push((Term::Tv, cfg.tv_weight));
-        terms.push((Term::OutOfRange, cfg.out_of_range_weight));
+        terms.extend(image_terms(cfg));
         terms
     }
+}
+
+/// The terms on the whole image, each reduced once, with their weights.
+fn image_terms(cfg: &LossConfig) -> [(Term, f64); 2] {
+    [
+        (Term::Tv, cfg.tv_weight),
+        (Term::OutOfRange, cfg.out_of_range_weight),
+    ]
 }
 
 /// Wires the launches of each term over a (tiled) graph.

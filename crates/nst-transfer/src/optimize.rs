@@ -146,17 +146,13 @@ impl Engine {
                         (self.scale_plan((pw, ph), &sizes, settings, &job))
                             .is_ok_and(|p| p.job_bytes() <= fit)
                     };
-                    TransferError::Vgg(nst_vgg::VggError::TooLarge {
-                        height: h,
-                        width: w,
-                        why: format!(
-                            "the device ran out of memory ({msg}) after {} of the {} this \
-                             scale needs",
-                            human_bytes(fit),
-                            human_bytes(need)
-                        ),
-                        largest: nst_vgg::largest_fitting(h, w, fits),
-                    })
+                    let why = format!(
+                        "the device ran out of memory ({msg}) after {} of the {} this scale \
+                         needs",
+                        human_bytes(fit),
+                        human_bytes(need)
+                    );
+                    nst_vgg::VggError::too_large(h, w, why, fits).into()
                 }
                 e => e,
             };

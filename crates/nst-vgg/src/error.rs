@@ -88,7 +88,9 @@ fn largest_text(largest: Option<(u32, u32)>) -> String {
 }
 
 impl VggError {
-    pub(crate) fn too_large(
+    /// [`VggError::TooLarge`] for a `height × width` image, `why` saying what does not fit,
+    /// with the largest size of the same shape for which `fits` holds.
+    pub fn too_large(
         height: u32, width: u32, why: String, fits: impl Fn(u32, u32) -> bool,
     ) -> VggError {
         VggError::TooLarge {
