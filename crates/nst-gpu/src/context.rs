@@ -8,6 +8,12 @@ const NEED_INVOCATIONS: u32 = 256;
 const NEED_WORKGROUP_STORAGE: u32 = 16 * 1024;
 const NEED_STORAGE_BUFFERS: u32 = 8;
 
+/// What to do about an adapter that lacks them.
+const PICK_ANOTHER: &str = match cfg!(target_arch = "wasm32") {
+    true => "Try another browser, or a computer with another GPU",
+    false => "Pick another adapter with WGPU_ADAPTER_NAME",
+};
+
 /// Options for opening a [`Context`].
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
@@ -35,6 +41,62 @@ pub struct AdapterSummary {
     pub subgroup_min_size: u32,
     /// Most invocations in a subgroup.
     pub subgroup_max_size: u32,
+}
+
+impl AdapterSummary {
+    /// What `adapter` says about itself.
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+        }
+    }
+}
+
+/// What the adapter nst would use offers, found without opening a device: what a web page
+/// shows before it asks a visitor for anything ([`probe`]).
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// Its name, backend, type and driver (in a browser, the name only when the browser tells
+    /// it, and the type `Cpu` for the browser's fallback adapter, else `Other`).
+    pub summary: AdapterSummary,
+    /// Whether it is a CPU implementation (Mesa's lavapipe, SwiftShader): it runs nst, slowly.
+    pub software: bool,
+    /// Its largest storage binding, in bytes.
+    pub max_binding_bytes: u64,
+    /// Its largest buffer, in bytes.
+    pub max_buffer_bytes: u64,
+    /// Whether it has GPU timestamps inside compute passes.
+    pub timestamps: bool,
+    /// Whether it has subgroup operations.
+    pub subgroups: bool,
+    /// Why nst cannot run on it, when it cannot (a limit below what the kernels need).
+    pub problem: Option<String>,
+}
+
+/// The adapter [`Context::open`] would pick with `opts`, and whether nst can run on it.
+/// [`GpuError::NoAdapter`] (or [`GpuError::AdapterNotFound`]) when there is none.
+pub async fn probe(opts: ContextOptions) -> Result<Probe> {
+    let (instance, backends) = instance();
+    let adapter = select_adapter(&instance, backends, opts.adapter_name).await?;
+    let have = adapter.limits();
+    let features = used_features(&adapter);
+    Ok(Probe {
+        summary: AdapterSummary::of(&adapter),
+        software: adapter.get_info().device_type == wgpu::DeviceType::Cpu,
+        max_binding_bytes: have.max_storage_buffer_binding_size,
+        max_buffer_bytes: have.max_buffer_size,
+        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
+        problem: needed_limits(&adapter).err().map(|e| e.to_string()),
+    })
 }
 
 /// One GPU device and queue, with the limits it was opened with.
@@ -85,60 +147,11 @@ impl Context {
     pub async fn open(opts: ContextOptions) -> Result<Self> {
         let (instance, backends) = instance();
         let adapter = select_adapter(&instance, backends, opts.adapter_name).await?;
-        let have = adapter.limits();
+        let limits = needed_limits(&adapter)?;
 
-        if have.max_compute_invocations_per_workgroup < NEED_INVOCATIONS
-            || have.max_compute_workgroup_size_x < NEED_INVOCATIONS
-            || have.max_compute_workgroup_storage_size < NEED_WORKGROUP_STORAGE
-            || have.max_storage_buffers_per_shader_stage < NEED_STORAGE_BUFFERS
-        {
-            return Err(GpuError::Unsupported(format!(
-                "nst needs {NEED_INVOCATIONS} invocations per workgroup, \
-                 {NEED_WORKGROUP_STORAGE} bytes of workgroup storage and \
-                 {NEED_STORAGE_BUFFERS} storage buffers per stage; this adapter offers {}, {} \
-                 and {}. Pick another adapter with WGPU_ADAPTER_NAME",
-                have.max_compute_invocations_per_workgroup,
-                have.max_compute_workgroup_storage_size,
-                have.max_storage_buffers_per_shader_stage
-            )));
-        }
-
-        // Ask for what we use, at most what the adapter has. Big buffers matter: take the
-        // adapter's full buffer and binding sizes.
-        let mut limits = wgpu::Limits::downlevel_defaults();
-        limits.max_storage_buffers_per_shader_stage = NEED_STORAGE_BUFFERS;
-        limits.max_compute_invocations_per_workgroup = NEED_INVOCATIONS;
-        limits.max_compute_workgroup_size_x = NEED_INVOCATIONS;
-        limits.max_compute_workgroup_size_y = have.max_compute_workgroup_size_y.min(256);
-        limits.max_compute_workgroup_storage_size =
-            have.max_compute_workgroup_storage_size.min(32 * 1024);
-        limits.max_compute_workgroups_per_dimension = have.max_compute_workgroups_per_dimension;
-        limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
-        limits.max_buffer_size = have.max_buffer_size;
-        limits.max_bind_groups = have.max_bind_groups.min(4);
-        let mut short = Vec::new();
-        limits.check_limits_with_fail_fn(&have, false, |name, want, got| {
-            short.push(format!("{name} (nst needs {want}, the adapter has {got})"))
-        });
-        if !short.is_empty() {
-            return Err(GpuError::Unsupported(format!(
-                "{}. Pick another adapter with WGPU_ADAPTER_NAME",
-                short.join(", ")
-            )));
-        }
-
-        let timestamps = adapter.features().contains(
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
-        );
-        let mut features = wgpu::Features::empty();
-        if timestamps {
-            features |=
-                wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-        }
-        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
-        if subgroups {
-            features |= wgpu::Features::SUBGROUP;
-        }
+        let features = used_features(&adapter);
+        let timestamps = features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+        let subgroups = features.contains(wgpu::Features::SUBGROUP);
 
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -151,17 +164,7 @@ impl Context {
             .await
             .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
 
-        let info = adapter.get_info();
-        let summary = AdapterSummary {
-            name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info)
-                .trim()
-                .to_string(),
-            subgroup_min_size: info.subgroup_min_size,
-            subgroup_max_size: info.subgroup_max_size,
-        };
+        let summary = AdapterSummary::of(&adapter);
         let max_binding_bytes = match opts.max_binding_bytes {
             Some(cap) => cap.min(limits.max_storage_buffer_binding_size),
             None => limits.max_storage_buffer_binding_size,
@@ -382,6 +385,66 @@ impl Context {
     pub fn is_software(&self) -> bool {
         self.adapter.get_info().device_type == wgpu::DeviceType::Cpu
     }
+}
+
+/// The optional features nst uses that `adapter` has: timestamps inside passes (both
+/// timestamp features, or neither) and subgroups.
+fn used_features(adapter: &wgpu::Adapter) -> wgpu::Features {
+    let have = adapter.features();
+    let timestamps =
+        wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+    let mut out = wgpu::Features::empty();
+    if have.contains(timestamps) {
+        out |= timestamps;
+    }
+    out | (have & wgpu::Features::SUBGROUP)
+}
+
+/// The limits nst asks of `adapter`'s device: what its kernels use, and the adapter's full
+/// buffer and binding sizes. An error names what the adapter lacks.
+fn needed_limits(adapter: &wgpu::Adapter) -> Result<wgpu::Limits> {
+    let have = adapter.limits();
+
+    if have.max_compute_invocations_per_workgroup < NEED_INVOCATIONS
+        || have.max_compute_workgroup_size_x < NEED_INVOCATIONS
+        || have.max_compute_workgroup_storage_size < NEED_WORKGROUP_STORAGE
+        || have.max_storage_buffers_per_shader_stage < NEED_STORAGE_BUFFERS
+    {
+        return Err(GpuError::Unsupported(format!(
+            "nst needs {NEED_INVOCATIONS} invocations per workgroup, \
+             {NEED_WORKGROUP_STORAGE} bytes of workgroup storage and \
+             {NEED_STORAGE_BUFFERS} storage buffers per stage; this adapter offers {}, {} \
+             and {}. {PICK_ANOTHER}",
+            have.max_compute_invocations_per_workgroup,
+            have.max_compute_workgroup_storage_size,
+            have.max_storage_buffers_per_shader_stage
+        )));
+    }
+
+    // Ask for what we use, at most what the adapter has. Big buffers matter: take the
+    // adapter's full buffer and binding sizes.
+    let mut limits = wgpu::Limits::downlevel_defaults();
+    limits.max_storage_buffers_per_shader_stage = NEED_STORAGE_BUFFERS;
+    limits.max_compute_invocations_per_workgroup = NEED_INVOCATIONS;
+    limits.max_compute_workgroup_size_x = NEED_INVOCATIONS;
+    limits.max_compute_workgroup_size_y = have.max_compute_workgroup_size_y.min(256);
+    limits.max_compute_workgroup_storage_size =
+        have.max_compute_workgroup_storage_size.min(32 * 1024);
+    limits.max_compute_workgroups_per_dimension = have.max_compute_workgroups_per_dimension;
+    limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
+    limits.max_buffer_size = have.max_buffer_size;
+    limits.max_bind_groups = have.max_bind_groups.min(4);
+    let mut short = Vec::new();
+    limits.check_limits_with_fail_fn(&have, false, |name, want, got| {
+        short.push(format!("{name} (nst needs {want}, the adapter has {got})"))
+    });
+    if !short.is_empty() {
+        return Err(GpuError::Unsupported(format!(
+            "{}. {PICK_ANOTHER}",
+            short.join(", ")
+        )));
+    }
+    Ok(limits)
 }
 
 /// Lists every adapter on the backends the environment allows, as `name (backend, type)`.

@@ -11,7 +11,7 @@ mod kernel;
 mod timer;
 
 pub use buffer::{tensor_bytes, View, ViewMut, TENSOR_USAGE};
-pub use context::{list_adapters, AdapterSummary, Context, ContextOptions};
+pub use context::{list_adapters, probe, AdapterSummary, Context, ContextOptions, Probe};
 pub use error::{human_bytes, GpuError, Result};
 pub use grid::grid;
 pub use kernel::{
