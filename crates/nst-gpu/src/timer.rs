@@ -60,13 +60,19 @@ impl GpuTimer {
 
     /// Reads back the durations in milliseconds of the first `pairs` pairs.
     pub fn read_ms(&self, ctx: &Context, pairs: u32) -> Result<Vec<f64>> {
-        let ticks = self.read_ticks(ctx, 2 * pairs)?;
+        pollster::block_on(self.read_ms_async(ctx, pairs))
+    }
+
+    /// [`GpuTimer::read_ms`] without blocking.
+    pub async fn read_ms_async(&self, ctx: &Context, pairs: u32) -> Result<Vec<f64>> {
+        let ticks = self.read_ticks(ctx, 2 * pairs).await?;
         Ok(ticks.chunks_exact(2).map(|t| self.ms(t[0], t[1])).collect())
     }
 
     /// The first `count` timestamps, once resolved and submitted.
-    fn read_ticks(&self, ctx: &Context, count: u32) -> Result<Vec<u64>> {
-        let raw: Vec<u32> = ctx.read(View::range(&self.resolve, 0, 2 * count as u64))?;
+    async fn read_ticks(&self, ctx: &Context, count: u32) -> Result<Vec<u64>> {
+        let view = View::range(&self.resolve, 0, 2 * count as u64);
+        let raw: Vec<u32> = ctx.read_async(view).await?;
         Ok(raw
             .chunks_exact(2)
             .map(|t| t[0] as u64 | ((t[1] as u64) << 32))
@@ -142,7 +148,7 @@ pub fn profile(
         Ok(entries)
     })?;
     ctx.wait()?;
-    let ticks = timer.read_ticks(ctx, entries.len() as u32 + 1)?;
+    let ticks = pollster::block_on(timer.read_ticks(ctx, entries.len() as u32 + 1))?;
     let mut out: Vec<EntryTime> = Vec::new();
     for (i, &entry) in entries.iter().enumerate() {
         let ms = timer.ms(ticks[i], ticks[i + 1]);

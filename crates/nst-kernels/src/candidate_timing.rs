@@ -7,7 +7,7 @@ use crate::conv2d::{ConvClass, ConvKernel, ConvPart, ConvShape};
 use crate::gram::{GramClass, GramTiles};
 use crate::{Channels, Conv2d, Gram};
 use nst_gpu::{Context, GpuTimer, Record, Result};
-use std::time::Instant;
+use web_time::Instant;
 
 /// Timed launches of each candidate after one untimed one; the fastest counts (the least
 /// disturbed by anything else running on the adapter or, for a software one, the CPU).
@@ -18,19 +18,20 @@ const GIVE_UP: f64 = 3.0;
 
 /// Milliseconds of one launch of `work`: the fastest of `RUNS` after a warm-up, by GPU
 /// timestamps where the adapter has them, else wall-clock around a blocking wait. Stops early
-/// once a run is over `give_up` ms.
-pub fn time(ctx: &Context, work: &dyn Record, give_up: f64) -> Result<f64> {
+/// once a run is over `give_up` ms. Awaits the GPU without blocking, so that a browser can
+/// tune too.
+pub async fn time(ctx: &Context, work: &dyn Record, give_up: f64) -> Result<f64> {
     let timer = GpuTimer::new(ctx, 1);
     ctx.submit(|pass| work.record(pass))?;
-    ctx.wait()?;
+    ctx.wait_async().await?;
     let mut best = f64::INFINITY;
     for _ in 0..RUNS {
         let start = Instant::now();
         ctx.submit_timed(timer.as_ref(), |pass| work.record(pass))?;
-        ctx.wait()?;
+        ctx.wait_async().await?;
         let wall = start.elapsed().as_secs_f64() * 1e3;
         let ms = match &timer {
-            Some(t) => t.read_ms(ctx, 1)?[0],
+            Some(t) => t.read_ms_async(ctx, 1).await?[0],
             None => wall,
         };
         best = best.min(ms);
@@ -61,7 +62,7 @@ pub fn gram_candidates(ctx: &Context, tiles: &[GramTiles]) -> Result<Vec<Gram>> 
 
 /// Each candidate's time on one launch of `class`, over `h × w` pixels, fastest first (each
 /// candidate compiled with one kernel, [`conv_candidates`]).
-pub fn conv(
+pub async fn conv(
     ctx: &Context, class: ConvClass, (h, w): (u32, u32), candidates: &[Conv2d],
 ) -> Result<Vec<(ConvKernel, f64)>> {
     // The class's channels as a whole layer: forward c_src → c_dst, backward the reverse.
@@ -91,7 +92,7 @@ pub fn conv(
             true => k.backward_input(ctx, s, (&y).into(), (&weight).into(), (&x).into())?,
         };
         let best = out.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
-        out.push((kernel, time(ctx, &launch, GIVE_UP * best)?));
+        out.push((kernel, time(ctx, &launch, GIVE_UP * best).await?));
     }
     out.sort_by(|a, b| a.1.total_cmp(&b.1));
     Ok(out)
@@ -114,7 +115,7 @@ pub fn conv_class(s: ConvShape, backward: bool) -> ConvClass {
 /// Each candidate's time on the Gram forward (split-K products and their sum) or backward of
 /// a `c × n` map, fastest first (each candidate compiled with one tiling,
 /// [`gram_candidates`]).
-pub fn gram(
+pub async fn gram(
     ctx: &Context, backward: bool, (c, n): (u32, u32), candidates: &[Gram],
 ) -> Result<Vec<(GramTiles, f64)>> {
     let f = ctx.tensor("timing f", c as u64 * n as u64)?;
@@ -129,15 +130,14 @@ pub fn gram(
         }
         let best = out.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
         let ms = match backward {
-            false => time(
-                ctx,
-                &k.forward(ctx, c, n, (&f).into(), (&g).into())?,
-                GIVE_UP * best,
-            )?,
+            false => {
+                let launch = k.forward(ctx, c, n, (&f).into(), (&g).into())?;
+                time(ctx, &launch, GIVE_UP * best).await?
+            }
             true => {
                 let launch =
                     k.backward(ctx, c, n, (&f).into(), (&g).into(), (&gf).into(), false)?;
-                time(ctx, &launch, GIVE_UP * best)?
+                time(ctx, &launch, GIVE_UP * best).await?
             }
         };
         out.push((tiles, ms));

