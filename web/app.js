@@ -1,9 +1,9 @@
-// The page: inputs, weights (picked, or from this site, kept in IndexedDB), a run with
-// progress and previews, and the result. The work is done by the engine in ./pkg.
-import init, { defaults, published_weights, Studio } from './pkg/nst_web.js';
+// The page: what the browser's GPU can do, inputs, weights (picked, or from this site, kept in
+// IndexedDB), kernels tuned for this GPU, a run with progress and previews, and the result. The work is done by the engine in ./pkg.
+import init, { defaults, probe, published_weights, Studio } from './pkg/nst_web.js';
 
 const $ = (id) => document.getElementById(id);
-const state = { studio: null, content: null, styles: [], running: false, stop: false, result: null };
+const state = { studio: null, content: null, styles: [], running: false, tuning: false, stop: false, result: null };
 
 function setState(s) { document.body.dataset.state = s; }
 
@@ -18,31 +18,38 @@ function fail(id, e) {
   setState('error');
 }
 
-// ---- Weights, kept in IndexedDB between visits -------------------------------------------
+// ---- Weights and tunings, kept in IndexedDB between visits ---------------------------------
 
-const DB = 'nst', STORE = 'weights', KEY = 'vgg19';
+// Two stores: the weights (one entry) and each adapter's tuned kernels, keyed by adapter,
+// driver and nst version (as `nst tune` keys its cache file).
+const DB = 'nst', STORE = 'weights', KEY = 'vgg19', TUNINGS = 'tunings';
 
 function db() {
   return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+    const req = indexedDB.open(DB, 2);
+    req.onupgradeneeded = () => {
+      for (const name of [STORE, TUNINGS]) {
+        if (!req.result.objectStoreNames.contains(name)) req.result.createObjectStore(name);
+      }
+    };
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
   });
 }
 
-async function stored(op, value) {
+async function stored(op, value, store = STORE, key = KEY) {
   const d = await db();
   return new Promise((resolve, reject) => {
-    const tx = d.transaction(STORE, op === 'get' ? 'readonly' : 'readwrite');
-    const s = tx.objectStore(STORE);
-    const req = op === 'get' ? s.get(KEY) : op === 'put' ? s.put(value, KEY) : s.delete(KEY);
+    const tx = d.transaction(store, op === 'get' ? 'readonly' : 'readwrite');
+    const s = tx.objectStore(store);
+    const req = op === 'get' ? s.get(key) : op === 'put' ? s.put(value, key) : s.delete(key);
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
   });
 }
 
-async function openWeights(bytes, name, keep) {
+// `from`: where the bytes came from ('file', 'site' or 'stored'), for the message.
+async function openWeights(bytes, name, from) {
   say('weights-status', `Checking ${name} and opening the GPU…`);
   setState('loading');
   try {
@@ -51,22 +58,115 @@ async function openWeights(bytes, name, keep) {
     fail('weights-status', e);
     return;
   }
-  if (keep) {
-    try { await stored('put', { name, bytes }); } catch (e) { console.warn('not kept:', e); }
+  let kept = ", from this browser's storage";
+  if (from !== 'stored') {
+    try {
+      await stored('put', { name, bytes });
+      kept = ', kept in this browser';
+    } catch (e) { console.warn('not kept:', e); kept = ''; }
   }
-  say('weights-status', `Weights loaded: ${name} (SHA-256 checked)${keep ? ', kept in this browser' : ''}.`);
+  say('weights-status', `Weights loaded: ${name} (SHA-256 checked)${kept}.`);
   $('weights-forget').hidden = false;
-  showAdapter();
+  await useKeptTuning();
   setState('ready');
   updateStart();
 }
 
-function showAdapter() {
-  const a = JSON.parse(state.studio.adapter());
-  const mib = (b) => `${Math.round(b / 2 ** 20)} MiB`;
-  $('adapter').textContent = `GPU: ${a.name || 'name not told by the browser'} (${a.backend}${a.driver ? ', ' + a.driver : ''}); ` +
-    `largest storage binding ${mib(a.max_storage_binding)}, largest buffer ${mib(a.max_buffer)}, ` +
-    `timestamps ${a.timestamps ? 'yes' : 'no'}, subgroups ${a.subgroups ? 'yes' : 'no'}.`;
+// ---- What the browser's GPU can do ---------------------------------------------------------
+
+const mib = (b) => `${Math.round(b / 2 ** 20)} MiB`;
+
+// The adapter (nst_gpu::probe as JSON), shown before the visitor is asked for anything.
+function showAdapter(a) {
+  const name = a.name || 'not named by the browser';
+  const soft = a.software ? ', a software adapter (the CPU does the work: slow)' : '';
+  $('adapter').textContent = `GPU: ${name}${soft}; largest storage binding ` +
+    `${mib(a.max_storage_binding)}, largest buffer ${mib(a.max_buffer)}, subgroups ${a.subgroups ? 'yes' : 'no'}.`;
+  document.body.dataset.software = a.software;
+}
+
+// What to do when the browser has WebGPU but no adapter, for the browser in use.
+function noAdapterFix() {
+  const ua = navigator.userAgent;
+  const linux = /Linux/.test(ua) && !/Android/.test(ua);
+  if (/Firefox\//.test(ua)) {
+    return 'Firefox offers WebGPU from version 141 on Windows; elsewhere set dom.webgpu.enabled ' +
+      'in about:config, or use Chrome, Edge or Safari.';
+  }
+  if (/Chrome\/|Chromium\/|Edg\//.test(ua)) {
+    return linux
+      ? 'On Linux, Chrome and Chromium offer an adapter only with WebGPU enabled: turn on ' +
+        'chrome://flags/#enable-unsafe-webgpu and chrome://flags/#enable-vulkan, or start the ' +
+        'browser with --enable-unsafe-webgpu, then reload.'
+      : "The GPU may be on the browser's blocklist, or hardware acceleration is off: turn on " +
+        '"Use graphics acceleration when available" in the settings, update the GPU driver, ' +
+        'and see chrome://gpu for the reason.';
+  }
+  if (/Safari\//.test(ua)) {
+    return 'Safari offers WebGPU from version 26; in earlier versions turn it on under ' +
+      'Develop › Feature Flags.';
+  }
+  return 'Try a current Chrome, Edge or Safari with hardware acceleration on.';
+}
+
+// Nothing can run: the message, and the weights, images, settings and run controls off.
+function cannotRun(text, s) {
+  $('adapter').textContent = text;
+  $('adapter').classList.add('error');
+  for (const el of document.querySelectorAll('section input, section button, section select')) el.disabled = true;
+  setState(s);
+}
+
+// ---- Kernels tuned for this GPU, kept per adapter ------------------------------------------
+
+function showKernels() {
+  const k = state.studio.kernels();
+  $('kernels').textContent = `Kernels: ${k}.`;
+  document.body.dataset.kernels = k;
+}
+
+async function useKeptTuning() {
+  let kept = null;
+  try {
+    kept = await stored('get', undefined, TUNINGS, state.studio.tuning_key());
+  } catch (e) { console.warn('no IndexedDB:', e); }
+  if (kept) {
+    try {
+      if (state.studio.use_tuning(kept)) say('tune-status', 'Using the kernels tuned earlier in this browser.');
+    } catch (e) { console.warn('the kept tuning was not used:', e); }
+  }
+  showKernels();
+  $('tune').disabled = false;
+}
+
+// Times the kernel variants at the size set, as `nst tune` does, and keeps the winners.
+async function tune() {
+  const size = Math.max(16, Number($('size').value));
+  state.tuning = true;
+  $('tune').disabled = true;
+  updateStart();
+  setState('tuning');
+  const started = performance.now();
+  let classes = 0;
+  say('tune-status', `Timing the kernel variants of a ${size}×${size} iteration…`);
+  try {
+    const json = await state.studio.tune(size, (line) => {
+      classes += 1;
+      say('tune-status', `${classes}: ${line}`);
+    });
+    let kept = ', kept in this browser';
+    try { await stored('put', json, TUNINGS, state.studio.tuning_key()); } catch (e) { kept = ''; }
+    const secs = (performance.now() - started) / 1000;
+    say('tune-status', `Tuned ${classes} classes of launch in ${duration(secs)}${kept}: runs use the fastest variants.`);
+    showKernels();
+    setState('tuned');
+  } catch (e) {
+    fail('tune-status', e);
+  } finally {
+    state.tuning = false;
+    $('tune').disabled = false;
+    updateStart();
+  }
 }
 
 async function setUpWeights() {
@@ -74,7 +174,7 @@ async function setUpWeights() {
   $('quantized-name').textContent = pub.quantized_file;
   $('weights-file').addEventListener('change', async (ev) => {
     const f = ev.target.files[0];
-    if (f) await openWeights(new Uint8Array(await f.arrayBuffer()), f.name, true);
+    if (f) await openWeights(new Uint8Array(await f.arrayBuffer()), f.name, 'file');
   });
   $('weights-forget').addEventListener('click', async () => {
     await stored('delete');
@@ -94,7 +194,7 @@ async function setUpWeights() {
           try {
             const w = await fetch(url);
             if (!w.ok) throw new Error(`${url}: HTTP ${w.status}`);
-            await openWeights(new Uint8Array(await w.arrayBuffer()), url.split('/').pop(), true);
+            await openWeights(new Uint8Array(await w.arrayBuffer()), url.split('/').pop(), 'site');
           } catch (e) { fail('weights-status', e); }
         });
       }
@@ -103,7 +203,7 @@ async function setUpWeights() {
   let kept = null;
   try { kept = await stored('get'); } catch (e) { console.warn('no IndexedDB:', e); }
   if (kept) {
-    await openWeights(kept.bytes, kept.name, false);
+    await openWeights(kept.bytes, kept.name, 'stored');
   } else {
     say('weights-status', 'No weights yet: choose the file' + ($('weights-host').hidden ? '.' : ', or load them from this site.'));
     setState('ready');
@@ -162,7 +262,7 @@ function setUpImages() {
 }
 
 function updateStart() {
-  $('start').disabled = !(state.studio && state.content && state.styles.length && !state.running);
+  $('start').disabled = !(state.studio && state.content && state.styles.length && !state.running && !state.tuning);
 }
 
 // ---- Settings -----------------------------------------------------------------------------
@@ -229,6 +329,8 @@ async function run() {
   updateStart();
   $('stop').disabled = false;
   $('download').hidden = true;
+  $('use-largest').hidden = true;
+  $('tune').disabled = true;
   setState('running');
   say('status', 'Computing the style targets…');
   let scales = 1;
@@ -245,6 +347,7 @@ async function run() {
       const v = e.values;
       if (e.scale === 0 && e.iteration === 1) document.body.dataset.firstLoss = v.total;
       document.body.dataset.perIteration = e.per_iteration;
+      document.body.dataset.iteration = e.iteration;
       say('loss', `iteration ${e.iteration} of at most ${e.of}: loss ${fmt(v.total)} (${parts(v)}), ${(e.per_iteration * 1000).toFixed(0)} ms per iteration, at most ${duration(e.left)} left`);
     } else if (e.event === 'scale_end') {
       say('status', `Scale ${e.scale + 1} of ${scales} ended after ${e.iterations} iterations: ${ended(e)}.`);
@@ -271,34 +374,47 @@ async function run() {
     $('download').hidden = false;
     $('progress').value = info.stopped ? $('progress').value : 1;
     const closed = info.measure ? `; it closes ${(100 * info.measure.style_gap_closed).toFixed(0)} % of the style gap` : '';
-    say('status', (info.stopped ? 'Stopped' : 'Done') + `: ${info.width}×${info.height}${closed}.`);
+    const kernels = info.kernels[0].toUpperCase() + info.kernels.slice(1);
+    say('status', (info.stopped ? 'Stopped' : 'Done') + `: ${info.width}×${info.height}${closed}. ${kernels}.`);
+    document.body.dataset.runKernels = info.kernels;
+    document.body.dataset.outcomeLoss = info.values ? info.values.total : '';
     setState(info.stopped ? 'stopped' : 'done');
   } catch (e) {
     fail('status', e);
+    offerLargest(String(e && e.message ? e.message : e));
   } finally {
     state.running = false;
     $('stop').disabled = true;
+    $('tune').disabled = false;
     updateStart();
   }
+}
+
+// A size the device cannot hold: the engine names the largest that fits; offer it.
+function offerLargest(message) {
+  const m = message.match(/largest size of this shape that fits is about (\d+)×(\d+)/);
+  if (!m) return;
+  const side = Math.max(Number(m[1]), Number(m[2]));
+  const b = $('use-largest');
+  b.textContent = `Use ${side} px`;
+  b.onclick = () => { $('size').value = side; b.hidden = true; say('status', `Size set to ${side} px.`); };
+  b.hidden = false;
 }
 
 // ---- Start --------------------------------------------------------------------------------
 
 async function main() {
+  // What the browser can do comes first, before the visitor is asked for anything.
   if (!navigator.gpu && !window.isSecureContext) {
-    $('adapter').textContent = 'WebGPU is only offered to secure pages: serve this page over ' +
-      'HTTPS, or open it from localhost or 127.0.0.1.';
-    $('adapter').classList.add('error');
-    setState('no-webgpu');
+    cannotRun('WebGPU is only offered to secure pages: serve this page over HTTPS, or open it ' +
+      'from localhost or 127.0.0.1.', 'no-webgpu');
     return;
   }
   if (!navigator.gpu) {
-    $('adapter').textContent = 'This browser has no WebGPU, which nst needs. Chrome and Edge ' +
-      'have it from version 113 on Windows, macOS and ChromeOS (Android from 121), Safari from ' +
-      '26, Firefox from 141 on Windows; on Linux, Chrome needs it enabled ' +
-      '(chrome://flags/#enable-unsafe-webgpu).';
-    $('adapter').classList.add('error');
-    setState('no-webgpu');
+    cannotRun('This browser has no WebGPU, which nst needs. Chrome and Edge have it from ' +
+      'version 113 on Windows, macOS and ChromeOS (Android from 121), Safari from 26, Firefox ' +
+      'from 141 on Windows; on Linux, Chrome needs it enabled ' +
+      '(chrome://flags/#enable-unsafe-webgpu).', 'no-webgpu');
     return;
   }
   try {
@@ -307,10 +423,21 @@ async function main() {
     fail('status', e);
     return;
   }
+  const a = JSON.parse(await probe());
+  if (!a.found) {
+    cannotRun(`This browser has WebGPU but offers no adapter (GPU) for it. ${noAdapterFix()}`, 'no-adapter');
+    return;
+  }
+  showAdapter(a);
+  if (a.problem) {
+    cannotRun(`${$('adapter').textContent} nst cannot run on it: ${a.problem}.`, 'unsupported');
+    return;
+  }
   setUpSettings();
   setUpImages();
   $('start').addEventListener('click', run);
   $('stop').addEventListener('click', () => { state.stop = true; say('status', 'Stopping…'); });
+  $('tune').addEventListener('click', tune);
   await setUpWeights();
 }
 

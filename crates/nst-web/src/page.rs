@@ -3,7 +3,9 @@
 //! points.
 
 use nst_gpu::{Context, ContextOptions};
+use nst_transfer::tuning::Tuning;
 use nst_transfer::{defaults, image, Engine, Event, Flow, Image, Optimizer, Settings, Style};
+use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
@@ -41,10 +43,34 @@ pub fn published_weights() -> String {
     .to_string()
 }
 
-/// The engine on this browser's GPU, with the weights uploaded.
+/// The adapter the engine would use, found before anything else is asked of the visitor, as
+/// JSON: `{found: false, error}` when the browser offers none, else its name (empty when the
+/// browser does not tell it), whether it is a software adapter, its limits, and `problem`, why
+/// nst cannot run on it, or null.
+#[wasm_bindgen]
+pub async fn probe() -> String {
+    match nst_gpu::probe(ContextOptions::default()).await {
+        Ok(p) => serde_json::json!({
+            "found": true,
+            "name": p.summary.name,
+            "software": p.software,
+            "max_storage_binding": p.max_binding_bytes,
+            "max_buffer": p.max_buffer_bytes,
+            "subgroups": p.subgroups,
+            "timestamps": p.timestamps,
+            "problem": p.problem,
+        }),
+        Err(e) => serde_json::json!({ "found": false, "error": e.to_string() }),
+    }
+    .to_string()
+}
+
+/// The engine on this browser's GPU, with the weights uploaded. Shared by the runs and the
+/// tuning, which the page never starts at once (a run holds it to read, a tuning to change
+/// its kernels).
 #[wasm_bindgen]
 pub struct Studio {
-    engine: Rc<Engine>,
+    engine: Rc<RefCell<Engine>>,
 }
 
 #[wasm_bindgen]
@@ -57,13 +83,14 @@ impl Studio {
         let ctx = Context::open(ContextOptions::default()).await.map_err(js)?;
         let engine = Engine::new(ctx, &weights).map_err(js)?;
         Ok(Studio {
-            engine: Rc::new(engine),
+            engine: Rc::new(RefCell::new(engine)),
         })
     }
 
     /// The adapter and the limits the engine works within, as JSON.
     pub fn adapter(&self) -> String {
-        let ctx = self.engine.context();
+        let engine = self.engine.borrow();
+        let ctx = engine.context();
         let s = &ctx.summary;
         serde_json::json!({
             "name": s.name,
@@ -79,18 +106,66 @@ impl Studio {
         .to_string()
     }
 
+    /// What a tuning is kept for (adapter, driver, nst version), as JSON: the key the page
+    /// stores this adapter's winners under.
+    pub fn tuning_key(&self) -> String {
+        let engine = self.engine.borrow();
+        serde_json::to_string(&nst_transfer::tuning::TuningKey::of(engine.context()))
+            .unwrap_or_default()
+    }
+
+    /// The kernel variants in use, in one line: built in, or tuned.
+    pub fn kernels(&self) -> String {
+        self.engine.borrow().tuning().summary()
+    }
+
+    /// Uses a tuning kept from an earlier [`Studio::tune`] (its JSON). False when it was
+    /// timed on another adapter, driver or nst version, or is not a tuning.
+    pub fn use_tuning(&self, json: String) -> Result<bool, JsError> {
+        let Ok(tuning) = serde_json::from_str::<Tuning>(&json) else {
+            return Ok(false);
+        };
+        let mut engine = self.engine.try_borrow_mut().map_err(|_| js(BUSY))?;
+        engine.use_tuning(tuning).map_err(js)
+    }
+
+    /// Times the kernel variants of a `size × size` iteration on this GPU, as `nst tune`
+    /// does, and uses the fastest from now on. `on_line(text)` hears one line per class of
+    /// launch. Resolves to the tuning as JSON, for the page to keep.
+    // The borrow held across the awaits is the lock: a run or a tuning started meanwhile gets
+    // BUSY from its try_borrow instead of a panic.
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn tune(&self, size: u32, on_line: js_sys::Function) -> js_sys::Promise {
+        let engine = self.engine.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut engine = engine
+                .try_borrow_mut()
+                .map_err(|_| JsValue::from(js(BUSY)))?;
+            let mut progress = |line: &str| {
+                let _ = on_line.call1(&JsValue::NULL, &JsValue::from_str(line));
+            };
+            let t = engine.tune_async(size, &mut progress).await;
+            let t = t.map_err(|e| JsValue::from(js(e)))?;
+            Ok(JsValue::from_str(
+                &serde_json::to_string(&t).unwrap_or_default(),
+            ))
+        })
+    }
+
     /// Stylizes `content` (an image file's bytes) with `styles` (an array of image files'
     /// bytes, blended equally) under `settings` ([`Settings`] as JSON, its defaults where it
     /// says nothing: [`Settings::from_json`]). `on_event(json,
     /// preview)` hears each event of the engine as JSON, with a preview (`{width, height,
     /// rgba}`) for snapshots; returning `false` stops the run. Resolves to `{png, json}`: the
     /// result as PNG bytes and the outcome (stopped, final losses, measure) as JSON.
+    #[allow(clippy::await_holding_refcell_ref)] // the lock, as in `tune`
     pub fn stylize(
         &self, content: Vec<u8>, styles: js_sys::Array, settings: String,
         on_event: js_sys::Function,
     ) -> js_sys::Promise {
         let engine = self.engine.clone();
         wasm_bindgen_futures::future_to_promise(async move {
+            let engine = engine.try_borrow().map_err(|_| JsValue::from(js(BUSY)))?;
             let out = run(&engine, &content, &styles, &settings, &on_event).await;
             out.map_err(|e| JsValue::from(JsError::new(&e)))
         })
@@ -135,6 +210,7 @@ async fn run(
         "height": outcome.image.height(),
         "values": outcome.values,
         "measure": outcome.measure,
+        "kernels": engine.tuning().summary(),
     });
     let result = js_sys::Object::new();
     let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&result, &JsValue::from_str(k), v);
@@ -156,6 +232,9 @@ fn preview(img: &Image) -> JsValue {
     );
     out.into()
 }
+
+/// Why the engine could not be had: a run or a tuning holds it.
+const BUSY: &str = "the GPU is busy with a run or a tuning: wait for it to end, or stop it";
 
 fn js(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
