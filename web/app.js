@@ -174,7 +174,15 @@ async function setUpWeights() {
   $('quantized-name').textContent = pub.quantized_file;
   $('weights-file').addEventListener('change', async (ev) => {
     const f = ev.target.files[0];
-    if (f) await openWeights(new Uint8Array(await f.arrayBuffer()), f.name, 'file');
+    if (!f) return;
+    let bytes;
+    try {
+      bytes = new Uint8Array(await f.arrayBuffer());
+    } catch (e) {
+      fail('weights-status', `Could not read ${f.name}: ${e.message}. Choose the file again.`);
+      return;
+    }
+    await openWeights(bytes, f.name, 'file');
   });
   $('weights-forget').addEventListener('click', async () => {
     await stored('delete');
@@ -397,7 +405,12 @@ function offerLargest(message) {
   const side = Math.max(Number(m[1]), Number(m[2]));
   const b = $('use-largest');
   b.textContent = `Use ${side} px`;
-  b.onclick = () => { $('size').value = side; b.hidden = true; say('status', `Size set to ${side} px.`); };
+  b.onclick = () => {
+    $('size').value = side;
+    b.hidden = true;
+    say('status', `Size set to ${side} px.`);
+    setState('ready');
+  };
   b.hidden = false;
 }
 
