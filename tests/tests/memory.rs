@@ -1,5 +1,5 @@
 //! Memory plans equal what is allocated. For untiled and tiled problems, both optimizers,
-//! whole and chunked tensors, the bytes of storage the GPU context counts while the style
+//! whole and chunked tensors, guided styles, the bytes of storage the GPU context counts while the style
 //! targets, the problem and the optimizer's state are built equal the plan's, to the byte.
 
 use nst_transfer::{Engine, Image, Job, LayerWeight, LossConfig, Optimizer, Settings, Stepper};
@@ -25,20 +25,30 @@ fn plans_equal_what_is_allocated() {
     let loss = LossConfig::default()
         .content_layers(vec![lw("relu2_2")])
         .style_layers(vec![lw("relu1_1"), lw("relu2_1"), lw("relu3_1")]);
-    let job = Job::Optimize { styles: 2 };
+    // Guided: a mask on the first style (and none on the second).
+    let ramp: Vec<f32> = (0..w * h).map(|i| (i % w) as f32 / w as f32).collect();
+    let masked = [
+        Some(nst_transfer::guide::Mask::new(w, h, ramp).unwrap()),
+        None,
+    ];
     // 52 KiB chunks split conv1's outputs at this size (see tests/tiling.rs).
-    for chunks in [None, Some(52 << 10)] {
+    for (chunks, guides) in [(None, &[][..]), (Some(52 << 10), &[]), (None, &masked[..])] {
+        let guided = !guides.is_empty();
+        let job = Job::Optimize { styles: 2, guided };
         engine = engine.with_max_chunk_bytes(chunks);
         for tile in [None, Some(48)] {
             for optimizer in [Optimizer::Adam, Optimizer::Lbfgs { history: 3 }] {
-                let what = format!("chunks {chunks:?}, tile {tile:?}, {optimizer:?}");
+                let what =
+                    format!("chunks {chunks:?}, guided {guided}, tile {tile:?}, {optimizer:?}");
                 let s = (Settings::default().loss(loss.clone()))
                     .tile(tile)
                     .optimizer(optimizer);
                 let plan = engine.scale_plan((w, h), &sizes, &s, &job).unwrap();
                 assert_eq!(plan.problem.tiling.is_tiled(), tile.is_some(), "{what}");
                 let before = engine.context().created_bytes();
-                let problem = engine.problem(&content, &styles, &[0.5, 0.5], &s).unwrap();
+                let problem = engine
+                    .problem(&content, &styles, &[0.5, 0.5], guides, &s)
+                    .unwrap();
                 let stepper = Stepper::new(&engine, &problem, optimizer, s.step_size()).unwrap();
                 let created = engine.context().created_bytes() - before;
                 println!("{what}: planned {}, created {created}", plan.job_bytes());
@@ -68,7 +78,10 @@ fn running_out_of_memory_says_what_fits() {
     let content = noise(w, h, 1);
     let styles = [nst_transfer::Style::new(noise(w, h, 2), 1.0)];
     let settings = Settings::default().size(w).iterations(1);
-    let job = Job::Optimize { styles: 1 };
+    let job = Job::Optimize {
+        styles: 1,
+        guided: false,
+    };
     let plan = engine
         .scale_plan((w, h), &[(w, h)], &settings, &job)
         .unwrap();

@@ -84,7 +84,15 @@ fn tiled_equals_untiled_with_vgg_tiny() {
     let whole = Settings::default().style_scale(0.9);
     let tiled = whole.clone().tile(Some(192));
     let plan = engine
-        .memory_plan(&tiled, &Job::Optimize { styles: 2 }, w, h)
+        .memory_plan(
+            &tiled,
+            &Job::Optimize {
+                styles: 2,
+                guided: false,
+            },
+            w,
+            h,
+        )
         .unwrap();
     assert_eq!(plan.tiling.tiles.len(), 25, "{plan}");
     let a = engine.score(&content, &styles, &x, &tiled).unwrap();
@@ -114,6 +122,7 @@ fn same_in_48px_tiles(
         let tiled = whole.clone().tile(Some(48));
         let job = Job::Optimize {
             styles: styles.len(),
+            guided: false,
         };
         let plan = engine
             .memory_plan(&tiled, &job, x.width(), x.height())
@@ -189,7 +198,10 @@ fn a_memory_budget_tiles_and_the_measured_peak_stays_under_it() {
     };
     let (w, h) = (480, 360);
     let adam = Settings::default().optimizer(Optimizer::Adam);
-    let job = Job::Optimize { styles: 1 };
+    let job = Job::Optimize {
+        styles: 1,
+        guided: false,
+    };
     let untiled = engine.memory_plan(&adam, &job, w, h).unwrap();
     assert!(!untiled.tiling.is_tiled());
     let budget = untiled.bytes * 2 / 3;
@@ -209,4 +221,37 @@ fn a_memory_budget_tiles_and_the_measured_peak_stays_under_it() {
             m.allocated
         );
     }
+}
+
+/// Guided style terms in tiles: two masked styles (a soft ramp with hard ends, and a corner)
+/// and one applied everywhere, in 48-px tiles and whole, for both poolings; the masks are drawn
+/// at another size than the image's and resized.
+#[test]
+fn tiled_equals_untiled_with_masks() {
+    let Some(engine) = nst_tests::tiny_engine() else {
+        return;
+    };
+    let (w, h) = (120, 104);
+    let (content, x) = (noise(w, h, 11), noise(w, h, 12));
+    // At 60×52, half the image's size: resized to it.
+    let ramp: Vec<f32> = (0..60 * 52)
+        .map(|i| ((i % 60) as f32 - 20.0) / 20.0)
+        .collect();
+    // Only in a corner: a few positions at relu3_1, in one tile's own region.
+    let corner: Vec<f32> = (0..60 * 52)
+        .map(|i| if i / 60 >= 50 && i % 60 < 8 { 1.0 } else { 0.0 })
+        .collect();
+    let mask = |d: Vec<f32>| nst_transfer::guide::Mask::new(60, 52, d).unwrap();
+    let styles = [
+        Style::new(noise(110, 90, 13), 2.0).with_mask(mask(ramp)),
+        Style::new(noise(90, 110, 14), 1.0).with_mask(mask(corner)),
+        Style::new(noise(100, 100, 15), 1.0),
+    ];
+    same_in_48px_tiles(
+        &engine,
+        "VGG-tiny, masked",
+        [&content, &x],
+        &styles,
+        to_relu3_1("relu2_2"),
+    );
 }

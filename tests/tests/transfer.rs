@@ -57,7 +57,7 @@ fn real_case() -> Option<(MutexGuard<'static, Engine>, Fixture, [Image; 3])> {
 
 /// A single style image with weight 1.
 fn one_style(image: Image) -> [Style; 1] {
-    [Style { image, weight: 1.0 }]
+    [Style::new(image, 1.0)]
 }
 
 /// The largest error of the real-weights values (each term's raw value and factor, the
@@ -326,6 +326,7 @@ fn chunked_objective_matches_unchunked_with_real_weights() {
             &content,
             std::slice::from_ref(&styles[0].image),
             &[1.0],
+            &[],
             &settings,
         )
         .unwrap();
@@ -398,10 +399,7 @@ fn measure_matches_jax_with_real_weights() {
         1.0 - f.f64s("measure.style_distance").0[0] / f.f64s("measure.content_style_distance").0[0];
     check_value("style gap closed", m.style_gap_closed(), gap, VALUE_RTOL);
     // The content image measured against itself as the style: no distance at all.
-    let itself = [Style {
-        image: content.clone(),
-        weight: 1.0,
-    }];
+    let itself = [Style::new(content.clone(), 1.0)];
     let m = engine.measure(&content, &itself, &content).unwrap();
     assert!(
         m.style_distance < 1e-6 && m.content_distance < 1e-6,
@@ -436,10 +434,7 @@ fn the_defaults_close_the_style_gap() {
 
 /// A smooth 40×32 photo and one smooth style of the same size, for the short runs.
 fn smooth_pair() -> (Image, [Style; 1]) {
-    let style = Style {
-        image: smooth(40, 32, 1.3),
-        weight: 1.0,
-    };
+    let style = Style::new(smooth(40, 32, 1.3), 1.0);
     (smooth(40, 32, 0.0), [style])
 }
 
@@ -480,14 +475,8 @@ fn stylize_case(optimizer: Optimizer, lr: f64, fraction: f64) {
     };
     let content = smooth(40, 32, 0.0);
     let styles = [
-        Style {
-            image: smooth(36, 36, 1.3),
-            weight: 2.0,
-        },
-        Style {
-            image: smooth(48, 32, 2.1),
-            weight: 1.0,
-        },
+        Style::new(smooth(36, 36, 1.3), 2.0),
+        Style::new(smooth(48, 32, 2.1), 1.0),
     ];
     let cfg = loss(1.0, 1e-3, 10.0);
     let settings = Settings::default()
@@ -906,4 +895,61 @@ fn a_tuning_given_back_is_used_and_scores_the_same() {
     assert!(!engine.use_tuning(other).unwrap());
     assert_eq!(engine.tuning().tuning.as_ref(), Some(&t));
     assert!(engine.use_tuning(kept).unwrap());
+}
+
+/// Guided Gram matrices (Gatys et al. 2017) against JAX, per style layer, with the real
+/// weights: two styles (the painting, and the photo as the second), each with a mask over the
+/// image, one soft, one empty at relu5_1 (its rows are pooled away). Each style's guided term,
+/// and the gradient of both blended 0.7 / 0.3, on each layer alone.
+#[test]
+fn guided_style_terms_match_jax_with_real_weights() {
+    let Some((engine, f, [content, style, x])) = real_case() else {
+        return;
+    };
+    let mask = |k: usize| {
+        let (data, shape) = f.f64s(&format!("guided.mask.{k}"));
+        let data = data.into_iter().map(|v| v as f32).collect();
+        nst_transfer::guide::Mask::new(shape[1] as u32, shape[0] as u32, data).unwrap()
+    };
+    let styles = [
+        Style::new(style, 0.7).with_mask(mask(1)),
+        Style::new(content.clone(), 0.3).with_mask(mask(2)),
+    ];
+    for l in STYLE {
+        let cfg = LossConfig {
+            style_layers: layers(&[l]),
+            ..loss(0.0, 1.0, 0.0)
+        };
+        let s = engine
+            .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
+            .unwrap();
+        let mut want_grad = vec![0.0f64; s.grad.len()];
+        for (k, b) in [(1, 0.7), (2, 0.3)] {
+            let key = format!("guided.{{}}.{l}.{k}");
+            let raw = f.f64s(&key.replace("{}", "loss")).0[0];
+            let t = s
+                .values
+                .terms
+                .iter()
+                .find(|t| t.term == Term::Style(LayerId::parse(l).unwrap(), k - 1));
+            check_value(
+                &format!("guided {l} style {k}"),
+                t.unwrap().raw,
+                raw,
+                VALUE_RTOL,
+            );
+            for (acc, g) in want_grad
+                .iter_mut()
+                .zip(f.f64s(&key.replace("{}", "grad")).0)
+            {
+                *acc += b * g;
+            }
+        }
+        check_grad(
+            &format!("guided {l} gradient"),
+            &s.grad,
+            &want_grad,
+            GRAD_TOL,
+        );
+    }
 }

@@ -126,22 +126,53 @@ pub struct ImageArgs {
     /// Style images' longest side relative to the output's.
     #[arg(long, default_value_t = 1.0)]
     style_scale: f64,
+    /// Where a style applies: an image over the output (white: this style, black: not, grey:
+    /// partly), one per --style in the same order, `all` for a style applied everywhere.
+    #[arg(long, value_name = "FILE|all")]
+    style_mask: Vec<PathBuf>,
 }
+
+/// What `--style-mask` takes for a style applied everywhere.
+const EVERYWHERE: &str = "all";
 
 impl ImageArgs {
     fn paths(&self) -> Vec<&Path> {
         let mut v = vec![self.content.as_path()];
         v.extend(self.style.iter().map(PathBuf::as_path));
+        v.extend(self.masks().flatten());
         v
+    }
+
+    /// Each `--style-mask`'s file, `None` for `all`.
+    fn masks(&self) -> impl Iterator<Item = Option<&Path>> {
+        (self.style_mask.iter()).map(|p| (p.as_os_str() != EVERYWHERE).then_some(p.as_path()))
     }
 
     fn load(&self, quiet: bool) -> Result<(Image, Vec<Style>), Failure> {
         let n = self.style.len();
         let weights = nst_transfer::settings::style_weights(n, self.style_weights.clone())?;
-        let styles = self.style.iter().zip(weights);
-        let styles = styles.map(|(p, w)| Ok(Style::new(load_image(Field::Style, p, quiet)?, w)));
-        let styles = styles.collect::<Result<_, Failure>>()?;
-        Ok((load_image(Field::Content, &self.content, quiet)?, styles))
+        if !self.style_mask.is_empty() && self.style_mask.len() != n {
+            let reason = format!(
+                "{} masks for {n} style images: give one --style-mask per --style, in the same \
+                 order (`{EVERYWHERE}` for a style applied everywhere)",
+                self.style_mask.len()
+            );
+            return Err(nst_transfer::TransferError::invalid(Field::StyleMask, reason).into());
+        }
+        let mut masks = self.masks().map(Some).collect::<Vec<_>>();
+        masks.resize(n, None);
+        let mut styles = Vec::new();
+        for ((p, w), mask) in self.style.iter().zip(weights).zip(masks) {
+            let mut style = Style::new(load_image(Field::Style, p, quiet)?, w);
+            if let Some(Some(m)) = mask {
+                let img = load_image(Field::StyleMask, m, quiet)?;
+                style = style.with_mask(nst_transfer::guide::Mask::from_image(&img));
+            }
+            styles.push(style);
+        }
+        let content = load_image(Field::Content, &self.content, quiet)?;
+        nst_transfer::guide::check_masks(&styles, (content.width(), content.height()))?;
+        Ok((content, styles))
     }
 }
 

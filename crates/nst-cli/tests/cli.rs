@@ -254,6 +254,18 @@ fn bad_input_gives_clear_errors() {
     run(&["--save-every", "5"], &["--save-dir"]);
     run(&["--plot", "curves.svg"], &["--plot", ".png"]);
     run(&["--plot", c], &["--plot", "c.png"]);
+    // Masks: one per style, over the content's shape, not all black, readable.
+    let (wide, black) = (d.join("wide.png"), d.join("black.png"));
+    png(&wide, 40, 16);
+    png_with(&black, 10, 8, |_, _| [0, 0, 0]);
+    let (wide, black) = (wide.to_str().unwrap(), black.to_str().unwrap());
+    run(
+        &["--style-mask", c, "--style-mask", c],
+        &["--style-mask", "2 masks for 1"],
+    );
+    run(&["--style-mask", wide], &["--style-mask", "40×16", "20×16"]);
+    run(&["--style-mask", black], &["--style-mask", "all black"]);
+    run(&["--style-mask", text.to_str().unwrap()], &["notes.png"]);
     assert!(!out.exists(), "no output may be written by a failed run");
     let _ = std::fs::remove_dir_all(&d);
 }

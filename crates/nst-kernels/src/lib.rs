@@ -39,6 +39,7 @@ pub mod candidate_timing;
 pub mod choice;
 pub mod conv2d;
 pub mod gram;
+pub mod guide;
 pub mod lbfgs;
 pub mod loss;
 pub mod pixel;
@@ -52,6 +53,7 @@ pub use adam::{Adam, AdamParams, AdamStep};
 pub use choice::{Choice, ConvChoice, GramChoice, KernelChoice, LaunchClass};
 pub use conv2d::{Channels, Conv2d, ConvClass, ConvKernel, ConvPart, ConvShape, ConvTiles};
 pub use gram::{Gram, GramClass, GramForward, GramTiles};
+pub use guide::Guide;
 pub use lbfgs::{Lbfgs, LbfgsParams, LbfgsRun};
 pub use loss::{Mse, OutOfRange, TotalVariation};
 pub use nst_gpu::{Context, Dispatch, GpuError, Record, Result, View, ViewMut};
@@ -133,6 +135,8 @@ kernels! {
     avg_pool2d: Pool2d = Pool2d::new(ctx, &pool, PoolKind::Avg), shaders [];
     /// Gram matrix.
     gram: Gram = Gram::with_choice(ctx, choice.gram.clone()), shaders [gram::SHADER];
+    /// Features weighted per position (guided Gram matrices).
+    guide: Guide = Guide::new(ctx), shaders [guide::SHADER];
     /// Mean-squared error.
     mse: Mse = Mse::new(ctx, &loss, reduce.clone()), shaders [loss::SHADER, reduce::SHADER];
     /// Total variation.

@@ -20,6 +20,7 @@ pub mod adam;
 pub mod conv2d;
 pub mod finite_diff;
 pub mod gram;
+pub mod guide;
 pub mod lbfgs;
 pub mod loss;
 pub mod pixel;

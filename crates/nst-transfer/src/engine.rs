@@ -362,12 +362,20 @@ impl Engine {
             settings.style_scale,
         );
         let sizes: Vec<(u32, u32)> = style_images.iter().map(|s| (s.width, s.height)).collect();
+        let guides = crate::guide::guides(styles, (content.width, content.height), (w, h))?;
         let job = Job::Evaluate {
             styles: styles.len(),
+            guided: guides.iter().any(Option::is_some),
         };
         let plan = self.scale_plan((w, h), &sizes, settings, &job)?;
-        let problem =
-            pollster::block_on(self.planned_problem(&c, &style_images, &blend, settings, plan))?;
+        let problem = pollster::block_on(self.planned_problem(
+            &c,
+            &style_images,
+            &blend,
+            &guides,
+            settings,
+            plan,
+        ))?;
         self.ctx.write(problem.image().buffer, 0, &image.data);
         self.ctx
             .submit(|pass| problem.record_value_and_grad(pass))?;

@@ -83,6 +83,8 @@ pub enum Field {
     Grad,
     /// A style image's file.
     Style,
+    /// A style image's mask over the output ([`crate::Style::mask`]).
+    StyleMask,
     /// A settings document as a whole ([`crate::Settings::from_json`]): its syntax, a key it
     /// does not know, a value of the wrong type.
     Settings,
@@ -126,6 +128,7 @@ impl Field {
             Field::Snapshots => "snapshots",
             Field::Grad => "grad",
             Field::Style => "style",
+            Field::StyleMask => "style_mask",
             Field::Settings => "settings",
         }
     }

@@ -61,6 +61,7 @@ pub mod defaults;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod guide;
 pub mod image;
 pub mod log;
 pub mod measure;

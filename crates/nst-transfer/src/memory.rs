@@ -70,11 +70,16 @@ pub enum Job {
     Optimize {
         /// Style images.
         styles: usize,
+        /// Whether any style image is masked ([`crate::Style::mask`]): each then has its
+        /// own guided Gram matrices.
+        guided: bool,
     },
     /// The problem alone: the loss and its gradient for one image (`score`).
     Evaluate {
         /// Style images.
         styles: usize,
+        /// Whether any style image is masked.
+        guided: bool,
     },
     /// A forward pass that reads activations and Gram matrices back.
     Forward(ForwardJob),
@@ -191,7 +196,10 @@ pub fn plan_vgg19(
             max_binding_bytes,
             max_buffer_bytes: u64::MAX,
         };
-        let job = Job::Optimize { styles: 1 };
+        let job = Job::Optimize {
+            styles: 1,
+            guided: false,
+        };
         let plan = MemoryPlan::new(&Target::vgg19(limits), settings, &job, width, height)?;
         return Ok(LayersPlan::Run(plan));
     }
@@ -478,7 +486,7 @@ fn plan_with(
                 Captures::bytes(&full(&f.capture)?),
             ));
         }
-        Job::Optimize { styles } | Job::Evaluate { styles } => {
+        Job::Optimize { styles, guided } | Job::Evaluate { styles, guided } => {
             let loss = &settings.loss;
             let content = full(&loss.content_layer_ids())?;
             let style = loss.style_layer_ids();
@@ -491,8 +499,14 @@ fn plan_with(
                 MemoryPart::new("content targets", Captures::bytes(&content)),
                 MemoryPart::new("content norms", content_mean_squares_bytes(&content)),
                 MemoryPart::new("masked taps", Masks::bytes(&layout, &read, tiled)?),
-                MemoryPart::new("Gram matrices", grams(&style)?),
-                MemoryPart::new("loss", Objective::bytes(&layout, loss, *styles, tiled)?),
+                MemoryPart::new(
+                    "Gram matrices",
+                    grams(&gram_layers(&style, *styles, *guided))?,
+                ),
+                MemoryPart::new(
+                    "loss",
+                    Objective::bytes(&layout, loss, (*styles, *guided), (height, width), tiled)?,
+                ),
             ]);
             if let Job::Optimize { .. } = job {
                 let n = 3 * height as u64 * width as u64;
@@ -507,10 +521,18 @@ fn plan_with(
     // targets (each style's and the blended) that the loss uploads when it is built. The
     // allocator counted 4.9 MB of such copies beside a 512×384 problem on lavapipe.
     let mut uploads = nst_gpu::tensor_bytes(3 * height as u64 * width as u64);
-    if let Job::Optimize { styles } | Job::Evaluate { styles } = job {
+    if let Job::Optimize { styles, guided } | Job::Evaluate { styles, guided } = job {
         for l in settings.loss.style_layer_ids() {
             let c = tap_layout(&layout, l)?.c as u64;
-            uploads += (*styles as u64 + 1) * nst_gpu::tensor_bytes(c * c);
+            // Guided: each style's target (no blend) and its guidance over the whole layer.
+            let (targets, guides) = match guided {
+                false => (*styles as u64 + 1, 0),
+                true => (*styles as u64, *styles as u64),
+            };
+            let (lh, lw) = nst_vgg::output_size(l, height, width);
+            let plane = lh as u64 * lw as u64;
+            uploads +=
+                targets * nst_gpu::tensor_bytes(c * c) + guides * nst_gpu::tensor_bytes(plane);
         }
     }
     parts.push(MemoryPart::new(RESERVE, RESERVE_BYTES + uploads));
@@ -524,6 +546,16 @@ fn plan_with(
         untiled_bytes: None,
         budget: None,
     })
+}
+
+/// The layers of the Gram sums a loss computes: each style layer once, or, guided, once per
+/// style image.
+fn gram_layers(style: &[LayerId], styles: usize, guided: bool) -> Vec<LayerId> {
+    let per = if guided { styles } else { 1 };
+    style
+        .iter()
+        .flat_map(|&l| std::iter::repeat_n(l, per))
+        .collect()
 }
 
 #[cfg(test)]
@@ -550,7 +582,10 @@ mod tests {
     #[test]
     fn a_budget_the_untiled_graph_fits_does_not_tile() {
         let t = Target::vgg19(LAVAPIPE);
-        let job = Job::Optimize { styles: 1 };
+        let job = Job::Optimize {
+            styles: 1,
+            guided: false,
+        };
         let p = MemoryPlan::new(&t, &adam().max_memory(Some(8 << 30)), &job, 512, 384).unwrap();
         assert!(!p.tiling.is_tiled());
         assert_eq!(Some(p.bytes), p.untiled_bytes);
@@ -559,7 +594,10 @@ mod tests {
     #[test]
     fn a_small_budget_tiles_within_it() {
         let t = Target::vgg19(LAVAPIPE);
-        let job = Job::Optimize { styles: 1 };
+        let job = Job::Optimize {
+            styles: 1,
+            guided: false,
+        };
         let s = adam().max_memory(Some(1 << 30));
         let p = MemoryPlan::new(&t, &s, &job, 2048, 1536).unwrap();
         assert!(p.tiling.is_tiled(), "{p}");
@@ -589,7 +627,17 @@ mod tests {
             .iter()
             .map(|&side| {
                 let (w, h) = (side, side * 3 / 4);
-                let p = MemoryPlan::new(&t, &s, &Job::Optimize { styles: 1 }, w, h).unwrap();
+                let p = MemoryPlan::new(
+                    &t,
+                    &s,
+                    &Job::Optimize {
+                        styles: 1,
+                        guided: false,
+                    },
+                    w,
+                    h,
+                )
+                .unwrap();
                 assert!(p.bytes <= 4 << 30, "{p}");
                 p.tiling.is_tiled()
             })
@@ -604,7 +652,10 @@ mod tests {
     #[test]
     fn lbfgs_history_over_the_budget_names_the_history() {
         let t = Target::vgg19(LAVAPIPE);
-        let job = Job::Optimize { styles: 1 };
+        let job = Job::Optimize {
+            styles: 1,
+            guided: false,
+        };
         let s = Settings::default().max_memory(Some(1 << 30));
         let e = MemoryPlan::new(&t, &s, &job, 2048, 1536).unwrap_err();
         assert_field(&e, Field::LbfgsHistory);
@@ -614,7 +665,10 @@ mod tests {
     #[test]
     fn a_budget_below_the_weights_is_an_error_naming_it() {
         let t = Target::vgg19(LAVAPIPE);
-        let job = Job::Optimize { styles: 1 };
+        let job = Job::Optimize {
+            styles: 1,
+            guided: false,
+        };
         let e =
             MemoryPlan::new(&t, &adam().max_memory(Some(50 << 20)), &job, 1024, 768).unwrap_err();
         assert_field(&e, Field::MaxMemory);
@@ -623,7 +677,10 @@ mod tests {
     #[test]
     fn an_image_too_small_for_any_tiles_says_so_under_a_budget() {
         let t = Target::vgg19(LAVAPIPE);
-        let job = Job::Optimize { styles: 1 };
+        let job = Job::Optimize {
+            styles: 1,
+            guided: false,
+        };
         let e = MemoryPlan::new(&t, &adam().max_memory(Some(1 << 30)), &job, 8, 8).unwrap_err();
         assert!(e.to_string().contains("too small"), "{e}");
     }
@@ -631,7 +688,10 @@ mod tests {
     #[test]
     fn a_forced_tile_too_small_names_the_tile() {
         let t = Target::vgg19(LAVAPIPE);
-        let job = Job::Optimize { styles: 1 };
+        let job = Job::Optimize {
+            styles: 1,
+            guided: false,
+        };
         let e = MemoryPlan::new(&t, &adam().tile(Some(100)), &job, 512, 512).unwrap_err();
         assert_field(&e, Field::Tile);
         assert!(e.to_string().contains("192"), "{e}");

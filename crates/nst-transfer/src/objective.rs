@@ -5,6 +5,7 @@
 //! The formulas are in [`crate::terms`].
 
 use crate::error::{Field, Result, TransferError};
+use crate::guide::Mask;
 use crate::terms::{LossConfig, LossValues, Term, TermValue};
 use crate::tiled_graph::{copy_region, tap_layout, Captures, GramSums, Masks, TiledGraph};
 use nst_gpu::{Context, Dispatch, GpuError, Record, View, ViewMut};
@@ -60,6 +61,7 @@ pub struct Objective {
     _content: Captures,
     _keep: Vec<wgpu::Buffer>,
     _targets: Vec<Tensor>,
+    _guidance: Option<Guidance>,
 }
 
 impl Objective {
@@ -67,18 +69,26 @@ impl Objective {
     /// style layer and `blend` the style images' weights (summing to 1); `content` holds the
     /// content image's activations at the content layers of `cfg` (see
     /// [`content_mean_squares`]), and `content_ms` mean(F_l(c)²) at each, which scales the
-    /// [`crate::Weight::Normalized`] ones.
+    /// [`crate::Weight::Normalized`] ones. `guides` holds each style image's mask over the
+    /// image, at its size, or `None` where the style applies everywhere: with any mask, each
+    /// style image gets its own guided Gram matrices ([`crate::terms`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         ctx: &Context, k: &Kernels, tg: &TiledGraph, cfg: &LossConfig, styles: &[StyleTarget],
-        blend: &[f64], content: Captures, content_ms: &[f64],
+        blend: &[f64], guides: &[Option<Mask>], content: Captures, content_ms: &[f64],
     ) -> Result<Objective> {
         let factors = Factors::new(cfg, styles, blend, content_ms)?;
         let terms = factors.terms(cfg, blend);
         let scalars = ctx.tensor("loss values", terms.len() as u64)?;
         let mut masks = Masks::new(tg);
         let style_layers = cfg.style_layer_ids();
-        let grams = GramSums::new(ctx, k, tg, &mut masks, &style_layers)?;
+        let (grams, guidance) = match guides.iter().any(Option::is_some) {
+            false => (GramSums::new(ctx, k, tg, &mut masks, &style_layers)?, None),
+            true => {
+                let g = Guidance::new(ctx, k, tg, &mut masks, &style_layers, guides)?;
+                (GramSums::of(ctx, k, tg, g.features())?, Some(g))
+            }
+        };
         let mut b = Builder {
             ctx,
             k,
@@ -106,7 +116,10 @@ impl Objective {
         for (i, (lw, (target, blended, factor))) in
             cfg.style_layers.iter().zip(&factors.style).enumerate()
         {
-            b.style_term(lw.layer, &grams, i, target, blended, *factor)?;
+            match &guidance {
+                None => b.style_term(lw.layer, &grams, i, target, blended, *factor)?,
+                Some(g) => b.guided_style_terms(lw.layer, &grams, g, i, target, blend, *factor)?,
+            }
         }
         let mut image_backward = b.tv_term(cfg.tv_weight)?;
         image_backward.push(b.out_of_range_term(cfg.out_of_range_weight)?);
@@ -135,6 +148,7 @@ impl Objective {
             _content: content,
             _keep: keep,
             _targets: targets,
+            _guidance: guidance,
         })
     }
 
@@ -143,8 +157,14 @@ impl Objective {
     /// ([`Masks::bytes`], [`GramSums::bytes`]): the value slots, the content targets at a
     /// tile's positions (tiled), each style target, the blended targets and the Gram
     /// gradients, and the partial sums of every value's reduction.
+    ///
+    /// With `guided` styles ([`Guidance`]), per style layer and style image: the guidance
+    /// over the whole layer (and at a tile's positions, tiled), the guided features, the
+    /// target over κ and the Gram gradient; per style layer the gradient of the guided
+    /// features; no blended target. The image is `(height, width)`.
     pub(crate) fn bytes(
-        layout: &GraphLayout, cfg: &LossConfig, styles: usize, tiled: bool,
+        layout: &GraphLayout, cfg: &LossConfig, (styles, guided): (usize, bool),
+        (height, width): (u32, u32), tiled: bool,
     ) -> Result<u64> {
         let image_terms = image_terms(cfg).len() as u64;
         let terms = (cfg.content_layers.len() + cfg.style_layers.len() * styles) as u64;
@@ -156,10 +176,19 @@ impl Objective {
             reductions += 2 * at.chunks.len() as u64; // for the first tile and the others
         }
         for l in &cfg.style_layers {
-            let c = tap_layout(layout, l.layer)?.c as u64;
-            // Each style's target, the blended target and the gradient.
-            bytes += (styles as u64 + 2) * nst_gpu::tensor_bytes(c * c);
-            reductions += styles as u64;
+            let at = tap_layout(layout, l.layer)?;
+            let (c, s) = (at.c as u64, styles as u64);
+            reductions += s;
+            if !guided {
+                // Each style's target, the blended target and the gradient.
+                bytes += (s + 2) * nst_gpu::tensor_bytes(c * c);
+                continue;
+            }
+            let (lh, lw) = nst_vgg::output_size(l.layer, height, width);
+            let whole = nst_gpu::tensor_bytes(lh as u64 * lw as u64);
+            let own = nst_gpu::tensor_bytes(at.plane()) * tiled as u64;
+            bytes += s * (whole + own + at.bytes() + 2 * nst_gpu::tensor_bytes(c * c));
+            bytes += at.bytes();
         }
         Ok(bytes + reductions * Reduction::BYTES)
     }
@@ -263,6 +292,115 @@ pub(crate) fn content_mean_squares_bytes(content: &[ChunkLayout]) -> u64 {
     match slots {
         0 => 0,
         n => nst_gpu::tensor_bytes(n) + n * Reduction::BYTES,
+    }
+}
+
+/// One style image's guidance at one style layer.
+struct Guided {
+    /// The guidance as the features are read: at the tile's own positions (tiled), else the
+    /// whole layer's.
+    guide: Tensor,
+    /// N / Σ m² over the whole layer: turns the Gram sums (divided by N) into the guided Gram
+    /// (divided by Σ m²); 1 where the guidance is empty.
+    kappa: f64,
+    /// The guided features F ∘ m.
+    features: Tensor,
+}
+
+/// The guidance of every style image at every style layer ([`crate::guide`]), its guided
+/// features, filled after each tile's masked copies, and per layer the gradient with respect
+/// to guided features, which the guidance weights again into the tap's gradient.
+struct Guidance {
+    /// The style layers.
+    layers: Vec<LayerId>,
+    /// Per style layer, per style image.
+    per: Vec<Vec<Guided>>,
+    /// Per style layer: ∂/∂(F ∘ m), laid out as the tap's gradient.
+    grad: Vec<Tensor>,
+    _full: Vec<Tensor>,
+}
+
+impl Guidance {
+    fn new(
+        ctx: &Context, k: &Kernels, tg: &TiledGraph, masks: &mut Masks, layers: &[LayerId],
+        guides: &[Option<Mask>],
+    ) -> Result<Guidance> {
+        let one = |h, w| ChunkLayout::split(1, h, w, u64::MAX).expect("no limit");
+        let mut g = Guidance {
+            layers: layers.to_vec(),
+            per: Vec::new(),
+            grad: Vec::new(),
+            _full: Vec::new(),
+        };
+        for &l in layers {
+            let f = masks.at(ctx, k, tg, l)?;
+            let full = tg.full_layout(l)?;
+            let mut per = Vec::new();
+            for (s, mask) in guides.iter().enumerate() {
+                let m = match mask {
+                    Some(mask) => mask.at_layer(l),
+                    None => vec![1.0; full.plane() as usize],
+                };
+                let energy: f64 = m.iter().map(|&v| v as f64 * v as f64).sum();
+                let kappa = match energy > 0.0 {
+                    true => full.plane() as f64 / energy,
+                    false => 1.0,
+                };
+                let label = format!("guide {l} #{}", s + 1);
+                let whole = Tensor::zeros(ctx, &label, &one(full.h, full.w))?;
+                whole.write(ctx, &m)?;
+                let guide = match tg.is_tiled() {
+                    false => whole.clone(),
+                    true => {
+                        let at_own = format!("{label} at own positions");
+                        let w = Tensor::zeros(ctx, &at_own, &one(f.layout.h, f.layout.w))?;
+                        for t in 0..tg.tiles() {
+                            let (own, at) = tg.own_at(t, l);
+                            let copies = copy_region(
+                                ctx,
+                                k,
+                                (&whole, at),
+                                (&w, own),
+                                WindowMode::CopyZeroRest,
+                            )?;
+                            masks.per_tile[t].extend(copies);
+                        }
+                        w
+                    }
+                };
+                let features = Tensor::zeros(ctx, &format!("guided {l} #{}", s + 1), &f.layout)?;
+                for t in 0..tg.tiles() {
+                    for j in 0..f.chunk_count() {
+                        let (src, m, dst) = (f.view(j), guide.view(0), features.view_mut(j));
+                        masks.per_tile[t].push(k.guide.apply(ctx, src, m, dst, false)?);
+                    }
+                }
+                g._full.push(whole);
+                per.push(Guided {
+                    guide,
+                    kappa,
+                    features,
+                });
+            }
+            let grad = tg.graph().gradient(l).ok_or_else(|| {
+                TransferError::Gpu(GpuError::BadShape(format!("layer {l} is not tapped")))
+            })?;
+            g.grad.push(Tensor::zeros(
+                ctx,
+                &format!("guided gradient {l}"),
+                &grad.layout,
+            )?);
+            g.per.push(per);
+        }
+        Ok(g)
+    }
+
+    /// The guided features in the order of the Gram sums: per layer, per style image.
+    fn features(&self) -> Vec<(LayerId, Tensor)> {
+        let per_layer = self.layers.iter().zip(&self.per);
+        per_layer
+            .flat_map(|(&l, per)| per.iter().map(move |g| (l, g.features.clone())))
+            .collect()
     }
 }
 
@@ -474,6 +612,74 @@ impl<'a> Builder<'a> {
             }
         }
         self.keep.extend([gram_grad, blended]);
+        Ok(())
+    }
+
+    /// The guided style terms at `l`, the `i`-th style layer of `guidance`: each style image
+    /// `s` compares its own guided Gram matrix κ·G_s (`grams` holds G_s, the Gram sum of
+    /// F ∘ m_s over N positions) with its target, and its gradient goes back through the
+    /// Gram matrix to F ∘ m_s, then through the guidance to the tap.
+    #[allow(clippy::too_many_arguments)]
+    fn guided_style_terms(
+        &mut self, l: LayerId, grams: &GramSums, guidance: &Guidance, i: usize,
+        target: &StyleTarget, blend: &[f64], factor: f64,
+    ) -> Result<()> {
+        let (ctx, k) = (self.ctx, self.k);
+        let grad = self.gradient(l)?;
+        let styles = guidance.per[i].len();
+        let dguided = &guidance.grad[i];
+        let seen = self.accumulate_at(l);
+        for (s, g) in guidance.per[i].iter().enumerate() {
+            let at = i * styles + s;
+            let (f, gram, ratio) = (&grams.features[at], &grams.grams[at], grams.ratios[at]);
+            let (c, n) = (f.layout.c, f.layout.h * f.layout.w);
+            let cc = c as usize * c as usize;
+            let target = target
+                .grams
+                .get(s)
+                .filter(|t| t.len() == cc)
+                .ok_or_else(|| {
+                    GpuError::BadShape(format!("style target {} at {l} is not {c} × {c}", s + 1))
+                })?;
+            // mean((κG − S)²) = κ²·mean((G − S/κ)²): the target divided by κ, the value and
+            // gradient scaled by κ².
+            let scaled: Vec<f32> = target
+                .iter()
+                .map(|&v| (v as f64 / g.kappa) as f32)
+                .collect();
+            let t = ctx.tensor_from(&format!("style target {l} #{} / κ", s + 1), &scaled)?;
+            let kappa2 = g.kappa * g.kappa;
+            let slot = self.slot(Term::Style(l, s));
+            let pair = (View::whole(gram), View::whole(&t));
+            let scale = (kappa2 / cc as f64) as f32;
+            let value = k
+                .mse
+                .forward_scaled(ctx, pair, self.slots, slot, scale, false)?;
+            self.after.push(Box::new(value));
+            let gram_grad = ctx.tensor(&format!("gram gradient {l} #{}", s + 1), cc as u64)?;
+            let scale = (factor * blend[s] * kappa2 * ratio) as f32;
+            let (gv, tv, gg) = (
+                View::whole(gram),
+                View::whole(&t),
+                ViewMut::whole(&gram_grad),
+            );
+            self.gram_backward
+                .push(k.mse.backward(ctx, gv, tv, gg, scale, false)?);
+            for (a, &ch) in dguided.layout.chunks.iter().enumerate() {
+                for (j, &b) in f.layout.chunks.iter().enumerate() {
+                    let ga = (ch, dguided.view_mut(a));
+                    let gg = View::whole(&gram_grad);
+                    let part = k
+                        .gram
+                        .backward_part(ctx, c, n, (b, f.view(j)), gg, ga, j > 0)?;
+                    self.tap_backward.push(part);
+                }
+                let (src, m, dst) = (dguided.view(a), g.guide.view(0), grad.view_mut(a));
+                let apply = k.guide.apply(ctx, src, m, dst, seen || s > 0)?;
+                self.tap_backward.push(apply);
+            }
+            self.keep.extend([t, gram_grad]);
+        }
         Ok(())
     }
 

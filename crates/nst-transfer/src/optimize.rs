@@ -71,8 +71,12 @@ impl Engine {
         // Every scale is planned before anything runs, the largest first: a scale that cannot
         // fit fails now, and the error names the size asked for.
         let sides = settings.scale_sizes();
+        // Masks are checked before anything runs, and resized to each scale.
+        let content_size = (content.width, content.height);
+        crate::guide::guides(styles, content_size, content_size)?;
         let job = Job::Optimize {
             styles: style_in.len(),
+            guided: styles.iter().any(|s| s.mask.is_some()),
         };
         let mut plans = Vec::new();
         for &side in sides.iter().rev() {
@@ -156,7 +160,8 @@ impl Engine {
                 }
                 e => e,
             };
-            let problem = (self.planned_problem(&c, &styles_here, &blend, settings, plan))
+            let guides = crate::guide::guides(styles, content_size, (w, h))?;
+            let problem = (self.planned_problem(&c, &styles_here, &blend, &guides, settings, plan))
                 .await
                 .map_err(out_of_memory)?;
             let start = match (&current, &init) {

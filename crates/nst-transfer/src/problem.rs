@@ -2,6 +2,7 @@
 
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::guide::Mask;
 use crate::image::Image;
 use crate::memory::{Job, MemoryPlan, ScalePlan};
 use crate::objective::{content_mean_squares, Objective};
@@ -91,36 +92,45 @@ impl Engine {
     /// The problem for an output of `content`'s size under `settings` (its loss, pooling,
     /// memory budget and tile size), with the style and content targets captured. Its plan
     /// ([`Problem::memory`]) counts the state of `settings`' optimizer ([`crate::Stepper`]) too.
+    /// `guides`: each style's mask at `content`'s size, `None` where it applies everywhere
+    /// (an empty slice: every style everywhere).
     pub fn problem(
-        &self, content: &Image, styles: &[Image], blend: &[f64], settings: &Settings,
+        &self, content: &Image, styles: &[Image], blend: &[f64], guides: &[Option<Mask>],
+        settings: &Settings,
     ) -> Result<Problem> {
-        pollster::block_on(self.problem_async(content, styles, blend, settings))
+        pollster::block_on(self.problem_async(content, styles, blend, guides, settings))
     }
 
     /// [`Engine::problem`] without blocking (for a browser).
     pub async fn problem_async(
-        &self, content: &Image, styles: &[Image], blend: &[f64], settings: &Settings,
+        &self, content: &Image, styles: &[Image], blend: &[f64], guides: &[Option<Mask>],
+        settings: &Settings,
     ) -> Result<Problem> {
         let size = (content.width, content.height);
         let sizes: Vec<(u32, u32)> = styles.iter().map(|s| (s.width, s.height)).collect();
+        let mut guides = guides.to_vec();
+        guides.resize(styles.len(), None);
         let job = Job::Optimize {
             styles: styles.len(),
+            guided: guides.iter().any(Option::is_some),
         };
         let plan = self.scale_plan(size, &sizes, settings, &job)?;
-        self.planned_problem(content, styles, blend, settings, plan)
+        self.planned_problem(content, styles, blend, &guides, settings, plan)
             .await
     }
 
     /// The problem as `plan` (from [`Engine::scale_plan`]) says: its style targets, then its
-    /// graph, content targets and loss.
+    /// graph, content targets and loss. `guides`: each style's mask at the content's size,
+    /// or `None` where it applies everywhere.
     pub(crate) async fn planned_problem(
-        &self, content: &Image, styles: &[Image], blend: &[f64], settings: &Settings,
-        plan: ScalePlan,
+        &self, content: &Image, styles: &[Image], blend: &[f64], guides: &[Option<Mask>],
+        settings: &Settings, plan: ScalePlan,
     ) -> Result<Problem> {
         let cfg = &settings.loss;
         let targets = self.style_targets(styles, &plan.styles, settings).await?;
         let job = Job::Evaluate {
             styles: styles.len(),
+            guided: guides.iter().any(Option::is_some),
         };
         let memory = plan.problem;
         let tg = self.tiled_graph(&memory, settings, &job)?;
@@ -134,7 +144,17 @@ impl Engine {
             })?;
         }
         let content_ms = content_mean_squares(ctx, k, &captures).await?;
-        let objective = Objective::new(ctx, k, &tg, cfg, &targets, blend, captures, &content_ms)?;
+        let objective = Objective::new(
+            ctx,
+            k,
+            &tg,
+            cfg,
+            &targets,
+            blend,
+            guides,
+            captures,
+            &content_ms,
+        )?;
         Ok(Problem {
             tg,
             objective,

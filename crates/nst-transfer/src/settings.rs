@@ -230,19 +230,33 @@ impl Default for Optimizer {
     }
 }
 
-/// One style image and its blend weight.
+/// One style image, its blend weight, and where on the output it applies.
 #[derive(Clone, Debug)]
 pub struct Style {
     /// The image.
     pub image: Image,
     /// Its weight, ≥ 0 (the weights of a run's styles are normalized to sum to 1).
     pub weight: f64,
+    /// Where on the output the style applies (1), does not (0), or partly: a mask of the
+    /// output's aspect ratio, resized to each scale. `None`: everywhere. With any style
+    /// masked, each style is matched by guided Gram matrices ([`crate::guide`]).
+    pub mask: Option<crate::guide::Mask>,
 }
 
 impl Style {
-    /// A style image with its blend weight.
+    /// A style image with its blend weight, applying everywhere.
     pub fn new(image: Image, weight: f64) -> Self {
-        Style { image, weight }
+        Style {
+            image,
+            weight,
+            mask: None,
+        }
+    }
+
+    /// The style applied only where `mask` says ([`Style::mask`]).
+    pub fn with_mask(mut self, mask: crate::guide::Mask) -> Self {
+        self.mask = Some(mask);
+        self
     }
 }
 

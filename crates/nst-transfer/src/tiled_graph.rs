@@ -326,8 +326,21 @@ pub(crate) struct GramSums {
 }
 
 impl GramSums {
+    /// The Gram matrices of the taps at `layers`, as losses read them ([`Masks::at`]).
     pub(crate) fn new(
         ctx: &Context, k: &Kernels, tg: &TiledGraph, masks: &mut Masks, layers: &[LayerId],
+    ) -> Result<GramSums> {
+        let mut features = Vec::new();
+        for &l in layers {
+            features.push((l, masks.at(ctx, k, tg, l)?));
+        }
+        Self::of(ctx, k, tg, features)
+    }
+
+    /// The Gram matrices of `features`, each laid out as the tap at its layer as losses read
+    /// it (guided features, [`crate::objective`]).
+    pub(crate) fn of(
+        ctx: &Context, k: &Kernels, tg: &TiledGraph, features: Vec<(LayerId, Tensor)>,
     ) -> Result<GramSums> {
         let mut s = GramSums {
             grams: Vec::new(),
@@ -338,8 +351,7 @@ impl GramSums {
             rest: Vec::new(),
             _keep: Vec::new(),
         };
-        for &l in layers {
-            let f = masks.at(ctx, k, tg, l)?;
+        for (l, f) in features {
             let (c, n) = (f.layout.c, f.layout.h * f.layout.w);
             let g = ctx.tensor(&format!("gram {l}"), c as u64 * c as u64)?;
             let full = tg.full_layout(l)?;

@@ -161,9 +161,16 @@ pub fn valid_names() -> String {
 /// The shape `(channels, height, width)` of a layer's output for an `h × w` input, where
 /// `c_out[k]` is convolution k's output channels. Pooling floors odd sizes.
 pub fn output_shape(id: LayerId, c_out: &[u32], h: u32, w: u32) -> (u32, u32, u32) {
+    let (lh, lw) = output_size(id, h, w);
+    (c_out[id.layer().conv], lh, lw)
+}
+
+/// Height and width of layer `id`'s output for an `h × w` input: halved (rounding down) by
+/// each pooling layer up to it.
+pub fn output_size(id: LayerId, h: u32, w: u32) -> (u32, u32) {
     let l = id.layer();
     let halvings = l.block - 1 + (l.kind == LayerKind::Pool) as u32;
-    (c_out[l.conv], h >> halvings, w >> halvings)
+    (h >> halvings, w >> halvings)
 }
 
 #[cfg(test)]

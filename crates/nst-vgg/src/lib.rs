@@ -21,7 +21,7 @@ pub mod weights;
 
 pub use error::{largest_fitting, VggError};
 pub use graph::{Graph, GraphConfig, GraphLayout, Limits, Pooling};
-pub use layers::{layers, output_shape, valid_names, Layer, LayerId, LayerKind};
+pub use layers::{layers, output_shape, output_size, valid_names, Layer, LayerId, LayerKind};
 pub use report::{vgg19_weight_bytes, LayerRow, PlanReport};
 pub use tensor::{ChunkLayout, Tensor};
 pub use tiling::{Rect, Tile, Tiling};

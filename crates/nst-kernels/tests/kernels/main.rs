@@ -6,6 +6,7 @@ mod adam;
 mod conv2d;
 mod errors;
 mod gram;
+mod guide;
 mod lbfgs;
 mod loss;
 mod pixel;

@@ -1,0 +1,229 @@
+//! Guidance channels for spatial control (Gatys et al., "Controlling Perceptual Factors in
+//! Neural Style Transfer", CVPR 2017): a mask over the output saying where a style applies,
+//! carried to each layer of the network the way the network carries positions.
+//!
+//! The rule: the mask is resized to the image (area-weighted), kept as it is through each
+//! convolution and ReLU (they keep positions), and averaged 2×2 at each pooling layer (as
+//! 2×2 pooling with stride 2 drops an odd last row or column, so does this). A position at a
+//! layer thus carries the mean of the mask over the pixels it pools: the "simple" propagation
+//! of Gatys et al., which keeps soft edges soft at every depth.
+
+use crate::error::{Field, Result, TransferError};
+use crate::image::Image;
+use crate::settings::Style;
+use nst_vgg::{LayerId, LayerKind};
+
+/// How far a mask's aspect ratio may differ from the content's and still be read as covering
+/// it (a mask drawn at another size, rounded).
+const ASPECT_TOLERANCE: f64 = 0.02;
+
+/// Checks that every style's mask covers a `content` (width, height) image (its shape) and is
+/// not all black: what [`crate::Engine::stylize`] and `score` check first, for callers that
+/// check their input before opening the GPU.
+pub fn check_masks(styles: &[Style], content: (u32, u32)) -> Result<()> {
+    guides(styles, content, (1, 1)).map(|_| ())
+}
+
+/// Each style's mask resized to `(width, height)`, or `None` where the style has none; after
+/// checking that every mask covers a `content` (width, height) image (its aspect ratio) and
+/// is not empty.
+pub(crate) fn guides(
+    styles: &[Style], content: (u32, u32), (width, height): (u32, u32),
+) -> Result<Vec<Option<Mask>>> {
+    let aspect = |w: u32, h: u32| w as f64 / h as f64;
+    styles
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let Some(m) = &s.mask else {
+                return Ok(None);
+            };
+            let (a, b) = (aspect(m.width, m.height), aspect(content.0, content.1));
+            if (a / b - 1.0).abs() > ASPECT_TOLERANCE {
+                return Err(TransferError::invalid(
+                    Field::StyleMask,
+                    format!(
+                        "the mask of style image {} is {}×{}, which does not cover the {}×{} \
+                         content image (the shapes differ): draw the mask over the content \
+                         image, at any size",
+                        i + 1,
+                        m.width,
+                        m.height,
+                        content.0,
+                        content.1
+                    ),
+                ));
+            }
+            if m.is_empty() {
+                return Err(TransferError::invalid(
+                    Field::StyleMask,
+                    format!(
+                        "the mask of style image {} is all black, so the style would apply \
+                         nowhere: paint white where it applies",
+                        i + 1
+                    ),
+                ));
+            }
+            Ok(Some(m.resize(width, height)))
+        })
+        .collect()
+}
+
+/// A single-channel mask in [0, 1], row-major: 1 where a style applies, 0 where it does not,
+/// values between for soft edges.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mask {
+    width: u32,
+    height: u32,
+    data: Vec<f32>,
+}
+
+impl Mask {
+    /// A mask of `width × height` values, each clamped to [0, 1]; `None` when the sizes do
+    /// not match the data or are zero.
+    pub fn new(width: u32, height: u32, data: Vec<f32>) -> Option<Mask> {
+        let n = width as usize * height as usize;
+        (n > 0 && data.len() == n).then(|| Mask {
+            width,
+            height,
+            data: data.into_iter().map(|v| v.clamp(0.0, 1.0)).collect(),
+        })
+    }
+
+    /// The luminance of an image (white 1, black 0): how a mask painted or drawn in any
+    /// colour is read.
+    pub fn from_image(img: &Image) -> Mask {
+        Mask::new(img.width(), img.height(), crate::color::luminance(img))
+            .expect("an image has pixels")
+    }
+
+    /// The width.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// The height.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The values, row-major.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Whether no value is above 0: a mask under which nothing applies.
+    pub fn is_empty(&self) -> bool {
+        self.data.iter().all(|&v| v <= 0.0)
+    }
+
+    /// The mask at `width × height`, each value the area-weighted mean of the values it
+    /// covers (so a hard edge becomes a soft one only where a new pixel straddles it).
+    pub fn resize(&self, width: u32, height: u32) -> Mask {
+        if (width, height) == (self.width, self.height) {
+            return self.clone();
+        }
+        let (sw, sh) = (self.width as f64, self.height as f64);
+        let (fx, fy) = (sw / width as f64, sh / height as f64);
+        // Each output pixel covers [x·fx, (x+1)·fx) of the source; weights by overlap.
+        let spans = |n: u32, f: f64, src: u32| -> Vec<Vec<(usize, f64)>> {
+            (0..n)
+                .map(|i| {
+                    let (a, b) = (i as f64 * f, (i + 1) as f64 * f);
+                    let first = a.floor() as u32;
+                    let last = (b.ceil() as u32).min(src);
+                    (first..last)
+                        .map(|s| {
+                            let w = (b.min(s as f64 + 1.0) - a.max(s as f64)).max(0.0);
+                            (s as usize, w)
+                        })
+                        .filter(|&(_, w)| w > 0.0)
+                        .collect()
+                })
+                .collect()
+        };
+        let (xs, ys) = (spans(width, fx, self.width), spans(height, fy, self.height));
+        let mut data = Vec::with_capacity(width as usize * height as usize);
+        for y in &ys {
+            for x in &xs {
+                let (mut sum, mut total) = (0.0f64, 0.0f64);
+                for &(sy, wy) in y {
+                    for &(sx, wx) in x {
+                        sum += wy * wx * self.data[sy * self.width as usize + sx] as f64;
+                        total += wy * wx;
+                    }
+                }
+                data.push((sum / total) as f32);
+            }
+        }
+        Mask {
+            width,
+            height,
+            data,
+        }
+    }
+
+    /// The guidance at the output of layer `l` for this mask at the image's size: averaged
+    /// 2×2 at each pooling layer up to `l`, row-major at the layer's height × width.
+    pub fn at_layer(&self, l: LayerId) -> Vec<f32> {
+        let (mut w, mut h, mut data) =
+            (self.width as usize, self.height as usize, self.data.clone());
+        let pools = LayerId::all().take_while(|&id| id <= l);
+        for _ in pools.filter(|id| id.layer().kind == LayerKind::Pool) {
+            let (w2, h2) = (w / 2, h / 2);
+            let mut next = Vec::with_capacity(w2 * h2);
+            for y in 0..h2 {
+                for x in 0..w2 {
+                    let at = |dy: usize, dx: usize| data[(2 * y + dy) * w + 2 * x + dx];
+                    next.push((at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0);
+                }
+            }
+            (w, h, data) = (w2, h2, next);
+        }
+        data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask(w: u32, h: u32, data: &[f32]) -> Mask {
+        Mask::new(w, h, data.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn values_are_clamped_and_sizes_checked() {
+        assert_eq!(mask(2, 1, &[-1.0, 2.0]).data(), [0.0, 1.0]);
+        assert!(Mask::new(2, 2, vec![0.0; 3]).is_none());
+        assert!(Mask::new(0, 2, vec![]).is_none());
+        assert!(mask(1, 2, &[0.0, 0.0]).is_empty());
+    }
+
+    #[test]
+    fn resizing_averages_by_area() {
+        // Halving: each output pixel is the mean of 2×2.
+        let m = mask(4, 2, &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(m.resize(2, 1).data(), [0.5, 0.25]);
+        // 3 → 2: the middle source pixel is split between both.
+        let m = mask(3, 1, &[1.0, 0.0, 1.0]);
+        let r = m.resize(2, 1);
+        assert!((r.data()[0] - 2.0 / 3.0).abs() < 1e-6, "{:?}", r.data());
+        // Enlarging a hard edge by a whole factor keeps it hard.
+        let m = mask(2, 1, &[1.0, 0.0]);
+        assert_eq!(m.resize(4, 1).data(), [1.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn layers_pool_the_mask_as_the_network_pools_positions() {
+        let l = |n: &str| LayerId::parse(n).unwrap();
+        // 5×4: relu1_1 keeps it; relu2_1 (after pool1) is 2×2 of 2×2 means, the odd column
+        // dropped.
+        let data: Vec<f32> = (0..20).map(|i| (i % 5) as f32 / 4.0).collect();
+        let m = mask(5, 4, &data);
+        assert_eq!(m.at_layer(l("relu1_1")), data);
+        assert_eq!(m.at_layer(l("relu2_1")), [0.125, 0.625, 0.125, 0.625]);
+        // relu3_1 (after pool2): 1×1.
+        assert_eq!(m.at_layer(l("relu3_1")), [0.375]);
+    }
+}
