@@ -953,3 +953,35 @@ fn guided_style_terms_match_jax_with_real_weights() {
         );
     }
 }
+
+/// The region measure (guided Gram matrices of captured activations, on the CPU) over a
+/// white mask is the plain measure (Gram matrices on the GPU), and over a half it differs.
+#[test]
+fn a_region_of_the_whole_image_measures_as_the_image() {
+    let Some(engine) = nst_tests::tiny_engine() else {
+        return;
+    };
+    let (content, x) = (smooth(40, 32, 0.0), smooth(40, 32, 0.7));
+    let styles = [Style::new(smooth(36, 36, 1.3), 1.0)];
+    let whole = engine.measure(&content, &styles, &x).unwrap();
+    let white = nst_transfer::guide::Mask::new(20, 16, vec![1.0; 320]).unwrap();
+    let r = engine
+        .region_measure(&content, &styles, &x, &white)
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * b.abs();
+    assert!(
+        close(r[0].style_distance, whole.style_distance),
+        "{r:?} vs {whole:?}"
+    );
+    assert!(
+        close(r[0].content_style_distance, whole.content_style_distance),
+        "{r:?} vs {whole:?}"
+    );
+    let half: Vec<f32> = (0..320)
+        .map(|i| if i % 20 < 10 { 1.0 } else { 0.0 })
+        .collect();
+    let half = nst_transfer::guide::Mask::new(20, 16, half).unwrap();
+    let h = engine.region_measure(&content, &styles, &x, &half).unwrap();
+    assert!(!close(h[0].style_distance, whole.style_distance), "{h:?}");
+}

@@ -349,6 +349,10 @@ pub struct ScoreArgs {
     /// Write ∂total/∂pixels (float32, shape 3×H×W, RGB [0, 1]) to this .safetensors file.
     #[arg(long)]
     grad: Option<PathBuf>,
+    /// A region of the image (white) to measure apart: its style distance from each style.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    mask: Vec<PathBuf>,
     #[command(flatten)]
     loss: LossArgs,
 }
@@ -359,13 +363,21 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     settings.validate()?;
     let mut inputs = a.images.paths();
     inputs.push(&a.image);
+    inputs.extend(a.mask.iter().map(PathBuf::as_path));
     if let Some(g) = &a.grad {
         nst_transfer::report::check_not_input(Field::Grad, g, &inputs)?;
     }
     let (content, styles) = a.images.load(a.json)?;
     let image = load_image(Field::Image, &a.image, a.json)?;
     let engine = a.loss.open(a.json)?;
-    let s = engine.score(&content, &styles, &image, &settings)?;
+    let mut s = engine.score(&content, &styles, &image, &settings)?;
+    for path in &a.mask {
+        let m = nst_transfer::guide::Mask::from_image(&load_image(Field::Mask, path, a.json)?);
+        s.regions.push(nst_transfer::Region {
+            mask: path.display().to_string(),
+            styles: engine.region_measure(&content, &styles, &image, &m)?,
+        });
+    }
     if let Some(g) = &a.grad {
         s.write_grad(g)?;
     }

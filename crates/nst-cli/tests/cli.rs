@@ -263,7 +263,10 @@ fn bad_input_gives_clear_errors() {
         &["--style-mask", c, "--style-mask", c],
         &["--style-mask", "2 masks for 1"],
     );
-    run(&["--style-mask", wide], &["--style-mask", "40×16", "20×16"]);
+    run(
+        &["--style-mask", wide],
+        &["--style-mask", "style image 1", "40×16", "20×16"],
+    );
     run(&["--style-mask", black], &["--style-mask", "all black"]);
     run(&["--style-mask", text.to_str().unwrap()], &["notes.png"]);
     assert!(!out.exists(), "no output may be written by a failed run");

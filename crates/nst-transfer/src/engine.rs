@@ -318,6 +318,50 @@ impl Engine {
         ))
     }
 
+    /// How close the region `mask` marks (over the image, any size of its shape) is to each
+    /// style: the style distance at the measure's layers restricted to the region, for
+    /// `image` and for `content` resized to it, against each style image's own Gram matrices
+    /// ([`crate::measure::RegionDistance`]). Used to check that masked styles stay in their
+    /// regions (`nst score --mask`).
+    pub fn region_measure(
+        &self, content: &Image, styles: &[Style], image: &Image, mask: &crate::guide::Mask,
+    ) -> Result<Vec<crate::measure::RegionDistance>> {
+        let (w, h) = (image.width, image.height);
+        crate::guide::check(mask, (w, h), "the region's mask", Field::Mask)?;
+        let mask = mask.resize(w, h);
+        let layers = measure::style_layers();
+        let s = Settings::default().pooling(Pooling::Max);
+        let job = ForwardJob {
+            capture: layers.clone(),
+            grams: Vec::new(),
+        };
+        let plan = self.forward_plan(&job, image, &s)?;
+        let of_image = pollster::block_on(self.forward(image, &job, &plan, &s))?;
+        let c = resize(content, w, h);
+        let of_content = pollster::block_on(self.forward(&c, &job, &plan, &s))?;
+        let masks: Vec<Vec<f32>> = layers.iter().map(|&l| mask.at_layer(l)).collect();
+        let images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), 1.0);
+        let job = ForwardJob {
+            capture: Vec::new(),
+            grams: layers,
+        };
+        let plans =
+            (images.iter().map(|i| self.forward_plan(&job, i, &s))).collect::<Result<Vec<_>>>()?;
+        let targets = pollster::block_on(self.style_targets(&images, &plans, &s))?;
+        Ok((0..styles.len())
+            .map(|k| {
+                let t: Vec<&[f32]> = targets.iter().map(|t| t.grams[k].as_slice()).collect();
+                crate::measure::RegionDistance::from_features(
+                    k,
+                    &of_image.captured,
+                    &of_content.captured,
+                    &masks,
+                    &t,
+                )
+            })
+            .collect())
+    }
+
     /// Each style image's Gram matrices at `settings`' style layers, each forward as its
     /// plan in `plans` says.
     pub(crate) async fn style_targets(
@@ -387,6 +431,7 @@ impl Engine {
             values,
             grad,
             measure,
+            regions: Vec::new(),
             width: w,
             height: h,
         })

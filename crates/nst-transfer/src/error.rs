@@ -85,6 +85,8 @@ pub enum Field {
     Style,
     /// A style image's mask over the output ([`crate::Style::mask`]).
     StyleMask,
+    /// A region's mask over a scored image ([`crate::Engine::region_measure`]).
+    Mask,
     /// A settings document as a whole ([`crate::Settings::from_json`]): its syntax, a key it
     /// does not know, a value of the wrong type.
     Settings,
@@ -129,6 +131,7 @@ impl Field {
             Field::Grad => "grad",
             Field::Style => "style",
             Field::StyleMask => "style_mask",
+            Field::Mask => "mask",
             Field::Settings => "settings",
         }
     }

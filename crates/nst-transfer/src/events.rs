@@ -204,9 +204,22 @@ pub struct Score {
     /// The image's measure against the content and styles.
     #[serde(flatten)]
     pub measure: Measure,
+    /// Regions measured apart, each against every style (`nst score --mask`; empty
+    /// unless the caller adds them with [`Engine::region_measure`](crate::Engine::region_measure)).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<Region>,
     /// ∂total/∂image over RGB [0, 1] pixels, 3 × height × width.
     #[serde(skip)]
     pub grad: Vec<f32>,
+}
+
+/// A region of a scored image and its distance from each style.
+#[derive(Clone, Debug, Serialize)]
+pub struct Region {
+    /// What marks it (the mask's file, for people).
+    pub mask: String,
+    /// Its distance from each style image.
+    pub styles: Vec<crate::measure::RegionDistance>,
 }
 
 impl std::fmt::Display for Score {
@@ -225,7 +238,21 @@ impl std::fmt::Display for Score {
             "{:<24} {:>14.6}",
             "style gap closed",
             m.style_gap_closed()
-        )
+        )?;
+        for r in &self.regions {
+            writeln!(f, "in the region of {}:", r.mask)?;
+            for d in &r.styles {
+                writeln!(
+                    f,
+                    "  style {}: style distance {:.4} (the photo's {:.4}), gap closed {:.1} %",
+                    d.style + 1,
+                    d.style_distance,
+                    d.content_style_distance,
+                    100.0 * d.style_gap_closed()
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -25,48 +25,43 @@ pub fn check_masks(styles: &[Style], content: (u32, u32)) -> Result<()> {
 }
 
 /// Each style's mask resized to `(width, height)`, or `None` where the style has none; after
-/// checking that every mask covers a `content` (width, height) image (its aspect ratio) and
-/// is not empty.
+/// checking each ([`check`]) against a `content` (width, height) image.
 pub(crate) fn guides(
     styles: &[Style], content: (u32, u32), (width, height): (u32, u32),
 ) -> Result<Vec<Option<Mask>>> {
+    let mut out = Vec::new();
+    for (i, s) in styles.iter().enumerate() {
+        out.push(match &s.mask {
+            None => None,
+            Some(m) => {
+                let what = format!("the mask of style image {}", i + 1);
+                check(m, content, &what, Field::StyleMask)?;
+                Some(m.resize(width, height))
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// Checks that `m` (`what`, set by `field`) covers a `content` (width, height) image (its
+/// shape, within [`ASPECT_TOLERANCE`]) and is not all black.
+pub(crate) fn check(m: &Mask, content: (u32, u32), what: &str, field: Field) -> Result<()> {
     let aspect = |w: u32, h: u32| w as f64 / h as f64;
-    styles
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let Some(m) = &s.mask else {
-                return Ok(None);
-            };
-            let (a, b) = (aspect(m.width, m.height), aspect(content.0, content.1));
-            if (a / b - 1.0).abs() > ASPECT_TOLERANCE {
-                return Err(TransferError::invalid(
-                    Field::StyleMask,
-                    format!(
-                        "the mask of style image {} is {}×{}, which does not cover the {}×{} \
-                         content image (the shapes differ): draw the mask over the content \
-                         image, at any size",
-                        i + 1,
-                        m.width,
-                        m.height,
-                        content.0,
-                        content.1
-                    ),
-                ));
-            }
-            if m.is_empty() {
-                return Err(TransferError::invalid(
-                    Field::StyleMask,
-                    format!(
-                        "the mask of style image {} is all black, so the style would apply \
-                         nowhere: paint white where it applies",
-                        i + 1
-                    ),
-                ));
-            }
-            Ok(Some(m.resize(width, height)))
-        })
-        .collect()
+    let (a, b) = (aspect(m.width, m.height), aspect(content.0, content.1));
+    if (a / b - 1.0).abs() > ASPECT_TOLERANCE {
+        let reason = format!(
+            "{what} is {}×{}, which does not cover the {}×{} image (the shapes differ): draw \
+             the mask over that image, at any size",
+            m.width, m.height, content.0, content.1
+        );
+        return Err(TransferError::invalid(field, reason));
+    }
+    if m.is_empty() {
+        let reason =
+            format!("{what} is all black, so it marks nothing: paint white where it applies");
+        return Err(TransferError::invalid(field, reason));
+    }
+    Ok(())
 }
 
 /// A single-channel mask in [0, 1], row-major: 1 where a style applies, 0 where it does not,

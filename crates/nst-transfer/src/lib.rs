@@ -81,7 +81,7 @@ pub mod tuning;
 pub use bench::{Bench, GpuMemory, KernelTime};
 pub use engine::{Engine, EngineOptions};
 pub use error::{Field, Result, TransferError};
-pub use events::{Event, Flow, Outcome, Score};
+pub use events::{Event, Flow, Outcome, Region, Score};
 pub use image::{Image, ImageError};
 pub use log::{Log, LogRow};
 pub use measure::Measure;

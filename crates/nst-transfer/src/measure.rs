@@ -66,6 +66,86 @@ impl Measure {
     }
 }
 
+/// How close one region of an image is to one style: the style distance restricted to a mask
+/// (`docs/loss.md`, "The measure"), with the guided Gram matrices of the image and of the
+/// content image over the region against the style image's plain ones.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RegionDistance {
+    /// Which style image (0-based).
+    pub style: usize,
+    /// The region's style distance from this style.
+    pub style_distance: f64,
+    /// The content image's over the same region.
+    pub content_style_distance: f64,
+}
+
+impl RegionDistance {
+    /// 1 − D_s(x; m)/D_s(c; m): the share of the region's gap to this style closed.
+    pub fn style_gap_closed(&self) -> f64 {
+        1.0 - self.style_distance / self.content_style_distance
+    }
+
+    /// The distances from activations at [`STYLE_LAYERS`] (`c × n` each, of the image and of
+    /// the content image), the mask at each layer (`n` each) and the style's Gram matrices.
+    pub fn from_features(
+        style: usize, image: &[Vec<f32>], content: &[Vec<f32>], masks: &[Vec<f32>],
+        targets: &[&[f32]],
+    ) -> RegionDistance {
+        let distance = |acts: &[Vec<f32>]| {
+            let d: f64 = (acts.iter().zip(masks).zip(targets))
+                .map(|((f, m), t)| {
+                    let g: Vec<f32> = guided_gram(f, m).iter().map(|&v| v as f32).collect();
+                    let t: Vec<f64> = t.iter().map(|&v| v as f64).collect();
+                    relative_distance(&g, &t)
+                })
+                .sum();
+            d / targets.len().max(1) as f64
+        };
+        RegionDistance {
+            style,
+            style_distance: distance(image),
+            content_style_distance: distance(content),
+        }
+    }
+}
+
+impl Serialize for RegionDistance {
+    /// The style (1-based, as people count), both distances and the gap closed.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("RegionDistance", 4)?;
+        st.serialize_field("style", &(self.style + 1))?;
+        st.serialize_field("style_distance", &self.style_distance)?;
+        st.serialize_field("style_gap_closed", &self.style_gap_closed())?;
+        st.serialize_field("content_style_distance", &self.content_style_distance)?;
+        st.end()
+    }
+}
+
+/// The guided Gram matrix (F ∘ m)(F ∘ m)ᵀ / Σ m² of `f` (`c × n`, `n = m.len()`), in f64;
+/// zero where the mask is empty.
+pub fn guided_gram(f: &[f32], m: &[f32]) -> Vec<f64> {
+    let n = m.len();
+    let c = f.len() / n.max(1);
+    let energy: f64 = m.iter().map(|&v| v as f64 * v as f64).sum();
+    let mut g = vec![0.0f64; c * c];
+    if energy == 0.0 {
+        return g;
+    }
+    let a: Vec<f64> = (f.iter().enumerate())
+        .map(|(i, &v)| v as f64 * m[i % n] as f64)
+        .collect();
+    for i in 0..c {
+        let ai = &a[i * n..(i + 1) * n];
+        for j in i..c {
+            let aj = &a[j * n..(j + 1) * n];
+            let v = ai.iter().zip(aj).map(|(x, y)| x * y).sum::<f64>() / energy;
+            g[i * c + j] = v;
+            g[j * c + i] = v;
+        }
+    }
+    g
+}
+
 /// ‖x − t‖ / ‖t‖ in f64 (0 when both are 0).
 fn relative_distance(x: &[f32], t: &[f64]) -> f64 {
     let (mut d, mut n) = (0.0f64, 0.0f64);
@@ -130,6 +210,21 @@ pub fn content_layer() -> LayerId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guided_gram_is_the_references() {
+        let (c, n) = (3, 10);
+        let f: Vec<f32> = (0..c * n)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        let m: Vec<f32> = (0..n).map(|i| [0.0, 0.25, 1.0][i % 3]).collect();
+        let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        let want = nst_reference::guide::guided_gram_forward(&f64s(&f), &f64s(&m), c);
+        for (g, w) in guided_gram(&f, &m).iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{g} vs {w}");
+        }
+        assert!(guided_gram(&f, &[0.0; 10]).iter().all(|&v| v == 0.0));
+    }
 
     #[test]
     fn distances_are_relative_and_the_gap_is_shared() {
