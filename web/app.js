@@ -3,7 +3,10 @@
 import init, { defaults, probe, published_weights, Studio } from './pkg/nst_web.js';
 
 const $ = (id) => document.getElementById(id);
-const state = { studio: null, content: null, styles: [], running: false, tuning: false, stop: false, result: null };
+const state = {
+  studio: null, content: null, styles: [], running: false, tuning: false, stop: false, restart: false,
+  result: null, resultBytes: null,
+};
 
 function setState(s) { document.body.dataset.state = s; }
 
@@ -245,11 +248,12 @@ function setUpImages() {
     try {
       if (which === 'content') {
         const [c] = await readImages(files, false);
-        if (c) { state.content = c; thumbs('content-thumbs', [c]); }
+        if (c) { state.content = c; state.resultBytes = null; thumbs('content-thumbs', [c]); }
       } else {
         const s = await readImages(files, true);
         if (s.length) { state.styles = s; thumbs('style-thumbs', s); }
       }
+      await resetRegions();
     } catch (e) {
       say('status', `Could not read the ${which} image: ${e.message}`, true);
     }
@@ -271,6 +275,177 @@ function setUpImages() {
 
 function updateStart() {
   $('start').disabled = !(state.studio && state.content && state.styles.length && !state.running && !state.tuning);
+}
+
+// ---- Regions: each style's mask, painted over the photo -----------------------------------
+
+// One layer per style, at the photo's shape (its longest side at most PAINT_SIDE): white
+// where the style applies, in the layer's alpha. Painting with a style's brush adds to its
+// layer and takes the place from the others; the eraser takes it from all.
+const PAINT_SIDE = 512, UNDO_DEPTH = 20, TINT = 0.45;
+const COLORS = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4'];
+const paint = { w: 0, h: 0, photo: null, layers: [], brush: 0, undo: [], last: null, painted: false };
+
+function layer(w, h) {
+  const c = document.createElement('canvas');
+  c.width = w;
+  c.height = h;
+  return c;
+}
+
+// A new photo or new styles: fresh, empty layers.
+async function resetRegions() {
+  if (!state.content || !state.styles.length) return;
+  const img = new Image();
+  img.src = state.content.url;
+  await img.decode();
+  const k = Math.min(1, PAINT_SIDE / Math.max(img.naturalWidth, img.naturalHeight));
+  paint.w = Math.max(1, Math.round(img.naturalWidth * k));
+  paint.h = Math.max(1, Math.round(img.naturalHeight * k));
+  paint.photo = img;
+  paint.layers = state.styles.map(() => layer(paint.w, paint.h));
+  paint.undo = [];
+  paint.brush = 0;
+  $('paint').width = paint.w;
+  $('paint').height = paint.h;
+  brushes();
+  redraw();
+}
+
+function brushes() {
+  const b = state.styles.map((s, i) => {
+    const el = document.createElement('button');
+    el.textContent = `Style ${i + 1}`;
+    el.title = s.name;
+    el.style.borderColor = COLORS[i % COLORS.length];
+    el.style.borderWidth = '3px';
+    el.onclick = () => { paint.brush = i; brushes(); };
+    el.classList.toggle('active', paint.brush === i);
+    return el;
+  });
+  const eraser = document.createElement('button');
+  eraser.textContent = 'Eraser';
+  eraser.onclick = () => { paint.brush = -1; brushes(); };
+  eraser.classList.toggle('active', paint.brush === -1);
+  $('brushes').replaceChildren(...b, eraser);
+  $('undo').disabled = !paint.undo.length;
+  $('clear-masks').disabled = !paint.layers.length;
+}
+
+// The photo with each style's region tinted in its colour.
+function redraw() {
+  const c = $('paint').getContext('2d');
+  c.globalAlpha = 1;
+  c.globalCompositeOperation = 'source-over';
+  c.drawImage(paint.photo, 0, 0, paint.w, paint.h);
+  paint.layers.forEach((l, i) => {
+    const tint = layer(paint.w, paint.h);
+    const t = tint.getContext('2d');
+    t.fillStyle = COLORS[i % COLORS.length];
+    t.fillRect(0, 0, paint.w, paint.h);
+    t.globalCompositeOperation = 'destination-in';
+    t.drawImage(l, 0, 0);
+    c.globalAlpha = TINT;
+    c.drawImage(tint, 0, 0);
+  });
+  c.globalAlpha = 1;
+}
+
+// One dab of the brush at (x, y), in layer pixels.
+function dab(x, y) {
+  const r = Number($('brush-size').value) * paint.w / $('paint').getBoundingClientRect().width / 2;
+  const soft = $('brush-soft').checked;
+  paint.layers.forEach((l, i) => {
+    const c = l.getContext('2d');
+    const adds = i === paint.brush;
+    c.globalCompositeOperation = adds ? 'source-over' : 'destination-out';
+    const g = c.createRadialGradient(x, y, soft ? 0 : r, x, y, r);
+    g.addColorStop(0, 'rgba(255,255,255,1)');
+    g.addColorStop(1, soft ? 'rgba(255,255,255,0)' : 'rgba(255,255,255,1)');
+    c.fillStyle = g;
+    c.beginPath();
+    c.arc(x, y, r, 0, 2 * Math.PI);
+    c.fill();
+  });
+}
+
+function at(ev) {
+  const r = $('paint').getBoundingClientRect();
+  return [(ev.clientX - r.left) * paint.w / r.width, (ev.clientY - r.top) * paint.h / r.height];
+}
+
+function setUpRegions() {
+  const canvas = $('paint');
+  canvas.addEventListener('pointerdown', (ev) => {
+    if (!paint.layers.length) return;
+    canvas.setPointerCapture(ev.pointerId);
+    paint.undo.push(paint.layers.map((l) => l.getContext('2d').getImageData(0, 0, paint.w, paint.h)));
+    if (paint.undo.length > UNDO_DEPTH) paint.undo.shift();
+    paint.last = at(ev);
+    dab(...paint.last);
+    redraw();
+  });
+  canvas.addEventListener('pointermove', (ev) => {
+    if (!paint.last) return;
+    const [x, y] = at(ev);
+    const [x0, y0] = paint.last;
+    // Dabs a quarter of the brush apart along the stroke, so fast strokes stay whole.
+    const step = Math.max(1, Number($('brush-size').value) / 8);
+    const n = Math.ceil(Math.hypot(x - x0, y - y0) / step);
+    for (let i = 1; i <= n; i++) dab(x0 + (x - x0) * i / n, y0 + (y - y0) * i / n);
+    paint.last = [x, y];
+    redraw();
+  });
+  const end = () => {
+    if (!paint.last) return;
+    paint.last = null;
+    paint.painted = true;
+    brushes();
+    strokeEnded();
+  };
+  canvas.addEventListener('pointerup', end);
+  canvas.addEventListener('pointercancel', end);
+  $('undo').addEventListener('click', () => {
+    const snap = paint.undo.pop();
+    if (snap) snap.forEach((d, i) => paint.layers[i].getContext('2d').putImageData(d, 0, 0));
+    brushes();
+    redraw();
+    strokeEnded();
+  });
+  $('clear-masks').addEventListener('click', () => {
+    paint.undo.push(paint.layers.map((l) => l.getContext('2d').getImageData(0, 0, paint.w, paint.h)));
+    paint.layers.forEach((l) => l.getContext('2d').clearRect(0, 0, paint.w, paint.h));
+    brushes();
+    redraw();
+    strokeEnded();
+  });
+}
+
+// Each style's mask for the engine ({width, height, data}: one byte per pixel), or null for
+// a style left unpainted (it applies everywhere).
+function masks() {
+  return paint.layers.map((l) => {
+    const rgba = l.getContext('2d').getImageData(0, 0, paint.w, paint.h).data;
+    const data = new Uint8Array(paint.w * paint.h);
+    let any = false;
+    for (let i = 0; i < data.length; i++) {
+      data[i] = rgba[4 * i + 3];
+      any ||= data[i] > 0;
+    }
+    return any ? { width: paint.w, height: paint.h, data } : null;
+  });
+}
+
+// With "update as I paint": a run from the current picture after each stroke (a run going on
+// stops at its next iteration and starts again from where it was).
+function strokeEnded() {
+  if (!$('live').checked || !state.resultBytes) return;
+  if (state.running) {
+    state.restart = true;
+    state.stop = true;
+  } else if (!$('start').disabled) {
+    run({ fromCurrent: true });
+  }
 }
 
 // ---- Settings -----------------------------------------------------------------------------
@@ -331,9 +506,13 @@ function ended(e) {
   return 'it ran every iteration allowed';
 }
 
-async function run() {
+// A run of the settings as they stand; `fromCurrent`: from the last result rather than the
+// photo (after a stroke, with "update as I paint").
+async function run({ fromCurrent = false } = {}) {
   state.running = true;
   state.stop = false;
+  state.restart = false;
+  document.body.dataset.start = fromCurrent ? 'current' : 'photo';
   updateStart();
   $('stop').disabled = false;
   $('download').hidden = true;
@@ -368,7 +547,8 @@ async function run() {
     return !state.stop;
   };
   try {
-    const out = await state.studio.stylize(state.content.bytes, state.styles.map((s) => s.bytes), settings(), onEvent);
+    const start = fromCurrent ? state.resultBytes : undefined;
+    const out = await state.studio.stylize(state.content.bytes, state.styles.map((s) => s.bytes), masks(), start, settings(), onEvent);
     const info = JSON.parse(out.json);
     const blob = new Blob([out.png], { type: 'image/png' });
     const bitmap = await createImageBitmap(blob);
@@ -378,6 +558,7 @@ async function run() {
     c.getContext('2d').drawImage(bitmap, 0, 0);
     if (state.result) URL.revokeObjectURL(state.result);
     state.result = URL.createObjectURL(blob);
+    state.resultBytes = out.png;
     $('download').href = state.result;
     $('download').hidden = false;
     $('progress').value = info.stopped ? $('progress').value : 1;
@@ -386,6 +567,8 @@ async function run() {
     say('status', (info.stopped ? 'Stopped' : 'Done') + `: ${info.width}×${info.height}${closed}. ${kernels}.`);
     document.body.dataset.runKernels = info.kernels;
     document.body.dataset.outcomeLoss = info.values ? info.values.total : '';
+    document.body.dataset.maskedStyles = info.masked_styles;
+    document.body.dataset.runs = Number(document.body.dataset.runs || 0) + 1;
     setState(info.stopped ? 'stopped' : 'done');
   } catch (e) {
     fail('status', e);
@@ -396,6 +579,7 @@ async function run() {
     $('tune').disabled = false;
     updateStart();
   }
+  if (state.restart && state.resultBytes) run({ fromCurrent: true });
 }
 
 // A size the device cannot hold: the engine names the largest that fits; offer it.
@@ -448,9 +632,12 @@ async function main() {
   }
   setUpSettings();
   setUpImages();
-  $('start').addEventListener('click', run);
+  $('start').addEventListener('click', () => run());
+  setUpRegions();
   $('stop').addEventListener('click', () => { state.stop = true; say('status', 'Stopping…'); });
   $('tune').addEventListener('click', tune);
+  // The painted masks as the next run takes them, for the browser's console and the tests.
+  window.nst = { masks };
   await setUpWeights();
 }
 

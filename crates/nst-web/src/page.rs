@@ -160,34 +160,57 @@ impl Studio {
     /// result as PNG bytes and the outcome (stopped, final losses, measure) as JSON.
     #[allow(clippy::await_holding_refcell_ref)] // the lock, as in `tune`
     pub fn stylize(
-        &self, content: Vec<u8>, styles: js_sys::Array, settings: String,
-        on_event: js_sys::Function,
+        &self, content: Vec<u8>, styles: js_sys::Array, masks: js_sys::Array,
+        start: Option<Vec<u8>>, settings: String, on_event: js_sys::Function,
     ) -> js_sys::Promise {
         let engine = self.engine.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let engine = engine.try_borrow().map_err(|_| JsValue::from(js(BUSY)))?;
-            let out = run(&engine, &content, &styles, &settings, &on_event).await;
+            let inputs = Inputs {
+                content: &content,
+                styles: &styles,
+                masks: &masks,
+                start: start.as_deref(),
+            };
+            let out = run(&engine, inputs, &settings, &on_event).await;
             out.map_err(|e| JsValue::from(JsError::new(&e)))
         })
     }
 }
 
+/// What a run takes from the page: image files' bytes, each style's painted mask (or null),
+/// and the image to start from (a PNG's bytes), if any.
+struct Inputs<'a> {
+    content: &'a [u8],
+    styles: &'a js_sys::Array,
+    masks: &'a js_sys::Array,
+    start: Option<&'a [u8]>,
+}
+
 /// One run: decode, check and convert the page's inputs, stylize, encode the result.
 async fn run(
-    engine: &Engine, content: &[u8], styles: &js_sys::Array, settings: &str,
-    on_event: &js_sys::Function,
+    engine: &Engine, inputs: Inputs<'_>, settings: &str, on_event: &js_sys::Function,
 ) -> Result<JsValue, String> {
-    let content = image::decode(content, "the content image")
+    let content = image::decode(inputs.content, "the content image")
         .map_err(|e| e.to_string())?
         .image;
     let mut style_images = Vec::new();
-    for (i, bytes) in styles.iter().enumerate() {
+    for (i, bytes) in inputs.styles.iter().enumerate() {
         let bytes = js_sys::Uint8Array::new(&bytes).to_vec();
         let name = format!("style image {}", i + 1);
         let img = image::decode(&bytes, &name).map_err(|e| e.to_string())?;
-        style_images.push(Style::new(img.image, 1.0));
+        let mut style = Style::new(img.image, 1.0);
+        if let Some(m) = mask(&inputs.masks.get(i as u32), i)? {
+            style = style.with_mask(m);
+        }
+        style_images.push(style);
     }
-    let settings = Settings::from_json(settings).map_err(|e| e.to_string())?;
+    let mut settings = Settings::from_json(settings).map_err(|e| e.to_string())?;
+    if let Some(bytes) = inputs.start {
+        let start = image::decode(bytes, "the image to start from");
+        let start = start.map_err(|e| e.to_string())?.image;
+        settings = settings.init(nst_transfer::Init::Image(start));
+    }
     let mut on_event = |event: Event<'_>| -> Flow {
         let json = serde_json::to_string(&event).unwrap_or_default();
         let preview = match &event {
@@ -211,12 +234,31 @@ async fn run(
         "values": outcome.values,
         "measure": outcome.measure,
         "kernels": engine.tuning().summary(),
+        "masked_styles": style_images.iter().filter(|s| s.mask.is_some()).count(),
     });
     let result = js_sys::Object::new();
     let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&result, &JsValue::from_str(k), v);
     set("png", &js_sys::Uint8Array::from(png.as_slice()).into()).map_err(describe)?;
     set("json", &JsValue::from_str(&json.to_string())).map_err(describe)?;
     Ok(result.into())
+}
+
+/// A painted mask, `{width, height, data}` with one byte per pixel (255: the style applies),
+/// or `None` for null or undefined (the style applies everywhere).
+fn mask(v: &JsValue, i: usize) -> Result<Option<nst_transfer::guide::Mask>, String> {
+    if v.is_null() || v.is_undefined() {
+        return Ok(None);
+    }
+    let get = |k: &str| js_sys::Reflect::get(v, &JsValue::from_str(k)).unwrap_or_default();
+    let (w, h) = (get("width").as_f64(), get("height").as_f64());
+    let data = js_sys::Uint8Array::new(&get("data")).to_vec();
+    let data: Vec<f32> = data.iter().map(|&b| b as f32 / 255.0).collect();
+    match (w, h) {
+        (Some(w), Some(h)) => nst_transfer::guide::Mask::new(w as u32, h as u32, data)
+            .map(Some)
+            .ok_or_else(|| format!("the mask of style image {} does not match its size", i + 1)),
+        _ => Err(format!("the mask of style image {} has no size", i + 1)),
+    }
 }
 
 /// A snapshot as `{width, height, rgba}` for a canvas's `ImageData`.

@@ -329,6 +329,48 @@ impl Cdp {
         ));
     }
 
+    /// Clicks the first element `selector` matches.
+    fn click_selector(&mut self, selector: &str) {
+        self.eval(&format!(
+            "document.querySelector('{selector}').click(); true"
+        ));
+    }
+
+    /// Drags the mouse across the element `id`, from `a` to `b` (fractions of its width and
+    /// height), as a painting hand would: pressed, moved in steps, released.
+    fn stroke(&mut self, id: &str, a: (f64, f64), b: (f64, f64)) {
+        let rect = self.eval(&format!(
+            "(() => {{ const e = document.getElementById('{id}'); \
+             e.scrollIntoView({{ block: 'center' }}); \
+             const q = e.getBoundingClientRect(); return [q.left, q.top, q.width, q.height]; }})()"
+        ));
+        let r: Vec<f64> = rect
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let at = |(fx, fy): (f64, f64)| (r[0] + fx * r[2], r[1] + fy * r[3]);
+        let mouse = |cdp: &mut Cdp, kind: &str, (x, y): (f64, f64), buttons: u32| {
+            cdp.call(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": x, "y": y, "button": "left", "buttons": buttons,
+                       "clickCount": 1}),
+            );
+        };
+        mouse(self, "mousePressed", at(a), 1);
+        for i in 1..=8 {
+            let t = i as f64 / 8.0;
+            mouse(
+                self,
+                "mouseMoved",
+                at((a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1))),
+                1,
+            );
+        }
+        mouse(self, "mouseReleased", at(b), 0);
+    }
+
     /// Whether the element `id` is disabled.
     fn disabled(&mut self, id: &str) -> bool {
         self.eval(&format!("document.getElementById('{id}').disabled")) == json!(true)
@@ -659,16 +701,34 @@ fn a_visitor_tunes_runs_stops_reloads_and_downloads() {
         "size set to {largest} after: {refused}"
     );
 
-    // Two styles, stopped mid-run, then downloaded.
+    // Two styles, the first painted onto a region, stopped mid-run, then downloaded.
     let scream = gallery("the_scream.jpg");
     cdp.choose_files("#style-files", &[&painting, &scream]);
     cdp.set("size", SIZE);
     cdp.set("iterations", 50);
     cdp.wait_for(
         "document.querySelectorAll('#style-thumbs img').length === 2 && \
+         document.querySelectorAll('#brushes button').length === 3 && \
          !document.getElementById('start').disabled",
         MINUTE,
     );
+    cdp.stroke("paint", (0.1, 0.3), (0.7, 0.3));
+    let painted = cdp.eval(
+        "(() => { const m = window.nst.masks(); return m.map((x) => x && \
+         { width: x.width, height: x.height, data: Array.from(x.data) }); })()",
+    );
+    assert!(painted[1].is_null(), "the second style was not painted");
+    let mask = {
+        let m = &painted[0];
+        let data: Vec<f32> = (m["data"].as_array().unwrap().iter())
+            .map(|v| v.as_f64().unwrap() as f32 / 255.0)
+            .collect();
+        let covered = data.iter().filter(|&&v| v > 0.0).count() as f64 / data.len() as f64;
+        eprintln!("the stroke covers {:.1} % of the photo", 100.0 * covered);
+        assert!((0.02..0.6).contains(&covered), "{covered}");
+        let size = |k: &str| m[k].as_u64().unwrap() as u32;
+        nst_transfer::guide::Mask::new(size("width"), size("height"), data).unwrap()
+    };
     cdp.click("start");
     cdp.wait_for(
         "Number(document.body.dataset.iteration) >= 1 && document.body.dataset.state === 'running'",
@@ -680,25 +740,47 @@ fn a_visitor_tunes_runs_stops_reloads_and_downloads() {
     let at = cdp.number("iteration");
     eprintln!("{status} (after iteration {at})");
     assert!(status.starts_with("Stopped") && at < 50.0, "{status}");
-    // The loss at the first iteration is the photo's (the default start) under both styles.
+    assert_eq!(cdp.number("maskedStyles"), 1.0);
+    // The loss at the first iteration is the photo's (the default start) under both styles,
+    // the first guided by the painted mask.
     let first = cdp.number("firstLoss");
     let (w, h) = nst_transfer::image::fit_longest(content.width(), content.height(), SIZE);
     let start = nst_transfer::image::resize(&content, w, h);
-    let both = score(&[starry.clone(), Style::new(load(&scream), 1.0)], &start);
-    let one = score(std::slice::from_ref(&starry), &start);
-    eprintln!("first loss {first}; natively {both} with both styles, {one} with one");
+    let scream_style = Style::new(load(&scream), 1.0);
+    let guided = score(
+        &[starry.clone().with_mask(mask), scream_style.clone()],
+        &start,
+    );
+    let both = score(&[starry.clone(), scream_style], &start);
+    eprintln!("first loss {first}; natively {guided} with the mask, {both} without");
     assert!(
-        (first - both).abs() <= 1e-4 * both,
-        "page {first}, native {both}"
+        (first - guided).abs() <= 1e-4 * guided,
+        "page {first}, native {guided}"
     );
     assert!(
-        (one - both).abs() > 0.01 * both,
-        "the second style changed nothing"
+        (guided - both).abs() > 0.01 * both,
+        "the mask changed nothing"
     );
     let stopped = tempfile::tempdir().unwrap();
     let file = download(&mut cdp, stopped.path());
     let result = nst_transfer::image::load(&file).unwrap().image;
     assert_eq!(result.width().max(result.height()), SIZE);
+
+    // "Update the picture as I paint": a stroke starts a run from the current picture.
+    let runs = cdp.number("runs");
+    cdp.eval("document.getElementById('live').checked = true; true");
+    cdp.click_selector("#brushes button:nth-child(2)");
+    cdp.stroke("paint", (0.2, 0.8), (0.8, 0.8));
+    cdp.wait_for(
+        "document.body.dataset.state === 'running' && document.body.dataset.start === 'current' \
+         && Number(document.body.dataset.iteration) >= 1",
+        3 * MINUTE,
+    );
+    cdp.click("stop");
+    cdp.wait_for("document.body.dataset.state === 'stopped'", 3 * MINUTE);
+    assert_eq!(cdp.number("runs"), runs + 1.0);
+    assert_eq!(cdp.number("maskedStyles"), 2.0);
+    cdp.eval("document.getElementById('live').checked = false; true");
 
     // A reload: the stored weights and tuning, with nothing asked or fetched.
     let fetched = setup.weights_requests();
