@@ -899,8 +899,9 @@ fn a_tuning_given_back_is_used_and_scores_the_same() {
 
 /// Guided Gram matrices (Gatys et al. 2017) against JAX, per style layer, with the real
 /// weights: two styles (the painting, and the photo as the second), each with a mask over the
-/// image, one soft, one empty at relu5_1 (its rows are pooled away). Each style's guided term,
-/// and the gradient of both blended 0.7 / 0.3, on each layer alone.
+/// image, one soft, one empty at relu5_1 (its rows are pooled away). Each style's guided term
+/// and its weight (its blend weight relative to the largest, 0.7 / 0.7 and 0.3 / 0.7, times its
+/// mask's share of the layer), and the gradient of both, on each layer alone.
 #[test]
 fn guided_style_terms_match_jax_with_real_weights() {
     let Some((engine, f, [content, style, x])) = real_case() else {
@@ -924,25 +925,28 @@ fn guided_style_terms_match_jax_with_real_weights() {
             .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
             .unwrap();
         let mut want_grad = vec![0.0f64; s.grad.len()];
-        for (k, b) in [(1, 0.7), (2, 0.3)] {
+        for (k, b) in [(1, 1.0), (2, 0.3 / 0.7)] {
             let key = format!("guided.{{}}.{l}.{k}");
             let raw = f.f64s(&key.replace("{}", "loss")).0[0];
-            let t = s
-                .values
-                .terms
-                .iter()
-                .find(|t| t.term == Term::Style(LayerId::parse(l).unwrap(), k - 1));
-            check_value(
-                &format!("guided {l} style {k}"),
-                t.unwrap().raw,
-                raw,
-                VALUE_RTOL,
-            );
+            let w = b * f.f64s(&key.replace("{}", "share")).0[0];
+            let term = Term::Style(LayerId::parse(l).unwrap(), k - 1);
+            let t = s.values.terms.iter().find(|t| t.term == term).unwrap();
+            check_value(&format!("guided {l} style {k}"), t.raw, raw, VALUE_RTOL);
+            if w > 0.0 {
+                check_value(
+                    &format!("guided {l} style {k} weight"),
+                    t.weight,
+                    w,
+                    VALUE_RTOL,
+                );
+            } else {
+                assert_eq!(t.weight, 0.0, "{l}: an empty mask weighs nothing");
+            }
             for (acc, g) in want_grad
                 .iter_mut()
                 .zip(f.f64s(&key.replace("{}", "grad")).0)
             {
-                *acc += b * g;
+                *acc += w * g;
             }
         }
         check_grad(

@@ -78,8 +78,6 @@ impl Objective {
         blend: &[f64], guides: &[Option<Mask>], content: Captures, content_ms: &[f64],
     ) -> Result<Objective> {
         let factors = Factors::new(cfg, styles, blend, content_ms)?;
-        let terms = factors.terms(cfg, blend);
-        let scalars = ctx.tensor("loss values", terms.len() as u64)?;
         let mut masks = Masks::new(tg);
         let style_layers = cfg.style_layer_ids();
         let (grams, guidance) = match guides.iter().any(Option::is_some) {
@@ -89,6 +87,12 @@ impl Objective {
                 (GramSums::of(ctx, k, tg, g.features())?, Some(g))
             }
         };
+        let weights = match &guidance {
+            None => vec![blend.to_vec(); style_layers.len()],
+            Some(g) => g.weights(blend),
+        };
+        let terms = factors.terms(cfg, &weights);
+        let scalars = ctx.tensor("loss values", terms.len() as u64)?;
         let mut b = Builder {
             ctx,
             k,
@@ -118,7 +122,10 @@ impl Objective {
         {
             match &guidance {
                 None => b.style_term(lw.layer, &grams, i, target, blended, *factor)?,
-                Some(g) => b.guided_style_terms(lw.layer, &grams, g, i, target, blend, *factor)?,
+                Some(g) => {
+                    let w = &weights[i];
+                    b.guided_style_terms(lw.layer, &grams, g, i, target, w, *factor)?
+                }
             }
         }
         let mut image_backward = b.tv_term(cfg.tv_weight)?;
@@ -303,6 +310,8 @@ struct Guided {
     /// N / Σ m² over the whole layer: turns the Gram sums (divided by N) into the guided Gram
     /// (divided by Σ m²); 1 where the guidance is empty.
     kappa: f64,
+    /// Σ m² / N: the guidance's share of the layer (0 where it is empty).
+    share: f64,
     /// The guided features F ∘ m.
     features: Tensor,
 }
@@ -346,6 +355,7 @@ impl Guidance {
                     true => full.plane() as f64 / energy,
                     false => 1.0,
                 };
+                let share = energy / full.plane() as f64;
                 let label = format!("guide {l} #{}", s + 1);
                 let whole = Tensor::zeros(ctx, &label, &one(full.h, full.w))?;
                 whole.write(ctx, &m)?;
@@ -379,6 +389,7 @@ impl Guidance {
                 per.push(Guided {
                     guide,
                     kappa,
+                    share,
                     features,
                 });
             }
@@ -393,6 +404,22 @@ impl Guidance {
             g.per.push(per);
         }
         Ok(g)
+    }
+
+    /// Per style layer, each style image's weight in its sum: its blend weight relative to the
+    /// largest, times its guidance's share of the layer. So a region pulls on its positions
+    /// as hard as one style over the whole image would (the guided Gram divides by Σ m², the
+    /// plain one by N), and styles of equal weights each style their region fully.
+    fn weights(&self, blend: &[f64]) -> Vec<Vec<f64>> {
+        let most = blend.iter().copied().fold(0.0, f64::max);
+        let per_layer = self.per.iter();
+        per_layer
+            .map(|per| {
+                (per.iter().zip(blend))
+                    .map(|(g, b)| b / most * g.share)
+                    .collect()
+            })
+            .collect()
     }
 
     /// The guided features in the order of the Gram sums: per layer, per style image.
@@ -458,12 +485,14 @@ impl<'a> Factors<'a> {
 
     /// Every term with its weight in the total: content layers, then each style layer once
     /// per style image, then total variation and the out-of-range penalty.
-    fn terms(&self, cfg: &LossConfig, blend: &[f64]) -> Vec<(Term, f64)> {
+    /// `weights`: per style layer, each style image's weight in its sum (the blend, or for
+    /// guided styles [`Guidance::weights`]).
+    fn terms(&self, cfg: &LossConfig, weights: &[Vec<f64>]) -> Vec<(Term, f64)> {
         let content = cfg.content_layers.iter().zip(&self.content);
         let mut terms: Vec<(Term, f64)> =
             content.map(|(l, f)| (Term::Content(l.layer), *f)).collect();
-        for (l, (_, _, f)) in cfg.style_layers.iter().zip(&self.style) {
-            for (s, b) in blend.iter().enumerate() {
+        for ((l, (_, _, f)), w) in cfg.style_layers.iter().zip(&self.style).zip(weights) {
+            for (s, b) in w.iter().enumerate() {
                 terms.push((Term::Style(l.layer, s), f * b));
             }
         }
@@ -617,12 +646,13 @@ impl<'a> Builder<'a> {
 
     /// The guided style terms at `l`, the `i`-th style layer of `guidance`: each style image
     /// `s` compares its own guided Gram matrix κ·G_s (`grams` holds G_s, the Gram sum of
-    /// F ∘ m_s over N positions) with its target, and its gradient goes back through the
-    /// Gram matrix to F ∘ m_s, then through the guidance to the tap.
+    /// F ∘ m_s over N positions) with its target, weighted by `factor · weights[s]`, and its
+    /// gradient goes back through the Gram matrix to F ∘ m_s, then through the guidance to
+    /// the tap.
     #[allow(clippy::too_many_arguments)]
     fn guided_style_terms(
         &mut self, l: LayerId, grams: &GramSums, guidance: &Guidance, i: usize,
-        target: &StyleTarget, blend: &[f64], factor: f64,
+        target: &StyleTarget, weights: &[f64], factor: f64,
     ) -> Result<()> {
         let (ctx, k) = (self.ctx, self.k);
         let grad = self.gradient(l)?;
@@ -657,7 +687,7 @@ impl<'a> Builder<'a> {
                 .forward_scaled(ctx, pair, self.slots, slot, scale, false)?;
             self.after.push(Box::new(value));
             let gram_grad = ctx.tensor(&format!("gram gradient {l} #{}", s + 1), cc as u64)?;
-            let scale = (factor * blend[s] * kappa2 * ratio) as f32;
+            let scale = (factor * weights[s] * kappa2 * ratio) as f32;
             let (gv, tv, gg) = (
                 View::whole(gram),
                 View::whole(&t),
