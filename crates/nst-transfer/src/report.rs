@@ -89,7 +89,10 @@ impl Reporting {
 /// channel composited, a rotation applied) on standard error unless `quiet`.
 pub fn load_image(field: Field, path: &Path, quiet: bool) -> Result<Image> {
     let loaded = image::load(path).map_err(|source| TransferError::Image { field, source })?;
-    for note in loaded.notes.iter().filter(|_| !quiet) {
+    // A mask is read as grey anyway: its being gray-scale is no news.
+    let mask = matches!(field, Field::StyleMask | Field::Mask);
+    let news = |n: &&String| !(mask && n.starts_with("is gray-scale"));
+    for note in loaded.notes.iter().filter(|_| !quiet).filter(news) {
         eprintln!("note: {}: {note}", path.display());
     }
     Ok(loaded.image)

@@ -1,0 +1,1 @@
+nst stylize --content docs/gallery/inputs/tubingen.jpg --style docs/gallery/inputs/the_scream.jpg --style-mask docs/gallery/masks/tubingen_sky.png --style docs/gallery/inputs/starry_night.jpg --style-mask docs/gallery/masks/tubingen_rest.png --size 192 -o docs/gallery/regions/tubingen_sky_the_scream_rest_starry_night_192.png --report-every 20
