@@ -165,8 +165,8 @@ impl ImageArgs {
         for ((p, w), mask) in self.style.iter().zip(weights).zip(masks) {
             let mut style = Style::new(load_image(Field::Style, p, quiet)?, w);
             if let Some(Some(m)) = mask {
-                let img = load_image(Field::StyleMask, m, quiet)?;
-                style = style.with_mask(nst_transfer::guide::Mask::from_image(&img));
+                let mask = nst_transfer::report::load_mask(Field::StyleMask, m, quiet)?;
+                style = style.with_mask(mask);
             }
             styles.push(style);
         }
@@ -372,7 +372,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     let engine = a.loss.open(a.json)?;
     let mut s = engine.score(&content, &styles, &image, &settings)?;
     for path in &a.mask {
-        let m = nst_transfer::guide::Mask::from_image(&load_image(Field::Mask, path, a.json)?);
+        let m = nst_transfer::report::load_mask(Field::Mask, path, a.json)?;
         s.regions.push(nst_transfer::Region {
             mask: path.display().to_string(),
             styles: engine.region_measure(&content, &styles, &image, &m)?,

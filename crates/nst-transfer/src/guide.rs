@@ -92,6 +92,21 @@ impl Mask {
             .expect("an image has pixels")
     }
 
+    /// A mask from an image file as loaded: its luminance where opaque, and, where the file is
+    /// transparent, its luminance over black. So a mask painted in white on a transparent
+    /// background marks only the paint (a plain load composites over white, which would mark
+    /// everything).
+    pub fn from_loaded(loaded: &crate::image::Loaded) -> Mask {
+        let mut m = Mask::from_image(&loaded.image);
+        if let Some(alpha) = &loaded.alpha {
+            // Over white the luminance is l·a + (1 − a); over black, l·a.
+            for (v, &a) in m.data.iter_mut().zip(alpha) {
+                *v = (*v - (1.0 - a)).clamp(0.0, 1.0);
+            }
+        }
+        m
+    }
+
     /// The width.
     pub fn width(&self) -> u32 {
         self.width
@@ -193,6 +208,30 @@ mod tests {
         assert!(Mask::new(2, 2, vec![0.0; 3]).is_none());
         assert!(Mask::new(0, 2, vec![]).is_none());
         assert!(mask(1, 2, &[0.0, 0.0]).is_empty());
+    }
+
+    #[test]
+    fn a_transparent_area_of_a_mask_file_marks_nothing() {
+        // White paint on a transparent background, one pixel half transparent, one grey and
+        // opaque.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mask.png");
+        let px = [
+            [255, 255, 255, 255],
+            [255, 255, 255, 0],
+            [255, 255, 255, 128],
+            [128, 128, 128, 255],
+        ];
+        let img = ::image::RgbaImage::from_fn(4, 1, |x, _| ::image::Rgba(px[x as usize]));
+        img.save(&path).unwrap();
+        let loaded = crate::image::load(&path).unwrap();
+        let m = Mask::from_loaded(&loaded);
+        let want = [1.0, 0.0, 128.0 / 255.0, 128.0 / 255.0];
+        for (got, want) in m.data().iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{:?}", m.data());
+        }
+        // The load kept the file's opacity.
+        assert!(loaded.alpha.is_some());
     }
 
     #[test]

@@ -89,13 +89,23 @@ impl Reporting {
 /// channel composited, a rotation applied) on standard error unless `quiet`.
 pub fn load_image(field: Field, path: &Path, quiet: bool) -> Result<Image> {
     let loaded = image::load(path).map_err(|source| TransferError::Image { field, source })?;
-    // A mask is read as grey anyway: its being gray-scale is no news.
-    let mask = matches!(field, Field::StyleMask | Field::Mask);
-    let news = |n: &&String| !(mask && n.starts_with("is gray-scale"));
-    for note in loaded.notes.iter().filter(|_| !quiet).filter(news) {
+    for note in loaded.notes.iter().filter(|_| !quiet) {
         eprintln!("note: {}: {note}", path.display());
     }
     Ok(loaded.image)
+}
+
+/// Loads the mask at `path` (the file of `field`): white where it applies; a transparent
+/// area marks nothing ([`Mask::from_loaded`](crate::guide::Mask::from_loaded)). Tells the notes
+/// that matter for a mask on standard error unless `quiet`.
+pub fn load_mask(field: Field, path: &Path, quiet: bool) -> Result<crate::guide::Mask> {
+    let loaded = image::load(path).map_err(|source| TransferError::Image { field, source })?;
+    // Read as grey and over black anyway: those conversions are no news.
+    let news = |n: &&String| !n.starts_with("is gray-scale") && !n.starts_with("has an alpha");
+    for note in loaded.notes.iter().filter(|_| !quiet).filter(news) {
+        eprintln!("note: {}: {note}", path.display());
+    }
+    Ok(crate::guide::Mask::from_loaded(&loaded))
 }
 
 /// Refuses an output `path` (of `field`) that is one of the `inputs`: writing it would lose

@@ -18,6 +18,9 @@ pub struct Loaded {
     /// One sentence per conversion applied (e.g. "is gray-scale: replicated to RGB"), meant to
     /// be shown after the file name; empty when the file was plain 8-bit RGB.
     pub notes: Vec<String>,
+    /// Each pixel's opacity in [0, 1], row-major, when some pixel is not opaque (`image` is
+    /// then composited over white); `None` for an opaque image.
+    pub alpha: Option<Vec<f32>>,
 }
 
 /// Reads an image file, applying its EXIF orientation and converting it to RGB in [0, 1].
@@ -102,9 +105,13 @@ pub fn decode(bytes: &[u8], name: impl AsRef<Path>) -> Result<Loaded, ImageError
         }
         _ => {}
     }
-    let (image, mut conversion_notes) = to_planar(dynamic);
+    let (image, alpha, mut conversion_notes) = to_planar(dynamic);
     notes.append(&mut conversion_notes);
-    Ok(Loaded { image, notes })
+    Ok(Loaded {
+        image,
+        notes,
+        alpha,
+    })
 }
 
 /// The decoders' messages start with a capital; ours continue a sentence.
@@ -153,8 +160,9 @@ pub(super) fn is_indexed_png(head: &[u8]) -> bool {
     head.len() >= 26 && head.starts_with(SIGNATURE) && &head[12..16] == b"IHDR" && head[25] == 3
 }
 
-/// Converts any decoded image to planar RGB in [0, 1], returning the notes for the conversions.
-pub(super) fn to_planar(dynamic: DynamicImage) -> (Image, Vec<String>) {
+/// Converts any decoded image to planar RGB in [0, 1], returning the opacity where some pixel
+/// is not opaque, and the notes for the conversions.
+pub(super) fn to_planar(dynamic: DynamicImage) -> (Image, Option<Vec<f32>>, Vec<String>) {
     let color = dynamic.color();
     let mut notes = Vec::new();
     if !color.has_color() {
@@ -174,6 +182,7 @@ pub(super) fn to_planar(dynamic: DynamicImage) -> (Image, Vec<String>) {
     // opaque pixel's compositing below is the identity (c · 1 + 1 · 0).
     let rgba = dynamic.into_rgba32f();
     let mut data = vec![0.0f32; 3 * n];
+    let mut alpha = vec![1.0f32; n];
     let mut transparent = false;
     let mut clipped = 0usize;
     let mut sanitize = |v: f32| {
@@ -192,6 +201,7 @@ pub(super) fn to_planar(dynamic: DynamicImage) -> (Image, Vec<String>) {
     for (i, px) in rgba.pixels().enumerate() {
         let a = sanitize(px.0[3]);
         transparent |= a < 1.0;
+        alpha[i] = a;
         for c in 0..3 {
             data[c * n + i] = sanitize(px.0[c]) * a + (1.0 - a);
         }
@@ -204,5 +214,6 @@ pub(super) fn to_planar(dynamic: DynamicImage) -> (Image, Vec<String>) {
             "has {clipped} sample(s) outside [0, 1]: clipped (HDR values are not tone-mapped)"
         ));
     }
-    (Image::from_parts(width, height, data), notes)
+    let alpha = transparent.then_some(alpha);
+    (Image::from_parts(width, height, data), alpha, notes)
 }
