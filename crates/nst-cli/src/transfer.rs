@@ -369,10 +369,17 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     }
     let (content, styles) = a.images.load(a.json)?;
     let image = load_image(Field::Image, &a.image, a.json)?;
-    let engine = a.loss.open(a.json)?;
-    let mut s = engine.score(&content, &styles, &image, &settings)?;
+    // The masks are read and checked before the GPU is opened.
+    let size = (image.width(), image.height());
+    let mut masks = Vec::new();
     for path in &a.mask {
         let m = nst_transfer::report::load_mask(Field::Mask, path, a.json)?;
+        nst_transfer::guide::check(&m, size, &path.display().to_string(), Field::Mask)?;
+        masks.push((path, m));
+    }
+    let engine = a.loss.open(a.json)?;
+    let mut s = engine.score(&content, &styles, &image, &settings)?;
+    for (path, m) in masks {
         s.regions.push(nst_transfer::Region {
             mask: path.display().to_string(),
             styles: engine.region_measure(&content, &styles, &image, &m)?,

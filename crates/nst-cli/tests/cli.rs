@@ -269,6 +269,21 @@ fn bad_input_gives_clear_errors() {
     );
     run(&["--style-mask", black], &["--style-mask", "all black"]);
     run(&["--style-mask", text.to_str().unwrap()], &["notes.png"]);
+    // A region to measure apart must cover the scored image too.
+    fails_with(
+        &[
+            "score",
+            "--content",
+            c,
+            "--style",
+            s,
+            "--image",
+            c,
+            "--mask",
+            wide,
+        ],
+        &["--mask", "wide.png", "40×16", "20×16"],
+    );
     assert!(!out.exists(), "no output may be written by a failed run");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -21,7 +21,17 @@ const ASPECT_TOLERANCE: f64 = 0.02;
 /// not all black: what [`crate::Engine::stylize`] and `score` check first, for callers that
 /// check their input before opening the GPU.
 pub fn check_masks(styles: &[Style], content: (u32, u32)) -> Result<()> {
-    guides(styles, content, (1, 1)).map(|_| ())
+    for (i, s) in styles.iter().enumerate() {
+        if let Some(m) = &s.mask {
+            check(m, content, &style_mask(i), Field::StyleMask)?;
+        }
+    }
+    Ok(())
+}
+
+/// How errors name style image `i`'s mask.
+fn style_mask(i: usize) -> String {
+    format!("the mask of style image {}", i + 1)
 }
 
 /// Each style's mask resized to `(width, height)`, or `None` where the style has none; after
@@ -34,8 +44,7 @@ pub(crate) fn guides(
         out.push(match &s.mask {
             None => None,
             Some(m) => {
-                let what = format!("the mask of style image {}", i + 1);
-                check(m, content, &what, Field::StyleMask)?;
+                check(m, content, &style_mask(i), Field::StyleMask)?;
                 Some(m.resize(width, height))
             }
         });
@@ -45,7 +54,7 @@ pub(crate) fn guides(
 
 /// Checks that `m` (`what`, set by `field`) covers a `content` (width, height) image (its
 /// shape, within [`ASPECT_TOLERANCE`]) and is not all black.
-pub(crate) fn check(m: &Mask, content: (u32, u32), what: &str, field: Field) -> Result<()> {
+pub fn check(m: &Mask, content: (u32, u32), what: &str, field: Field) -> Result<()> {
     let aspect = |w: u32, h: u32| w as f64 / h as f64;
     let (a, b) = (aspect(m.width, m.height), aspect(content.0, content.1));
     if (a / b - 1.0).abs() > ASPECT_TOLERANCE {

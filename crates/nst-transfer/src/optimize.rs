@@ -73,7 +73,7 @@ impl Engine {
         let sides = settings.scale_sizes();
         // Masks are checked before anything runs, and resized to each scale.
         let content_size = (content.width, content.height);
-        crate::guide::guides(styles, content_size, content_size)?;
+        crate::guide::check_masks(styles, content_size)?;
         let job = Job::Optimize {
             styles: style_in.len(),
             guided: styles.iter().any(|s| s.mask.is_some()),
