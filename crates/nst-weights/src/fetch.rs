@@ -500,14 +500,16 @@ mod tests {
     }
 
     /// A stand-in interpreter: a shell script running `body`, whatever its
-    /// arguments (`$3` is `--version` when pip's presence is checked).
+    /// arguments (`$3` is `--version` when pip's presence is checked). It is
+    /// read by `/bin/sh` rather than executed: executing a file just written
+    /// fails now and then with ETXTBSY while another test thread forks (the
+    /// child holds the write descriptor until its exec), which made this
+    /// test fail once in CI.
     #[cfg(unix)]
     fn fake_python_running(dir: &Path, body: &str) -> Vec<OsString> {
-        use std::os::unix::fs::PermissionsExt as _;
         let path = dir.join("fake-python");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        vec![path.into_os_string()]
+        std::fs::write(&path, format!("{body}\n")).unwrap();
+        vec![OsString::from("/bin/sh"), path.into_os_string()]
     }
 
     /// Downloads with a stand-in interpreter that prints `output` and exits
