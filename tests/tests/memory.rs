@@ -1,5 +1,5 @@
 //! Memory plans equal what is allocated. For untiled and tiled problems, both optimizers,
-//! whole and chunked tensors, guided styles, the bytes of storage the GPU context counts while the style
+//! whole and chunked tensors, guided styles, style regions and a content mask, the bytes of storage the GPU context counts while the style
 //! targets, the problem and the optimizer's state are built equal the plan's, to the byte.
 
 use nst_transfer::{Engine, Image, Job, LayerWeight, LossConfig, Optimizer, Settings, Stepper};
@@ -19,7 +19,14 @@ fn plans_equal_what_is_allocated() {
     let (w, h) = (120, 104);
     let content = noise(w, h, 1);
     let styles = [noise(90, 110, 2), noise(130, 70, 3)];
-    let sizes: Vec<(u32, u32)> = styles.iter().map(|s| (s.width(), s.height())).collect();
+    let shapes = |region: bool| -> Vec<nst_transfer::StyleShape> {
+        let shape = |s: &Image, region| nst_transfer::StyleShape {
+            width: s.width(),
+            height: s.height(),
+            region,
+        };
+        vec![shape(&styles[0], false), shape(&styles[1], region)]
+    };
     // Layers to relu3_1, so that 48-px tiles split the image.
     let lw = |n: &str| LayerWeight::normalized(LayerId::parse(n).unwrap());
     let loss = LossConfig::default()
@@ -31,23 +38,47 @@ fn plans_equal_what_is_allocated() {
         Some(nst_transfer::guide::Mask::new(w, h, ramp).unwrap()),
         None,
     ];
+    // A region of the second style image.
+    let (rw, rh) = (styles[1].width(), styles[1].height());
+    let blob: Vec<f32> = (0..rw * rh)
+        .map(|i| ((i / rw) < rh / 2) as u32 as f32)
+        .collect();
+    let region = [
+        None,
+        Some(nst_transfer::guide::Mask::new(rw, rh, blob).unwrap()),
+    ];
     // 52 KiB chunks split conv1's outputs at this size (see tests/tiling.rs).
-    for (chunks, guides) in [(None, &[][..]), (Some(52 << 10), &[]), (None, &masked[..])] {
+    // A content mask at another size than the image's.
+    let strength = nst_transfer::guide::Mask::new(
+        60,
+        52,
+        (0..60 * 52).map(|i| (i % 7) as f32 / 6.0).collect(),
+    )
+    .unwrap();
+    for (chunks, guides, regions, content_mask) in [
+        (None, &[][..], &[][..], None),
+        (Some(52 << 10), &[], &[], None),
+        (None, &masked[..], &[], None),
+        (None, &[], &region[..], None),
+        (Some(52 << 10), &[], &[], Some(strength)),
+    ] {
         let guided = !guides.is_empty();
+        let sizes = shapes(!regions.is_empty());
         let job = Job::Optimize { styles: 2, guided };
         engine = engine.with_max_chunk_bytes(chunks);
         for tile in [None, Some(48)] {
             for optimizer in [Optimizer::Adam, Optimizer::Lbfgs { history: 3 }] {
                 let what =
-                    format!("chunks {chunks:?}, guided {guided}, tile {tile:?}, {optimizer:?}");
+                    format!("chunks {chunks:?}, guided {guided}, region {}, content mask {}, tile {tile:?}, {optimizer:?}", !regions.is_empty(), content_mask.is_some());
                 let s = (Settings::default().loss(loss.clone()))
                     .tile(tile)
-                    .optimizer(optimizer);
+                    .optimizer(optimizer)
+                    .content_mask(content_mask.clone());
                 let plan = engine.scale_plan((w, h), &sizes, &s, &job).unwrap();
                 assert_eq!(plan.problem.tiling.is_tiled(), tile.is_some(), "{what}");
                 let before = engine.context().created_bytes();
                 let problem = engine
-                    .problem(&content, &styles, &[0.5, 0.5], guides, &s)
+                    .problem(&content, &styles, &[0.5, 0.5], (guides, regions), &s)
                     .unwrap();
                 let stepper = Stepper::new(&engine, &problem, optimizer, s.step_size()).unwrap();
                 let created = engine.context().created_bytes() - before;
@@ -83,7 +114,7 @@ fn running_out_of_memory_says_what_fits() {
         guided: false,
     };
     let plan = engine
-        .scale_plan((w, h), &[(w, h)], &settings, &job)
+        .scale_plan((w, h), &[(w, h).into()], &settings, &job)
         .unwrap();
     let ctx = engine.context();
     // Runs out under `cap`: the message, and the plan of the largest size it names.
@@ -105,7 +136,7 @@ fn running_out_of_memory_says_what_fits() {
             panic!("expected a too-large error with a size that fits: {message}");
         };
         assert!(lw < w && lh < h, "{lw}×{lh}");
-        let fits = engine.scale_plan((lw, lh), &[(lw, lh)], &settings, &job);
+        let fits = engine.scale_plan((lw, lh), &[(lw, lh).into()], &settings, &job);
         (message, fits.unwrap())
     };
     let half = plan.styles[0].graph_bytes / 2;

@@ -3,6 +3,7 @@
 //! the untiled ones to float32 rounding. Corner, edge and interior tiles, odd sizes, two
 //! styles, both pooling kinds, and tensors chunked differently at full and at window size.
 
+use nst_transfer::guide::Mask;
 use nst_transfer::{
     Engine, Image, Job, LayerWeight, LossConfig, Optimizer, Pooling, Score, Settings, Style, Weight,
 };
@@ -117,8 +118,17 @@ fn to_relu3_1(content: &str) -> LossConfig {
 fn same_in_48px_tiles(
     engine: &Engine, what: &str, [content, x]: [&Image; 2], styles: &[Style], loss: LossConfig,
 ) {
+    same_in_48px_tiles_with(engine, what, [content, x], styles, loss, None);
+}
+
+/// [`same_in_48px_tiles`] with a content mask.
+fn same_in_48px_tiles_with(
+    engine: &Engine, what: &str, [content, x]: [&Image; 2], styles: &[Style], loss: LossConfig,
+    content_mask: Option<Mask>,
+) {
     for pooling in [Pooling::Max, Pooling::Avg] {
-        let whole = Settings::default().loss(loss.clone()).pooling(pooling);
+        let whole = (Settings::default().loss(loss.clone()).pooling(pooling))
+            .content_mask(content_mask.clone());
         let tiled = whole.clone().tile(Some(48));
         let job = Job::Optimize {
             styles: styles.len(),
@@ -253,5 +263,45 @@ fn tiled_equals_untiled_with_masks() {
         [&content, &x],
         &styles,
         to_relu3_1("relu2_2"),
+    );
+}
+
+/// Style regions and a content mask in tiles: a style taken from a soft region of its image
+/// and one from a corner, and a content mask of strengths from 0 to 1 across the image, drawn
+/// at half its size.
+#[test]
+fn tiled_equals_untiled_with_regions_and_a_content_mask() {
+    let Some(engine) = nst_tests::tiny_engine() else {
+        return;
+    };
+    let (w, h) = (120, 104);
+    let (content, x) = (noise(w, h, 21), noise(w, h, 22));
+    let ramp = |w: u32, h: u32| -> Mask {
+        let d = (0..w * h)
+            .map(|i| (i % w) as f32 / (w - 1) as f32)
+            .collect();
+        Mask::new(w, h, d).unwrap()
+    };
+    let corner: Vec<f32> = (0..45 * 55)
+        .map(|i| if i / 45 < 20 && i % 45 < 20 { 1.0 } else { 0.0 })
+        .collect();
+    let styles = [
+        Style::new(noise(110, 90, 23), 1.0).with_region(ramp(55, 45)),
+        Style::new(noise(90, 110, 24), 1.0).with_region(Mask::new(45, 55, corner).unwrap()),
+    ];
+    // Strength from 0 on the left to 1 on the right; rows alike but for a hard step.
+    let strength: Vec<f32> = (0..60 * 52)
+        .map(|i| match i / 60 < 26 {
+            true => (i % 60) as f32 / 59.0,
+            false => 0.2 + 0.5 * ((i % 60) >= 30) as u32 as f32,
+        })
+        .collect();
+    same_in_48px_tiles_with(
+        &engine,
+        "VGG-tiny, regions and a content mask",
+        [&content, &x],
+        &styles,
+        to_relu3_1("relu2_2"),
+        Some(Mask::new(60, 52, strength).unwrap()),
     );
 }

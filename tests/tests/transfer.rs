@@ -326,7 +326,7 @@ fn chunked_objective_matches_unchunked_with_real_weights() {
             &content,
             std::slice::from_ref(&styles[0].image),
             &[1.0],
-            &[],
+            (&[], &[]),
             &settings,
         )
         .unwrap();
@@ -956,6 +956,102 @@ fn guided_style_terms_match_jax_with_real_weights() {
             GRAD_TOL,
         );
     }
+}
+
+/// Style regions against JAX, per style layer, with the real weights: the style taken from a
+/// soft region of the style image (its guided Gram matrices are the targets). Each layer's raw
+/// term, and the gradient, on each layer alone.
+#[test]
+fn style_regions_match_jax_with_real_weights() {
+    let Some((engine, f, [content, style, x])) = real_case() else {
+        return;
+    };
+    let (data, shape) = f.f64s("region.mask");
+    let data = data.into_iter().map(|v| v as f32).collect();
+    let region = nst_transfer::guide::Mask::new(shape[1] as u32, shape[0] as u32, data).unwrap();
+    let styles = [Style::new(style, 1.0).with_region(region)];
+    for l in STYLE {
+        let cfg = LossConfig {
+            style_layers: layers(&[l]),
+            ..loss(0.0, 1.0, 0.0)
+        };
+        let s = engine
+            .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
+            .unwrap();
+        let term = Term::Style(LayerId::parse(l).unwrap(), 0);
+        let t = s.values.terms.iter().find(|t| t.term == term).unwrap();
+        let raw = f.f64s(&format!("region.loss.{l}")).0[0];
+        check_value(&format!("region {l}"), t.raw, raw, VALUE_RTOL);
+        let want: Vec<f64> = (f.f64s(&format!("region.grad.{l}")).0)
+            .into_iter()
+            .map(|g| t.weight * g)
+            .collect();
+        check_grad(&format!("region {l} gradient"), &s.grad, &want, GRAD_TOL);
+    }
+}
+
+/// A content mask against JAX, with the real weights: strengths 0 (floored), 0.2 and 0.7 with
+/// a soft row between weigh the content term per position by (1 − s)/s. Its raw value, its
+/// weight (the content weight the style weight sets, a raw layer weight of 1) and its
+/// gradient; and a mask of 0.5 everywhere gives the default content term exactly.
+#[test]
+fn a_content_mask_matches_jax_with_real_weights() {
+    let Some((engine, f, [content, style, x])) = real_case() else {
+        return;
+    };
+    let (data, shape) = f.f64s("content_mask.map");
+    let data = data.into_iter().map(|v| v as f32).collect();
+    let map = nst_transfer::guide::Mask::new(shape[1] as u32, shape[0] as u32, data).unwrap();
+    // The style terms weigh nothing; the style weight 1.5 sets the content weight.
+    let relu1_1 = LayerId::parse("relu1_1").unwrap();
+    let cfg = LossConfig {
+        style_layers: vec![LayerWeight::raw(relu1_1, 0.0)],
+        ..loss(7.0, 1.5, 0.0)
+    };
+    let styles = one_style(style);
+    let settings = scoring(&cfg, Pooling::Max).content_mask(Some(map));
+    let s = engine.score(&content, &styles, &x, &settings).unwrap();
+    let term = Term::Content(LayerId::parse("relu4_2").unwrap());
+    let t = s.values.terms.iter().find(|t| t.term == term).unwrap();
+    check_value(
+        "content mask",
+        t.raw,
+        f.f64s("content_mask.loss").0[0],
+        VALUE_RTOL,
+    );
+    let weight =
+        1.5 * nst_transfer::defaults::CONTENT_WEIGHT / nst_transfer::defaults::STYLE_WEIGHT;
+    assert!(
+        (t.weight - weight).abs() <= 1e-12,
+        "weight {} for {weight}",
+        t.weight
+    );
+    let want: Vec<f64> = (f.f64s("content_mask.grad").0)
+        .into_iter()
+        .map(|g| weight * g)
+        .collect();
+    check_grad("content mask gradient", &s.grad, &want, GRAD_TOL);
+
+    // Strength 0.5 everywhere, with the default style weight: the plain content term.
+    let cfg = LossConfig {
+        content_weight: nst_transfer::defaults::CONTENT_WEIGHT,
+        ..cfg.style_weight(nst_transfer::defaults::STYLE_WEIGHT)
+    };
+    let half = nst_transfer::guide::Mask::new(8, 6, vec![0.5; 48]).unwrap();
+    let plain = engine
+        .score(&content, &styles, &x, &scoring(&cfg, Pooling::Max))
+        .unwrap();
+    let settings = scoring(&cfg, Pooling::Max).content_mask(Some(half));
+    let masked = engine.score(&content, &styles, &x, &settings).unwrap();
+    let (a, b) = (plain.values.terms[0], masked.values.terms[0]);
+    assert_eq!((a.term, a.weight), (b.term, b.weight));
+    assert!((a.raw - b.raw).abs() <= 1e-6 * a.raw, "{a:?} vs {b:?}");
+    check_grad(
+        "content mask of 0.5",
+        &masked.grad,
+        &plain.grad.iter().map(|&g| g as f64).collect::<Vec<_>>(),
+        1e-6,
+    );
 }
 
 /// The region measure (guided Gram matrices of captured activations, on the CPU) over a

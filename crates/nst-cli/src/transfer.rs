@@ -130,49 +130,87 @@ pub struct ImageArgs {
     /// partly), one per --style in the same order, `all` for a style applied everywhere.
     #[arg(long, value_name = "FILE|all")]
     style_mask: Vec<PathBuf>,
+    /// Which part of a style image is the style: an image over that style image (white: the
+    /// style, black: not, grey: partly), one per --style in the same order, `all` for the
+    /// whole image.
+    #[arg(long, value_name = "FILE|all")]
+    style_region: Vec<PathBuf>,
+    /// How strongly each part of the output is styled: an image over the output whose
+    /// brightness is the strength there, as --strength takes it (black 0: keep the photo,
+    /// mid-grey 0.5: the default, white 1: only the style). It sets the content weight.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["content_weight", "strength"])]
+    content_mask: Option<PathBuf>,
 }
 
-/// What `--style-mask` takes for a style applied everywhere.
+/// What `--style-mask` and `--style-region` take for the whole image.
 const EVERYWHERE: &str = "all";
+
+/// The files of a flag given once per --style (`field`'s), `None` for `all` or for every
+/// style when the flag is not given; an error unless it is given once per style.
+fn per_style(paths: &[PathBuf], n: usize, field: Field) -> Result<Vec<Option<&Path>>, Failure> {
+    let flag = format!("--{}", field.name().replace('_', "-"));
+    if !paths.is_empty() && paths.len() != n {
+        let reason = format!(
+            "{} given for {n} style images: give one {flag} per --style, in the same order \
+             (`{EVERYWHERE}` for the whole image)",
+            paths.len()
+        );
+        return Err(nst_transfer::TransferError::invalid(field, reason).into());
+    }
+    let mut files: Vec<Option<&Path>> = (paths.iter())
+        .map(|p| (p.as_os_str() != EVERYWHERE).then_some(p.as_path()))
+        .collect();
+    files.resize(n, None);
+    Ok(files)
+}
 
 impl ImageArgs {
     fn paths(&self) -> Vec<&Path> {
         let mut v = vec![self.content.as_path()];
         v.extend(self.style.iter().map(PathBuf::as_path));
-        v.extend(self.masks().flatten());
+        v.extend(self.content_mask.as_deref());
+        let files = self.style_mask.iter().chain(&self.style_region);
+        v.extend(
+            files
+                .filter(|p| p.as_os_str() != EVERYWHERE)
+                .map(PathBuf::as_path),
+        );
         v
     }
 
-    /// Each `--style-mask`'s file, `None` for `all`.
-    fn masks(&self) -> impl Iterator<Item = Option<&Path>> {
-        (self.style_mask.iter()).map(|p| (p.as_os_str() != EVERYWHERE).then_some(p.as_path()))
-    }
-
-    fn load(&self, quiet: bool) -> Result<(Image, Vec<Style>), Failure> {
+    /// The content, the styles with their masks and regions, and `settings` with the content
+    /// mask, each mask checked against its image.
+    fn load(
+        &self, settings: Settings, quiet: bool,
+    ) -> Result<(Image, Vec<Style>, Settings), Failure> {
         let n = self.style.len();
         let weights = nst_transfer::settings::style_weights(n, self.style_weights.clone())?;
-        if !self.style_mask.is_empty() && self.style_mask.len() != n {
-            let reason = format!(
-                "{} masks for {n} style images: give one --style-mask per --style, in the same \
-                 order (`{EVERYWHERE}` for a style applied everywhere)",
-                self.style_mask.len()
-            );
-            return Err(nst_transfer::TransferError::invalid(Field::StyleMask, reason).into());
-        }
-        let mut masks = self.masks().map(Some).collect::<Vec<_>>();
-        masks.resize(n, None);
+        let masks = per_style(&self.style_mask, n, Field::StyleMask)?;
+        let regions = per_style(&self.style_region, n, Field::StyleRegion)?;
         let mut styles = Vec::new();
-        for ((p, w), mask) in self.style.iter().zip(weights).zip(masks) {
+        for (((p, w), mask), region) in self.style.iter().zip(weights).zip(masks).zip(regions) {
             let mut style = Style::new(load_image(Field::Style, p, quiet)?, w);
-            if let Some(Some(m)) = mask {
+            if let Some(m) = mask {
                 let mask = nst_transfer::report::load_mask(Field::StyleMask, m, quiet)?;
                 style = style.with_mask(mask);
+            }
+            if let Some(r) = region {
+                let region = nst_transfer::report::load_mask(Field::StyleRegion, r, quiet)?;
+                style = style.with_region(region);
             }
             styles.push(style);
         }
         let content = load_image(Field::Content, &self.content, quiet)?;
-        nst_transfer::guide::check_masks(&styles, (content.width(), content.height()))?;
-        Ok((content, styles))
+        let settings = match &self.content_mask {
+            None => settings,
+            Some(p) => {
+                let m = nst_transfer::report::load_mask(Field::ContentMask, p, quiet)?;
+                settings.content_mask(Some(m))
+            }
+        };
+        let size = (content.width(), content.height());
+        nst_transfer::guide::check_masks(&styles, &settings, size)?;
+        Ok((content, styles, settings))
     }
 }
 
@@ -299,7 +337,7 @@ pub fn stylize(a: StylizeArgs) -> Result<(), Failure> {
     let mut inputs = a.images.paths();
     inputs.extend(a.init_image.as_deref());
     how.check(&inputs)?;
-    let (content, styles) = a.images.load(how.quiet)?;
+    let (content, styles, settings) = a.images.load(settings, how.quiet)?;
     let engine = a.loss.open(how.quiet)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
@@ -367,7 +405,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     if let Some(g) = &a.grad {
         nst_transfer::report::check_not_input(Field::Grad, g, &inputs)?;
     }
-    let (content, styles) = a.images.load(a.json)?;
+    let (content, styles, settings) = a.images.load(settings, a.json)?;
     let image = load_image(Field::Image, &a.image, a.json)?;
     // The masks are read and checked before the GPU is opened.
     let size = (image.width(), image.height());

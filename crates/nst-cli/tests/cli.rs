@@ -254,14 +254,45 @@ fn bad_input_gives_clear_errors() {
     run(&["--save-every", "5"], &["--save-dir"]);
     run(&["--plot", "curves.svg"], &["--plot", ".png"]);
     run(&["--plot", c], &["--plot", "c.png"]);
-    // Masks: one per style, over the content's shape, not all black, readable.
+    // Masks: one per style, over the content's shape, not all black, readable; so are
+    // regions, over their style images.
     let (wide, black) = (d.join("wide.png"), d.join("black.png"));
     png(&wide, 40, 16);
     png_with(&black, 10, 8, |_, _| [0, 0, 0]);
     let (wide, black) = (wide.to_str().unwrap(), black.to_str().unwrap());
     run(
         &["--style-mask", c, "--style-mask", c],
-        &["--style-mask", "2 masks for 1"],
+        &["--style-mask", "2 given for 1"],
+    );
+    // A style's region covers its style image (16×16 here).
+    run(
+        &["--style-region", s, "--style-region", s],
+        &["--style-region", "2 given for 1"],
+    );
+    run(
+        &["--style-region", wide],
+        &[
+            "--style-region",
+            "region of style image 1",
+            "40×16",
+            "16×16",
+        ],
+    );
+    let square = d.join("black_square.png");
+    png_with(&square, 8, 8, |_, _| [0, 0, 0]);
+    run(
+        &["--style-region", square.to_str().unwrap()],
+        &["--style-region", "all black"],
+    );
+    // A content mask covers the content; it sets the content weight, so takes no strength.
+    run(
+        &["--content-mask", wide],
+        &["--content-mask", "content mask", "40×16", "20×16"],
+    );
+    run(&["--content-mask", c, "--strength", "0.3"], &["--strength"]);
+    run(
+        &["--content-mask", c, "--style-weight", "0"],
+        &["--content-mask", "style weight, which is 0"],
     );
     run(
         &["--style-mask", wide],

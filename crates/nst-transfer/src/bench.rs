@@ -187,7 +187,7 @@ impl Engine {
         let style = noise(width, height, 2);
         // Its iterations are Adam steps, whatever optimizer `settings` names.
         let settings = &settings.clone().optimizer(Optimizer::Adam);
-        let problem = self.problem(&content, &[style], &[1.0], &[], settings)?;
+        let problem = self.problem(&content, &[style], &[1.0], (&[], &[]), settings)?;
         let adam = Stepper::new(self, &problem, Optimizer::Adam, crate::defaults::LR)?;
         let iteration = |pass: &mut wgpu::ComputePass<'_>| {
             problem.record_value_and_grad(pass);

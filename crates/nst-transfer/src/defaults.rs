@@ -70,6 +70,26 @@ pub fn strength_weights(s: f64) -> Result<(f64, f64), TransferError> {
     Ok((2.0 * (1.0 - s) * CONTENT_WEIGHT, 2.0 * s * STYLE_WEIGHT))
 }
 
+/// The least strength a content mask's pixel counts as ([`crate::Settings::content_mask`]):
+/// at 0 the content's weight there would be infinite. 0.02 weighs it 49 times the default.
+pub const MIN_MASK_STRENGTH: f64 = 0.02;
+
+/// How much a content mask's pixel of strength `s` weighs the content there, relative to
+/// strength 0.5: (1 − s)/s, `s` floored at [`MIN_MASK_STRENGTH`]. With the content weight
+/// [`mask_content_weight`] times this, each pixel's balance of content and style is the one
+/// [`strength_weights`] gives `s` over a whole image.
+pub fn mask_balance(s: f64) -> f64 {
+    let s = s.max(MIN_MASK_STRENGTH);
+    (1.0 - s) / s
+}
+
+/// The content weight a content mask's balance multiplies ([`mask_balance`]), for a run with
+/// style weight `style_weight`: `style_weight`·[`CONTENT_WEIGHT`]/[`STYLE_WEIGHT`], the one
+/// strength 0.5 pairs with it. (The run's own content weight is not used.)
+pub fn mask_content_weight(style_weight: f64) -> f64 {
+    style_weight * CONTENT_WEIGHT / STYLE_WEIGHT
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +103,18 @@ mod tests {
         assert_eq!(strength_weights(0.0).unwrap().1, 0.0);
         assert_eq!(strength_weights(1.0).unwrap().0, 0.0);
         assert!(strength_weights(1.5).is_err() && strength_weights(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn a_content_mask_pixel_balances_as_its_strength_does() {
+        for s in [0.1, 0.2, 0.5, 0.7, 0.9] {
+            let (c, st) = strength_weights(s).unwrap();
+            let sw = 1.3;
+            let here = mask_content_weight(sw) * mask_balance(s);
+            assert!((here / sw - c / st).abs() < 1e-12, "{s}");
+        }
+        assert_eq!(mask_balance(1.0), 0.0);
+        assert_eq!(mask_balance(0.0), mask_balance(MIN_MASK_STRENGTH));
+        assert!((mask_balance(0.0) - 49.0).abs() < 1e-9);
     }
 }

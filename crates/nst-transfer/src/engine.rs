@@ -4,9 +4,11 @@
 
 use crate::error::{Field, Result, TransferError};
 use crate::events::Score;
+use crate::guide::Mask;
 use crate::image::{fit_longest, resize, Image};
 use crate::measure::{self, Measure};
-use crate::memory::{ForwardJob, Job, MemoryPlan, ScalePlan, Target};
+use crate::memory::{ForwardJob, Job, MemoryPlan, ScalePlan, StyleShape, Target};
+use crate::objective::Guided;
 use crate::objective::StyleTarget;
 use crate::settings::{normalized_blend, Settings, Style};
 use crate::tiled_graph::{Captures, GramSums, Masks, TiledGraph};
@@ -194,21 +196,18 @@ impl Engine {
     }
 
     /// Plans one scale of `job` (an optimization or an evaluation) for an output of
-    /// `width × height` and style images of `style_sizes`: each style image's forward,
+    /// `width × height` and style images of `styles`' shapes: each style image's forward,
     /// then the problem. Nothing is allocated.
     pub fn scale_plan(
-        &self, (width, height): (u32, u32), style_sizes: &[(u32, u32)], settings: &Settings,
-        job: &Job,
+        &self, (width, height): (u32, u32), styles: &[StyleShape], settings: &Settings, job: &Job,
     ) -> Result<ScalePlan> {
         let problem = self.memory_plan(settings, job, width, height)?;
-        let grams = settings.loss.style_layer_ids();
-        let forward = Job::Forward(ForwardJob {
-            capture: Vec::new(),
-            grams,
-        });
-        let styles = style_sizes
+        let styles = styles
             .iter()
-            .map(|&(w, h)| self.memory_plan(settings, &forward, w, h))
+            .map(|s| {
+                let forward = Job::Forward(target_job(&settings.loss.style_layer_ids(), s.region));
+                self.memory_plan(settings, &forward, s.width, s.height)
+            })
             .collect::<Result<_>>()?;
         Ok(ScalePlan { styles, problem })
     }
@@ -230,9 +229,10 @@ impl Engine {
         let job = ForwardJob {
             capture: Vec::new(),
             grams: layers.to_vec(),
+            region: false,
         };
         let plan = self.forward_plan(&job, image, &settings)?;
-        Ok(pollster::block_on(self.forward(image, &job, &plan, &settings))?.grams)
+        Ok(pollster::block_on(self.forward(image, &job, None, &plan, &settings))?.grams)
     }
 
     /// The plan of `job` over `image`.
@@ -241,15 +241,42 @@ impl Engine {
         self.memory_plan(s, &Job::Forward(job.clone()), w, h)
     }
 
-    /// Runs `job`'s forward over `image` tile by tile, as `plan` says: its Gram matrices and
-    /// its full-size captures, read back.
+    /// Runs `job`'s forward over `image` tile by tile, as `plan` says: its Gram matrices
+    /// (guided by `region`, at the image's size, when `job` has one) and its full-size
+    /// captures, read back. `what` names the region in its errors.
     async fn forward(
-        &self, image: &Image, job: &ForwardJob, plan: &MemoryPlan, settings: &Settings,
+        &self, image: &Image, job: &ForwardJob, region: Option<(&Mask, &str)>, plan: &MemoryPlan,
+        settings: &Settings,
     ) -> Result<Forward> {
         let tg = self.tiled_graph(plan, settings, &Job::Forward(job.clone()))?;
         let (ctx, k) = (&self.ctx, &self.k);
         let mut masks = Masks::new(&tg);
-        let sums = GramSums::new(ctx, k, &tg, &mut masks, &job.grams)?;
+        // Guided by a region: the Gram sums of F ∘ m, times κ (read back below).
+        let mut guided = Vec::new();
+        let sums = match region {
+            None => GramSums::new(ctx, k, &tg, &mut masks, &job.grams)?,
+            Some((region, what)) => {
+                for &l in &job.grams {
+                    let f = masks.at(ctx, k, &tg, l)?;
+                    let label = format!("region {l}");
+                    let m = region.at_layer(l);
+                    let g = Guided::new(ctx, k, &tg, &mut masks, l, &f, &m, &label)?;
+                    if g.share == 0.0 {
+                        let reason = format!(
+                            "{what} is too small to reach {l}, where the image is {}×{}: paint \
+                             a larger region",
+                            tg.full_layout(l)?.w,
+                            tg.full_layout(l)?.h
+                        );
+                        return Err(TransferError::invalid(Field::StyleRegion, reason));
+                    }
+                    guided.push(g);
+                }
+                let features = job.grams.iter().zip(&guided);
+                let features = features.map(|(&l, g)| (l, g.features.clone())).collect();
+                GramSums::of(ctx, k, &tg, features)?
+            }
+        };
         let captures = Captures::new(ctx, k, &tg, &job.capture)?;
         self.ctx.write(tg.image().buffer, 0, &image.data);
         // One submission per tile: a long image's work is not one huge command buffer.
@@ -262,8 +289,13 @@ impl Engine {
             })?;
         }
         let mut grams = Vec::new();
-        for g in &sums.grams {
-            grams.push(ctx.read_async::<f32>(View::whole(g)).await?);
+        for (i, g) in sums.grams.iter().enumerate() {
+            let mut gram = ctx.read_async::<f32>(View::whole(g)).await?;
+            if let Some(g) = guided.get(i) {
+                gram.iter_mut()
+                    .for_each(|v| *v = (*v as f64 * g.kappa) as f32);
+            }
+            grams.push(gram);
         }
         let mut captured = Vec::new();
         for (_, t) in &captures.tensors {
@@ -293,21 +325,17 @@ impl Engine {
         let job = ForwardJob {
             capture: vec![measure::content_layer()],
             grams: style_layers.clone(),
+            region: false,
         };
         // The image and the content at its size share one plan.
         let plan = self.forward_plan(&job, image, &s)?;
-        let of_image = self.forward(image, &job, &plan, &s).await?;
+        let of_image = self.forward(image, &job, None, &plan, &s).await?;
         let of_content = self
-            .forward(&resize(content, w, h), &job, &plan, &s)
+            .forward(&resize(content, w, h), &job, None, &plan, &s)
             .await?;
-        let images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), 1.0);
-        let job = ForwardJob {
-            capture: Vec::new(),
-            grams: style_layers,
-        };
-        let plans =
-            (images.iter().map(|i| self.forward_plan(&job, i, &s))).collect::<Result<Vec<_>>>()?;
-        let targets = self.style_targets(&images, &plans, &s).await?;
+        let targets = self
+            .measure_targets(styles, (w, h), &style_layers, &s)
+            .await?;
         let blended: Vec<Vec<f64>> = targets.iter().map(|t| t.blended(&blend)).collect();
         Ok(Measure::from_features(
             &of_image.grams,
@@ -334,20 +362,14 @@ impl Engine {
         let job = ForwardJob {
             capture: layers.clone(),
             grams: Vec::new(),
+            region: false,
         };
         let plan = self.forward_plan(&job, image, &s)?;
-        let of_image = pollster::block_on(self.forward(image, &job, &plan, &s))?;
+        let of_image = pollster::block_on(self.forward(image, &job, None, &plan, &s))?;
         let c = resize(content, w, h);
-        let of_content = pollster::block_on(self.forward(&c, &job, &plan, &s))?;
+        let of_content = pollster::block_on(self.forward(&c, &job, None, &plan, &s))?;
         let masks: Vec<Vec<f32>> = layers.iter().map(|&l| mask.at_layer(l)).collect();
-        let images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), 1.0);
-        let job = ForwardJob {
-            capture: Vec::new(),
-            grams: layers,
-        };
-        let plans =
-            (images.iter().map(|i| self.forward_plan(&job, i, &s))).collect::<Result<Vec<_>>>()?;
-        let targets = pollster::block_on(self.style_targets(&images, &plans, &s))?;
+        let targets = pollster::block_on(self.measure_targets(styles, (w, h), &layers, &s))?;
         Ok((0..styles.len())
             .map(|k| {
                 let t: Vec<&[f32]> = targets.iter().map(|t| t.grams[k].as_slice()).collect();
@@ -362,12 +384,27 @@ impl Engine {
             .collect())
     }
 
-    /// Each style image's Gram matrices at `settings`' style layers, each forward as its
-    /// plan in `plans` says.
-    pub(crate) async fn style_targets(
-        &self, styles: &[Image], plans: &[MemoryPlan], settings: &Settings,
+    /// The measure's style targets ([`Engine::measure_with`]): each style (its region
+    /// included) at an image of `size`'s longest side, its Gram matrices at `layers`.
+    async fn measure_targets(
+        &self, styles: &[Style], (w, h): (u32, u32), layers: &[LayerId], s: &Settings,
     ) -> Result<Vec<StyleTarget>> {
-        let layers = settings.loss.style_layer_ids();
+        let images = scaled_styles(styles.iter().map(|s| &s.image), w.max(h), 1.0);
+        let regions = regions(styles);
+        let plans = (images.iter().zip(&regions))
+            .map(|(i, r)| self.forward_plan(&target_job(layers, r.is_some()), i, s))
+            .collect::<Result<Vec<_>>>()?;
+        self.style_targets(&images, &regions, layers, &plans, s)
+            .await
+    }
+
+    /// Each style image's Gram matrices at `layers`, guided by its region where `regions`
+    /// has one (of the image's shape, any size; `regions` may be shorter than `styles`), each
+    /// forward as its plan in `plans` ([`target_job`]) says.
+    pub(crate) async fn style_targets(
+        &self, styles: &[Image], regions: &[Option<Mask>], layers: &[LayerId],
+        plans: &[MemoryPlan], settings: &Settings,
+    ) -> Result<Vec<StyleTarget>> {
         let mut targets: Vec<StyleTarget> = layers
             .iter()
             .map(|&layer| StyleTarget {
@@ -375,12 +412,19 @@ impl Engine {
                 grams: Vec::new(),
             })
             .collect();
-        let job = ForwardJob {
-            capture: Vec::new(),
-            grams: layers,
-        };
-        for (s, plan) in styles.iter().zip(plans) {
-            let grams = self.forward(s, &job, plan, settings).await?.grams;
+        for (i, (s, plan)) in styles.iter().zip(plans).enumerate() {
+            let region = regions.get(i).and_then(Option::as_ref);
+            let what = crate::guide::style_region(i);
+            let region = match region {
+                None => None,
+                Some(r) => {
+                    crate::guide::check(r, (s.width, s.height), &what, Field::StyleRegion)?;
+                    Some(r.resize(s.width, s.height))
+                }
+            };
+            let job = target_job(layers, region.is_some());
+            let region = region.as_ref().map(|r| (r, what.as_str()));
+            let grams = self.forward(s, &job, region, plan, settings).await?.grams;
             for (t, g) in targets.iter_mut().zip(grams) {
                 t.grams.push(g);
             }
@@ -397,6 +441,7 @@ impl Engine {
     ) -> Result<Score> {
         settings.validate()?;
         let blend = normalized_blend(styles)?;
+        crate::guide::check_masks(styles, settings, (content.width, content.height))?;
         let (w, h) = (image.width, image.height);
         let c = resize(content, w, h);
         let longest = w.max(h);
@@ -405,7 +450,8 @@ impl Engine {
             longest,
             settings.style_scale,
         );
-        let sizes: Vec<(u32, u32)> = style_images.iter().map(|s| (s.width, s.height)).collect();
+        let sizes = style_shapes(&style_images, styles);
+        let regions = regions(styles);
         let guides = crate::guide::guides(styles, (content.width, content.height), (w, h))?;
         let job = Job::Evaluate {
             styles: styles.len(),
@@ -416,7 +462,7 @@ impl Engine {
             &c,
             &style_images,
             &blend,
-            &guides,
+            (&guides, &regions),
             settings,
             plan,
         ))?;
@@ -442,6 +488,32 @@ impl Engine {
 pub(crate) struct Forward {
     grams: Vec<Vec<f32>>,
     captured: Vec<Vec<f32>>,
+}
+
+/// Each style's region ([`Style::region`]), at its size.
+pub(crate) fn regions(styles: &[Style]) -> Vec<Option<Mask>> {
+    styles.iter().map(|s| s.region.clone()).collect()
+}
+
+/// The shapes of `images`, each of `styles` at one scale, as a plan sees them.
+pub(crate) fn style_shapes(images: &[Image], styles: &[Style]) -> Vec<StyleShape> {
+    (images.iter().zip(styles))
+        .map(|(i, s)| StyleShape {
+            width: i.width,
+            height: i.height,
+            region: s.region.is_some(),
+        })
+        .collect()
+}
+
+/// The forward that takes one style image's targets at `layers`, guided when it has a
+/// region.
+pub(crate) fn target_job(layers: &[LayerId], region: bool) -> ForwardJob {
+    ForwardJob {
+        capture: Vec::new(),
+        grams: layers.to_vec(),
+        region,
+    }
 }
 
 /// The size of a style image whose longest side is `style_scale` times `longest`.

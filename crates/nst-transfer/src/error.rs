@@ -85,6 +85,10 @@ pub enum Field {
     Style,
     /// A style image's mask over the output ([`crate::Style::mask`]).
     StyleMask,
+    /// The region of a style image that is the style ([`crate::Style::region`]).
+    StyleRegion,
+    /// [`crate::Settings::content_mask`].
+    ContentMask,
     /// A region's mask over a scored image ([`crate::Engine::region_measure`]).
     Mask,
     /// A settings document as a whole ([`crate::Settings::from_json`]): its syntax, a key it
@@ -131,6 +135,8 @@ impl Field {
             Field::Grad => "grad",
             Field::Style => "style",
             Field::StyleMask => "style_mask",
+            Field::StyleRegion => "style_region",
+            Field::ContentMask => "content_mask",
             Field::Mask => "mask",
             Field::Settings => "settings",
         }

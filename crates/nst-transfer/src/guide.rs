@@ -10,20 +10,29 @@
 
 use crate::error::{Field, Result, TransferError};
 use crate::image::Image;
-use crate::settings::Style;
+use crate::settings::{Settings, Style};
 use nst_vgg::{LayerId, LayerKind};
+use serde::{Deserialize, Serialize};
 
 /// How far a mask's aspect ratio may differ from the content's and still be read as covering
 /// it (a mask drawn at another size, rounded).
 const ASPECT_TOLERANCE: f64 = 0.02;
 
-/// Checks that every style's mask covers a `content` (width, height) image (its shape) and is
-/// not all black: what [`crate::Engine::stylize`] and `score` check first, for callers that
-/// check their input before opening the GPU.
-pub fn check_masks(styles: &[Style], content: (u32, u32)) -> Result<()> {
+/// Checks that every style's mask and `settings`' content mask cover a `content` (width,
+/// height) image and that each style's region covers its style image (their shapes), and that
+/// no style's mask or region is all black: what [`crate::Engine::stylize`] and `score` check
+/// first, for callers that check their input before opening the GPU.
+pub fn check_masks(styles: &[Style], settings: &Settings, content: (u32, u32)) -> Result<()> {
+    if let Some(m) = &settings.content_mask {
+        check_shape(m, content, "the content mask", Field::ContentMask)?;
+    }
     for (i, s) in styles.iter().enumerate() {
         if let Some(m) = &s.mask {
             check(m, content, &style_mask(i), Field::StyleMask)?;
+        }
+        if let Some(r) = &s.region {
+            let size = (s.image.width, s.image.height);
+            check(r, size, &style_region(i), Field::StyleRegion)?;
         }
     }
     Ok(())
@@ -32,6 +41,11 @@ pub fn check_masks(styles: &[Style], content: (u32, u32)) -> Result<()> {
 /// How errors name style image `i`'s mask.
 fn style_mask(i: usize) -> String {
     format!("the mask of style image {}", i + 1)
+}
+
+/// How errors name style image `i`'s region.
+pub(crate) fn style_region(i: usize) -> String {
+    format!("the region of style image {}", i + 1)
 }
 
 /// Each style's mask resized to `(width, height)`, or `None` where the style has none; after
@@ -55,6 +69,18 @@ pub(crate) fn guides(
 /// Checks that `m` (`what`, set by `field`) covers a `content` (width, height) image (its
 /// shape, within [`ASPECT_TOLERANCE`]) and is not all black.
 pub fn check(m: &Mask, content: (u32, u32), what: &str, field: Field) -> Result<()> {
+    check_shape(m, content, what, field)?;
+    if m.is_empty() {
+        let reason =
+            format!("{what} is all black, so it marks nothing: paint white where it applies");
+        return Err(TransferError::invalid(field, reason));
+    }
+    Ok(())
+}
+
+/// Checks that `m` (`what`, set by `field`) covers a `content` (width, height) image: its
+/// shape, within [`ASPECT_TOLERANCE`].
+pub fn check_shape(m: &Mask, content: (u32, u32), what: &str, field: Field) -> Result<()> {
     let aspect = |w: u32, h: u32| w as f64 / h as f64;
     let (a, b) = (aspect(m.width, m.height), aspect(content.0, content.1));
     if (a / b - 1.0).abs() > ASPECT_TOLERANCE {
@@ -65,21 +91,55 @@ pub fn check(m: &Mask, content: (u32, u32), what: &str, field: Field) -> Result<
         );
         return Err(TransferError::invalid(field, reason));
     }
-    if m.is_empty() {
-        let reason =
-            format!("{what} is all black, so it marks nothing: paint white where it applies");
-        return Err(TransferError::invalid(field, reason));
-    }
     Ok(())
 }
 
 /// A single-channel mask in [0, 1], row-major: 1 where a style applies, 0 where it does not,
 /// values between for soft edges.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Written as `{"width": w, "height": h, "values": [...]}` (row-major); read the same way,
+/// values clamped to [0, 1], an error when their count is not `width × height`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "MaskWritten", into = "MaskWritten")]
 pub struct Mask {
     width: u32,
     height: u32,
     data: Vec<f32>,
+}
+
+/// [`Mask`] as written.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaskWritten {
+    width: u32,
+    height: u32,
+    values: Vec<f32>,
+}
+
+impl From<Mask> for MaskWritten {
+    fn from(m: Mask) -> MaskWritten {
+        MaskWritten {
+            width: m.width,
+            height: m.height,
+            values: m.data,
+        }
+    }
+}
+
+impl TryFrom<MaskWritten> for Mask {
+    type Error = String;
+
+    fn try_from(w: MaskWritten) -> std::result::Result<Mask, String> {
+        let n = w.values.len();
+        Mask::new(w.width, w.height, w.values).ok_or_else(|| {
+            format!(
+                "a mask of {}×{} needs {} values, not {n}",
+                w.width,
+                w.height,
+                w.width as u64 * w.height as u64
+            )
+        })
+    }
 }
 
 impl Mask {
@@ -185,22 +245,40 @@ impl Mask {
     /// The guidance at the output of layer `l` for this mask at the image's size: averaged
     /// 2×2 at each pooling layer up to `l`, row-major at the layer's height × width.
     pub fn at_layer(&self, l: LayerId) -> Vec<f32> {
-        let (mut w, mut h, mut data) =
-            (self.width as usize, self.height as usize, self.data.clone());
-        let pools = LayerId::all().take_while(|&id| id <= l);
-        for _ in pools.filter(|id| id.layer().kind == LayerKind::Pool) {
-            let (w2, h2) = (w / 2, h / 2);
-            let mut next = Vec::with_capacity(w2 * h2);
-            for y in 0..h2 {
-                for x in 0..w2 {
-                    let at = |dy: usize, dx: usize| data[(2 * y + dy) * w + 2 * x + dx];
-                    next.push((at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0);
-                }
-            }
-            (w, h, data) = (w2, h2, next);
-        }
-        data
+        at_layer(self.width, self.height, self.data.clone(), l)
     }
+}
+
+/// How much the content counts at each position of layer `l` under the content mask `map`
+/// (at the image's size): each pixel's [`crate::defaults::mask_balance`] of its strength,
+/// carried down like a mask ([`at_layer`]).
+pub(crate) fn content_weights_at(map: &Mask, l: LayerId) -> Vec<f32> {
+    let balance = |&s: &f32| crate::defaults::mask_balance(s as f64) as f32;
+    at_layer(
+        map.width,
+        map.height,
+        map.data.iter().map(balance).collect(),
+        l,
+    )
+}
+
+/// A map over the image (`width × height`, row-major) at the output of layer `l`: averaged
+/// 2×2 at each pooling layer up to `l`, an odd last row or column dropped.
+pub(crate) fn at_layer(width: u32, height: u32, mut data: Vec<f32>, l: LayerId) -> Vec<f32> {
+    let (mut w, mut h) = (width as usize, height as usize);
+    let pools = LayerId::all().take_while(|&id| id <= l);
+    for _ in pools.filter(|id| id.layer().kind == LayerKind::Pool) {
+        let (w2, h2) = (w / 2, h / 2);
+        let mut next = Vec::with_capacity(w2 * h2);
+        for y in 0..h2 {
+            for x in 0..w2 {
+                let at = |dy: usize, dx: usize| data[(2 * y + dy) * w + 2 * x + dx];
+                next.push((at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0);
+            }
+        }
+        (w, h, data) = (w2, h2, next);
+    }
+    data
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ pub use image::{Image, ImageError};
 pub use log::{Log, LogRow};
 pub use measure::Measure;
 pub use memory::{
-    plan_vgg19, ForwardJob, Job, LayersPlan, MemoryPart, MemoryPlan, ScalePlan, Target,
+    plan_vgg19, ForwardJob, Job, LayersPlan, MemoryPart, MemoryPlan, ScalePlan, StyleShape, Target,
 };
 pub use nst_vgg::Pooling;
 pub use objective::{Objective, StyleTarget};

@@ -7,7 +7,7 @@
 //! optimizer's state. A test checks the sum against the bytes the GPU context counts.
 
 use crate::error::{Field, Result, TransferError};
-use crate::objective::{content_mean_squares_bytes, Objective};
+use crate::objective::{content_mean_squares_bytes, Guided, Objective};
 use crate::optimize::Stepper;
 use crate::settings::{Optimizer, Settings};
 use crate::tiled_graph::{full_layout, tap_layout, Captures, GramSums, Masks, TiledGraph};
@@ -93,6 +93,32 @@ pub struct ForwardJob {
     pub capture: Vec<LayerId>,
     /// Layers whose Gram matrices are taken.
     pub grams: Vec<LayerId>,
+    /// Whether the Gram matrices are guided by a region of the image
+    /// ([`crate::Style::region`]).
+    pub region: bool,
+}
+
+/// A style image as a scale's plan sees it: its size, and whether its style is taken from a
+/// region of it ([`crate::Style::region`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StyleShape {
+    /// The width at this scale.
+    pub width: u32,
+    /// The height at this scale.
+    pub height: u32,
+    /// Whether it has a region.
+    pub region: bool,
+}
+
+impl From<(u32, u32)> for StyleShape {
+    /// A style image of `(width, height)`, all of it the style.
+    fn from((width, height): (u32, u32)) -> StyleShape {
+        StyleShape {
+            width,
+            height,
+            region: false,
+        }
+    }
 }
 
 /// One part of a plan: what it is for and the bytes it creates.
@@ -326,7 +352,7 @@ fn too_small(e: VggError, field: Field) -> TransferError {
 fn job_taps(settings: &Settings, job: &Job) -> Vec<LayerId> {
     match job {
         Job::Optimize { .. } | Job::Evaluate { .. } => settings.loss.taps(),
-        Job::Forward(ForwardJob { capture, grams }) => {
+        Job::Forward(ForwardJob { capture, grams, .. }) => {
             let mut t: Vec<LayerId> = capture.iter().chain(grams).copied().collect();
             t.sort();
             t.dedup();
@@ -481,6 +507,11 @@ fn plan_with(
                 Masks::bytes(&layout, &f.grams, tiled)?,
             ));
             parts.push(MemoryPart::new("Gram matrices", grams(&f.grams)?));
+            if f.region {
+                let at = |&l| Guided::bytes(&layout, l, (height, width), tiled);
+                let bytes: u64 = f.grams.iter().map(at).sum::<Result<u64>>()?;
+                parts.push(MemoryPart::new("region", bytes));
+            }
             parts.push(MemoryPart::new(
                 "captures",
                 Captures::bytes(&full(&f.capture)?),
@@ -505,7 +536,14 @@ fn plan_with(
                 ),
                 MemoryPart::new(
                     "loss",
-                    Objective::bytes(&layout, loss, (*styles, *guided), (height, width), tiled)?,
+                    Objective::bytes(
+                        &layout,
+                        loss,
+                        (*styles, *guided),
+                        settings.content_mask.is_some(),
+                        (height, width),
+                        tiled,
+                    )?,
                 ),
             ]);
             if let Job::Optimize { .. } = job {
@@ -521,19 +559,31 @@ fn plan_with(
     // targets (each style's and the blended) that the loss uploads when it is built. The
     // allocator counted 4.9 MB of such copies beside a 512×384 problem on lavapipe.
     let mut uploads = nst_gpu::tensor_bytes(3 * height as u64 * width as u64);
-    if let Job::Optimize { styles, guided } | Job::Evaluate { styles, guided } = job {
-        for l in settings.loss.style_layer_ids() {
-            let c = tap_layout(&layout, l)?.c as u64;
-            // Guided: each style's target (no blend) and its guidance over the whole layer.
-            let (targets, guides) = match guided {
-                false => (*styles as u64 + 1, 0),
-                true => (*styles as u64, *styles as u64),
-            };
-            let (lh, lw) = nst_vgg::output_size(l, height, width);
-            let plane = lh as u64 * lw as u64;
-            uploads +=
-                targets * nst_gpu::tensor_bytes(c * c) + guides * nst_gpu::tensor_bytes(plane);
+    let guide_uploads = |l| Guided::upload_bytes(l, (height, width));
+    match job {
+        Job::Optimize { styles, guided } | Job::Evaluate { styles, guided } => {
+            for l in settings.loss.style_layer_ids() {
+                let c = tap_layout(&layout, l)?.c as u64;
+                // Guided: each style's target (no blend) and its guidance over the whole layer.
+                let (targets, guides) = match guided {
+                    false => (*styles as u64 + 1, 0),
+                    true => (*styles as u64, *styles as u64),
+                };
+                uploads += targets * nst_gpu::tensor_bytes(c * c) + guides * guide_uploads(l);
+            }
+            // A content mask: its weights at each content layer, and the content activations
+            // written back weighted.
+            if settings.content_mask.is_some() {
+                for l in settings.loss.content_layer_ids() {
+                    let full = full_layout(&target.c_out, l, (height, width), chunk_limit)?;
+                    uploads += guide_uploads(l) + full.bytes();
+                }
+            }
         }
+        Job::Forward(f) if f.region => {
+            uploads += f.grams.iter().map(|&l| guide_uploads(l)).sum::<u64>()
+        }
+        Job::Forward(_) => {}
     }
     parts.push(MemoryPart::new(RESERVE, RESERVE_BYTES + uploads));
     Ok(MemoryPlan {

@@ -62,6 +62,7 @@ pub struct Objective {
     _keep: Vec<wgpu::Buffer>,
     _targets: Vec<Tensor>,
     _guidance: Option<Guidance>,
+    _guided_content: Vec<(Guided, Tensor)>,
 }
 
 impl Objective {
@@ -71,13 +72,17 @@ impl Objective {
     /// [`content_mean_squares`]), and `content_ms` mean(F_l(c)²) at each, which scales the
     /// [`crate::Weight::Normalized`] ones. `guides` holds each style image's mask over the
     /// image, at its size, or `None` where the style applies everywhere: with any mask, each
-    /// style image gets its own guided Gram matrices ([`crate::terms`]).
+    /// style image gets its own guided Gram matrices ([`crate::terms`]). `content_mask`: the
+    /// content mask at the image's size ([`crate::Settings::content_mask`]); with it, `content`
+    /// holds the activations already weighted by the square root of its weights
+    /// ([`weigh_content`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         ctx: &Context, k: &Kernels, tg: &TiledGraph, cfg: &LossConfig, styles: &[StyleTarget],
-        blend: &[f64], guides: &[Option<Mask>], content: Captures, content_ms: &[f64],
+        blend: &[f64], (guides, content_mask): (&[Option<Mask>], Option<&Mask>), content: Captures,
+        content_ms: &[f64],
     ) -> Result<Objective> {
-        let factors = Factors::new(cfg, styles, blend, content_ms)?;
+        let factors = Factors::new(cfg, styles, blend, content_ms, content_mask.is_some())?;
         let mut masks = Masks::new(tg);
         let style_layers = cfg.style_layer_ids();
         let (grams, guidance) = match guides.iter().any(Option::is_some) {
@@ -108,6 +113,7 @@ impl Objective {
             keep: Vec::new(),
             targets: Vec::new(),
             written: Vec::new(),
+            guided_content: Vec::new(),
         };
         for ((lw, &w), (_, full)) in cfg
             .content_layers
@@ -115,7 +121,8 @@ impl Objective {
             .zip(&factors.content)
             .zip(&content.tensors)
         {
-            b.content_term(lw.layer, full, w)?;
+            let weights = content_mask.map(|m| root_weights(m, lw.layer));
+            b.content_term(lw.layer, full, w, weights.as_deref())?;
         }
         for (i, (lw, (target, blended, factor))) in
             cfg.style_layers.iter().zip(&factors.style).enumerate()
@@ -139,6 +146,7 @@ impl Objective {
             tap_backward,
             keep,
             targets,
+            guided_content,
             ..
         } = b;
         Ok(Objective {
@@ -156,6 +164,7 @@ impl Objective {
             _keep: keep,
             _targets: targets,
             _guidance: guidance,
+            _guided_content: guided_content,
         })
     }
 
@@ -169,9 +178,12 @@ impl Objective {
     /// over the whole layer (and at a tile's positions, tiled), the guided features, the
     /// target over κ and the Gram gradient; per style layer the gradient of the guided
     /// features; no blended target. The image is `(height, width)`.
+    ///
+    /// With a `content_mask`, per content layer: its weighting ([`Guided::bytes`]) and the
+    /// gradient of the weighted activations.
     pub(crate) fn bytes(
         layout: &GraphLayout, cfg: &LossConfig, (styles, guided): (usize, bool),
-        (height, width): (u32, u32), tiled: bool,
+        content_mask: bool, (height, width): (u32, u32), tiled: bool,
     ) -> Result<u64> {
         let image_terms = image_terms(cfg).len() as u64;
         let terms = (cfg.content_layers.len() + cfg.style_layers.len() * styles) as u64;
@@ -181,6 +193,9 @@ impl Objective {
             let at = tap_layout(layout, l.layer)?;
             bytes += at.bytes() * tiled as u64;
             reductions += 2 * at.chunks.len() as u64; // for the first tile and the others
+            if content_mask {
+                bytes += Guided::bytes(layout, l.layer, (height, width), tiled)? + at.bytes();
+            }
         }
         for l in &cfg.style_layers {
             let at = tap_layout(layout, l.layer)?;
@@ -191,10 +206,8 @@ impl Objective {
                 bytes += (s + 2) * nst_gpu::tensor_bytes(c * c);
                 continue;
             }
-            let (lh, lw) = nst_vgg::output_size(l.layer, height, width);
-            let whole = nst_gpu::tensor_bytes(lh as u64 * lw as u64);
-            let own = nst_gpu::tensor_bytes(at.plane()) * tiled as u64;
-            bytes += s * (whole + own + at.bytes() + 2 * nst_gpu::tensor_bytes(c * c));
+            let guided = Guided::bytes(layout, l.layer, (height, width), tiled)?;
+            bytes += s * (guided + 2 * nst_gpu::tensor_bytes(c * c));
             bytes += at.bytes();
         }
         Ok(bytes + reductions * Reduction::BYTES)
@@ -302,23 +315,117 @@ pub(crate) fn content_mean_squares_bytes(content: &[ChunkLayout]) -> u64 {
     }
 }
 
-/// One style image's guidance at one style layer.
-struct Guided {
+/// √ of the content mask's weights at `l` ([`crate::guide::content_weights_at`]): the
+/// content term compares √m ∘ F with √m ∘ P, so that it weighs each position's squared
+/// difference by m.
+pub(crate) fn root_weights(content_mask: &Mask, l: LayerId) -> Vec<f32> {
+    let m = crate::guide::content_weights_at(content_mask, l);
+    m.into_iter().map(f32::sqrt).collect()
+}
+
+/// Weighs each captured content activation by [`root_weights`] of `content_mask` (at the
+/// image's size) at its layer, in place (through the CPU, once per scale).
+pub(crate) async fn weigh_content(
+    ctx: &Context, content: &Captures, content_mask: &Mask,
+) -> Result<()> {
+    for (l, t) in &content.tensors {
+        let m = root_weights(content_mask, *l);
+        let mut data = t.read_async(ctx).await?;
+        for plane in data.chunks_mut(m.len()) {
+            plane.iter_mut().zip(&m).for_each(|(v, w)| *v *= w);
+        }
+        t.write(ctx, &data)?;
+    }
+    Ok(())
+}
+
+/// One guidance map at one layer ([`crate::guide`]): the map, and the features it weights.
+pub(crate) struct Guided {
     /// The guidance as the features are read: at the tile's own positions (tiled), else the
     /// whole layer's.
     guide: Tensor,
     /// N / Σ m² over the whole layer: turns the Gram sums (divided by N) into the guided Gram
     /// (divided by Σ m²); 1 where the guidance is empty.
-    kappa: f64,
+    pub(crate) kappa: f64,
     /// Σ m² / N: the guidance's share of the layer (0 where it is empty).
-    share: f64,
-    /// The guided features F ∘ m.
-    features: Tensor,
+    pub(crate) share: f64,
+    /// The guided features F ∘ m, filled after each tile's masked copies.
+    pub(crate) features: Tensor,
+    _whole: Tensor,
 }
 
-/// The guidance of every style image at every style layer ([`crate::guide`]), its guided
-/// features, filled after each tile's masked copies, and per layer the gradient with respect
-/// to guided features, which the guidance weights again into the tap's gradient.
+impl Guided {
+    /// The guidance `m` (row-major over the whole of layer `l`) and the features `f` it
+    /// weights (the tap as losses read it, [`Masks::at`]): its copies to each tile's own
+    /// positions and the product F ∘ m go to `masks`, so they run after each tile's forward.
+    pub(crate) fn new(
+        ctx: &Context, k: &Kernels, tg: &TiledGraph, masks: &mut Masks, l: LayerId, f: &Tensor,
+        m: &[f32], label: &str,
+    ) -> Result<Guided> {
+        let one = |h, w| ChunkLayout::split(1, h, w, u64::MAX).expect("no limit");
+        let full = tg.full_layout(l)?;
+        let energy: f64 = m.iter().map(|&v| v as f64 * v as f64).sum();
+        let kappa = match energy > 0.0 {
+            true => full.plane() as f64 / energy,
+            false => 1.0,
+        };
+        let share = energy / full.plane() as f64;
+        let whole = Tensor::zeros(ctx, label, &one(full.h, full.w))?;
+        whole.write(ctx, m)?;
+        let guide = match tg.is_tiled() {
+            false => whole.clone(),
+            true => {
+                let at_own = format!("{label} at own positions");
+                let w = Tensor::zeros(ctx, &at_own, &one(f.layout.h, f.layout.w))?;
+                for t in 0..tg.tiles() {
+                    let (own, at) = tg.own_at(t, l);
+                    let copies =
+                        copy_region(ctx, k, (&whole, at), (&w, own), WindowMode::CopyZeroRest)?;
+                    masks.per_tile[t].extend(copies);
+                }
+                w
+            }
+        };
+        let features = Tensor::zeros(ctx, &format!("{label}: features"), &f.layout)?;
+        for t in 0..tg.tiles() {
+            for j in 0..f.chunk_count() {
+                let (src, m, dst) = (f.view(j), guide.view(0), features.view_mut(j));
+                masks.per_tile[t].push(k.guide.apply(ctx, src, m, dst, false)?);
+            }
+        }
+        Ok(Guided {
+            guide,
+            kappa,
+            share,
+            features,
+            _whole: whole,
+        })
+    }
+
+    /// Bytes of storage [`Guided::new`] creates at `l` of `layout`'s graph over a
+    /// `(height, width)` image: the guidance over the whole layer (and at a tile's positions,
+    /// tiled) and the guided features.
+    pub(crate) fn bytes(
+        layout: &GraphLayout, l: LayerId, (height, width): (u32, u32), tiled: bool,
+    ) -> Result<u64> {
+        let at = tap_layout(layout, l)?;
+        let (lh, lw) = nst_vgg::output_size(l, height, width);
+        let whole = nst_gpu::tensor_bytes(lh as u64 * lw as u64);
+        let own = nst_gpu::tensor_bytes(at.plane()) * tiled as u64;
+        Ok(whole + own + at.bytes())
+    }
+
+    /// Bytes wgpu stages while [`Guided::new`] uploads the guidance at `l` over a
+    /// `(height, width)` image.
+    pub(crate) fn upload_bytes(l: LayerId, (height, width): (u32, u32)) -> u64 {
+        let (lh, lw) = nst_vgg::output_size(l, height, width);
+        nst_gpu::tensor_bytes(lh as u64 * lw as u64)
+    }
+}
+
+/// The guidance of every style image at every style layer ([`crate::guide`]), and per layer
+/// the gradient with respect to the guided features, which the guidance weights again into
+/// the tap's gradient.
 struct Guidance {
     /// The style layers.
     layers: Vec<LayerId>,
@@ -326,7 +433,6 @@ struct Guidance {
     per: Vec<Vec<Guided>>,
     /// Per style layer: ∂/∂(F ∘ m), laid out as the tap's gradient.
     grad: Vec<Tensor>,
-    _full: Vec<Tensor>,
 }
 
 impl Guidance {
@@ -334,64 +440,22 @@ impl Guidance {
         ctx: &Context, k: &Kernels, tg: &TiledGraph, masks: &mut Masks, layers: &[LayerId],
         guides: &[Option<Mask>],
     ) -> Result<Guidance> {
-        let one = |h, w| ChunkLayout::split(1, h, w, u64::MAX).expect("no limit");
         let mut g = Guidance {
             layers: layers.to_vec(),
             per: Vec::new(),
             grad: Vec::new(),
-            _full: Vec::new(),
         };
         for &l in layers {
             let f = masks.at(ctx, k, tg, l)?;
-            let full = tg.full_layout(l)?;
+            let plane = tg.full_layout(l)?.plane() as usize;
             let mut per = Vec::new();
             for (s, mask) in guides.iter().enumerate() {
                 let m = match mask {
                     Some(mask) => mask.at_layer(l),
-                    None => vec![1.0; full.plane() as usize],
+                    None => vec![1.0; plane],
                 };
-                let energy: f64 = m.iter().map(|&v| v as f64 * v as f64).sum();
-                let kappa = match energy > 0.0 {
-                    true => full.plane() as f64 / energy,
-                    false => 1.0,
-                };
-                let share = energy / full.plane() as f64;
                 let label = format!("guide {l} #{}", s + 1);
-                let whole = Tensor::zeros(ctx, &label, &one(full.h, full.w))?;
-                whole.write(ctx, &m)?;
-                let guide = match tg.is_tiled() {
-                    false => whole.clone(),
-                    true => {
-                        let at_own = format!("{label} at own positions");
-                        let w = Tensor::zeros(ctx, &at_own, &one(f.layout.h, f.layout.w))?;
-                        for t in 0..tg.tiles() {
-                            let (own, at) = tg.own_at(t, l);
-                            let copies = copy_region(
-                                ctx,
-                                k,
-                                (&whole, at),
-                                (&w, own),
-                                WindowMode::CopyZeroRest,
-                            )?;
-                            masks.per_tile[t].extend(copies);
-                        }
-                        w
-                    }
-                };
-                let features = Tensor::zeros(ctx, &format!("guided {l} #{}", s + 1), &f.layout)?;
-                for t in 0..tg.tiles() {
-                    for j in 0..f.chunk_count() {
-                        let (src, m, dst) = (f.view(j), guide.view(0), features.view_mut(j));
-                        masks.per_tile[t].push(k.guide.apply(ctx, src, m, dst, false)?);
-                    }
-                }
-                g._full.push(whole);
-                per.push(Guided {
-                    guide,
-                    kappa,
-                    share,
-                    features,
-                });
+                per.push(Guided::new(ctx, k, tg, masks, l, &f, &m, &label)?);
             }
             let grad = tg.graph().gradient(l).ok_or_else(|| {
                 TransferError::Gpu(GpuError::BadShape(format!("layer {l} is not tapped")))
@@ -440,8 +504,11 @@ struct Factors<'a> {
 }
 
 impl<'a> Factors<'a> {
+    /// `content_mask`: whether a content mask sets the content weight
+    /// ([`crate::defaults::mask_content_weight`]).
     fn new(
         cfg: &LossConfig, styles: &'a [StyleTarget], blend: &[f64], content_ms: &[f64],
+        content_mask: bool,
     ) -> Result<Factors<'a>> {
         let bad_shape = |m: String| TransferError::Gpu(GpuError::BadShape(m));
         if content_ms.len() != cfg.content_layers.len() {
@@ -457,11 +524,15 @@ impl<'a> Factors<'a> {
             );
             TransferError::invalid(field, reason)
         };
+        let content_weight = match content_mask {
+            false => cfg.content_weight,
+            true => crate::defaults::mask_content_weight(cfg.style_weight),
+        };
         let content = cfg.content_layers.iter().zip(content_ms).map(|(l, &ms)| {
             let f = l.weight.factor(ms);
             let f =
                 f.ok_or_else(|| flat(Field::ContentLayers, "content image's activation", l.layer))?;
-            Ok(cfg.content_weight * f)
+            Ok(content_weight * f)
         });
         let content = content.collect::<Result<_>>()?;
         let mut style = Vec::new();
@@ -527,6 +598,9 @@ struct Builder<'a> {
     /// Taps whose gradient a term already wrote: the first term at a tap overwrites its
     /// gradient, the others add.
     written: Vec<LayerId>,
+    /// Per content layer under a content mask: its weighting and the gradient with respect to
+    /// the weighted activations.
+    guided_content: Vec<(Guided, Tensor)>,
 }
 
 impl<'a> Builder<'a> {
@@ -552,11 +626,27 @@ impl<'a> Builder<'a> {
     }
 
     /// The content term at `l` with factor `w`, against `full`, the content image's
-    /// activations there: mean over the image's positions, each tile adding its own.
-    fn content_term(&mut self, l: LayerId, full: &Tensor, w: f64) -> Result<()> {
+    /// activations there: mean over the image's positions, each tile adding its own. With
+    /// `root_weights` (over the whole layer, [`root_weights`]), it compares the activations
+    /// weighted by them with `full`, weighted alike ([`weigh_content`]), and its gradient goes
+    /// back through the weighting.
+    fn content_term(
+        &mut self, l: LayerId, full: &Tensor, w: f64, root_weights: Option<&[f32]>,
+    ) -> Result<()> {
         let (ctx, k, tg) = (self.ctx, self.k, self.tg);
-        let act = self.masks.at(ctx, k, tg, l)?;
+        let tap = self.masks.at(ctx, k, tg, l)?;
         let grad = self.gradient(l)?;
+        let weighted = match root_weights {
+            None => None,
+            Some(m) => {
+                let label = format!("content weights {l}");
+                let g = Guided::new(ctx, k, tg, &mut self.masks, l, &tap, m, &label)?;
+                let dweighted =
+                    Tensor::zeros(ctx, &format!("weighted gradient {l}"), &grad.layout)?;
+                Some((g, dweighted))
+            }
+        };
+        let act = weighted.as_ref().map_or(&tap, |(g, _)| &g.features).clone();
         // The target as the features are read: the content activations at the tile's own
         // positions (tiled), or the captured tensor itself.
         let target = match tg.is_tiled() {
@@ -585,10 +675,25 @@ impl<'a> Builder<'a> {
             let v = mse.forward_scaled(ctx, pair, self.slots, slot, scale, rest)?;
             self.content_rest.push(v);
             let share = act.layout.chunk_len(i) as f64 / n;
-            let (a, t, g) = (act.view(i), target.view(i), grad.view_mut(i));
-            let backward = mse.backward(ctx, a, t, g, (w * share) as f32, accumulate)?;
-            self.tap_backward.push(backward);
+            let (a, t) = (act.view(i), target.view(i));
+            let scale = (w * share) as f32;
+            match &weighted {
+                None => {
+                    let g = grad.view_mut(i);
+                    let backward = mse.backward(ctx, a, t, g, scale, accumulate)?;
+                    self.tap_backward.push(backward);
+                }
+                Some((m, dweighted)) => {
+                    let g = dweighted.view_mut(i);
+                    self.tap_backward
+                        .push(mse.backward(ctx, a, t, g, scale, false)?);
+                    let (src, m, dst) = (dweighted.view(i), m.guide.view(0), grad.view_mut(i));
+                    self.tap_backward
+                        .push(k.guide.apply(ctx, src, m, dst, accumulate)?);
+                }
+            }
         }
+        self.guided_content.extend(weighted);
         Ok(())
     }
 

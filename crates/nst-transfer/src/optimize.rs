@@ -7,7 +7,7 @@ use crate::engine::{noise, scaled_styles, style_size, Engine};
 use crate::error::{Field, Result, TransferError};
 use crate::events::{Event, Flow, Outcome};
 use crate::image::{fit_longest, resize, Image};
-use crate::memory::Job;
+use crate::memory::{Job, StyleShape};
 use crate::problem::Problem;
 use crate::schedule::{RunPlan, ScaleEnd, StoppingRule};
 use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
@@ -73,17 +73,30 @@ impl Engine {
         let sides = settings.scale_sizes();
         // Masks are checked before anything runs, and resized to each scale.
         let content_size = (content.width, content.height);
-        crate::guide::check_masks(styles, content_size)?;
+        crate::guide::check_masks(styles, settings, content_size)?;
         let job = Job::Optimize {
             styles: style_in.len(),
             guided: styles.iter().any(|s| s.mask.is_some()),
         };
+        // Each style's shape at a scale whose longest side is `longest`.
+        let shapes_at = |longest: u32| -> Vec<StyleShape> {
+            (style_in.iter().zip(styles))
+                .map(|(i, s)| {
+                    let (width, height) = style_size(i, longest, settings.style_scale);
+                    let region = s.region.is_some();
+                    StyleShape {
+                        width,
+                        height,
+                        region,
+                    }
+                })
+                .collect()
+        };
+        let regions = crate::engine::regions(styles);
         let mut plans = Vec::new();
         for &side in sides.iter().rev() {
             let (w, h) = fit_longest(content_in.width, content_in.height, side);
-            let sizes: Vec<(u32, u32)> = (style_in.iter())
-                .map(|s| style_size(s, w.max(h), settings.style_scale))
-                .collect();
+            let sizes = shapes_at(w.max(h));
             plans.push(self.scale_plan((w, h), &sizes, settings, &job)?);
         }
         plans.reverse();
@@ -144,9 +157,7 @@ impl Engine {
                 TransferError::Gpu(GpuError::OutOfMemory(msg)) => {
                     let fit = self.ctx.created_bytes() - before;
                     let fits = |ph: u32, pw: u32| {
-                        let sizes: Vec<(u32, u32)> = (style_in.iter())
-                            .map(|s| style_size(s, pw.max(ph), settings.style_scale))
-                            .collect();
+                        let sizes = shapes_at(pw.max(ph));
                         (self.scale_plan((pw, ph), &sizes, settings, &job))
                             .is_ok_and(|p| p.job_bytes() <= fit)
                     };
@@ -161,9 +172,16 @@ impl Engine {
                 e => e,
             };
             let guides = crate::guide::guides(styles, content_size, (w, h))?;
-            let problem = (self.planned_problem(&c, &styles_here, &blend, &guides, settings, plan))
-                .await
-                .map_err(out_of_memory)?;
+            let problem = (self.planned_problem(
+                &c,
+                &styles_here,
+                &blend,
+                (&guides, &regions),
+                settings,
+                plan,
+            ))
+            .await
+            .map_err(out_of_memory)?;
             let start = match (&current, &init) {
                 (Some(prev), _) => resize(prev, w, h),
                 (None, Init::Random) => noise(w, h, settings.seed),

@@ -4,8 +4,8 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::guide::Mask;
 use crate::image::Image;
-use crate::memory::{Job, MemoryPlan, ScalePlan};
-use crate::objective::{content_mean_squares, Objective};
+use crate::memory::{Job, MemoryPlan, ScalePlan, StyleShape};
+use crate::objective::{content_mean_squares, weigh_content, Objective};
 use crate::settings::Settings;
 use crate::terms::LossValues;
 use crate::tiled_graph::{Captures, TiledGraph};
@@ -93,41 +93,56 @@ impl Engine {
     /// memory budget and tile size), with the style and content targets captured. Its plan
     /// ([`Problem::memory`]) counts the state of `settings`' optimizer ([`crate::Stepper`]) too.
     /// `guides`: each style's mask at `content`'s size, `None` where it applies everywhere
-    /// (an empty slice: every style everywhere).
+    /// (an empty slice: every style everywhere); `regions`: each style's region
+    /// ([`crate::Style::region`]) of its image's shape, `None` for the whole image (an empty
+    /// slice: every style whole).
     pub fn problem(
-        &self, content: &Image, styles: &[Image], blend: &[f64], guides: &[Option<Mask>],
-        settings: &Settings,
+        &self, content: &Image, styles: &[Image], blend: &[f64],
+        (guides, regions): (&[Option<Mask>], &[Option<Mask>]), settings: &Settings,
     ) -> Result<Problem> {
-        pollster::block_on(self.problem_async(content, styles, blend, guides, settings))
+        let masks = (guides, regions);
+        pollster::block_on(self.problem_async(content, styles, blend, masks, settings))
     }
 
     /// [`Engine::problem`] without blocking (for a browser).
     pub async fn problem_async(
-        &self, content: &Image, styles: &[Image], blend: &[f64], guides: &[Option<Mask>],
-        settings: &Settings,
+        &self, content: &Image, styles: &[Image], blend: &[f64],
+        (guides, regions): (&[Option<Mask>], &[Option<Mask>]), settings: &Settings,
     ) -> Result<Problem> {
         let size = (content.width, content.height);
-        let sizes: Vec<(u32, u32)> = styles.iter().map(|s| (s.width, s.height)).collect();
-        let mut guides = guides.to_vec();
+        let (mut guides, mut regions) = (guides.to_vec(), regions.to_vec());
         guides.resize(styles.len(), None);
+        regions.resize(styles.len(), None);
+        let sizes: Vec<StyleShape> = (styles.iter().zip(&regions))
+            .map(|(s, r)| StyleShape {
+                width: s.width,
+                height: s.height,
+                region: r.is_some(),
+            })
+            .collect();
         let job = Job::Optimize {
             styles: styles.len(),
             guided: guides.iter().any(Option::is_some),
         };
         let plan = self.scale_plan(size, &sizes, settings, &job)?;
-        self.planned_problem(content, styles, blend, &guides, settings, plan)
+        let masks = (&guides[..], &regions[..]);
+        self.planned_problem(content, styles, blend, masks, settings, plan)
             .await
     }
 
     /// The problem as `plan` (from [`Engine::scale_plan`]) says: its style targets, then its
     /// graph, content targets and loss. `guides`: each style's mask at the content's size,
-    /// or `None` where it applies everywhere.
+    /// or `None` where it applies everywhere; `regions`: each style's region, or `None`.
     pub(crate) async fn planned_problem(
-        &self, content: &Image, styles: &[Image], blend: &[f64], guides: &[Option<Mask>],
-        settings: &Settings, plan: ScalePlan,
+        &self, content: &Image, styles: &[Image], blend: &[f64],
+        (guides, regions): (&[Option<Mask>], &[Option<Mask>]), settings: &Settings,
+        plan: ScalePlan,
     ) -> Result<Problem> {
         let cfg = &settings.loss;
-        let targets = self.style_targets(styles, &plan.styles, settings).await?;
+        let size = (content.width, content.height);
+        let layers = cfg.style_layer_ids();
+        let targets =
+            (self.style_targets(styles, regions, &layers, &plan.styles, settings)).await?;
         let job = Job::Evaluate {
             styles: styles.len(),
             guided: guides.iter().any(Option::is_some),
@@ -144,6 +159,11 @@ impl Engine {
             })?;
         }
         let content_ms = content_mean_squares(ctx, k, &captures).await?;
+        // A content mask, at this scale.
+        let content_mask = (settings.content_mask.as_ref()).map(|m| m.resize(size.0, size.1));
+        if let Some(m) = &content_mask {
+            weigh_content(ctx, &captures, m).await?;
+        }
         let objective = Objective::new(
             ctx,
             k,
@@ -151,7 +171,7 @@ impl Engine {
             cfg,
             &targets,
             blend,
-            guides,
+            (guides, content_mask.as_ref()),
             captures,
             &content_ms,
         )?;

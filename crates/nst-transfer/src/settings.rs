@@ -2,6 +2,7 @@
 
 use crate::defaults;
 use crate::error::{Field, Result, TransferError};
+use crate::guide::Mask;
 use crate::image::Image;
 use crate::terms::LossConfig;
 use nst_vgg::Pooling;
@@ -241,6 +242,10 @@ pub struct Style {
     /// output's aspect ratio, resized to each scale. `None`: everywhere. With any style
     /// masked, each style is matched by guided Gram matrices ([`crate::guide`]).
     pub mask: Option<crate::guide::Mask>,
+    /// The region of the style image that is the style (1), is not (0), or partly: a mask of
+    /// the style image's aspect ratio. Its guided Gram matrices ([`crate::guide`]) are the
+    /// targets. `None`: the whole image.
+    pub region: Option<crate::guide::Mask>,
 }
 
 impl Style {
@@ -250,12 +255,20 @@ impl Style {
             image,
             weight,
             mask: None,
+            region: None,
         }
     }
 
     /// The style applied only where `mask` says ([`Style::mask`]).
     pub fn with_mask(mut self, mask: crate::guide::Mask) -> Self {
         self.mask = Some(mask);
+        self
+    }
+
+    /// The style taken only from the region of the style image that `region` marks
+    /// ([`Style::region`]).
+    pub fn with_region(mut self, region: crate::guide::Mask) -> Self {
+        self.region = Some(region);
         self
     }
 }
@@ -334,6 +347,14 @@ pub struct Settings {
     /// of style targets and of the measure raise it to what their layers need). `None`: tile
     /// only as `max_memory` needs.
     pub tile: Option<u32>,
+    /// How strongly each part of the output is styled: a map of strengths over the output
+    /// (its shape, any size; resized to each scale), each in [0, 1] like
+    /// [`LossConfig::with_strength`]'s (0: keep the photo, 0.5: the default balance, 1: only
+    /// the style). It weighs the content term per position so that each pixel's balance of
+    /// content and style is its strength's ([`defaults::mask_balance`]); the content weight
+    /// is then [`defaults::mask_content_weight`] of the style weight, and
+    /// [`LossConfig::content_weight`] is not used. `None`: one balance everywhere.
+    pub content_mask: Option<Mask>,
 }
 
 impl Default for Settings {
@@ -356,6 +377,7 @@ impl Default for Settings {
             snapshot_every: 0,
             max_memory: None,
             tile: None,
+            content_mask: None,
         }
     }
 }
@@ -445,6 +467,8 @@ fields! {
     max_memory: Option<u64>,
     /// Sets [`Settings::tile`].
     tile: Option<u32>,
+    /// Sets [`Settings::content_mask`].
+    content_mask: Option<Mask>,
 }
 
 impl Settings {
@@ -538,6 +562,14 @@ impl Settings {
         }
         if self.tile == Some(0) {
             return bad(Field::Tile, "must be at least 1 pixel".into());
+        }
+        if self.content_mask.is_some() && self.loss.style_weight <= 0.0 {
+            return bad(
+                Field::ContentMask,
+                "sets the content weight relative to the style weight, which is 0: raise the \
+                 style weight or drop the content mask"
+                    .into(),
+            );
         }
         if let Init::File(path) = &self.init {
             if !path.is_file() {
@@ -727,7 +759,8 @@ mod tests {
             .init(Init::File(start))
             .lr(Some(0.5))
             .max_memory(Some(1 << 30))
-            .loss(LossConfig::default().tv_weight(0.0));
+            .loss(LossConfig::default().tv_weight(0.0))
+            .content_mask(Mask::new(3, 2, vec![0.0, 0.2, 0.45, 0.5, 0.7, 1.0]));
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(Settings::from_json(&json).unwrap(), s, "{json}");
         let image = Init::Image(Image::new(1, 1, vec![0.0; 3]).unwrap());
@@ -747,6 +780,15 @@ mod tests {
                 "strength",
             ),
             (r#"{"size": 0}"#, "size"),
+            (
+                r#"{"content_mask": {"width": 2, "height": 2, "values": [1, 0, 1]}}"#,
+                "`content_mask`: a mask of 2×2 needs 4 values, not 3",
+            ),
+            (
+                r#"{"content_mask": {"width": 1, "height": 1, "values": [1]},
+                    "loss": {"style_weight": 0}}"#,
+                "content_mask: sets the content weight relative to the style weight",
+            ),
             (r#"{"iterations": 0}"#, "iterations"),
             (r#"{"color": 1}"#, "color"),
             (r#"{"loss": {"color": 1}}"#, "color"),
