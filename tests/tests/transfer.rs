@@ -1054,8 +1054,9 @@ fn a_content_mask_matches_jax_with_real_weights() {
     );
 }
 
-/// The region measure (guided Gram matrices of captured activations, on the CPU) over a
-/// white mask is the plain measure (Gram matrices on the GPU), and over a half it differs.
+/// The region measure (guided Gram matrices and masked distances of captured activations, on
+/// the CPU) over a white mask is the plain measure (Gram matrices on the GPU), and over a half
+/// it differs.
 #[test]
 fn a_region_of_the_whole_image_measures_as_the_image() {
     let Some(engine) = nst_tests::tiny_engine() else {
@@ -1068,14 +1069,19 @@ fn a_region_of_the_whole_image_measures_as_the_image() {
     let r = engine
         .region_measure(&content, &styles, &x, &white)
         .unwrap();
-    assert_eq!(r.len(), 1);
+    assert_eq!(r.styles.len(), 1);
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * b.abs();
+    let d = &r.styles[0];
     assert!(
-        close(r[0].style_distance, whole.style_distance),
+        close(d.style_distance, whole.style_distance),
         "{r:?} vs {whole:?}"
     );
     assert!(
-        close(r[0].content_style_distance, whole.content_style_distance),
+        close(d.content_style_distance, whole.content_style_distance),
+        "{r:?} vs {whole:?}"
+    );
+    assert!(
+        close(r.content_distance, whole.content_distance),
         "{r:?} vs {whole:?}"
     );
     let half: Vec<f32> = (0..320)
@@ -1083,5 +1089,32 @@ fn a_region_of_the_whole_image_measures_as_the_image() {
         .collect();
     let half = nst_transfer::guide::Mask::new(20, 16, half).unwrap();
     let h = engine.region_measure(&content, &styles, &x, &half).unwrap();
-    assert!(!close(h[0].style_distance, whole.style_distance), "{h:?}");
+    assert!(
+        !close(h.styles[0].style_distance, whole.style_distance),
+        "{h:?}"
+    );
+    assert!(!close(h.content_distance, whole.content_distance), "{h:?}");
+}
+
+/// The measure does not depend on the run's loss: scored with one style layer, an image
+/// measures as `measure` measures it (at all of the measure's layers).
+#[test]
+fn the_measure_uses_its_own_layers_whatever_the_loss() {
+    let Some(engine) = nst_tests::tiny_engine() else {
+        return;
+    };
+    let (content, x) = (smooth(40, 32, 0.0), smooth(40, 32, 0.7));
+    let styles = [Style::new(smooth(36, 36, 1.3), 1.0)];
+    let cfg = LossConfig {
+        style_layers: layers(&["relu1_1"]),
+        ..loss(1.0, 1.0, 0.0)
+    };
+    let scored = engine
+        .score(&content, &styles, &x, &scoring(&cfg, Pooling::Avg))
+        .unwrap();
+    let measured = engine.measure(&content, &styles, &x).unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs();
+    let (a, b) = (scored.measure, measured);
+    assert!(close(a.style_distance, b.style_distance), "{a:?} vs {b:?}");
+    assert!(close(a.content_distance, b.content_distance), "{a:?} vs {b:?}");
 }

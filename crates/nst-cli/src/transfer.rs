@@ -420,7 +420,7 @@ pub fn score(a: ScoreArgs) -> Result<(), Failure> {
     for (path, m) in masks {
         s.regions.push(nst_transfer::Region {
             mask: path.display().to_string(),
-            styles: engine.region_measure(&content, &styles, &image, &m)?,
+            measure: engine.region_measure(&content, &styles, &image, &m)?,
         });
     }
     if let Some(g) = &a.grad {

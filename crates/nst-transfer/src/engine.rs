@@ -346,21 +346,24 @@ impl Engine {
         ))
     }
 
-    /// How close the region `mask` marks (over the image, any size of its shape) is to each
-    /// style: the style distance at the measure's layers restricted to the region, for
-    /// `image` and for `content` resized to it, against each style image's own Gram matrices
-    /// ([`crate::measure::RegionDistance`]). Used to check that masked styles stay in their
-    /// regions (`nst score --mask`).
+    /// How the region `mask` marks (over the image, any size of its shape) compares with the
+    /// photo and each style: the content distance and the style distance at the measure's
+    /// layers restricted to the region, for `image` and for `content` resized to it, against
+    /// each style image's own Gram matrices ([`crate::measure::RegionMeasure`]). Used to check
+    /// that masked styles stay in their regions and held regions stay near the photo
+    /// (`nst score --mask`).
     pub fn region_measure(
-        &self, content: &Image, styles: &[Style], image: &Image, mask: &crate::guide::Mask,
-    ) -> Result<Vec<crate::measure::RegionDistance>> {
+        &self, content: &Image, styles: &[Style], image: &Image, mask: &Mask,
+    ) -> Result<crate::measure::RegionMeasure> {
         let (w, h) = (image.width, image.height);
         crate::guide::check(mask, (w, h), "the region's mask", Field::Mask)?;
         let mask = mask.resize(w, h);
         let layers = measure::style_layers();
         let s = Settings::default().pooling(Pooling::Max);
+        let mut capture = layers.clone();
+        capture.push(measure::content_layer());
         let job = ForwardJob {
-            capture: layers.clone(),
+            capture,
             grams: Vec::new(),
             region: false,
         };
@@ -370,18 +373,27 @@ impl Engine {
         let of_content = pollster::block_on(self.forward(&c, &job, None, &plan, &s))?;
         let masks: Vec<Vec<f32>> = layers.iter().map(|&l| mask.at_layer(l)).collect();
         let targets = pollster::block_on(self.measure_targets(styles, (w, h), &layers, &s))?;
-        Ok((0..styles.len())
+        let n = layers.len();
+        let (image_style, content_style) = (&of_image.captured[..n], &of_content.captured[..n]);
+        let styles = (0..styles.len())
             .map(|k| {
                 let t: Vec<&[f32]> = targets.iter().map(|t| t.grams[k].as_slice()).collect();
                 crate::measure::RegionDistance::from_features(
                     k,
-                    &of_image.captured,
-                    &of_content.captured,
+                    image_style,
+                    content_style,
                     &masks,
                     &t,
                 )
             })
-            .collect())
+            .collect();
+        let m = mask.at_layer(measure::content_layer());
+        let content_distance =
+            measure::masked_content_distance(&of_image.captured[n], &of_content.captured[n], &m);
+        Ok(crate::measure::RegionMeasure {
+            content_distance,
+            styles,
+        })
     }
 
     /// The measure's style targets ([`Engine::measure_with`]): each style (its region

@@ -218,8 +218,9 @@ pub struct Score {
 pub struct Region {
     /// What marks it (the mask's file, for people).
     pub mask: String,
-    /// Its distance from each style image.
-    pub styles: Vec<crate::measure::RegionDistance>,
+    /// How near the photo it stayed and its distance from each style image.
+    #[serde(flatten)]
+    pub measure: crate::measure::RegionMeasure,
 }
 
 impl std::fmt::Display for Score {
@@ -241,7 +242,9 @@ impl std::fmt::Display for Score {
         )?;
         for r in &self.regions {
             writeln!(f, "in the region of {}:", r.mask)?;
-            for d in &r.styles {
+            let c = r.measure.content_distance;
+            writeln!(f, "  content distance {c:.4}")?;
+            for d in &r.measure.styles {
                 writeln!(
                     f,
                     "  style {}: style distance {:.4} (the photo's {:.4}), gap closed {:.1} %",

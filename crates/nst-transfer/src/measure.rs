@@ -66,6 +66,31 @@ impl Measure {
     }
 }
 
+/// How one region of an image compares with the photo and with each style
+/// ([`crate::Engine::region_measure`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RegionMeasure {
+    /// The content distance restricted to the region: ‖(F(x) − F(c)) ∘ m‖ / ‖F(c) ∘ m‖ at
+    /// [`CONTENT_LAYER`], m the mask carried down to it (how near the photo the region stayed).
+    pub content_distance: f64,
+    /// Its distance from each style.
+    pub styles: Vec<RegionDistance>,
+}
+
+/// ‖(x − t) ∘ m‖ / ‖t ∘ m‖ of two `c × n` activations under a mask of `n`: the content
+/// distance restricted to a region.
+pub fn masked_content_distance(x: &[f32], t: &[f32], m: &[f32]) -> f64 {
+    let n = m.len().max(1);
+    let at = |i: usize| m[i % n] as f64;
+    let xm: Vec<f32> = (x.iter().enumerate())
+        .map(|(i, &v)| (v as f64 * at(i)) as f32)
+        .collect();
+    let tm: Vec<f64> = (t.iter().enumerate())
+        .map(|(i, &v)| v as f64 * at(i))
+        .collect();
+    relative_distance(&xm, &tm)
+}
+
 /// How close one region of an image is to one style: the style distance restricted to a mask
 /// (`docs/loss.md`, "The measure"), with the guided Gram matrices of the image and of the
 /// content image over the region against the style image's plain ones.
