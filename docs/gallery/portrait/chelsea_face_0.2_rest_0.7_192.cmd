@@ -1,0 +1,1 @@
+nst stylize --content docs/gallery/inputs/chelsea.png --style docs/gallery/inputs/woman-with-hat-matisse.jpg --content-mask docs/gallery/masks/chelsea_strength.png --size 192 -o docs/gallery/portrait/chelsea_face_0.2_rest_0.7_192.png --report-every 20

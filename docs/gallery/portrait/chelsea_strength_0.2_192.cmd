@@ -1,0 +1,1 @@
+nst stylize --content docs/gallery/inputs/chelsea.png --style docs/gallery/inputs/woman-with-hat-matisse.jpg --strength 0.2 --size 192 -o docs/gallery/portrait/chelsea_strength_0.2_192.png --report-every 20
