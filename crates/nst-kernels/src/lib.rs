@@ -38,6 +38,7 @@ pub mod adam;
 pub mod candidate_timing;
 pub mod choice;
 pub mod conv2d;
+pub mod flow;
 pub mod gram;
 pub mod guide;
 pub mod lbfgs;
@@ -52,6 +53,7 @@ pub mod window;
 pub use adam::{Adam, AdamParams, AdamStep};
 pub use choice::{Choice, ConvChoice, GramChoice, KernelChoice, LaunchClass};
 pub use conv2d::{Channels, Conv2d, ConvClass, ConvKernel, ConvPart, ConvShape, ConvTiles};
+pub use flow::{Flow, Tvl1Step};
 pub use gram::{Gram, GramClass, GramForward, GramTiles};
 pub use guide::Guide;
 pub use lbfgs::{Lbfgs, LbfgsParams, LbfgsRun};
@@ -137,6 +139,8 @@ kernels! {
     gram: Gram = Gram::with_choice(ctx, choice.gram.clone()), shaders [gram::SHADER];
     /// Features weighted per position (guided Gram matrices).
     guide: Guide = Guide::new(ctx), shaders [guide::SHADER];
+    /// Optical flow (TV-L1) and its reliability.
+    flow: Flow = Flow::new(ctx), shaders [flow::SHADER];
     /// Mean-squared error.
     mse: Mse = Mse::new(ctx, &loss, reduce.clone()), shaders [loss::SHADER, reduce::SHADER];
     /// Total variation.

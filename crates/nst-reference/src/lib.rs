@@ -19,6 +19,7 @@
 pub mod adam;
 pub mod conv2d;
 pub mod finite_diff;
+pub mod flow;
 pub mod gram;
 pub mod guide;
 pub mod lbfgs;

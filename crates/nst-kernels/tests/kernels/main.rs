@@ -5,6 +5,7 @@
 mod adam;
 mod conv2d;
 mod errors;
+mod flow;
 mod gram;
 mod guide;
 mod lbfgs;
