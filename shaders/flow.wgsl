@@ -66,9 +66,10 @@ fn flow_downsample(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
-// The centered gradient of a (one plane): ∂x then ∂y, the index clamped at the border.
+// A plane a with its centered gradient: a, ∂x, ∂y, the index clamped at the border (the three
+// planes the warp samples).
 @compute @workgroup_size(WG)
-fn flow_gradient(@builtin(global_invocation_id) gid: vec3<u32>,
+fn flow_with_gradient(@builtin(global_invocation_id) gid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = linear(gid, nwg);
     let n = u.h * u.w;
@@ -81,8 +82,9 @@ fn flow_gradient(@builtin(global_invocation_id) gid: vec3<u32>,
     let r = min(j + 1u, u.w - 1u);
     let t = select(i - 1u, 0u, i == 0u);
     let bo = min(i + 1u, u.h - 1u);
-    out[q] = 0.5 * (a[i * u.w + r] - a[i * u.w + l]);
-    out[n + q] = 0.5 * (a[bo * u.w + j] - a[t * u.w + j]);
+    out[q] = a[q];
+    out[n + q] = 0.5 * (a[i * u.w + r] - a[i * u.w + l]);
+    out[2u * n + q] = 0.5 * (a[bo * u.w + j] - a[t * u.w + j]);
 }
 
 // u.c planes of a warped by the flow b: out(p) = a(p + b(p)), bilinear, clamped.

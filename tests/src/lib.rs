@@ -2,6 +2,8 @@
 //! single-queue, so GPU tests run one at a time), one engine per weight set, a tuning cache of
 //! the tests' own, comparisons that name the worst element, and random inputs.
 
+pub mod synthetic;
+
 use nst_gpu::{Context, ContextOptions, View, ViewMut};
 use nst_kernels::Kernels;
 use nst_transfer::Engine;

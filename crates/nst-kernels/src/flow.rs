@@ -32,8 +32,8 @@ nst_gpu::contracts! {
     GRAY = "flow_gray": read(1, "rgb"), read_write(4, "grey");
     /// `flow_downsample`: 2×2 means.
     DOWNSAMPLE = "flow_downsample": read(1, "src"), read_write(4, "dst");
-    /// `flow_gradient`: centered differences.
-    GRADIENT = "flow_gradient": read(1, "src"), read_write(4, "gradient");
+    /// `flow_with_gradient`: a plane and its centered differences.
+    WITH_GRADIENT = "flow_with_gradient": read(1, "src"), read_write(4, "planes");
     /// `flow_warp`: planes sampled along a flow.
     WARP = "flow_warp": read(1, "src"), read(2, "flow"), read_write(4, "dst");
     /// `flow_prepare`: the linearized data term.
@@ -54,7 +54,7 @@ nst_gpu::contracts! {
 crate::shader!(
     /// `shaders/flow.wgsl`: TV-L1 optical flow and its reliability.
     SHADER = "flow.wgsl" after [Uniform::WGSL]
-    with [GRAY, DOWNSAMPLE, GRADIENT, WARP, PREPARE, PRIMAL, DUAL, UPSAMPLE, RELIABILITY]
+    with [GRAY, DOWNSAMPLE, WITH_GRADIENT, WARP, PREPARE, PRIMAL, DUAL, UPSAMPLE, RELIABILITY]
 );
 
 /// TV-L1's step parameters, as the kernels take them.
@@ -72,7 +72,7 @@ pub struct Tvl1Step {
 pub struct Flow {
     gray: EntryPoint,
     downsample: EntryPoint,
-    gradient: EntryPoint,
+    with_gradient: EntryPoint,
     warp: EntryPoint,
     prepare: EntryPoint,
     primal: EntryPoint,
@@ -103,7 +103,7 @@ impl Flow {
         Ok(Flow {
             gray: e(&GRAY)?,
             downsample: e(&DOWNSAMPLE)?,
-            gradient: e(&GRADIENT)?,
+            with_gradient: e(&WITH_GRADIENT)?,
             warp: e(&WARP)?,
             prepare: e(&PREPARE)?,
             primal: e(&PRIMAL)?,
@@ -140,16 +140,16 @@ impl Flow {
             .launch(ctx, &u, &[src.into(), dst.into()], groups)
     }
 
-    /// The centered gradient of one plane: two planes, ∂x then ∂y.
-    pub fn gradient(
+    /// One plane with its centered gradient: three planes, the plane, ∂x and ∂y.
+    pub fn with_gradient(
         &self, ctx: &Context, (h, w): (u32, u32), src: View<'_>, dst: ViewMut<'_>,
     ) -> Result<Dispatch> {
         let n = check(h, w)?;
         expect_len("src", &src, n)?;
-        expect_len("gradient", &dst, 2 * n)?;
+        expect_len("planes", &dst, 3 * n)?;
         let u = planes(h, w);
-        self.gradient
-            .launch(ctx, &u, &[src.into(), dst.into()], per_element(n))
+        let bind = [src.into(), dst.into()];
+        self.with_gradient.launch(ctx, &u, &bind, per_element(n))
     }
 
     /// `c` planes of `src` warped by `flow`: `dst(p) = src(p + flow(p))`, bilinear, clamped.

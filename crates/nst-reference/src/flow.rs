@@ -77,6 +77,12 @@ pub fn gradient(x: &[f64], h: usize, w: usize) -> Vec<f64> {
     out
 }
 
+/// Plane `x` (`h × w`) with its [`gradient`]: three planes, `x`, ∂x, ∂y (what the warp
+/// samples).
+pub fn with_gradient(x: &[f64], h: usize, w: usize) -> Vec<f64> {
+    [x, &gradient(x, h, w)].concat()
+}
+
 /// The linearized data term at one warp: from `i0`, and `i1` with its gradient warped by the
 /// flow `u0` (three planes: I₁(p + u₀), ∂ₓI₁(…), ∂ᵧI₁(…)), four planes: ∂ₓ, ∂ᵧ, |∇|² and
 /// ρ₀ = I₁w − ∇I₁w·u₀ − I₀, so that ρ(u) = ρ₀ + ∇I₁w·u.
@@ -226,9 +232,7 @@ pub fn tvl1(i0: &[f64], i1: &[f64], h: usize, w: usize, t: &Tvl1) -> Vec<f64> {
             None => vec![0.0; 2 * lh * lw],
             Some((f, fh, fw)) => upsample_flow(f, (*fh, *fw), (lh, lw)),
         };
-        let grad = gradient(b, lh, lw);
-        let mut image = b.clone();
-        image.extend_from_slice(&grad);
+        let image = with_gradient(b, lh, lw);
         let mut p = vec![0.0; 4 * lh * lw];
         for _ in 0..t.warps {
             let prep = prepare(a, &warp(&image, 3, lh, lw, &u), &u);

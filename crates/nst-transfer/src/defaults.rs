@@ -70,6 +70,17 @@ pub fn strength_weights(s: f64) -> Result<(f64, f64), TransferError> {
     Ok((2.0 * (1.0 - s) * CONTENT_WEIGHT, 2.0 * s * STYLE_WEIGHT))
 }
 
+/// TV-L1's parameters for video (`docs/video.md`): IPOL's λ, θ and τ; the warps, steps and
+/// coarsest side by endpoint error per millisecond (`benches/flow/compare.py`).
+pub const FLOW: crate::FlowSettings = crate::FlowSettings {
+    lambda: 0.15,
+    theta: 0.3,
+    tau: 0.25,
+    warps: 5,
+    iterations: 30,
+    min_side: 16,
+};
+
 /// The least strength a content mask's pixel counts as ([`crate::Settings::content_mask`]):
 /// at 0 the content's weight there would be infinite. 0.02 weighs it 49 times the default.
 pub const MIN_MASK_STRENGTH: f64 = 0.02;

@@ -89,6 +89,8 @@ pub enum Field {
     StyleRegion,
     /// [`crate::Settings::content_mask`].
     ContentMask,
+    /// The optical flow's parameters ([`crate::FlowSettings`]).
+    Flow,
     /// A region's mask over a scored image ([`crate::Engine::region_measure`]).
     Mask,
     /// A settings document as a whole ([`crate::Settings::from_json`]): its syntax, a key it
@@ -137,6 +139,7 @@ impl Field {
             Field::StyleMask => "style_mask",
             Field::StyleRegion => "style_region",
             Field::ContentMask => "content_mask",
+            Field::Flow => "flow",
             Field::Mask => "mask",
             Field::Settings => "settings",
         }

@@ -74,7 +74,7 @@ fn case(g: &Gpu, h: usize, w: usize, seed: u64) {
     let (grey, half, grad, warped, prepared, next, dual_out, up, weights) = (
         out(n),
         out(3 * (h / 2) * (w / 2)),
-        out(2 * n),
+        out(3 * n),
         out(3 * n),
         out(4 * n),
         out(2 * n),
@@ -86,7 +86,7 @@ fn case(g: &Gpu, h: usize, w: usize, seed: u64) {
     let fine = (2 * hh, 2 * ww + 1);
     let mut launches = vec![
         k.gray(ctx, size, ro(&b_rgb), rw(&grey)).unwrap(),
-        k.gradient(
+        k.with_gradient(
             ctx,
             size,
             nst_gpu::View::range(&b_img, 0, n as u64),
@@ -133,8 +133,8 @@ fn case(g: &Gpu, h: usize, w: usize, seed: u64) {
         let want = r::downsample(&img, 3, h, w);
         assert_close(&name("downsample"), &g.read(&half), &want, 1e-4, 1e-6);
     }
-    let want = r::gradient(&img[..n], h, w);
-    assert_close(&name("gradient"), &g.read(&grad), &want, 1e-4, 1e-6);
+    let want = r::with_gradient(&img[..n], h, w);
+    assert_close(&name("with_gradient"), &g.read(&grad), &want, 1e-4, 1e-6);
     let want = r::warp(&img, 3, h, w, &flow);
     assert_close(&name("warp"), &g.read(&warped), &want, 1e-3, 1e-5);
     let want = r::prepare(&img[..n], &img, &flow);
