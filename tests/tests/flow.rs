@@ -66,7 +66,9 @@ fn flow_finds_known_motion() {
              reference {apart:.4} px, {:.0} % of pixels valid",
             100.0 * valid.iter().filter(|&&v| v).count() as f64 / valid.len() as f64
         );
-        assert!(epe < 0.3, "{name}: EPE {epe}");
+        // OpenCV's DIS (medium) scored 0.16 to 0.23 px on such pairs, Farnebäck 0.47 to 1.0
+        // (benches/flow/compare.py, docs/BENCHMARKS.md).
+        assert!(epe < 0.35 && epe < 0.2 * zero, "{name}: EPE {epe}");
         assert!(
             apart < 0.05,
             "{name}: the GPU's flow is {apart} px from the reference's"

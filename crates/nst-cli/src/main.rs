@@ -33,6 +33,8 @@ enum Command {
     Devices,
     /// Time the kernel variants on this GPU and keep the fastest for later runs.
     Tune(transfer::TuneArgs),
+    /// The optical flow between two frames (TV-L1 on the GPU) and how far to trust it.
+    Flow(transfer::FlowCommandArgs),
     /// Get, convert and inspect the VGG-19 weights.
     #[command(subcommand)]
     Weights(WeightsCommand),
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
         Command::Score(args) => transfer::score(*args),
         Command::Bench(args) => transfer::bench(*args),
         Command::Tune(args) => transfer::tune(args),
+        Command::Flow(args) => transfer::flow(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -487,3 +487,89 @@ pub fn tune(a: TuneArgs) -> Result<(), Failure> {
     let t = engine.tune(a.size, &mut |m: &str| eprintln!("{m}"))?;
     report(&t, a.json)
 }
+
+/// TV-L1's flags, shared by `nst flow` (and the video commands).
+#[derive(Args, Debug)]
+pub struct FlowArgs {
+    /// TV-L1's data weight (grey levels in [0, 255]; higher follows the frames more closely).
+    #[arg(long, default_value_t = defaults::FLOW.lambda)]
+    flow_lambda: f64,
+    /// TV-L1's linearizations per scale.
+    #[arg(long, default_value_t = defaults::FLOW.warps)]
+    flow_warps: u32,
+    /// TV-L1's primal-dual steps per linearization.
+    #[arg(long, default_value_t = defaults::FLOW.iterations)]
+    flow_iterations: u32,
+}
+
+impl FlowArgs {
+    fn settings(&self) -> nst_transfer::FlowSettings {
+        nst_transfer::FlowSettings {
+            lambda: self.flow_lambda,
+            warps: self.flow_warps,
+            iterations: self.flow_iterations,
+            ..defaults::FLOW
+        }
+    }
+}
+
+/// `nst flow`.
+#[derive(Args, Debug)]
+pub struct FlowCommandArgs {
+    /// The first frame.
+    #[arg(long)]
+    from: PathBuf,
+    /// The second frame (the same size).
+    #[arg(long)]
+    to: PathBuf,
+    /// Where to write the flow from the first frame to the second: a .safetensors file with
+    /// `flow` (2 × H × W: u, then v, in pixels) and `reliability` (H × W: Ruder et al.'s
+    /// forward-backward and motion-boundary check of the backward flow, 1 where it holds).
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    flow: FlowArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `nst flow`: the TV-L1 flow between two frames on the GPU, timed.
+pub fn flow(a: FlowCommandArgs) -> Result<(), Failure> {
+    let settings = a.flow.settings();
+    settings.validate()?;
+    nst_transfer::report::check_not_input(Field::Output, &a.output, &[&a.from, &a.to])?;
+    let from = load_image(Field::Content, &a.from, a.json)?;
+    let to = load_image(Field::Content, &a.to, a.json)?;
+    let flows = nst_transfer::Flows::open()?;
+    // The first run compiles the pipelines; the timed run is the second.
+    flows.flow(&from, &to, &settings)?;
+    let start = std::time::Instant::now();
+    let forward = flows.flow(&from, &to, &settings)?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let pair = flows.flows(&from, &to, &settings)?;
+    forward.write(&a.output, Some(&pair.reliability))?;
+    let reliable = pair.reliability.iter().filter(|&&r| r > 0.5).count() as f64
+        / pair.reliability.len() as f64;
+    match a.json {
+        true => println!(
+            "{}",
+            serde_json::json!({
+                "width": forward.width,
+                "height": forward.height,
+                "ms": ms,
+                "mean_length": forward.mean_length(),
+                "reliable": reliable,
+            })
+        ),
+        false => println!(
+            "flow {}×{}: mean length {:.2} px, {:.1} % reliable, {ms:.1} ms (one direction) on {}",
+            forward.width,
+            forward.height,
+            forward.mean_length(),
+            100.0 * reliable,
+            flows.context().summary.name
+        ),
+    }
+    Ok(())
+}

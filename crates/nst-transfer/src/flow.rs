@@ -5,7 +5,7 @@
 use crate::engine::Engine;
 use crate::error::{Field, Result, TransferError};
 use crate::image::Image;
-use nst_gpu::{Dispatch, View, ViewMut};
+use nst_gpu::{Context, Dispatch, View, ViewMut};
 use nst_kernels::Tvl1Step;
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,50 @@ pub struct FlowField {
     pub data: Vec<f32>,
 }
 
+impl FlowField {
+    /// Writes the flow to a `.safetensors` file as the float32 tensor `flow` of shape
+    /// 2 × height × width (u, then v), with `reliability` (height × width) when given,
+    /// atomically.
+    pub fn write(&self, path: &std::path::Path, reliability: Option<&[f32]>) -> Result<()> {
+        let fail = |reason: String| TransferError::Write {
+            path: path.to_owned(),
+            reason,
+        };
+        let ok = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+        if !ok {
+            return Err(fail("use a .safetensors file name".into()));
+        }
+        let (h, w) = (self.height as usize, self.width as usize);
+        let flow: Vec<u8> = bytemuck::cast_slice(&self.data).to_vec();
+        let weights: Vec<u8> = bytemuck::cast_slice(reliability.unwrap_or(&[])).to_vec();
+        let f32s = |shape, bytes| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)
+                .map_err(|e| fail(e.to_string()))
+        };
+        let mut tensors = vec![("flow", f32s(vec![2, h, w], &flow)?)];
+        if reliability.is_some() {
+            tensors.push(("reliability", f32s(vec![h, w], &weights)?));
+        }
+        let data = safetensors::serialize(tensors, None).map_err(|e| fail(e.to_string()))?;
+        crate::image::write_atomic(path, |out| std::io::Write::write_all(out, &data))
+            .map_err(|e: std::io::Error| fail(e.to_string()))
+    }
+
+    /// The mean length of the flow's vectors, in pixels.
+    pub fn mean_length(&self) -> f64 {
+        let n = self.data.len() / 2;
+        let (u, v) = self.data.split_at(n);
+        let sum: f64 = u
+            .iter()
+            .zip(v)
+            .map(|(&a, &b)| (a as f64).hypot(b as f64))
+            .sum();
+        sum / n.max(1) as f64
+    }
+}
+
 /// The flows between two frames and how far to trust them ([`Engine::flows`]).
 #[derive(Clone, Debug)]
 pub struct FramePair {
@@ -107,123 +151,28 @@ fn pyramid(h: u32, w: u32, min_side: u32) -> Vec<(u32, u32)> {
     levels
 }
 
-impl Engine {
-    /// TV-L1 flow from `from` to `to` (frames of one size) on the GPU.
-    pub fn flow(&self, from: &Image, to: &Image, settings: &FlowSettings) -> Result<FlowField> {
-        pollster::block_on(self.flow_async(from, to, settings))
+/// The GPU and the flow kernels alone, without the network's weights: what `nst flow` opens.
+pub struct Flows {
+    ctx: Context,
+    k: nst_kernels::Flow,
+}
+
+impl Flows {
+    /// Opens the GPU ([`Context::new`]) and compiles the flow kernels.
+    pub fn open() -> Result<Flows> {
+        let ctx = Context::new()?;
+        let k = nst_kernels::Flow::new(&ctx)?;
+        Ok(Flows { ctx, k })
     }
 
-    /// [`Engine::flow`] without blocking (for a browser).
-    pub async fn flow_async(
-        &self, from: &Image, to: &Image, settings: &FlowSettings,
-    ) -> Result<FlowField> {
-        settings.validate()?;
-        check_frames(from, to)?;
-        let (ctx, k) = (&self.ctx, &self.k.flow);
-        let (h, w) = (from.height, from.width);
-        let levels = pyramid(h, w, settings.min_side);
-        let n = |(lh, lw): (u32, u32)| lh as u64 * lw as u64;
-        let mut keep = Vec::new();
-        let mut launches: Vec<Dispatch> = Vec::new();
-        // Grey pyramids of both frames.
-        let mut grey: Vec<(wgpu::Buffer, wgpu::Buffer)> = Vec::new();
-        for (i, &size) in levels.iter().enumerate() {
-            let a = ctx.tensor("flow: first frame", n(size))?;
-            let b = ctx.tensor("flow: second frame", n(size))?;
-            match i {
-                0 => {
-                    for (img, dst) in [(from, &a), (to, &b)] {
-                        let rgb = ctx.tensor_from("flow: frame", &img.data)?;
-                        let d = k.gray(ctx, size, View::whole(&rgb), ViewMut::whole(dst))?;
-                        launches.push(d);
-                        keep.push(rgb);
-                    }
-                }
-                _ => {
-                    let (pa, pb) = &grey[i - 1];
-                    let (ph, pw) = levels[i - 1];
-                    for (src, dst) in [(pa, &a), (pb, &b)] {
-                        let v = (View::whole(src), ViewMut::whole(dst));
-                        launches.push(k.downsample(ctx, (1, ph, pw), v.0, v.1)?);
-                    }
-                }
-            }
-            grey.push((a, b));
-        }
-        // Coarse to fine.
-        let step = settings.step();
-        let mut flow: Option<(wgpu::Buffer, (u32, u32))> = None;
-        for (i, &size) in levels.iter().enumerate().rev() {
-            let (i0, i1) = &grey[i];
-            let m = n(size);
-            let flows = [ctx.tensor("flow", 2 * m)?, ctx.tensor("flow", 2 * m)?];
-            if let Some((coarse, at)) = &flow {
-                let v = (View::whole(coarse), ViewMut::whole(&flows[0]));
-                launches.push(k.upsample(ctx, *at, size, v.0, v.1)?);
-            }
-            let image = ctx.tensor("flow: frame and gradient", 3 * m)?;
-            let (warped, data) = (
-                ctx.tensor("flow: warped", 3 * m)?,
-                ctx.tensor("flow: data", 4 * m)?,
-            );
-            let dual = ctx.tensor("flow: dual", 4 * m)?;
-            launches.push(k.with_gradient(ctx, size, View::whole(i1), ViewMut::whole(&image))?);
-            let mut at = 0;
-            for _ in 0..settings.warps {
-                let u = View::whole(&flows[at]);
-                let (c, hh, ww) = (3, size.0, size.1);
-                launches.push(k.warp(
-                    ctx,
-                    (c, hh, ww),
-                    View::whole(&image),
-                    u,
-                    ViewMut::whole(&warped),
-                )?);
-                let (a, wv) = (View::whole(i0), View::whole(&warped));
-                launches.push(k.prepare(ctx, size, a, wv, u, ViewMut::whole(&data))?);
-                for _ in 0..settings.iterations {
-                    let (cur, next) = (&flows[at], &flows[1 - at]);
-                    let (d, dv) = (View::whole(&dual), View::whole(&data));
-                    let p = k.primal(
-                        ctx,
-                        size,
-                        step,
-                        View::whole(cur),
-                        d,
-                        dv,
-                        ViewMut::whole(next),
-                    )?;
-                    launches.push(p);
-                    launches.push(k.dual(
-                        ctx,
-                        size,
-                        step,
-                        View::whole(next),
-                        ViewMut::whole(&dual),
-                    )?);
-                    at = 1 - at;
-                }
-            }
-            let [f0, f1] = flows;
-            let (done, other) = if at == 0 { (f0, f1) } else { (f1, f0) };
-            keep.extend([other, image, warped, data, dual]);
-            if let Some((coarse, _)) = flow.take() {
-                keep.push(coarse);
-            }
-            flow = Some((done, size));
-        }
-        // A long run is split into submissions of bounded length.
-        for chunk in launches.chunks(512) {
-            ctx.submit(|pass| chunk.iter().for_each(|d| nst_gpu::Record::record(d, pass)))?;
-        }
-        let (done, _) = flow.expect("one level at least");
-        let data = ctx.read_async::<f32>(View::whole(&done)).await?;
-        drop(keep);
-        Ok(FlowField {
-            width: w,
-            height: h,
-            data,
-        })
+    /// The GPU context.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// TV-L1 flow from `from` to `to` (frames of one size) on the GPU.
+    pub fn flow(&self, from: &Image, to: &Image, settings: &FlowSettings) -> Result<FlowField> {
+        pollster::block_on(tvl1(&self.ctx, &self.k, from, to, settings))
     }
 
     /// The forward and backward flows between `first` and `second`, and the reliability of
@@ -231,38 +180,167 @@ impl Engine {
     pub fn flows(&self, first: &Image, second: &Image, s: &FlowSettings) -> Result<FramePair> {
         let forward = self.flow(first, second, s)?;
         let backward = self.flow(second, first, s)?;
-        let reliability = self.reliability(&forward, &backward)?;
+        let reliability = reliability(&self.ctx, &self.k, &forward, &backward)?;
         Ok(FramePair {
             forward,
             backward,
             reliability,
         })
     }
+}
 
-    /// Ruder et al.'s reliability of `backward` given `forward` (flows of one size): 1 where
-    /// they agree and away from motion boundaries, 0 elsewhere.
-    pub fn reliability(&self, forward: &FlowField, backward: &FlowField) -> Result<Vec<f32>> {
-        let size = (backward.height, backward.width);
-        if (forward.height, forward.width) != size {
-            return Err(TransferError::invalid(
-                Field::Flow,
-                "the forward and backward flows differ in size".to_string(),
-            ));
-        }
-        let ctx = &self.ctx;
-        let f = ctx.tensor_from("forward flow", &forward.data)?;
-        let b = ctx.tensor_from("backward flow", &backward.data)?;
-        let out = ctx.tensor("reliability", size.0 as u64 * size.1 as u64)?;
-        let d = (self.k.flow).reliability(
-            ctx,
-            size,
-            View::whole(&f),
-            View::whole(&b),
-            ViewMut::whole(&out),
-        )?;
-        ctx.submit(|pass| nst_gpu::Record::record(&d, pass))?;
-        Ok(ctx.read::<f32>(View::whole(&out))?)
+impl Engine {
+    /// TV-L1 flow from `from` to `to` (frames of one size) on the GPU.
+    pub fn flow(&self, from: &Image, to: &Image, settings: &FlowSettings) -> Result<FlowField> {
+        pollster::block_on(tvl1(&self.ctx, &self.k.flow, from, to, settings))
     }
+
+    /// The forward and backward flows between `first` and `second`, and the reliability of
+    /// the backward one ([`FramePair`]).
+    pub fn flows(&self, first: &Image, second: &Image, s: &FlowSettings) -> Result<FramePair> {
+        let forward = self.flow(first, second, s)?;
+        let backward = self.flow(second, first, s)?;
+        let reliability = reliability(&self.ctx, &self.k.flow, &forward, &backward)?;
+        Ok(FramePair {
+            forward,
+            backward,
+            reliability,
+        })
+    }
+}
+
+/// TV-L1 flow from `from` to `to` on `ctx` with the flow kernels `k`: grey pyramids of 2×2
+/// means, then from the coarsest scale `warps` linearizations of `iterations` primal-dual
+/// steps each, the flow carried up to the next scale.
+pub async fn tvl1(
+    ctx: &Context, k: &nst_kernels::Flow, from: &Image, to: &Image, settings: &FlowSettings,
+) -> Result<FlowField> {
+    settings.validate()?;
+    check_frames(from, to)?;
+    let (h, w) = (from.height, from.width);
+    let levels = pyramid(h, w, settings.min_side);
+    let n = |(lh, lw): (u32, u32)| lh as u64 * lw as u64;
+    let mut keep = Vec::new();
+    let mut launches: Vec<Dispatch> = Vec::new();
+    // Grey pyramids of both frames.
+    let mut grey: Vec<(wgpu::Buffer, wgpu::Buffer)> = Vec::new();
+    for (i, &size) in levels.iter().enumerate() {
+        let a = ctx.tensor("flow: first frame", n(size))?;
+        let b = ctx.tensor("flow: second frame", n(size))?;
+        match i {
+            0 => {
+                for (img, dst) in [(from, &a), (to, &b)] {
+                    let rgb = ctx.tensor_from("flow: frame", &img.data)?;
+                    let d = k.gray(ctx, size, View::whole(&rgb), ViewMut::whole(dst))?;
+                    launches.push(d);
+                    keep.push(rgb);
+                }
+            }
+            _ => {
+                let (pa, pb) = &grey[i - 1];
+                let (ph, pw) = levels[i - 1];
+                for (src, dst) in [(pa, &a), (pb, &b)] {
+                    let v = (View::whole(src), ViewMut::whole(dst));
+                    launches.push(k.downsample(ctx, (1, ph, pw), v.0, v.1)?);
+                }
+            }
+        }
+        grey.push((a, b));
+    }
+    // Coarse to fine.
+    let step = settings.step();
+    let mut flow: Option<(wgpu::Buffer, (u32, u32))> = None;
+    for (i, &size) in levels.iter().enumerate().rev() {
+        let (i0, i1) = &grey[i];
+        let m = n(size);
+        let flows = [ctx.tensor("flow", 2 * m)?, ctx.tensor("flow", 2 * m)?];
+        if let Some((coarse, at)) = &flow {
+            let v = (View::whole(coarse), ViewMut::whole(&flows[0]));
+            launches.push(k.upsample(ctx, *at, size, v.0, v.1)?);
+        }
+        let image = ctx.tensor("flow: frame and gradient", 3 * m)?;
+        let (warped, data) = (
+            ctx.tensor("flow: warped", 3 * m)?,
+            ctx.tensor("flow: data", 4 * m)?,
+        );
+        let dual = ctx.tensor("flow: dual", 4 * m)?;
+        launches.push(k.with_gradient(ctx, size, View::whole(i1), ViewMut::whole(&image))?);
+        let mut at = 0;
+        for _ in 0..settings.warps {
+            let u = View::whole(&flows[at]);
+            let (c, hh, ww) = (3, size.0, size.1);
+            launches.push(k.warp(
+                ctx,
+                (c, hh, ww),
+                View::whole(&image),
+                u,
+                ViewMut::whole(&warped),
+            )?);
+            let (a, wv) = (View::whole(i0), View::whole(&warped));
+            launches.push(k.prepare(ctx, size, a, wv, u, ViewMut::whole(&data))?);
+            for _ in 0..settings.iterations {
+                let (cur, next) = (&flows[at], &flows[1 - at]);
+                let (d, dv) = (View::whole(&dual), View::whole(&data));
+                let p = k.primal(
+                    ctx,
+                    size,
+                    step,
+                    View::whole(cur),
+                    d,
+                    dv,
+                    ViewMut::whole(next),
+                )?;
+                launches.push(p);
+                launches.push(k.dual(ctx, size, step, View::whole(next), ViewMut::whole(&dual))?);
+                at = 1 - at;
+            }
+        }
+        let [f0, f1] = flows;
+        let (done, other) = if at == 0 { (f0, f1) } else { (f1, f0) };
+        keep.extend([other, image, warped, data, dual]);
+        if let Some((coarse, _)) = flow.take() {
+            keep.push(coarse);
+        }
+        flow = Some((done, size));
+    }
+    // A long run is split into submissions of bounded length.
+    for chunk in launches.chunks(512) {
+        ctx.submit(|pass| chunk.iter().for_each(|d| nst_gpu::Record::record(d, pass)))?;
+    }
+    let (done, _) = flow.expect("one level at least");
+    let data = ctx.read_async::<f32>(View::whole(&done)).await?;
+    drop(keep);
+    Ok(FlowField {
+        width: w,
+        height: h,
+        data,
+    })
+}
+
+/// Ruder et al.'s reliability of `backward` given `forward` (flows of one size): 1 where
+/// they agree and away from motion boundaries, 0 elsewhere.
+pub fn reliability(
+    ctx: &Context, k: &nst_kernels::Flow, forward: &FlowField, backward: &FlowField,
+) -> Result<Vec<f32>> {
+    let size = (backward.height, backward.width);
+    if (forward.height, forward.width) != size {
+        return Err(TransferError::invalid(
+            Field::Flow,
+            "the forward and backward flows differ in size".to_string(),
+        ));
+    }
+    let f = ctx.tensor_from("forward flow", &forward.data)?;
+    let b = ctx.tensor_from("backward flow", &backward.data)?;
+    let out = ctx.tensor("reliability", size.0 as u64 * size.1 as u64)?;
+    let d = k.reliability(
+        ctx,
+        size,
+        View::whole(&f),
+        View::whole(&b),
+        ViewMut::whole(&out),
+    )?;
+    ctx.submit(|pass| nst_gpu::Record::record(&d, pass))?;
+    Ok(ctx.read::<f32>(View::whole(&out))?)
 }
 
 /// Two frames of one size, as flow needs them.

@@ -83,7 +83,7 @@ pub use bench::{Bench, GpuMemory, KernelTime};
 pub use engine::{Engine, EngineOptions};
 pub use error::{Field, Result, TransferError};
 pub use events::{Event, Flow, Outcome, Region, Score};
-pub use flow::{FlowField, FlowSettings, FramePair};
+pub use flow::{FlowField, FlowSettings, Flows, FramePair};
 pub use image::{Image, ImageError};
 pub use log::{Log, LogRow};
 pub use measure::Measure;
