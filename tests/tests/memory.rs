@@ -64,7 +64,11 @@ fn plans_equal_what_is_allocated() {
     ] {
         let guided = !guides.is_empty();
         let sizes = shapes(!regions.is_empty());
-        let job = Job::Optimize { styles: 2, guided };
+        let job = Job::Optimize {
+            styles: 2,
+            guided,
+            temporal: 0,
+        };
         engine = engine.with_max_chunk_bytes(chunks);
         for tile in [None, Some(48)] {
             for optimizer in [Optimizer::Adam, Optimizer::Lbfgs { history: 3 }] {
@@ -112,6 +116,7 @@ fn running_out_of_memory_says_what_fits() {
     let job = Job::Optimize {
         styles: 1,
         guided: false,
+        temporal: 0,
     };
     let plan = engine
         .scale_plan((w, h), &[(w, h).into()], &settings, &job)

@@ -90,6 +90,7 @@ fn tiled_equals_untiled_with_vgg_tiny() {
             &Job::Optimize {
                 styles: 2,
                 guided: false,
+                temporal: 0,
             },
             w,
             h,
@@ -133,6 +134,7 @@ fn same_in_48px_tiles_with(
         let job = Job::Optimize {
             styles: styles.len(),
             guided: false,
+            temporal: 0,
         };
         let plan = engine
             .memory_plan(&tiled, &job, x.width(), x.height())
@@ -211,6 +213,7 @@ fn a_memory_budget_tiles_and_the_measured_peak_stays_under_it() {
     let job = Job::Optimize {
         styles: 1,
         guided: false,
+        temporal: 0,
     };
     let untiled = engine.memory_plan(&adam, &job, w, h).unwrap();
     assert!(!untiled.tiling.is_tiled());

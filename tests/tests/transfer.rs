@@ -103,6 +103,7 @@ fn fixture_key(t: Term) -> String {
         Term::Style(l, k) => panic!("the fixture has two style images, not {} at {l}", k + 1),
         Term::Tv => "tv".into(),
         Term::OutOfRange => "out_of_range".into(),
+        Term::Temporal(_) => panic!("these runs have no temporal term"),
     }
 }
 
@@ -215,6 +216,7 @@ fn weighted_terms_match_jax_with_real_weights() {
         Term::Style(..) => 1.0 / ms(fixture_key(t)),
         Term::Tv => 0.2,
         Term::OutOfRange => 1000.0,
+        Term::Temporal(_) => unreachable!("no temporal term"),
     });
     // Raw layer weights, each term's gradient brought to the same order of magnitude.
     let raw_style = [4e-5, 3e-8, 5e-9, 2e-12, 1e-9];
@@ -238,6 +240,7 @@ fn weighted_terms_match_jax_with_real_weights() {
         Term::Style(l, _) => 0.25 * raw_style[STYLE.iter().position(|n| l.name() == *n).unwrap()],
         Term::Tv => 40.0,
         Term::OutOfRange => 5.0,
+        Term::Temporal(_) => unreachable!("no temporal term"),
     });
 }
 
@@ -293,6 +296,7 @@ fn blended_styles_match_jax_with_real_weights() {
         Term::Style(l, k) => [0.7, 0.3][k] / ms(format!("blend.{l}")),
         Term::Tv => 0.2,
         Term::OutOfRange => 1000.0,
+        Term::Temporal(_) => unreachable!("no temporal term"),
     });
     let want = f.f64s("blend.loss.style").0[0];
     check_value(
@@ -1184,4 +1188,71 @@ fn masks_compose_with_scales_colors_and_both_optimizers() {
             }
         }
     }
+}
+
+/// The temporal loss of video against JAX: the previous frame (here the style image) warped
+/// along a flow by the GPU's bilinear warp, then `mean(c·(x − ω)²)` with per-pixel weights, its
+/// value and gradient, on its own (every other weight 0) and beside the default terms.
+#[test]
+fn the_temporal_term_matches_jax() {
+    let Some((engine, f, [content, style, x])) = real_case() else {
+        return;
+    };
+    let (flow, shape) = f.f64s("temporal.flow");
+    let flow = nst_transfer::FlowField {
+        width: shape[2] as u32,
+        height: shape[1] as u32,
+        data: flow.into_iter().map(|v| v as f32).collect(),
+    };
+    let warped = engine.warp(&style, &flow).unwrap();
+    let want_warped = f.f64s("temporal.warped").0;
+    assert_close("warp", warped.data(), &want_warped, 1e-6, 1e-5);
+    let weights: Vec<f32> = (f.f64s("temporal.weights").0)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let temporal = nst_transfer::Temporal {
+        weight: 3.0,
+        frames: vec![nst_transfer::TemporalFrame { warped, weights }],
+    };
+    let styles = one_style(style);
+    let alone = LossConfig {
+        content_weight: 0.0,
+        style_weight: 0.0,
+        tv_weight: 0.0,
+        out_of_range_weight: 0.0,
+        ..LossConfig::default()
+    };
+    let s = engine
+        .score_frame(
+            &content,
+            &styles,
+            &x,
+            &scoring(&alone, Pooling::Max),
+            Some(&temporal),
+        )
+        .unwrap();
+    let t = s
+        .values
+        .terms
+        .iter()
+        .find(|t| t.term == Term::Temporal(1))
+        .unwrap();
+    assert_eq!(t.weight, 3.0);
+    check_value("temporal", t.raw, f.f64s("temporal.loss").0[0], VALUE_RTOL);
+    let want: Vec<f64> = (f.f64s("temporal.grad").0)
+        .iter()
+        .map(|g| 3.0 * g)
+        .collect();
+    check_grad("temporal gradient", &s.grad, &want, GRAD_TOL);
+    // Beside the default terms, it adds its gradient to theirs.
+    let settings = Settings::default();
+    let plain = engine.score(&content, &styles, &x, &settings).unwrap();
+    let both = engine
+        .score_frame(&content, &styles, &x, &settings, Some(&temporal))
+        .unwrap();
+    let sum: Vec<f64> = (plain.grad.iter().zip(&want))
+        .map(|(&a, b)| a as f64 + b)
+        .collect();
+    check_grad("default terms and temporal", &both.grad, &sum, 1e-5);
 }

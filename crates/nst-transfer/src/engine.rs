@@ -451,6 +451,14 @@ impl Engine {
     pub fn score(
         &self, content: &Image, styles: &[Style], image: &Image, settings: &Settings,
     ) -> Result<Score> {
+        self.score_frame(content, styles, image, settings, None)
+    }
+
+    /// [`Engine::score`] of a video frame with its temporal loss (at `image`'s size).
+    pub fn score_frame(
+        &self, content: &Image, styles: &[Style], image: &Image, settings: &Settings,
+        temporal: Option<&crate::Temporal>,
+    ) -> Result<Score> {
         settings.validate()?;
         let blend = normalized_blend(styles)?;
         crate::guide::check_masks(styles, settings, (content.width, content.height))?;
@@ -468,6 +476,7 @@ impl Engine {
         let job = Job::Evaluate {
             styles: styles.len(),
             guided: guides.iter().any(Option::is_some),
+            temporal: temporal.map_or(0, |t| t.frames.len()),
         };
         let plan = self.scale_plan((w, h), &sizes, settings, &job)?;
         let problem = pollster::block_on(self.planned_problem(
@@ -477,6 +486,7 @@ impl Engine {
             (&guides, &regions),
             settings,
             plan,
+            temporal,
         ))?;
         self.ctx.write(problem.image().buffer, 0, &image.data);
         self.ctx

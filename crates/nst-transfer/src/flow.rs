@@ -190,6 +190,13 @@ impl Flows {
 }
 
 impl Engine {
+    /// `image` warped along `flow` (of its size): `out(p) = image(p + flow(p))`, bilinear,
+    /// clamped at the border. With the backward flow of two frames, the first frame brought to
+    /// the second.
+    pub fn warp(&self, image: &Image, flow: &FlowField) -> Result<Image> {
+        warp(&self.ctx, &self.k.flow, image, flow)
+    }
+
     /// TV-L1 flow from `from` to `to` (frames of one size) on the GPU.
     pub fn flow(&self, from: &Image, to: &Image, settings: &FlowSettings) -> Result<FlowField> {
         pollster::block_on(tvl1(&self.ctx, &self.k.flow, from, to, settings))
@@ -315,6 +322,32 @@ pub async fn tvl1(
         height: h,
         data,
     })
+}
+
+/// [`Engine::warp`] on `ctx` with the flow kernels `k`.
+pub fn warp(
+    ctx: &Context, k: &nst_kernels::Flow, image: &Image, flow: &FlowField,
+) -> Result<Image> {
+    if (image.width, image.height) != (flow.width, flow.height) {
+        let reason = format!(
+            "a {}×{} image cannot be warped by a {}×{} flow",
+            image.width, image.height, flow.width, flow.height
+        );
+        return Err(TransferError::invalid(Field::Flow, reason));
+    }
+    let (h, w) = (image.height, image.width);
+    let src = ctx.tensor_from("warp: image", &image.data)?;
+    let f = ctx.tensor_from("warp: flow", &flow.data)?;
+    let out = ctx.tensor("warp: warped", image.data.len() as u64)?;
+    let d = k.warp(
+        ctx,
+        (3, h, w),
+        View::whole(&src),
+        View::whole(&f),
+        ViewMut::whole(&out),
+    )?;
+    ctx.submit(|pass| nst_gpu::Record::record(&d, pass))?;
+    Ok(Image::from_parts(w, h, ctx.read::<f32>(View::whole(&out))?))
 }
 
 /// Ruder et al.'s reliability of `backward` given `forward` (flows of one size): 1 where

@@ -91,7 +91,7 @@ pub use memory::{
     plan_vgg19, ForwardJob, Job, LayersPlan, MemoryPart, MemoryPlan, ScalePlan, StyleShape, Target,
 };
 pub use nst_vgg::Pooling;
-pub use objective::{Objective, StyleTarget};
+pub use objective::{Objective, StyleTarget, Temporal, TemporalFrame};
 pub use optimize::Stepper;
 pub use problem::Problem;
 pub use report::{Reporter, Reporting};

@@ -73,6 +73,8 @@ pub enum Job {
         /// Whether any style image is masked ([`crate::Style::mask`]): each then has its
         /// own guided Gram matrices.
         guided: bool,
+        /// Earlier video frames the temporal loss compares with ([`crate::Temporal`]).
+        temporal: usize,
     },
     /// The problem alone: the loss and its gradient for one image (`score`).
     Evaluate {
@@ -80,6 +82,8 @@ pub enum Job {
         styles: usize,
         /// Whether any style image is masked.
         guided: bool,
+        /// Earlier video frames the temporal loss compares with.
+        temporal: usize,
     },
     /// A forward pass that reads activations and Gram matrices back.
     Forward(ForwardJob),
@@ -225,6 +229,7 @@ pub fn plan_vgg19(
         let job = Job::Optimize {
             styles: 1,
             guided: false,
+            temporal: 0,
         };
         let plan = MemoryPlan::new(&Target::vgg19(limits), settings, &job, width, height)?;
         return Ok(LayersPlan::Run(plan));
@@ -517,7 +522,16 @@ fn plan_with(
                 Captures::bytes(&full(&f.capture)?),
             ));
         }
-        Job::Optimize { styles, guided } | Job::Evaluate { styles, guided } => {
+        Job::Optimize {
+            styles,
+            guided,
+            temporal,
+        }
+        | Job::Evaluate {
+            styles,
+            guided,
+            temporal,
+        } => {
             let loss = &settings.loss;
             let content = full(&loss.content_layer_ids())?;
             let style = loss.style_layer_ids();
@@ -541,6 +555,7 @@ fn plan_with(
                         loss,
                         (*styles, *guided),
                         settings.content_mask.is_some(),
+                        *temporal,
                         (height, width),
                         tiled,
                     )?,
@@ -561,7 +576,16 @@ fn plan_with(
     let mut uploads = nst_gpu::tensor_bytes(3 * height as u64 * width as u64);
     let guide_uploads = |l| Guided::upload_bytes(l, (height, width));
     match job {
-        Job::Optimize { styles, guided } | Job::Evaluate { styles, guided } => {
+        Job::Optimize {
+            styles,
+            guided,
+            temporal,
+        }
+        | Job::Evaluate {
+            styles,
+            guided,
+            temporal,
+        } => {
             for l in settings.loss.style_layer_ids() {
                 let c = tap_layout(&layout, l)?.c as u64;
                 // Guided: each style's target (no blend) and its guidance over the whole layer.
@@ -571,6 +595,9 @@ fn plan_with(
                 };
                 uploads += targets * nst_gpu::tensor_bytes(c * c) + guides * guide_uploads(l);
             }
+            // A temporal loss: each earlier frame's weights and weighted target.
+            let n = height as u64 * width as u64;
+            uploads += *temporal as u64 * (nst_gpu::tensor_bytes(n) + nst_gpu::tensor_bytes(3 * n));
             // A content mask: its weights at each content layer, and the content activations
             // written back weighted.
             if settings.content_mask.is_some() {
@@ -635,6 +662,7 @@ mod tests {
         let job = Job::Optimize {
             styles: 1,
             guided: false,
+            temporal: 0,
         };
         let p = MemoryPlan::new(&t, &adam().max_memory(Some(8 << 30)), &job, 512, 384).unwrap();
         assert!(!p.tiling.is_tiled());
@@ -647,6 +675,7 @@ mod tests {
         let job = Job::Optimize {
             styles: 1,
             guided: false,
+            temporal: 0,
         };
         let s = adam().max_memory(Some(1 << 30));
         let p = MemoryPlan::new(&t, &s, &job, 2048, 1536).unwrap();
@@ -683,6 +712,7 @@ mod tests {
                     &Job::Optimize {
                         styles: 1,
                         guided: false,
+                        temporal: 0,
                     },
                     w,
                     h,
@@ -705,6 +735,7 @@ mod tests {
         let job = Job::Optimize {
             styles: 1,
             guided: false,
+            temporal: 0,
         };
         let s = Settings::default().max_memory(Some(1 << 30));
         let e = MemoryPlan::new(&t, &s, &job, 2048, 1536).unwrap_err();
@@ -718,6 +749,7 @@ mod tests {
         let job = Job::Optimize {
             styles: 1,
             guided: false,
+            temporal: 0,
         };
         let e =
             MemoryPlan::new(&t, &adam().max_memory(Some(50 << 20)), &job, 1024, 768).unwrap_err();
@@ -730,6 +762,7 @@ mod tests {
         let job = Job::Optimize {
             styles: 1,
             guided: false,
+            temporal: 0,
         };
         let e = MemoryPlan::new(&t, &adam().max_memory(Some(1 << 30)), &job, 8, 8).unwrap_err();
         assert!(e.to_string().contains("too small"), "{e}");
@@ -741,6 +774,7 @@ mod tests {
         let job = Job::Optimize {
             styles: 1,
             guided: false,
+            temporal: 0,
         };
         let e = MemoryPlan::new(&t, &adam().tile(Some(100)), &job, 512, 512).unwrap_err();
         assert_field(&e, Field::Tile);

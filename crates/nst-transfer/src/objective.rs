@@ -34,6 +34,27 @@ impl StyleTarget {
     }
 }
 
+/// The temporal loss of one video frame (Ruder, Dosovitskiy & Brox 2016): earlier stylized
+/// frames warped to this one along the optical flow, each with per-pixel weights (1 where the
+/// flow is reliable, 0 where not, [`crate::FramePair::reliability`]). Its terms are
+/// `mean over 3·N of c·(x − ω)²` for each earlier frame ω with weights c ([`Term::Temporal`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Temporal {
+    /// The terms' weight.
+    pub weight: f64,
+    /// The earlier frames, the previous one first, at the image's size.
+    pub frames: Vec<TemporalFrame>,
+}
+
+/// One earlier frame of a [`Temporal`] loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TemporalFrame {
+    /// The earlier stylized frame warped to this one.
+    pub warped: crate::image::Image,
+    /// Per pixel, how much the term counts there (row-major, the image's size).
+    pub weights: Vec<f32>,
+}
+
 /// The mean of the squares, in f64.
 pub fn mean_square(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>() / v.len().max(1) as f64
@@ -75,12 +96,12 @@ impl Objective {
     /// style image gets its own guided Gram matrices ([`crate::terms`]). `content_mask`: the
     /// content mask at the image's size ([`crate::Settings::content_mask`]); with it, `content`
     /// holds the activations already weighted by the square root of its weights
-    /// ([`weigh_content`]).
+    /// ([`weigh_content`]). `temporal`: a video frame's temporal loss, at the image's size.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         ctx: &Context, k: &Kernels, tg: &TiledGraph, cfg: &LossConfig, styles: &[StyleTarget],
         blend: &[f64], (guides, content_mask): (&[Option<Mask>], Option<&Mask>), content: Captures,
-        content_ms: &[f64],
+        content_ms: &[f64], temporal: Option<&Temporal>,
     ) -> Result<Objective> {
         let factors = Factors::new(cfg, styles, blend, content_ms, content_mask.is_some())?;
         let mut masks = Masks::new(tg);
@@ -96,7 +117,10 @@ impl Objective {
             None => vec![blend.to_vec(); style_layers.len()],
             Some(g) => g.weights(blend),
         };
-        let terms = factors.terms(cfg, &weights);
+        let mut terms = factors.terms(cfg, &weights);
+        if let Some(t) = temporal {
+            terms.extend((1..=t.frames.len()).map(|j| (Term::Temporal(j), t.weight)));
+        }
         let scalars = ctx.tensor("loss values", terms.len() as u64)?;
         let mut b = Builder {
             ctx,
@@ -137,6 +161,11 @@ impl Objective {
         }
         let mut image_backward = b.tv_term(cfg.tv_weight)?;
         image_backward.push(b.out_of_range_term(cfg.out_of_range_weight)?);
+        if let Some(t) = temporal {
+            for (j, frame) in t.frames.iter().enumerate() {
+                image_backward.extend(b.temporal_term(j + 1, frame, t.weight)?);
+            }
+        }
         let Builder {
             masks,
             content_first,
@@ -181,11 +210,15 @@ impl Objective {
     ///
     /// With a `content_mask`, per content layer: its weighting ([`Guided::bytes`]) and the
     /// gradient of the weighted activations.
+    ///
+    /// Per earlier frame of a temporal loss ([`Temporal`]): its weights' square roots, the
+    /// weighted target, the weighted image and its gradient, and the value's reduction.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn bytes(
         layout: &GraphLayout, cfg: &LossConfig, (styles, guided): (usize, bool),
-        content_mask: bool, (height, width): (u32, u32), tiled: bool,
+        content_mask: bool, temporal: usize, (height, width): (u32, u32), tiled: bool,
     ) -> Result<u64> {
-        let image_terms = image_terms(cfg).len() as u64;
+        let image_terms = (image_terms(cfg).len() + temporal) as u64;
         let terms = (cfg.content_layers.len() + cfg.style_layers.len() * styles) as u64;
         let mut bytes = nst_gpu::tensor_bytes(terms + image_terms);
         let mut reductions = image_terms;
@@ -210,6 +243,8 @@ impl Objective {
             bytes += s * (guided + 2 * nst_gpu::tensor_bytes(c * c));
             bytes += at.bytes();
         }
+        let n = height as u64 * width as u64;
+        bytes += temporal as u64 * (nst_gpu::tensor_bytes(n) + 3 * nst_gpu::tensor_bytes(3 * n));
         Ok(bytes + reductions * Reduction::BYTES)
     }
 
@@ -834,6 +869,49 @@ impl<'a> Builder<'a> {
             weight as f32,
             true,
         )?])
+    }
+
+    /// The temporal term against earlier frame `j` (`frame`, at the image's size) with weight
+    /// `weight`: `mean(c·(x − ω)²)` as `mean((√c∘x − √c∘ω)²)`, its value after every tile, its
+    /// gradient `√c ∘ ∂/∂(√c∘x)` added to the image gradient (the launches returned).
+    fn temporal_term(
+        &mut self, j: usize, frame: &TemporalFrame, weight: f64,
+    ) -> Result<Vec<Dispatch>> {
+        let (ctx, k, tg) = (self.ctx, self.k, self.tg);
+        let (h, w) = tg.size();
+        let n = h as usize * w as usize;
+        let img = &frame.warped;
+        if (img.width, img.height) != (w, h) || frame.weights.len() != n {
+            let m = format!("temporal frame {j} is not {w}×{h}");
+            return Err(GpuError::BadShape(m).into());
+        }
+        let root: Vec<f32> = frame.weights.iter().map(|c| c.max(0.0).sqrt()).collect();
+        let target: Vec<f32> = (img.data.iter().enumerate())
+            .map(|(i, v)| v * root[i % n])
+            .collect();
+        let m = ctx.tensor_from(&format!("temporal {j}: √weights"), &root)?;
+        let t = ctx.tensor_from(&format!("temporal {j}: target"), &target)?;
+        let xw = ctx.tensor(&format!("temporal {j}: weighted image"), 3 * n as u64)?;
+        let g = ctx.tensor(&format!("temporal {j}: gradient"), 3 * n as u64)?;
+        let (mv, tv, xv) = (View::whole(&m), View::whole(&t), View::whole(&xw));
+        let slot = self.slot(Term::Temporal(j));
+        let weigh = k
+            .guide
+            .apply(ctx, tg.image(), mv, ViewMut::whole(&xw), false)?;
+        self.after.push(Box::new(weigh));
+        let scale = 1.0 / (3 * n) as f32;
+        let value = k
+            .mse
+            .forward_scaled(ctx, (xv, tv), self.slots, slot, scale, false)?;
+        self.after.push(Box::new(value));
+        let launches = vec![
+            k.mse
+                .backward(ctx, xv, tv, ViewMut::whole(&g), weight as f32, false)?,
+            k.guide
+                .apply(ctx, View::whole(&g), mv, tg.image_grad_mut(), true)?,
+        ];
+        self.keep.extend([m, t, xw, g]);
+        Ok(launches)
     }
 
     /// The out-of-range penalty with weight `weight`, on the whole image; returns its

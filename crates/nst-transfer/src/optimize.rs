@@ -8,6 +8,7 @@ use crate::error::{Field, Result, TransferError};
 use crate::events::{Event, Flow, Outcome};
 use crate::image::{fit_longest, resize, Image};
 use crate::memory::{Job, StyleShape};
+use crate::objective::Temporal;
 use crate::problem::Problem;
 use crate::schedule::{RunPlan, ScaleEnd, StoppingRule};
 use crate::settings::{normalized_blend, Init, Optimizer, PreserveColors, Settings, Style};
@@ -33,6 +34,16 @@ impl Engine {
     /// snapshot lets the page run (set [`Settings::report_every`] low to keep it lively).
     pub async fn stylize_async(
         &self, content: &Image, styles: &[Style], settings: &Settings,
+        on_event: impl FnMut(Event<'_>) -> Flow,
+    ) -> Result<Outcome> {
+        self.run_async(content, styles, settings, None, on_event)
+            .await
+    }
+
+    /// [`Engine::stylize_async`] with a video frame's temporal loss, which the last scale
+    /// (the output's size, which it must have) adds.
+    pub(crate) async fn run_async(
+        &self, content: &Image, styles: &[Style], settings: &Settings, temporal: Option<&Temporal>,
         mut on_event: impl FnMut(Event<'_>) -> Flow,
     ) -> Result<Outcome> {
         settings.validate()?;
@@ -74,9 +85,11 @@ impl Engine {
         // Masks are checked before anything runs, and resized to each scale.
         let content_size = (content.width, content.height);
         crate::guide::check_masks(styles, settings, content_size)?;
-        let job = Job::Optimize {
+        // The last scale's job adds the temporal terms.
+        let job_at = |last: bool| Job::Optimize {
             styles: style_in.len(),
             guided: styles.iter().any(|s| s.mask.is_some()),
+            temporal: temporal.filter(|_| last).map_or(0, |t| t.frames.len()),
         };
         // Each style's shape at a scale whose longest side is `longest`.
         let shapes_at = |longest: u32| -> Vec<StyleShape> {
@@ -94,10 +107,10 @@ impl Engine {
         };
         let regions = crate::engine::regions(styles);
         let mut plans = Vec::new();
-        for &side in sides.iter().rev() {
+        for (k, &side) in sides.iter().rev().enumerate() {
             let (w, h) = fit_longest(content_in.width, content_in.height, side);
             let sizes = shapes_at(w.max(h));
-            plans.push(self.scale_plan((w, h), &sizes, settings, &job)?);
+            plans.push(self.scale_plan((w, h), &sizes, settings, &job_at(k == 0))?);
         }
         plans.reverse();
         // The image as the caller gets it, whether the run finished, stopped or hit a
@@ -158,6 +171,7 @@ impl Engine {
                     let fit = self.ctx.created_bytes() - before;
                     let fits = |ph: u32, pw: u32| {
                         let sizes = shapes_at(pw.max(ph));
+                        let job = job_at(index + 1 == count);
                         (self.scale_plan((pw, ph), &sizes, settings, &job))
                             .is_ok_and(|p| p.job_bytes() <= fit)
                     };
@@ -179,6 +193,7 @@ impl Engine {
                 (&guides, &regions),
                 settings,
                 plan,
+                temporal.filter(|_| index + 1 == count),
             ))
             .await
             .map_err(out_of_memory)?;

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::guide::Mask;
 use crate::image::Image;
 use crate::memory::{Job, MemoryPlan, ScalePlan, StyleShape};
-use crate::objective::{content_mean_squares, weigh_content, Objective};
+use crate::objective::{content_mean_squares, weigh_content, Objective, Temporal};
 use crate::settings::Settings;
 use crate::terms::LossValues;
 use crate::tiled_graph::{Captures, TiledGraph};
@@ -123,20 +123,23 @@ impl Engine {
         let job = Job::Optimize {
             styles: styles.len(),
             guided: guides.iter().any(Option::is_some),
+            temporal: 0,
         };
         let plan = self.scale_plan(size, &sizes, settings, &job)?;
         let masks = (&guides[..], &regions[..]);
-        self.planned_problem(content, styles, blend, masks, settings, plan)
+        self.planned_problem(content, styles, blend, masks, settings, plan, None)
             .await
     }
 
     /// The problem as `plan` (from [`Engine::scale_plan`]) says: its style targets, then its
     /// graph, content targets and loss. `guides`: each style's mask at the content's size,
-    /// or `None` where it applies everywhere; `regions`: each style's region, or `None`.
+    /// or `None` where it applies everywhere; `regions`: each style's region, or `None`;
+    /// `temporal`: a video frame's temporal loss (planned in `plan`'s job).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn planned_problem(
         &self, content: &Image, styles: &[Image], blend: &[f64],
         (guides, regions): (&[Option<Mask>], &[Option<Mask>]), settings: &Settings,
-        plan: ScalePlan,
+        plan: ScalePlan, temporal: Option<&Temporal>,
     ) -> Result<Problem> {
         let cfg = &settings.loss;
         let size = (content.width, content.height);
@@ -146,6 +149,7 @@ impl Engine {
         let job = Job::Evaluate {
             styles: styles.len(),
             guided: guides.iter().any(Option::is_some),
+            temporal: 0,
         };
         let memory = plan.problem;
         let tg = self.tiled_graph(&memory, settings, &job)?;
@@ -174,6 +178,7 @@ impl Engine {
             (guides, content_mask.as_ref()),
             captures,
             &content_ms,
+            temporal,
         )?;
         Ok(Problem {
             tg,

@@ -340,17 +340,22 @@ pub enum Term {
     Tv,
     /// How far the image lies outside [0, 1].
     OutOfRange,
+    /// How far a video frame lies from an earlier stylized frame warped to it (1: the
+    /// previous one), where the flow is reliable ([`crate::Temporal`]).
+    Temporal(usize),
 }
 
 impl Term {
     /// A short stable key for logs: `content.relu4_2`, `style.relu1_1.1` (the style image
-    /// counted from 1), `tv`, `out_of_range`.
+    /// counted from 1), `tv`, `out_of_range`, `temporal.1` (the earlier frame it compares
+    /// with, counted back from the current one).
     pub fn key(&self) -> String {
         match self {
             Term::Content(l) => format!("content.{l}"),
             Term::Style(l, k) => format!("style.{l}.{}", k + 1),
             Term::Tv => "tv".into(),
             Term::OutOfRange => "out_of_range".into(),
+            Term::Temporal(j) => format!("temporal.{j}"),
         }
     }
 }
@@ -362,6 +367,7 @@ impl std::fmt::Display for Term {
             Term::Style(l, k) => write!(f, "style {l} (style image {})", k + 1),
             Term::Tv => f.write_str("total variation"),
             Term::OutOfRange => f.write_str("out of range"),
+            Term::Temporal(j) => write!(f, "temporal (frame −{j})"),
         }
     }
 }
@@ -419,6 +425,11 @@ impl LossValues {
         self.sum(|t| matches!(t, Term::OutOfRange))
     }
 
+    /// The weighted temporal terms (0 outside video).
+    pub fn temporal(&self) -> f64 {
+        self.sum(|t| matches!(t, Term::Temporal(_)))
+    }
+
     fn sum(&self, pick: impl Fn(&Term) -> bool) -> f64 {
         self.terms
             .iter()
@@ -448,23 +459,37 @@ impl std::fmt::Display for LossValues {
             self.tv()
         )?;
         let r = self.out_of_range();
-        if r == 0.0 {
-            f.write_str(")")
-        } else {
-            write!(f, ", out of range {r:.3e})")
+        if r != 0.0 {
+            write!(f, ", out of range {r:.3e}")?;
         }
+        let t = self.temporal();
+        if self
+            .terms
+            .iter()
+            .any(|t| matches!(t.term, Term::Temporal(_)))
+        {
+            write!(f, ", temporal {t:.3e}")?;
+        }
+        f.write_str(")")
     }
 }
 
 impl Serialize for LossValues {
     /// The total, its weighted parts, and every term.
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("LossValues", 6)?;
+        let mut st = s.serialize_struct("LossValues", 7)?;
         st.serialize_field("total", &self.total())?;
         st.serialize_field("content", &self.content())?;
         st.serialize_field("style", &self.style())?;
         st.serialize_field("tv", &self.tv())?;
         st.serialize_field("out_of_range", &self.out_of_range())?;
+        if self
+            .terms
+            .iter()
+            .any(|t| matches!(t.term, Term::Temporal(_)))
+        {
+            st.serialize_field("temporal", &self.temporal())?;
+        }
         st.serialize_field("terms", &self.terms)?;
         st.end()
     }
