@@ -2,6 +2,7 @@
 //! crates.
 
 mod transfer;
+mod video;
 
 use clap::{Parser, Subcommand};
 use nst_transfer::{Field, Optimizer, Pooling, TransferError};
@@ -35,6 +36,11 @@ enum Command {
     Tune(transfer::TuneArgs),
     /// The optical flow between two frames (TV-L1 on the GPU) and how far to trust it.
     Flow(transfer::FlowCommandArgs),
+    /// Stylize a video (a folder of frames, or a file through ffmpeg) without flicker;
+    /// resumable.
+    Video(Box<video::VideoArgs>),
+    /// How much a folder of stylized frames flickers: its warping error.
+    Flicker(video::FlickerArgs),
     /// Get, convert and inspect the VGG-19 weights.
     #[command(subcommand)]
     Weights(WeightsCommand),
@@ -124,6 +130,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => transfer::bench(*args),
         Command::Tune(args) => transfer::tune(args),
         Command::Flow(args) => transfer::flow(args),
+        Command::Video(args) => video::video(*args),
+        Command::Flicker(args) => video::flicker(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -219,6 +227,8 @@ fn flag(field: Field) -> String {
         Field::Styles => "--style-weights".into(),
         Field::Snapshots => "--save-dir".into(),
         Field::Output => "-o".into(),
+        Field::Frames => "--content".into(),
+        Field::Flow => "--flow-lambda, --flow-warps or --flow-iterations".into(),
         f => format!("--{}", f.name().replace('_', "-")),
     }
 }

@@ -97,14 +97,14 @@ impl LossArgs {
     }
 
     /// The default settings with this loss, pooling, memory budget and tile size.
-    fn settings(&self) -> Result<Settings, Failure> {
+    pub(crate) fn settings(&self) -> Result<Settings, Failure> {
         let s = Settings::default()
             .loss(self.config()?)
             .pooling(self.pooling);
         Ok(s.max_memory(self.max_memory).tile(self.tile))
     }
 
-    fn open(&self, quiet: bool) -> Result<Engine, Failure> {
+    pub(crate) fn open(&self, quiet: bool) -> Result<Engine, Failure> {
         let options = EngineOptions::default().fetch(true);
         let options = self.weights.iter().fold(options, |o, w| o.weights(w));
         Ok(nst_transfer::report::open_engine(options, quiet)?)
@@ -289,7 +289,7 @@ pub struct StylizeArgs {
 }
 
 impl StylizeArgs {
-    fn settings(&self) -> Result<Settings, Failure> {
+    pub(crate) fn settings(&self) -> Result<Settings, Failure> {
         let optimizer = self.optimizer.unwrap_or(defaults::OPTIMIZER);
         let init = match &self.init_image {
             Some(p) => Init::File(p.clone()),
@@ -503,7 +503,7 @@ pub struct FlowArgs {
 }
 
 impl FlowArgs {
-    fn settings(&self) -> nst_transfer::FlowSettings {
+    pub(crate) fn settings(&self) -> nst_transfer::FlowSettings {
         nst_transfer::FlowSettings {
             lambda: self.flow_lambda,
             warps: self.flow_warps,

@@ -1196,3 +1196,104 @@ fn a_non_finite_loss_exits_5_and_writes_the_last_good_image() {
     assert_eq!((img.width(), img.height()), (32, 24));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `nst video` stopped after two frames and run again continues after them, and its third
+/// frame is the one a run straight through writes, byte for byte; a folder written with other
+/// settings is refused; `nst flicker` measures the frames; a video file without ffmpeg gets
+/// an error saying how to install it.
+#[test]
+fn video_resumes_after_an_interruption() {
+    let Some(d) = scratch_with_weights("video") else {
+        return;
+    };
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clip");
+    let (frames, style) = (d.join("frames"), d.join("s.png"));
+    std::fs::create_dir_all(&frames).unwrap();
+    png(&style, 24, 24);
+    let copy = |i: usize| {
+        let name = format!("frame_{i:02}.png");
+        std::fs::copy(clip.join(&name), frames.join(&name)).unwrap();
+    };
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "video",
+            "--content",
+            frames.to_str().unwrap(),
+            "--style",
+            style.to_str().unwrap(),
+            "--size",
+            "32",
+            "--iterations",
+            "3",
+            "--later-iterations",
+            "2",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        nst(&args)
+    };
+    let (out, straight) = (d.join("out"), d.join("straight"));
+    copy(1);
+    copy(2);
+    let o = run(&out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    copy(3);
+    let o = run(&out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("continuing after frame 2 of 3"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&straight, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for i in 1..=3 {
+        let name = format!("frame_{i:05}.png");
+        let (a, b) = (
+            std::fs::read(out.join(&name)),
+            std::fs::read(straight.join(&name)),
+        );
+        assert_eq!(a.unwrap(), b.unwrap(), "{name} differs after resuming");
+    }
+    // Other settings into the same folder.
+    let o = run(&out, &["--temporal-weight", "5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("made with other settings"),
+        "{}",
+        stderr(&o)
+    );
+    // The flicker of what was written.
+    let v = nst_json(&[
+        "flicker",
+        "--content",
+        frames.to_str().unwrap(),
+        "--frames",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(v["warping_error"].as_f64().unwrap() >= 0.0, "{v}");
+    assert_eq!(v["per_pair"].as_array().unwrap().len(), 2, "{v}");
+    // A video file needs ffmpeg.
+    let has_ffmpeg = std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok();
+    if !has_ffmpeg {
+        let movie = d.join("clip.mp4");
+        std::fs::write(&movie, b"not really").unwrap();
+        fails_with(
+            &[
+                "video",
+                "--content",
+                movie.to_str().unwrap(),
+                "--style",
+                style.to_str().unwrap(),
+                "-o",
+                d.join("m").to_str().unwrap(),
+            ],
+            &["--content", "ffmpeg", "apt-get install ffmpeg"],
+        );
+    }
+}

@@ -91,6 +91,12 @@ pub enum Field {
     ContentMask,
     /// The optical flow's parameters ([`crate::FlowSettings`]).
     Flow,
+    /// [`crate::VideoSettings::temporal_weight`].
+    TemporalWeight,
+    /// [`crate::VideoSettings::frames_back`].
+    FramesBack,
+    /// A folder of video frames, or a video file.
+    Frames,
     /// A region's mask over a scored image ([`crate::Engine::region_measure`]).
     Mask,
     /// A settings document as a whole ([`crate::Settings::from_json`]): its syntax, a key it
@@ -140,6 +146,9 @@ impl Field {
             Field::StyleRegion => "style_region",
             Field::ContentMask => "content_mask",
             Field::Flow => "flow",
+            Field::TemporalWeight => "temporal_weight",
+            Field::FramesBack => "frames_back",
+            Field::Frames => "frames",
             Field::Mask => "mask",
             Field::Settings => "settings",
         }

@@ -151,7 +151,7 @@ impl std::fmt::Display for Event<'_> {
 }
 
 /// "45 s", "3 min 05 s", "2 h 10 min".
-fn minutes(d: Duration) -> String {
+pub fn minutes(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..=59 => format!("{s} s"),

@@ -175,6 +175,11 @@ impl Flows {
         pollster::block_on(tvl1(&self.ctx, &self.k, from, to, settings))
     }
 
+    /// [`Engine::warp`].
+    pub fn warp(&self, image: &Image, flow: &FlowField) -> Result<Image> {
+        warp(&self.ctx, &self.k, image, flow)
+    }
+
     /// The forward and backward flows between `first` and `second`, and the reliability of
     /// the backward one ([`FramePair`]).
     pub fn flows(&self, first: &Image, second: &Image, s: &FlowSettings) -> Result<FramePair> {

@@ -78,6 +78,7 @@ pub mod settings;
 pub mod terms;
 pub mod tiled_graph;
 pub mod tuning;
+pub mod video;
 
 pub use bench::{Bench, GpuMemory, KernelTime};
 pub use engine::{Engine, EngineOptions};
@@ -101,3 +102,4 @@ pub use settings::{
     MULTISCALE_ABOVE,
 };
 pub use terms::{LayerWeight, LossConfig, LossValues, Term, TermValue, Weight};
+pub use video::{Video, VideoFrame, VideoSettings};
