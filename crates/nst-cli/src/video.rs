@@ -254,6 +254,23 @@ pub fn video(a: VideoArgs) -> Result<(), Failure> {
             );
         }
     }
+    // How much the whole video flickers.
+    let mut contents = Vec::new();
+    let mut outputs = Vec::new();
+    for (i, path) in inputs.iter().enumerate() {
+        contents.push(load_image(Field::Frames, path, true)?);
+        outputs.push(load_image(Field::Output, &a.output.join(frame_name(i + 1)), true)?);
+    }
+    let flows = nst_transfer::Flows::open()?;
+    let error = nst_transfer::video::warping_error(&flows, &contents, &outputs, &video.flow)?;
+    match a.json {
+        true => println!("{}", serde_json::json!({ "warping_error": error })),
+        false if !a.quiet => eprintln!(
+            "{total} frames in {}; warping error {error:.6} (nst flicker)",
+            a.output.display()
+        ),
+        false => {}
+    }
     if let Some(v) = &a.video {
         encode(&a.output, v, a.fps)?;
     }
