@@ -211,16 +211,37 @@ pub fn video(a: VideoArgs) -> Result<(), Failure> {
     }
     let total = inputs.len();
     let start = Instant::now();
+    // A bar over the most iterations the frames left can take, on a terminal.
+    let most = |i: usize| match i {
+        0 => a.iterations as u64,
+        _ => a.later_iterations as u64,
+    };
+    let bar =
+        (!a.quiet && !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let len = (done..total).map(most).sum();
+            let style = "{bar:30} {pos}/{len} iterations [{elapsed_precise} < {eta_precise}] {msg}";
+            let style = indicatif::ProgressStyle::with_template(style).expect("valid");
+            indicatif::ProgressBar::new(len).with_style(style)
+        });
+    let say = |line: String| match &bar {
+        Some(b) => b.println(line),
+        None => eprintln!("{line}"),
+    };
+    let mut before = 0;
     for (i, path) in inputs.iter().enumerate().skip(done) {
         let frame = load_image(Field::Frames, path, true)?;
         let began = Instant::now();
-        let mut iterations = 0;
         let out = run.next(&frame, |e| {
-            if let nst_transfer::Event::Iteration { .. } = e {
-                iterations += 1;
+            if let (nst_transfer::Event::Iteration { iteration, .. }, Some(b)) = (&e, &bar) {
+                b.set_position(before + *iteration as u64);
+                b.set_message(format!("frame {}/{total}", i + 1));
             }
             Flow::Continue
         })?;
+        before += most(i);
+        if let Some(b) = &bar {
+            b.set_position(before);
+        }
         let dest = a.output.join(frame_name(i + 1));
         save(&out.outcome.image, &dest, false).map_err(|source| TransferError::Image {
             field: Field::Output,
@@ -246,20 +267,27 @@ pub fn video(a: VideoArgs) -> Result<(), Failure> {
             let gap = m.map_or(String::new(), |m| {
                 format!(", style gap closed {:.1} %", 100.0 * m.style_gap_closed())
             });
-            eprintln!(
+            say(format!(
                 "frame {}/{total}: {:.1} s{gap}, about {} left",
                 i + 1,
                 secs,
                 nst_transfer::events::minutes(std::time::Duration::from_secs_f64(left))
-            );
+            ));
         }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
     }
     // How much the whole video flickers.
     let mut contents = Vec::new();
     let mut outputs = Vec::new();
     for (i, path) in inputs.iter().enumerate() {
         contents.push(load_image(Field::Frames, path, true)?);
-        outputs.push(load_image(Field::Output, &a.output.join(frame_name(i + 1)), true)?);
+        outputs.push(load_image(
+            Field::Output,
+            &a.output.join(frame_name(i + 1)),
+            true,
+        )?);
     }
     let flows = nst_transfer::Flows::open()?;
     let error = nst_transfer::video::warping_error(&flows, &contents, &outputs, &video.flow)?;
@@ -279,20 +307,23 @@ pub fn video(a: VideoArgs) -> Result<(), Failure> {
 
 /// Encodes the frames of `dir` into `video` with ffmpeg.
 fn encode(dir: &Path, video: &Path, fps: u32) -> Result<(), Failure> {
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-loglevel",
-            "error",
-            "-y",
-            "-framerate",
-            &fps.to_string(),
-            "-i",
-        ])
-        .arg(dir.join("frame_%05d.png"))
-        .args(["-pix_fmt", "yuv420p"])
-        .arg(video)
-        .status()
-        .map_err(|e| fail(1, format!("ffmpeg: {e}")))?;
+    let mut cmd = std::process::Command::new("ffmpeg");
+    let rate = fps.to_string();
+    cmd.args(["-loglevel", "error", "-y", "-framerate", &rate, "-i"])
+        .arg(dir.join("frame_%05d.png"));
+    let gif = video
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gif"));
+    if !gif {
+        // The players' common pixel format, which needs even sides.
+        cmd.args([
+            "-vf",
+            "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+            "-pix_fmt",
+            "yuv420p",
+        ]);
+    }
+    let status = (cmd.arg(video).status()).map_err(|e| fail(1, format!("ffmpeg: {e}")))?;
     match status.success() {
         true => Ok(()),
         false => Err(fail(
