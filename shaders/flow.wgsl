@@ -35,6 +35,13 @@ fn sample_a(k: u32, x: f32, y: f32) -> f32 {
     return top * (1.0 - fy) + bottom * fy;
 }
 
+// The neighbours of (i, j) for centered differences, clamped to the image: left, right, top,
+// bottom.
+fn neighbours(i: u32, j: u32) -> vec4<u32> {
+    return vec4<u32>(select(j - 1u, 0u, j == 0u), min(j + 1u, u.w - 1u),
+                     select(i - 1u, 0u, i == 0u), min(i + 1u, u.h - 1u));
+}
+
 // Grey levels in [0, 255] of RGB in [0, 1] (a: 3 planes).
 @compute @workgroup_size(WG)
 fn flow_gray(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -78,13 +85,10 @@ fn flow_with_gradient(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let i = q / u.w;
     let j = q % u.w;
-    let l = select(j - 1u, 0u, j == 0u);
-    let r = min(j + 1u, u.w - 1u);
-    let t = select(i - 1u, 0u, i == 0u);
-    let bo = min(i + 1u, u.h - 1u);
+    let nb = neighbours(i, j);
     out[q] = a[q];
-    out[n + q] = 0.5 * (a[i * u.w + r] - a[i * u.w + l]);
-    out[2u * n + q] = 0.5 * (a[bo * u.w + j] - a[t * u.w + j]);
+    out[n + q] = 0.5 * (a[i * u.w + nb.y] - a[i * u.w + nb.x]);
+    out[2u * n + q] = 0.5 * (a[nb.w * u.w + j] - a[nb.z * u.w + j]);
 }
 
 // u.c planes of a warped by the flow b: out(p) = a(p + b(p)), bilinear, clamped.
@@ -243,14 +247,11 @@ fn flow_reliability(@builtin(global_invocation_id) gid: vec3<u32>,
     let fv = sample_a(1u, f32(j) + bu, f32(i) + bv);
     let sum = (bu + fu) * (bu + fu) + (bv + fv) * (bv + fv);
     let sizes = bu * bu + bv * bv + fu * fu + fv * fv;
-    let l = select(j - 1u, 0u, j == 0u);
-    let r = min(j + 1u, u.w - 1u);
-    let t = select(i - 1u, 0u, i == 0u);
-    let bo = min(i + 1u, u.h - 1u);
+    let nb = neighbours(i, j);
     var grad = 0.0;
     for (var k = 0u; k < 2u; k++) {
-        let gx = 0.5 * (b[k * n + i * u.w + r] - b[k * n + i * u.w + l]);
-        let gy = 0.5 * (b[k * n + bo * u.w + j] - b[k * n + t * u.w + j]);
+        let gx = 0.5 * (b[k * n + i * u.w + nb.y] - b[k * n + i * u.w + nb.x]);
+        let gy = 0.5 * (b[k * n + nb.w * u.w + j] - b[k * n + nb.z * u.w + j]);
         grad += gx * gx + gy * gy;
     }
     let inconsistent = sum > 0.01 * sizes + 0.5;

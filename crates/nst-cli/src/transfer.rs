@@ -541,6 +541,16 @@ pub fn flow(a: FlowCommandArgs) -> Result<(), Failure> {
     nst_transfer::report::check_not_input(Field::Output, &a.output, &[&a.from, &a.to])?;
     let from = load_image(Field::Content, &a.from, a.json)?;
     let to = load_image(Field::Content, &a.to, a.json)?;
+    if (from.width(), from.height()) != (to.width(), to.height()) {
+        let message = format!(
+            "--from is {}×{} and --to {}×{}: give two frames of one size",
+            from.width(),
+            from.height(),
+            to.width(),
+            to.height()
+        );
+        return Err(fail(2, message));
+    }
     let flows = nst_transfer::Flows::open()?;
     // The first run compiles the pipelines; the timed run is the second.
     flows.flow(&from, &to, &settings)?;

@@ -1316,3 +1316,44 @@ fn video_resumes_after_an_interruption() {
         );
     }
 }
+
+/// `nst flow` between two frames of the test clip (the camera pans about 2 px): the file holds
+/// the flow and its reliability at the frames' size, the flow's mean length is about the pan,
+/// most of it is reliable; frames of two sizes are refused.
+#[test]
+fn flow_writes_the_flow_and_its_reliability() {
+    let d = scratch("flow");
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clip");
+    let (a, b) = (clip.join("frame_01.png"), clip.join("frame_02.png"));
+    let out = d.join("flow.safetensors");
+    let args = |to: &Path| {
+        [
+            "flow",
+            "--from",
+            a.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ]
+        .map(String::from)
+    };
+    let v = nst_json(&args(&b).each_ref().map(String::as_str));
+    assert!(
+        (1.5..3.5).contains(&v["mean_length"].as_f64().unwrap()),
+        "{v}"
+    );
+    assert!(v["reliable"].as_f64().unwrap() > 0.8, "{v}");
+    assert!(v["ms"].as_f64().unwrap() > 0.0, "{v}");
+    let bytes = std::fs::read(&out).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor("flow").unwrap().shape(), [2, 72, 96]);
+    assert_eq!(file.tensor("reliability").unwrap().shape(), [72, 96]);
+    let small = d.join("small.png");
+    png(&small, 20, 16);
+    fails_with(
+        &args(&small).each_ref().map(String::as_str),
+        &["--from", "--to", "one size"],
+    );
+}

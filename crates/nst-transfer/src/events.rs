@@ -263,23 +263,35 @@ impl Score {
     /// Writes [`Score::grad`] to a `.safetensors` file as the float32 tensor `grad` of shape
     /// 3 × height × width, atomically.
     pub fn write_grad(&self, path: &std::path::Path) -> Result<()> {
-        let fail = |reason: String| TransferError::Write {
-            path: path.to_owned(),
-            reason,
-        };
-        let ok = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
-        if !ok {
-            return Err(fail("use a .safetensors file name".into()));
-        }
-        let bytes: Vec<u8> = bytemuck::cast_slice(&self.grad).to_vec();
         let shape = vec![3, self.height as usize, self.width as usize];
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)
-            .map_err(|e| fail(e.to_string()))?;
-        let data =
-            safetensors::serialize([("grad", view)], None).map_err(|e| fail(e.to_string()))?;
-        crate::image::write_atomic(path, |out| out.write_all(&data))
-            .map_err(|e: std::io::Error| fail(e.to_string()))
+        write_f32s(path, &[("grad", shape, &self.grad)])
     }
+}
+
+/// Writes float32 `tensors` (name, shape, values) to a `.safetensors` file, atomically.
+pub(crate) fn write_f32s(
+    path: &std::path::Path, tensors: &[(&str, Vec<usize>, &[f32])],
+) -> Result<()> {
+    let fail = |reason: String| TransferError::Write {
+        path: path.to_owned(),
+        reason,
+    };
+    let ok = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    if !ok {
+        return Err(fail("use a .safetensors file name".into()));
+    }
+    let bytes: Vec<Vec<u8>> = (tensors.iter())
+        .map(|(_, _, v)| bytemuck::cast_slice(v).to_vec())
+        .collect();
+    let mut views = Vec::new();
+    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+            .map_err(|e| fail(e.to_string()))?;
+        views.push((*name, view));
+    }
+    let data = safetensors::serialize(views, None).map_err(|e| fail(e.to_string()))?;
+    crate::image::write_atomic(path, |out| out.write_all(&data))
+        .map_err(|e: std::io::Error| fail(e.to_string()))
 }

@@ -87,30 +87,10 @@ impl FlowField {
     /// 2 × height × width (u, then v), with `reliability` (height × width) when given,
     /// atomically.
     pub fn write(&self, path: &std::path::Path, reliability: Option<&[f32]>) -> Result<()> {
-        let fail = |reason: String| TransferError::Write {
-            path: path.to_owned(),
-            reason,
-        };
-        let ok = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
-        if !ok {
-            return Err(fail("use a .safetensors file name".into()));
-        }
         let (h, w) = (self.height as usize, self.width as usize);
-        let flow: Vec<u8> = bytemuck::cast_slice(&self.data).to_vec();
-        let weights: Vec<u8> = bytemuck::cast_slice(reliability.unwrap_or(&[])).to_vec();
-        let f32s = |shape, bytes| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)
-                .map_err(|e| fail(e.to_string()))
-        };
-        let mut tensors = vec![("flow", f32s(vec![2, h, w], &flow)?)];
-        if reliability.is_some() {
-            tensors.push(("reliability", f32s(vec![h, w], &weights)?));
-        }
-        let data = safetensors::serialize(tensors, None).map_err(|e| fail(e.to_string()))?;
-        crate::image::write_atomic(path, |out| std::io::Write::write_all(out, &data))
-            .map_err(|e: std::io::Error| fail(e.to_string()))
+        let mut tensors = vec![("flow", vec![2, h, w], &self.data[..])];
+        tensors.extend(reliability.map(|r| ("reliability", vec![h, w], r)));
+        crate::events::write_f32s(path, &tensors)
     }
 
     /// The mean length of the flow's vectors, in pixels.
