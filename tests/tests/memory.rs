@@ -99,6 +99,60 @@ fn plans_equal_what_is_allocated() {
     }
 }
 
+/// The temporal loss of a video frame (two earlier frames) is planned to the byte too,
+/// untiled and tiled, with both optimizers.
+#[test]
+fn a_video_frames_plan_equals_what_is_allocated() {
+    let Some(ctx) = nst_tests::context(Default::default()) else {
+        return;
+    };
+    let engine = Engine::new(ctx, &nst_tests::vgg_tiny_weights()).unwrap();
+    let (w, h) = (120, 104);
+    let content = noise(w, h, 4);
+    let styles = [noise(90, 110, 5)];
+    let frame = |seed| nst_transfer::TemporalFrame {
+        warped: noise(w, h, seed),
+        weights: (0..w * h).map(|i| (i % 3) as f32 / 2.0).collect(),
+    };
+    let temporal = nst_transfer::Temporal {
+        weight: 30.0,
+        frames: vec![frame(6), frame(7)],
+    };
+    let lw = |n: &str| LayerWeight::normalized(LayerId::parse(n).unwrap());
+    let loss = LossConfig::default()
+        .content_layers(vec![lw("relu2_2")])
+        .style_layers(vec![lw("relu1_1"), lw("relu2_1"), lw("relu3_1")]);
+    let job = Job::Optimize {
+        styles: 1,
+        guided: false,
+        temporal: 2,
+    };
+    for tile in [None, Some(48)] {
+        for optimizer in [Optimizer::Adam, Optimizer::Lbfgs { history: 3 }] {
+            let what = format!("tile {tile:?}, {optimizer:?}");
+            let s = (Settings::default().loss(loss.clone()))
+                .tile(tile)
+                .optimizer(optimizer);
+            let plan = engine
+                .scale_plan((w, h), &[(90, 110).into()], &s, &job)
+                .unwrap();
+            let before = engine.context().created_bytes();
+            let problem = engine
+                .frame_problem(&content, &styles, &[1.0], (&[], &[]), &s, Some(&temporal))
+                .unwrap();
+            let stepper = Stepper::new(&engine, &problem, optimizer, s.step_size()).unwrap();
+            let created = engine.context().created_bytes() - before;
+            assert_eq!(
+                created,
+                plan.job_bytes(),
+                "{what}: {:?}",
+                plan.problem.parts
+            );
+            drop((stepper, problem));
+        }
+    }
+}
+
 /// Running out of GPU memory while a run allocates (`Context::cap_memory`): in a graph (a cap
 /// of half what the first style's graph needs) and after the graphs (a byte short of the
 /// whole plan). No panic, and the error says what ran out, how much fit, and the largest

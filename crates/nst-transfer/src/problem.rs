@@ -107,7 +107,26 @@ impl Engine {
     /// [`Engine::problem`] without blocking (for a browser).
     pub async fn problem_async(
         &self, content: &Image, styles: &[Image], blend: &[f64],
+        masks: (&[Option<Mask>], &[Option<Mask>]), settings: &Settings,
+    ) -> Result<Problem> {
+        (self.frame_problem_async(content, styles, blend, masks, settings, None)).await
+    }
+
+    /// [`Engine::problem`] for a video frame, with its temporal loss (at `content`'s size).
+    pub fn frame_problem(
+        &self, content: &Image, styles: &[Image], blend: &[f64],
+        masks: (&[Option<Mask>], &[Option<Mask>]), settings: &Settings,
+        temporal: Option<&Temporal>,
+    ) -> Result<Problem> {
+        pollster::block_on(
+            self.frame_problem_async(content, styles, blend, masks, settings, temporal),
+        )
+    }
+
+    async fn frame_problem_async(
+        &self, content: &Image, styles: &[Image], blend: &[f64],
         (guides, regions): (&[Option<Mask>], &[Option<Mask>]), settings: &Settings,
+        temporal: Option<&Temporal>,
     ) -> Result<Problem> {
         let size = (content.width, content.height);
         let (mut guides, mut regions) = (guides.to_vec(), regions.to_vec());
@@ -123,11 +142,11 @@ impl Engine {
         let job = Job::Optimize {
             styles: styles.len(),
             guided: guides.iter().any(Option::is_some),
-            temporal: 0,
+            temporal: temporal.map_or(0, |t| t.frames.len()),
         };
         let plan = self.scale_plan(size, &sizes, settings, &job)?;
         let masks = (&guides[..], &regions[..]);
-        self.planned_problem(content, styles, blend, masks, settings, plan, None)
+        self.planned_problem(content, styles, blend, masks, settings, plan, temporal)
             .await
     }
 
