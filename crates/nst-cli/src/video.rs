@@ -67,12 +67,11 @@ fn frame_name(i: usize) -> String {
     format!("frame_{i:05}.png")
 }
 
-/// The images of a folder in name order.
-fn frames_in(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        let reason = format!("{} cannot be read: {e}", dir.display());
-        TransferError::invalid(Field::Frames, reason)
-    })?;
+/// The images of a folder in name order; errors name `flag`, which gave the folder.
+fn frames_in(dir: &Path, flag: &str) -> Result<Vec<PathBuf>, Failure> {
+    let bad = |reason: String| fail(2, format!("{flag}: {reason}"));
+    let entries = (std::fs::read_dir(dir))
+        .map_err(|e| bad(format!("{} cannot be read: {e}", dir.display())))?;
     let mut frames: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -82,8 +81,10 @@ fn frames_in(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
         .collect();
     frames.sort();
     if frames.is_empty() {
-        let reason = format!("{} holds no PNG, JPEG or WebP frames", dir.display());
-        return Err(TransferError::invalid(Field::Frames, reason).into());
+        return Err(bad(format!(
+            "{} holds no PNG, JPEG or WebP frames",
+            dir.display()
+        )));
     }
     Ok(frames)
 }
@@ -108,7 +109,7 @@ fn no_ffmpeg(what: &str) -> Failure {
 /// The input frames: the folder's, or a video file's extracted by ffmpeg into `out/.input`.
 fn input_frames(content: &Path, out: &Path, quiet: bool) -> Result<Vec<PathBuf>, Failure> {
     if content.is_dir() {
-        return frames_in(content);
+        return frames_in(content, "--content");
     }
     if !content.exists() {
         let reason = format!("{} does not exist", content.display());
@@ -134,7 +135,7 @@ fn input_frames(content: &Path, out: &Path, quiet: bool) -> Result<Vec<PathBuf>,
             return Err(TransferError::invalid(Field::Frames, reason).into());
         }
     }
-    frames_in(&dir)
+    frames_in(&dir, "--content")
 }
 
 /// What the output folder records of the run that wrote it, to refuse continuing a run made
@@ -353,15 +354,15 @@ pub struct FlickerArgs {
 pub fn flicker(a: FlickerArgs) -> Result<(), Failure> {
     let settings = a.flow.settings();
     settings.validate()?;
-    let load_all = |dir: &Path| -> Result<Vec<Image>, Failure> {
-        let paths = frames_in(dir)?;
+    let load_all = |dir: &Path, flag: &str| -> Result<Vec<Image>, Failure> {
+        let paths = frames_in(dir, flag)?;
         paths
             .iter()
             .map(|p| Ok(load_image(Field::Frames, p, true)?))
             .collect()
     };
-    let contents = load_all(&a.content)?;
-    let outputs = load_all(&a.frames)?;
+    let contents = load_all(&a.content, "--content")?;
+    let outputs = load_all(&a.frames, "--frames")?;
     if contents.len() != outputs.len() {
         let reason = format!(
             "{} holds {} frames and {} {}: give the frames the stylized ones were made from",

@@ -1357,3 +1357,49 @@ fn flow_writes_the_flow_and_its_reliability() {
         &["--from", "--to", "one size"],
     );
 }
+
+/// `nst video` and `nst flicker` on bad input: a missing folder, a folder without frames, and
+/// folders of different lengths each get an error naming the flag, before any GPU work.
+#[test]
+fn video_input_errors_name_the_flag() {
+    let d = scratch("video-errors");
+    let (empty, one, style) = (d.join("empty"), d.join("one"), d.join("s.png"));
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::create_dir_all(&one).unwrap();
+    png(&style, 16, 16);
+    png(&one.join("frame_1.png"), 16, 12);
+    let video = |content: &Path| {
+        [
+            "video",
+            "--content",
+            content.to_str().unwrap(),
+            "--style",
+            style.to_str().unwrap(),
+            "-o",
+            d.join("out").to_str().unwrap(),
+        ]
+        .map(String::from)
+    };
+    let run = |args: [String; 7], needles: &[&str]| {
+        fails_with(&args.each_ref().map(String::as_str), needles)
+    };
+    run(
+        video(&d.join("missing")),
+        &["--content", "missing", "does not exist"],
+    );
+    run(
+        video(&empty),
+        &["--content", "holds no PNG, JPEG or WebP frames"],
+    );
+    let (e, o) = (empty.to_str().unwrap(), one.to_str().unwrap());
+    fails_with(
+        &["flicker", "--content", o, "--frames", e],
+        &["--frames", "no PNG"],
+    );
+    png(&empty.join("a.png"), 16, 12);
+    png(&empty.join("b.png"), 16, 12);
+    fails_with(
+        &["flicker", "--content", o, "--frames", e],
+        &["--content", "holds 1 frames and", "2"],
+    );
+}

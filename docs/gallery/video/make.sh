@@ -40,7 +40,7 @@ echo "| mode | warping error | mean style gap closed |"
 echo "| --- | --- | --- |"
 for mode in one_by_one temporal; do
     e=$("$nst" flicker --content $clip --frames $out/$mode --json | \
-        python3 -c 'import json,sys; print(f"{json.load(sys.stdin)[\"warping_error\"]:.5f}")')
+        python3 -c 'import json,sys; print("%.5f" % json.load(sys.stdin)["warping_error"])')
     echo "| $mode | $e | $(gap $out/$mode) |"
 done
 python3 docs/gallery/video/side_by_side.py $out/one_by_one $out/temporal docs/gallery/video/clip_"$size".gif
