@@ -290,8 +290,9 @@ pub fn video(a: VideoArgs) -> Result<(), Failure> {
             true,
         )?);
     }
-    let flows = nst_transfer::Flows::open()?;
-    let error = nst_transfer::video::warping_error(&flows, &contents, &outputs, &video.flow)?;
+    // On the engine's GPU: no second context.
+    let errors = engine.warping_errors(&contents, &outputs, &video.flow)?;
+    let error = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
     match a.json {
         true => println!("{}", serde_json::json!({ "warping_error": error })),
         false if !a.quiet => eprintln!(

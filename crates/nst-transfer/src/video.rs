@@ -263,13 +263,34 @@ pub fn warping_error(
 pub fn warping_errors(
     flows: &crate::Flows, contents: &[Image], outputs: &[Image], flow: &FlowSettings,
 ) -> Result<Vec<f64>> {
+    let pair = |a: &Image, b: &Image| flows.flows(a, b, flow);
+    pair_errors(pair, |i, f| flows.warp(i, f), contents, outputs)
+}
+
+impl Engine {
+    /// [`warping_errors`] on this engine's GPU.
+    pub fn warping_errors(
+        &self, contents: &[Image], outputs: &[Image], flow: &FlowSettings,
+    ) -> Result<Vec<f64>> {
+        let pair = |a: &Image, b: &Image| self.flows(a, b, flow);
+        pair_errors(pair, |i, f| self.warp(i, f), contents, outputs)
+    }
+}
+
+/// The warping errors of consecutive `outputs` with the flows of `contents` from `flows` and
+/// the warps of `warp`.
+fn pair_errors(
+    flows: impl Fn(&Image, &Image) -> Result<FramePair>,
+    warp: impl Fn(&Image, &crate::FlowField) -> Result<Image>, contents: &[Image],
+    outputs: &[Image],
+) -> Result<Vec<f64>> {
     let pairs = contents.len().min(outputs.len()).saturating_sub(1);
     let mut errors = Vec::new();
     for t in 1..=pairs {
         let (w, h) = (outputs[t].width, outputs[t].height);
         let (c0, c1) = (resize(&contents[t - 1], w, h), resize(&contents[t], w, h));
-        let pair = flows.flows(&c0, &c1, flow)?;
-        let warped = flows.warp(&outputs[t - 1], &pair.backward)?;
+        let pair = flows(&c0, &c1)?;
+        let warped = warp(&outputs[t - 1], &pair.backward)?;
         let n = w as usize * h as usize;
         let (mut err, mut count) = (0.0f64, 0.0f64);
         for (q, &m) in pair.reliability.iter().enumerate() {
